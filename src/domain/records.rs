@@ -1,0 +1,539 @@
+//! The four input record kinds, their field lists (same order in XML and CSV), and the
+//! field-by-field builder both readers share. The builder collects *all* of a record's errors.
+
+use super::catalog::Catalog;
+use super::codes::*;
+use super::dates::{Date, Timestamp};
+use super::ids::*;
+use super::text::{self, Address};
+use crate::error::{ErrorCode, FieldError};
+
+/// File kinds of the spec. The first four are inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum FileKind {
+    SubscriberChange,
+    FlagChange,
+    Fukuhon,
+    AgeTransitionHandoff,
+    SubscriberLinkage,
+    FlagLinkage,
+    FukuhonLinkage,
+}
+
+impl FileKind {
+    pub const INPUTS: [FileKind; 4] = [
+        FileKind::SubscriberChange,
+        FileKind::FlagChange,
+        FileKind::Fukuhon,
+        FileKind::AgeTransitionHandoff,
+    ];
+    pub const ALL: [FileKind; 7] = [
+        FileKind::SubscriberChange,
+        FileKind::FlagChange,
+        FileKind::Fukuhon,
+        FileKind::AgeTransitionHandoff,
+        FileKind::SubscriberLinkage,
+        FileKind::FlagLinkage,
+        FileKind::FukuhonLinkage,
+    ];
+    /// Name used in CSV headers and as the XML record element.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileKind::SubscriberChange => "SubscriberChange",
+            FileKind::FlagChange => "FlagChange",
+            FileKind::Fukuhon => "Fukuhon",
+            FileKind::AgeTransitionHandoff => "AgeTransitionHandoff",
+            FileKind::SubscriberLinkage => "SubscriberLinkage",
+            FileKind::FlagLinkage => "FlagLinkage",
+            FileKind::FukuhonLinkage => "FukuhonLinkage",
+        }
+    }
+    /// XML root element name.
+    pub fn root(self) -> &'static str {
+        match self {
+            FileKind::SubscriberChange => "SubscriberChangeFile",
+            FileKind::FlagChange => "FlagChangeFile",
+            FileKind::Fukuhon => "FukuhonFile",
+            FileKind::AgeTransitionHandoff => "AgeTransitionHandoffFile",
+            FileKind::SubscriberLinkage => "SubscriberLinkageFile",
+            FileKind::FlagLinkage => "FlagLinkageFile",
+            FileKind::FukuhonLinkage => "FukuhonLinkageFile",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<FileKind> {
+        Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+    pub fn from_root(s: &str) -> Option<FileKind> {
+        Self::ALL.into_iter().find(|k| k.root() == s)
+    }
+    pub fn is_input(self) -> bool {
+        Self::INPUTS.contains(&self)
+    }
+    /// Data fields in order, RecordSequence first. Fukuhon's item pairs follow the last one.
+    /// SubscriberLinkage has grouped rows instead (see the linkage writer).
+    pub fn fields(self) -> &'static [&'static str] {
+        match self {
+            FileKind::SubscriberChange => SUBSCRIBER_CHANGE_FIELDS,
+            FileKind::FlagChange => FLAG_CHANGE_FIELDS,
+            FileKind::Fukuhon | FileKind::FukuhonLinkage => FUKUHON_FIELDS,
+            FileKind::AgeTransitionHandoff => HANDOFF_FIELDS,
+            FileKind::FlagLinkage => FLAG_LINKAGE_FIELDS,
+            FileKind::SubscriberLinkage => &[],
+        }
+    }
+    /// Whether records end with repeated `ItemCode,Value` pairs (`<Items>` in XML).
+    pub fn has_items(self) -> bool {
+        matches!(self, FileKind::Fukuhon | FileKind::FukuhonLinkage)
+    }
+}
+
+pub const SUBSCRIBER_CHANGE_FIELDS: &[&str] = &[
+    "RecordSequence",
+    "ChangeType",
+    "EffectiveDate",
+    "InsurerNumber",
+    "SubscriberKey",
+    "InsuredCardSymbol",
+    "InsuredIdentificationNumber",
+    "InsuredBranchNumber",
+    "IndividualNumber",
+    "MunicipalityCode",
+    "ResidentCode",
+    "Name",
+    "NameKana",
+    "Sex1",
+    "Birthdate",
+    "QualificationDate",
+    "ReasonOfQualification",
+    "DisqualificationDate",
+    "ReasonOfLoss",
+    "PersonalFamilyClassification",
+    "PostNumber",
+    "Address",
+];
+
+pub const FLAG_CHANGE_FIELDS: &[&str] = &[
+    "RecordSequence",
+    "EffectiveTime",
+    "FlagType",
+    "Operation",
+    "Scope",
+    "InsurerNumber",
+    "SubscriberKey",
+    "InfoCode",
+    "ReasonCode",
+    "Source",
+    "SupportMeasureEndDate",
+];
+
+pub const FUKUHON_FIELDS: &[&str] = &[
+    "RecordSequence",
+    "Operation",
+    "EffectiveDate",
+    "InsurerNumber",
+    "SubscriberKey",
+    "InfoCode",
+    "DisclosureClassification",
+];
+
+pub const HANDOFF_FIELDS: &[&str] = &[
+    "RecordSequence",
+    "SourceInsurerNumber",
+    "SourceSubscriberKey",
+    "IndividualNumber",
+    "MunicipalityCode",
+    "ResidentCode",
+    "Name",
+    "NameKana",
+    "Sex1",
+    "Birthdate",
+    "AgeTransitionDate",
+    "SelfInfoProvisionProhibitedFlg",
+    "NonDisclosureFlg",
+    "AutoResponseProhibitedFlg",
+    "FlagSetTime",
+];
+
+/// FlagLinkage (our output, §4): the InfoCode-scoped flags as they stand after the run.
+pub const FLAG_LINKAGE_FIELDS: &[&str] = &[
+    "RecordSequence",
+    "InsurerNumber",
+    "SubscriberKey",
+    "InfoCode",
+    "FlagType",
+    "FlagValue",
+    "ReasonCode",
+    "EffectiveTime",
+];
+
+/// 加入者異動. Beyond the keys every field is optional in the type: which ones are required
+/// depends on ChangeType (checked by [`build`]); in a 記載事項変更 an absent field keeps its value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubscriberChange {
+    pub seq: u64,
+    pub change_type: ChangeType,
+    pub effective_date: Date,
+    pub insurer: InsurerNumber,
+    pub key: SubscriberKey,
+    pub card_symbol: Option<String>,
+    pub card_number: Option<String>,
+    pub branch: Option<InsuredBranchNumber>,
+    pub individual_number: Option<IndividualNumber>,
+    pub municipality: Option<MunicipalityCode>,
+    pub resident: Option<ResidentCode>,
+    pub name: Option<String>,
+    pub name_kana: Option<String>,
+    pub sex: Option<Sex1>,
+    pub birthdate: Option<Date>,
+    pub qualification_date: Option<Date>,
+    pub reason_of_qualification: Option<ReasonOfQualification>,
+    pub disqualification_date: Option<Date>,
+    pub reason_of_loss: Option<ReasonOfLoss>,
+    pub personal_family: Option<PersonalFamilyClassification>,
+    pub post_number: Option<PostNumber>,
+    pub address: Option<Address>,
+}
+
+/// フラグ設定
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlagChange {
+    pub seq: u64,
+    pub effective_time: Timestamp,
+    pub flag_type: FlagType,
+    pub operation: FlagOperation,
+    pub scope: FlagScope,
+    pub insurer: InsurerNumber,
+    pub key: Option<SubscriberKey>,
+    pub info_code: Option<InfoCode>,
+    pub reason: Option<SelfInfoReason>,
+    pub source: FlagSource,
+    pub support_measure_end: Option<Date>,
+}
+
+/// 副本
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fukuhon {
+    pub seq: u64,
+    pub operation: FukuhonOperation,
+    pub effective_date: Date,
+    pub insurer: InsurerNumber,
+    pub key: SubscriberKey,
+    pub info_code: InfoCode,
+    pub disclosure: Option<DisclosureClassification>,
+    /// (ItemCode, Value) in file order, validated against the layout catalog.
+    pub items: Vec<(String, String)>,
+}
+
+/// 年齢到達引継: a flagged 国保 member about to move to 後期.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgeTransitionHandoff {
+    pub seq: u64,
+    pub source_insurer: InsurerNumber,
+    pub source_key: SubscriberKey,
+    pub individual_number: Option<IndividualNumber>,
+    pub municipality: MunicipalityCode,
+    pub resident: ResidentCode,
+    pub name: String,
+    pub name_kana: String,
+    pub sex: Sex1,
+    pub birthdate: Date,
+    pub transition_date: Date,
+    pub self_info: Option<SelfInfoReason>,
+    pub non_disclosure: bool,
+    pub auto_response: bool,
+    pub flag_set_time: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    SubscriberChange(SubscriberChange),
+    FlagChange(FlagChange),
+    Fukuhon(Fukuhon),
+    AgeTransitionHandoff(AgeTransitionHandoff),
+}
+
+impl Record {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Record::SubscriberChange(r) => r.seq,
+            Record::FlagChange(r) => r.seq,
+            Record::Fukuhon(r) => r.seq,
+            Record::AgeTransitionHandoff(r) => r.seq,
+        }
+    }
+}
+
+/// One record as read, before typing: values by field index (empty = absent, already decoded),
+/// plus Fukuhon item pairs.
+#[derive(Clone, Debug, Default)]
+pub struct RawRecord {
+    pub values: Vec<Option<String>>,
+    pub items: Vec<(String, String)>,
+}
+
+/// A field-level error with the field's spec name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldFault {
+    pub field: String,
+    pub error: FieldError,
+}
+
+struct Fields<'a> {
+    kind: FileKind,
+    raw: &'a RawRecord,
+    faults: Vec<FieldFault>,
+}
+
+impl<'a> Fields<'a> {
+    fn idx(&self, name: &str) -> usize {
+        self.kind
+            .fields()
+            .iter()
+            .position(|f| *f == name)
+            .expect("field name from the kind's own list")
+    }
+    fn raw(&self, name: &str) -> Option<&'a str> {
+        self.raw.values.get(self.idx(name)).and_then(|v| v.as_deref()).filter(|v| !v.is_empty())
+    }
+    fn fault(&mut self, field: &str, error: FieldError) {
+        self.faults.push(FieldFault { field: field.to_owned(), error });
+    }
+    fn opt<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, FieldError>) -> Option<T> {
+        let v = self.raw(name)?;
+        match parse(v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.fault(name, e);
+                None
+            }
+        }
+    }
+    /// Required field: absence is `E_SCHEMA`.
+    fn req<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, FieldError>) -> Option<T> {
+        if self.raw(name).is_none() {
+            self.fault(name, FieldError::new(ErrorCode::Schema, format!("{name} is required")));
+            return None;
+        }
+        self.opt(name, parse)
+    }
+    /// Required when `cond` holds, otherwise optional.
+    fn req_if<T>(
+        &mut self,
+        cond: bool,
+        why: &str,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, FieldError>,
+    ) -> Option<T> {
+        if cond && self.raw(name).is_none() {
+            self.fault(name, FieldError::new(ErrorCode::Schema, format!("{name} is required {why}")));
+            return None;
+        }
+        self.opt(name, parse)
+    }
+    fn forbid(&mut self, cond: bool, name: &str, why: &str) {
+        if cond && self.raw(name).is_some() {
+            self.fault(name, FieldError::new(ErrorCode::Schema, format!("{name} must be empty {why}")));
+        }
+    }
+}
+
+fn text_field(field: &'static str, min: usize, max: usize) -> impl Fn(&str) -> Result<String, FieldError> {
+    move |s| text::validate_text(s, field, min, max).map(|()| s.to_owned())
+}
+
+fn name_field(s: &str) -> Result<String, FieldError> {
+    text::validate_name(s).map(|()| s.to_owned())
+}
+
+/// Types a raw record of an input kind. `seq` has been parsed by the reader (a bad
+/// RecordSequence is a file-level error). Returns every fault of the record.
+pub fn build(kind: FileKind, seq: u64, raw: &RawRecord, catalog: &Catalog) -> Result<Record, Vec<FieldFault>> {
+    let mut f = Fields { kind, raw, faults: Vec::new() };
+    let rec = match kind {
+        FileKind::SubscriberChange => build_subscriber_change(&mut f, seq).map(Record::SubscriberChange),
+        FileKind::FlagChange => build_flag_change(&mut f, seq).map(Record::FlagChange),
+        FileKind::Fukuhon => build_fukuhon(&mut f, seq, catalog).map(Record::Fukuhon),
+        FileKind::AgeTransitionHandoff => build_handoff(&mut f, seq).map(Record::AgeTransitionHandoff),
+        _ => panic!("build() is for input kinds; {kind:?} is an output"),
+    };
+    match rec {
+        Some(r) if f.faults.is_empty() => Ok(r),
+        _ => {
+            debug_assert!(!f.faults.is_empty());
+            Err(f.faults)
+        }
+    }
+}
+
+fn build_subscriber_change(f: &mut Fields, seq: u64) -> Option<SubscriberChange> {
+    let change_type = f.req("ChangeType", ChangeType::parse);
+    let effective_date = f.req("EffectiveDate", Date::parse);
+    let insurer = f.req("InsurerNumber", InsurerNumber::parse);
+    let key = f.req("SubscriberKey", SubscriberKey::parse);
+    let acq = change_type == Some(ChangeType::Acquisition);
+    let loss = change_type == Some(ChangeType::Loss);
+    const ACQ: &str = "for ChangeType 1";
+    let card_symbol = f.opt("InsuredCardSymbol", text_field("InsuredCardSymbol", 0, 20));
+    let card_number = f.req_if(acq, ACQ, "InsuredIdentificationNumber", text_field("InsuredIdentificationNumber", 1, 20));
+    let branch = f.req_if(acq, ACQ, "InsuredBranchNumber", InsuredBranchNumber::parse);
+    let individual_number = f.opt("IndividualNumber", IndividualNumber::parse);
+    let needs_muni = acq && insurer.is_some_and(|i| i.is_kokuho() || i.is_kouki());
+    let municipality = f.req_if(needs_muni, "for 国保 and 後期 insurers", "MunicipalityCode", MunicipalityCode::parse);
+    let resident = f.opt("ResidentCode", ResidentCode::parse);
+    let name = f.req_if(acq, ACQ, "Name", name_field);
+    let name_kana = f.req_if(acq, ACQ, "NameKana", text::normalize_kana);
+    let sex = f.req_if(acq, ACQ, "Sex1", Sex1::parse);
+    let birthdate = f.req_if(acq, ACQ, "Birthdate", Date::parse);
+    let qualification_date = f.req_if(acq, ACQ, "QualificationDate", Date::parse);
+    let reason_of_qualification = f.req_if(acq, ACQ, "ReasonOfQualification", ReasonOfQualification::parse);
+    let disqualification_date = f.req_if(loss, "for ChangeType 3", "DisqualificationDate", Date::parse);
+    let has_disq = f.raw("DisqualificationDate").is_some();
+    let reason_of_loss = f.req_if(has_disq, "with DisqualificationDate", "ReasonOfLoss", ReasonOfLoss::parse);
+    if !has_disq {
+        f.forbid(true, "ReasonOfLoss", "without DisqualificationDate");
+    }
+    let personal_family = f.req_if(acq, ACQ, "PersonalFamilyClassification", PersonalFamilyClassification::parse);
+    let post_number = f.opt("PostNumber", PostNumber::parse);
+    let address = f.opt("Address", Address::parse);
+    if let (Some(q), Some(d)) = (qualification_date, disqualification_date) {
+        if d < q {
+            f.fault(
+                "DisqualificationDate",
+                FieldError::new(ErrorCode::Date, "DisqualificationDate is before QualificationDate"),
+            );
+        }
+    }
+    if let (Some(b), Some(q)) = (birthdate, qualification_date) {
+        if q < b {
+            f.fault("QualificationDate", FieldError::new(ErrorCode::Date, "QualificationDate is before Birthdate"));
+        }
+    }
+    Some(SubscriberChange {
+        seq,
+        change_type: change_type?,
+        effective_date: effective_date?,
+        insurer: insurer?,
+        key: key?,
+        card_symbol,
+        card_number,
+        branch,
+        individual_number,
+        municipality,
+        resident,
+        name,
+        name_kana,
+        sex,
+        birthdate,
+        qualification_date,
+        reason_of_qualification,
+        disqualification_date,
+        reason_of_loss,
+        personal_family,
+        post_number,
+        address,
+    })
+}
+
+fn build_flag_change(f: &mut Fields, seq: u64) -> Option<FlagChange> {
+    let effective_time = f.req("EffectiveTime", Timestamp::parse);
+    let flag_type = f.req("FlagType", FlagType::parse);
+    let operation = f.req("Operation", FlagOperation::parse);
+    let scope = f.req("Scope", FlagScope::parse);
+    let insurer = f.req("InsurerNumber", InsurerNumber::parse);
+    let key = f.req_if(scope == Some(FlagScope::Subscriber), "for Scope 1", "SubscriberKey", SubscriberKey::parse);
+    f.forbid(scope == Some(FlagScope::InfoCode), "SubscriberKey", "for Scope 2 (all subscribers)");
+    let info_code = f.req_if(scope == Some(FlagScope::InfoCode), "for Scope 2", "InfoCode", InfoCode::parse);
+    let is_self_info = flag_type == Some(FlagType::SelfInfoProvisionProhibited);
+    let reason = f.req_if(
+        is_self_info && operation == Some(FlagOperation::Set),
+        "to set FlagType 3",
+        "ReasonCode",
+        SelfInfoReason::parse,
+    );
+    f.forbid(flag_type.is_some() && !is_self_info, "ReasonCode", "for FlagType 1 and 2");
+    let source = f.req("Source", FlagSource::parse);
+    let support_measure_end = f.opt("SupportMeasureEndDate", Date::parse);
+    f.forbid(
+        source.is_some() && source != Some(FlagSource::SupportMeasure),
+        "SupportMeasureEndDate",
+        "unless Source is 2 (住基支援措置)",
+    );
+    Some(FlagChange {
+        seq,
+        effective_time: effective_time?,
+        flag_type: flag_type?,
+        operation: operation?,
+        scope: scope?,
+        insurer: insurer?,
+        key,
+        info_code,
+        reason,
+        source: source?,
+        support_measure_end,
+    })
+}
+
+fn build_fukuhon(f: &mut Fields, seq: u64, catalog: &Catalog) -> Option<Fukuhon> {
+    let operation = f.req("Operation", FukuhonOperation::parse);
+    let effective_date = f.req("EffectiveDate", Date::parse);
+    let insurer = f.req("InsurerNumber", InsurerNumber::parse);
+    let key = f.req("SubscriberKey", SubscriberKey::parse);
+    let info_code = f.req("InfoCode", InfoCode::parse);
+    let disclosure = f.opt("DisclosureClassification", DisclosureClassification::parse);
+    if let Some(code) = info_code {
+        let deleting = operation == Some(FukuhonOperation::Delete);
+        for fault in catalog.check_items(code, &f.raw.items, !deleting) {
+            f.faults.push(fault);
+        }
+    }
+    Some(Fukuhon {
+        seq,
+        operation: operation?,
+        effective_date: effective_date?,
+        insurer: insurer?,
+        key: key?,
+        info_code: info_code?,
+        disclosure,
+        items: f.raw.items.clone(),
+    })
+}
+
+fn build_handoff(f: &mut Fields, seq: u64) -> Option<AgeTransitionHandoff> {
+    let source_insurer = f.req("SourceInsurerNumber", InsurerNumber::parse);
+    let source_key = f.req("SourceSubscriberKey", SubscriberKey::parse);
+    let individual_number = f.opt("IndividualNumber", IndividualNumber::parse);
+    let municipality = f.req("MunicipalityCode", MunicipalityCode::parse);
+    let resident = f.req("ResidentCode", ResidentCode::parse);
+    let name = f.req("Name", name_field);
+    let name_kana = f.req("NameKana", text::normalize_kana);
+    let sex = f.req("Sex1", Sex1::parse);
+    let birthdate = f.req("Birthdate", Date::parse);
+    let transition_date = f.req("AgeTransitionDate", Date::parse);
+    let self_info = f.req("SelfInfoProvisionProhibitedFlg", parse_self_info_column);
+    let non_disclosure = f.req("NonDisclosureFlg", parse_bool_flag);
+    let auto_response = f.req("AutoResponseProhibitedFlg", parse_bool_flag);
+    let any_flag = self_info.flatten().is_some() || non_disclosure == Some(true) || auto_response == Some(true);
+    let flag_set_time = f.req_if(any_flag, "when a flag is set", "FlagSetTime", Timestamp::parse);
+    if let (Some(b), Some(t)) = (birthdate, transition_date) {
+        if t <= b {
+            f.fault("AgeTransitionDate", FieldError::new(ErrorCode::Date, "AgeTransitionDate is not after Birthdate"));
+        }
+    }
+    Some(AgeTransitionHandoff {
+        seq,
+        source_insurer: source_insurer?,
+        source_key: source_key?,
+        individual_number,
+        municipality: municipality?,
+        resident: resident?,
+        name: name?,
+        name_kana: name_kana?,
+        sex: sex?,
+        birthdate: birthdate?,
+        transition_date: transition_date?,
+        self_info: self_info?,
+        non_disclosure: non_disclosure?,
+        auto_response: auto_response?,
+        flag_set_time,
+    })
+}
