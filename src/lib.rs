@@ -6,3 +6,5 @@ pub mod domain;
 pub mod error;
 
 pub use error::{Diagnostic, ErrorCode};
+pub mod commands;
+pub mod formats;

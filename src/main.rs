@@ -1,1 +1,18 @@
-fn main() {}
+//! The `nhi-linkage` command. All work happens in the library; this only parses arguments,
+//! sets up logging and maps the outcome to an exit status.
+
+use clap::Parser;
+use nhi_linkage::commands::{self, Cli};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    commands::init_logging(cli.verbose, cli.quiet);
+    match commands::dispatch(cli) {
+        Ok(status) => status.into(),
+        Err(e) => {
+            // Messages are built by this crate from typed values; sensitive types print masked.
+            eprintln!("nhi-linkage: error: {e:#}");
+            commands::Exit::Usage.into()
+        }
+    }
+}

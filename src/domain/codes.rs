@@ -159,7 +159,7 @@ code_enum!(
         /// 住基支援措置
         SupportMeasure = "2",
         /// 職権
-        Ex_officio = "3",
+        ExOfficio = "3",
         /// 年齢到達引継
         AgeTransitionCarry = "4",
         /// その他

@@ -1,0 +1,76 @@
+//! One file per subcommand; this module holds the shared CLI definition and exit statuses.
+
+pub mod validate;
+
+use clap::{Parser, Subcommand};
+
+/// Exit statuses, documented in README.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything succeeded.
+    Ok = 0,
+    /// Completed, but some records or files were rejected (see the report / output).
+    Rejected = 1,
+    /// Usage or configuration error: nothing was done.
+    Usage = 2,
+    /// The run was aborted; nothing was committed or published.
+    Aborted = 3,
+    /// Another run holds the ledger.
+    Busy = 4,
+    /// Completed, but a critical finding needs a person now (e.g. missed age transitions,
+    /// flag losses in a migration).
+    Critical = 5,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e as u8)
+    }
+}
+
+/// nhi-linkage — keeps 国保 and 後期 subscriber data, and the DV-protection flags on it, in step
+/// with the medical insurers' intermediate server (中間サーバー).
+#[derive(Debug, Parser)]
+#[command(name = "nhi-linkage", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug). Logs never contain My Numbers or flagged addresses.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on the terminal.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check bulk files against the interchange spec without applying anything.
+    Validate(validate::Args),
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
+    match cli.command {
+        Command::Validate(a) => validate::run(a),
+    }
+}
+
+/// Logs go to stderr through tracing. `NHI_LOG` overrides the level filter.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let level = if quiet {
+        "error"
+    } else {
+        match verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    let filter = EnvFilter::try_from_env("NHI_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
