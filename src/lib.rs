@@ -8,3 +8,5 @@ pub mod error;
 pub use error::{Diagnostic, ErrorCode};
 pub mod commands;
 pub mod formats;
+pub mod engine;
+pub mod ledger;

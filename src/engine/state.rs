@@ -1,0 +1,177 @@
+//! The in-memory state of one subscriber (one enrollment at one insurer) while a run applies
+//! events to it. Loaded from the ledger, changed by the engine, stored back in one transaction.
+
+use crate::domain::*;
+use std::collections::BTreeMap;
+
+/// Where an enrollment stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Lost,
+    /// 取消: erroneous enrollment removed (ProcessingCode 15).
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Lost => "lost",
+            Status::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "active" => Some(Status::Active),
+            "lost" => Some(Status::Lost),
+            "cancelled" => Some(Status::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// One qualification period (`04` row).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Period {
+    pub card_symbol: Option<String>,
+    pub card_number: String,
+    pub branch: InsuredBranchNumber,
+    pub qualification_date: Date,
+    pub reason_of_qualification: ReasonOfQualification,
+    pub disqualification_date: Option<Date>,
+    pub reason_of_loss: Option<ReasonOfLoss>,
+    pub personal_family: PersonalFamilyClassification,
+}
+
+/// A flag held on a subscriber (whole subscriber when `info_code` is None).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Flag {
+    pub reason: Option<SelfInfoReason>,
+    pub source: FlagSource,
+    pub effective_time: Timestamp,
+    pub support_measure_end: Option<Date>,
+    /// Provenance: `file#RecordSequence`, or `carry:<insurer>/<key>`.
+    pub origin: String,
+}
+
+/// Key of a flag on a subscriber: (InfoCode narrowing, type).
+pub type FlagKey = (Option<InfoCode>, FlagType);
+
+/// One enrollment (加入者) at one insurer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Enrollment {
+    pub insurer: InsurerNumber,
+    pub key: SubscriberKey,
+    pub individual_number: Option<IndividualNumber>,
+    pub municipality: Option<MunicipalityCode>,
+    pub resident: Option<ResidentCode>,
+    pub name: String,
+    pub name_kana: String,
+    pub sex: Sex1,
+    pub birthdate: Date,
+    pub post_number: Option<PostNumber>,
+    pub address: Option<Address>,
+    pub periods: Vec<Period>,
+    pub status: Status,
+    /// Whether the server already holds this subscriber (decides ProcessingCode 11 vs 12).
+    pub published: bool,
+    pub flags: BTreeMap<FlagKey, Flag>,
+}
+
+impl Enrollment {
+    pub fn flag(&self, t: FlagType) -> Option<&Flag> {
+        self.flags.get(&(None, t))
+    }
+    /// 自己情報提供不可 or 不開示該当 set on the whole subscriber.
+    pub fn has_protective_flag(&self) -> bool {
+        self.flag(FlagType::SelfInfoProvisionProhibited).is_some() || self.flag(FlagType::NonDisclosure).is_some()
+    }
+    pub fn current_period(&self) -> Option<&Period> {
+        self.periods.last()
+    }
+    /// The person keys used for matching across insurers (R3, R5).
+    pub fn person(&self) -> PersonKey {
+        PersonKey {
+            individual_number: self.individual_number,
+            municipality: self.municipality,
+            resident: self.resident.clone(),
+            birthdate: self.birthdate,
+        }
+    }
+    /// Active on date `d`: a period covers it.
+    pub fn active_on(&self, d: Date) -> bool {
+        self.status != Status::Cancelled
+            && self
+                .periods
+                .iter()
+                .any(|p| p.qualification_date <= d && p.disqualification_date.is_none_or(|x| x >= d))
+    }
+}
+
+/// What identifies a person across insurers: My Number when both sides have one, otherwise
+/// (MunicipalityCode, ResidentCode, Birthdate) — the 宛名番号 is shared by a municipality's 国保 and
+/// 後期 sections.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PersonKey {
+    pub individual_number: Option<IndividualNumber>,
+    pub municipality: Option<MunicipalityCode>,
+    pub resident: Option<ResidentCode>,
+    pub birthdate: Date,
+}
+
+/// Which rule matched two records of the same person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum MatchRule {
+    #[serde(rename = "individual_number")]
+    IndividualNumber,
+    #[serde(rename = "municipality_resident_birthdate")]
+    ResidentCode,
+}
+
+impl PersonKey {
+    /// R3 matching: by My Number when both have one, else by municipality + 宛名番号 + birthdate.
+    pub fn matches(&self, other: &PersonKey) -> Option<MatchRule> {
+        match (self.individual_number, other.individual_number) {
+            (Some(a), Some(b)) => (a == b).then_some(MatchRule::IndividualNumber),
+            _ => (self.municipality.is_some()
+                && self.resident.is_some()
+                && self.municipality == other.municipality
+                && self.resident == other.resident
+                && self.birthdate == other.birthdate)
+                .then_some(MatchRule::ResidentCode),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pk(mn: Option<&str>, res: Option<&str>, b: &str) -> PersonKey {
+        PersonKey {
+            individual_number: mn.map(|m| IndividualNumber::parse(m).unwrap()),
+            municipality: Some(MunicipalityCode::parse("131041").unwrap()),
+            resident: res.map(|r| ResidentCode::parse(r).unwrap()),
+            birthdate: Date::parse(b).unwrap(),
+        }
+    }
+
+    #[test]
+    fn person_matching_rules() {
+        let a = pk(Some("123456789018"), Some("100"), "19520110");
+        assert_eq!(a.matches(&a), Some(MatchRule::IndividualNumber));
+        // both have My Numbers and they differ: no match even if the resident code agrees
+        let mut other_mn = a.clone();
+        other_mn.individual_number = Some(IndividualNumber::parse("000000000019").unwrap_or_else(|_| {
+            let c = crate::domain::ids::individual_number_check_digit(b"00000000001");
+            IndividualNumber::parse(&format!("00000000001{c}")).unwrap()
+        }));
+        assert_eq!(a.matches(&other_mn), None);
+        // one side lacks a My Number: fall back to municipality + resident + birthdate
+        let b = pk(None, Some("100"), "19520110");
+        assert_eq!(a.matches(&b), Some(MatchRule::ResidentCode));
+        assert_eq!(b.matches(&pk(None, Some("100"), "19520111")), None);
+        assert_eq!(b.matches(&pk(None, None, "19520110")), None);
+    }
+}

@@ -1,0 +1,90 @@
+//! The durable ledger: SQLite (rusqlite, bundled) in WAL mode, committed with synchronous=FULL.
+//!
+//! A run reads what it needs by key (indexed lookups only, so a nightly delta touches just the
+//! subscribers it names), computes in memory, and writes everything back in one transaction.
+//! A lock file next to the database keeps a second run out while one is running.
+
+mod store;
+
+pub use store::*;
+
+use anyhow::{Context, Result};
+use rusqlite::Connection;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+const SCHEMA_V1: &str = include_str!("schema.sql");
+/// Current schema version (PRAGMA user_version).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Held for the whole run: an exclusive lock on `<ledger>.lock`.
+#[derive(Debug)]
+pub struct LedgerLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl LedgerLock {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Another process holds the ledger.
+#[derive(Debug, thiserror::Error)]
+#[error("the ledger {0} is in use by another nhi-linkage process (lock file {0}.lock); wait for it to finish")]
+pub struct LedgerBusy(pub String);
+
+/// Takes the ledger's lock without waiting.
+pub fn lock(ledger: &Path) -> Result<LedgerLock> {
+    if let Some(dir) = ledger.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut name = ledger.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(LedgerLock { _file: file, path }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LedgerBusy(ledger.display().to_string()).into()),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).context("cannot lock the ledger"),
+    }
+}
+
+/// Opens (creating if needed) and migrates the ledger.
+pub fn open(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).with_context(|| format!("cannot open ledger {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // personal data: owner only
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    match v {
+        0 => {
+            conn.execute_batch(&format!("BEGIN;\n{SCHEMA_V1}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"))
+                .context("cannot create the ledger schema")?;
+            Ok(())
+        }
+        SCHEMA_VERSION => Ok(()),
+        v if v > SCHEMA_VERSION => anyhow::bail!(
+            "the ledger has schema version {v}, newer than this nhi-linkage ({SCHEMA_VERSION}); use a newer release"
+        ),
+        v => anyhow::bail!("unknown ledger schema version {v}"),
+    }
+}

@@ -1,0 +1,625 @@
+//! Typed reads and writes of ledger rows. Every lookup goes through an index.
+
+use crate::domain::*;
+use crate::engine::state::{Enrollment, Flag, Period, PersonKey, Status};
+use anyhow::{Context, Result, anyhow};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::collections::BTreeMap;
+
+fn p<T>(r: Result<T, crate::error::FieldError>, what: &str) -> Result<T> {
+    r.map_err(|e| anyhow!("ledger holds an invalid {what}: {e}"))
+}
+fn opt<T>(v: Option<String>, f: impl Fn(&str) -> Result<T, crate::error::FieldError>, what: &str) -> Result<Option<T>> {
+    v.filter(|s| !s.is_empty()).map(|s| p(f(&s), what)).transpose()
+}
+
+fn flag_from_row(row: &Row, base: usize) -> rusqlite::Result<(Option<String>, String, String, Option<String>, String)> {
+    Ok((row.get(base)?, row.get(base + 1)?, row.get(base + 2)?, row.get(base + 3)?, row.get(base + 4)?))
+}
+
+fn make_flag(
+    (reason, source, time, end, origin): (Option<String>, String, String, Option<String>, String),
+) -> Result<Flag> {
+    Ok(Flag {
+        reason: opt(reason, SelfInfoReason::parse, "ReasonCode")?,
+        source: p(FlagSource::parse(&source), "Source")?,
+        effective_time: p(Timestamp::parse(&time), "EffectiveTime")?,
+        support_measure_end: opt(end, Date::parse, "SupportMeasureEndDate")?,
+        origin,
+    })
+}
+
+/// Loads one enrollment with its periods and flags.
+pub fn load_enrollment(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<Option<Enrollment>> {
+    let mut st = conn.prepare_cached(
+        "SELECT individual_number, municipality, resident_code, name, name_kana, sex, birthdate,
+                post_number, address, status, published
+         FROM enrollment WHERE insurer = ?1 AND subscriber_key = ?2",
+    )?;
+    let row = st
+        .query_row(params![insurer.as_str(), key.as_str()], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(8)?,
+                r.get::<_, String>(9)?,
+                r.get::<_, bool>(10)?,
+            ))
+        })
+        .optional()?;
+    let Some((mn, muni, res, name, kana, sex, birth, post, addr, status, published)) = row else {
+        return Ok(None);
+    };
+    let mut e = Enrollment {
+        insurer,
+        key,
+        individual_number: opt(mn, IndividualNumber::parse, "IndividualNumber")?,
+        municipality: opt(muni, MunicipalityCode::parse, "MunicipalityCode")?,
+        resident: opt(res, ResidentCode::parse, "ResidentCode")?,
+        name,
+        name_kana: kana,
+        sex: p(Sex1::parse(&sex), "Sex1")?,
+        birthdate: p(Date::parse(&birth), "Birthdate")?,
+        post_number: opt(post, PostNumber::parse, "PostNumber")?,
+        address: opt(addr, Address::parse, "Address")?,
+        periods: Vec::new(),
+        status: Status::parse(&status).ok_or_else(|| anyhow!("ledger holds an invalid status"))?,
+        published,
+        flags: BTreeMap::new(),
+    };
+    let mut st = conn.prepare_cached(
+        "SELECT card_symbol, card_number, branch, qualification_date, reason_of_qualification,
+                disqualification_date, reason_of_loss, personal_family
+         FROM period WHERE insurer = ?1 AND subscriber_key = ?2 ORDER BY ordinal",
+    )?;
+    let rows = st.query_map(params![insurer.as_str(), key.as_str()], |r| {
+        Ok((
+            r.get::<_, Option<String>>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, Option<String>>(6)?,
+            r.get::<_, String>(7)?,
+        ))
+    })?;
+    for row in rows {
+        let (sym, num, branch, q, rq, d, rl, pf) = row?;
+        e.periods.push(Period {
+            card_symbol: sym.filter(|s| !s.is_empty()),
+            card_number: num,
+            branch: p(InsuredBranchNumber::parse(&branch), "InsuredBranchNumber")?,
+            qualification_date: p(Date::parse(&q), "QualificationDate")?,
+            reason_of_qualification: p(ReasonOfQualification::parse(&rq), "ReasonOfQualification")?,
+            disqualification_date: opt(d, Date::parse, "DisqualificationDate")?,
+            reason_of_loss: opt(rl, ReasonOfLoss::parse, "ReasonOfLoss")?,
+            personal_family: p(PersonalFamilyClassification::parse(&pf), "PersonalFamilyClassification")?,
+        });
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT info_code, flag_type, reason_code, source, effective_time, support_measure_end, origin
+         FROM flag WHERE insurer = ?1 AND subscriber_key = ?2",
+    )?;
+    let rows = st.query_map(params![insurer.as_str(), key.as_str()], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, flag_from_row(r, 2)?))
+    })?;
+    for row in rows {
+        let (info, ty, f) = row?;
+        let info = opt(Some(info), InfoCode::parse, "InfoCode")?;
+        e.flags.insert((info, p(FlagType::parse(&ty), "FlagType")?), make_flag(f)?);
+    }
+    Ok(Some(e))
+}
+
+/// Writes an enrollment with its periods and subscriber flags, replacing what the ledger held.
+pub fn store_enrollment(conn: &Connection, e: &Enrollment) -> Result<()> {
+    let (ins, key) = (e.insurer.as_str(), e.key.as_str());
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO enrollment (insurer, subscriber_key, individual_number, municipality,
+            resident_code, name, name_kana, sex, birthdate, post_number, address, status, published)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        ins,
+        key,
+        e.individual_number.as_ref().map(IndividualNumber::expose),
+        e.municipality.as_ref().map(MunicipalityCode::as_str),
+        e.resident.as_ref().map(ResidentCode::as_str),
+        e.name,
+        e.name_kana,
+        e.sex.code(),
+        e.birthdate.to_string(),
+        e.post_number.as_ref().map(PostNumber::as_str),
+        e.address.as_ref().map(Address::expose),
+        e.status.as_str(),
+        e.published,
+    ])?;
+    conn.prepare_cached("DELETE FROM period WHERE insurer = ?1 AND subscriber_key = ?2")?
+        .execute(params![ins, key])?;
+    let mut ins_p = conn.prepare_cached(
+        "INSERT INTO period (insurer, subscriber_key, ordinal, card_symbol, card_number, branch,
+            qualification_date, reason_of_qualification, disqualification_date, reason_of_loss, personal_family)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for (i, pr) in e.periods.iter().enumerate() {
+        ins_p.execute(params![
+            ins,
+            key,
+            i as i64,
+            pr.card_symbol,
+            pr.card_number,
+            pr.branch.as_str(),
+            pr.qualification_date.to_string(),
+            pr.reason_of_qualification.code(),
+            pr.disqualification_date.map(|d| d.to_string()),
+            pr.reason_of_loss.map(ReasonOfLoss::code),
+            pr.personal_family.code(),
+        ])?;
+    }
+    conn.prepare_cached("DELETE FROM flag WHERE insurer = ?1 AND subscriber_key = ?2")?
+        .execute(params![ins, key])?;
+    for ((info, ty), f) in &e.flags {
+        insert_flag(conn, e.insurer, Some(e.key), *info, *ty, f)?;
+    }
+    Ok(())
+}
+
+fn insert_flag(
+    conn: &Connection,
+    insurer: InsurerNumber,
+    key: Option<SubscriberKey>,
+    info: Option<InfoCode>,
+    ty: FlagType,
+    f: &Flag,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO flag (insurer, subscriber_key, info_code, flag_type, reason_code, source,
+            effective_time, support_measure_end, origin)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        insurer.as_str(),
+        key.as_ref().map_or("", SubscriberKey::as_str),
+        info.as_ref().map_or("", InfoCode::as_str),
+        ty.code(),
+        f.reason.map(SelfInfoReason::code),
+        f.source.code(),
+        f.effective_time.to_string(),
+        f.support_measure_end.map(|d| d.to_string()),
+        f.origin,
+    ])?;
+    Ok(())
+}
+
+/// Insurer-wide InfoCode flags (FlagChange Scope 2).
+pub fn load_insurer_flags(conn: &Connection, insurer: InsurerNumber) -> Result<BTreeMap<(InfoCode, FlagType), Flag>> {
+    let mut st = conn.prepare_cached(
+        "SELECT info_code, flag_type, reason_code, source, effective_time, support_measure_end, origin
+         FROM flag WHERE insurer = ?1 AND subscriber_key = ''",
+    )?;
+    let rows = st.query_map(params![insurer.as_str()], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, flag_from_row(r, 2)?))
+    })?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (info, ty, f) = row?;
+        out.insert((p(InfoCode::parse(&info), "InfoCode")?, p(FlagType::parse(&ty), "FlagType")?), make_flag(f)?);
+    }
+    Ok(out)
+}
+
+pub fn store_insurer_flags(
+    conn: &Connection,
+    insurer: InsurerNumber,
+    flags: &BTreeMap<(InfoCode, FlagType), Flag>,
+) -> Result<()> {
+    conn.prepare_cached("DELETE FROM flag WHERE insurer = ?1 AND subscriber_key = ''")?
+        .execute(params![insurer.as_str()])?;
+    for ((info, ty), f) in flags {
+        insert_flag(conn, insurer, None, Some(*info), *ty, f)?;
+    }
+    Ok(())
+}
+
+/// Enrollments of other insurers that may be the same person (candidates; the caller applies
+/// [`PersonKey::matches`]). Uses the My Number index and the (municipality, 宛名番号, birthdate) index.
+pub fn find_person(conn: &Connection, person: &PersonKey) -> Result<Vec<(InsurerNumber, SubscriberKey)>> {
+    let mut out = Vec::new();
+    if let Some(mn) = person.individual_number {
+        let mut st = conn.prepare_cached("SELECT insurer, subscriber_key FROM enrollment WHERE individual_number = ?1")?;
+        let rows = st.query_map(params![mn.expose()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for r in rows {
+            out.push(r?);
+        }
+    }
+    if let (Some(m), Some(res)) = (person.municipality, &person.resident) {
+        let mut st = conn.prepare_cached(
+            "SELECT insurer, subscriber_key FROM enrollment
+             WHERE municipality = ?1 AND resident_code = ?2 AND birthdate = ?3",
+        )?;
+        let rows = st.query_map(params![m.as_str(), res.as_str(), person.birthdate.to_string()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        for r in rows {
+            out.push(r?);
+        }
+    }
+    out.sort();
+    out.dedup();
+    out.into_iter()
+        .map(|(i, k)| Ok((p(InsurerNumber::parse(&i), "InsurerNumber")?, p(SubscriberKey::parse(&k), "SubscriberKey")?)))
+        .collect()
+}
+
+/// A FlagChange kept until its subscriber is enrolled (R7).
+#[derive(Clone, Debug)]
+pub struct PendingFlag {
+    pub change: FlagChange,
+    pub file: String,
+    pub file_order: u32,
+}
+
+pub fn insert_pending_flag(conn: &Connection, pf: &PendingFlag, run_id: &str) -> Result<()> {
+    let c = &pf.change;
+    conn.prepare_cached(
+        "INSERT INTO pending_flag (insurer, subscriber_key, info_code, flag_type, operation, reason_code, source,
+            effective_time, support_measure_end, file, record_sequence, file_order, run_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        c.insurer.as_str(),
+        c.key.as_ref().map_or("", SubscriberKey::as_str),
+        c.info_code.as_ref().map_or("", InfoCode::as_str),
+        c.flag_type.code(),
+        c.operation.code(),
+        c.reason.map(SelfInfoReason::code),
+        c.source.code(),
+        c.effective_time.to_string(),
+        c.support_measure_end.map(|d| d.to_string()),
+        pf.file,
+        c.seq as i64,
+        pf.file_order,
+        run_id,
+    ])?;
+    Ok(())
+}
+
+type PendingRow = (String, String, String, String, String, Option<String>, String, String, Option<String>, String, i64, u32);
+
+fn pending_from(r: PendingRow) -> Result<PendingFlag> {
+    let (ins, key, info, ty, op, reason, src, time, end, file, seq, order) = r;
+    Ok(PendingFlag {
+        change: FlagChange {
+            seq: seq as u64,
+            effective_time: p(Timestamp::parse(&time), "EffectiveTime")?,
+            flag_type: p(FlagType::parse(&ty), "FlagType")?,
+            operation: p(FlagOperation::parse(&op), "Operation")?,
+            scope: FlagScope::Subscriber,
+            insurer: p(InsurerNumber::parse(&ins), "InsurerNumber")?,
+            key: Some(p(SubscriberKey::parse(&key), "SubscriberKey")?),
+            info_code: opt(Some(info), InfoCode::parse, "InfoCode")?,
+            reason: opt(reason, SelfInfoReason::parse, "ReasonCode")?,
+            source: p(FlagSource::parse(&src), "Source")?,
+            support_measure_end: opt(end, Date::parse, "SupportMeasureEndDate")?,
+        },
+        file,
+        file_order: order,
+    })
+}
+
+const PENDING_COLS: &str = "insurer, subscriber_key, info_code, flag_type, operation, reason_code, source,
+    effective_time, support_measure_end, file, record_sequence, file_order";
+
+fn pending_row(r: &Row) -> rusqlite::Result<PendingRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+    ))
+}
+
+/// Removes and returns the pending flags of a subscriber, in arrival order.
+pub fn take_pending_flags(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<Vec<PendingFlag>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {PENDING_COLS} FROM pending_flag WHERE insurer = ?1 AND subscriber_key = ?2 ORDER BY id"
+    ))?;
+    let rows: Vec<PendingRow> = st
+        .query_map(params![insurer.as_str(), key.as_str()], pending_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    conn.prepare_cached("DELETE FROM pending_flag WHERE insurer = ?1 AND subscriber_key = ?2")?
+        .execute(params![insurer.as_str(), key.as_str()])?;
+    rows.into_iter().map(pending_from).collect()
+}
+
+pub fn list_pending_flags(conn: &Connection) -> Result<Vec<PendingFlag>> {
+    let mut st = conn.prepare_cached(&format!("SELECT {PENDING_COLS} FROM pending_flag ORDER BY insurer, subscriber_key, id"))?;
+    let rows: Vec<PendingRow> = st.query_map([], pending_row)?.collect::<rusqlite::Result<_>>()?;
+    rows.into_iter().map(pending_from).collect()
+}
+
+/// A stored hand-off (年齢到達引継) and whether it has been matched.
+#[derive(Clone, Debug)]
+pub struct StoredHandoff {
+    pub source_insurer: InsurerNumber,
+    pub source_key: SubscriberKey,
+    pub person: PersonKey,
+    pub transition_date: Date,
+    pub self_info: Option<SelfInfoReason>,
+    pub non_disclosure: bool,
+    pub auto_response: bool,
+    pub flag_set_time: Option<Timestamp>,
+    pub origin: String,
+    pub matched: Option<(InsurerNumber, SubscriberKey)>,
+}
+
+pub fn upsert_handoff(conn: &Connection, h: &StoredHandoff) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO handoff (source_insurer, source_key, individual_number, municipality, resident_code,
+            birthdate, transition_date, self_info, non_disclosure, auto_response, flag_set_time, origin,
+            matched_insurer, matched_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(params![
+        h.source_insurer.as_str(),
+        h.source_key.as_str(),
+        h.person.individual_number.as_ref().map(IndividualNumber::expose),
+        h.person.municipality.as_ref().map(MunicipalityCode::as_str),
+        h.person.resident.as_ref().map(ResidentCode::as_str),
+        h.person.birthdate.to_string(),
+        h.transition_date.to_string(),
+        crate::domain::self_info_column(h.self_info),
+        h.non_disclosure,
+        h.auto_response,
+        h.flag_set_time.map(|t| t.to_string()),
+        h.origin,
+        h.matched.map(|m| m.0.to_string()),
+        h.matched.map(|m| m.1.to_string()),
+    ])?;
+    Ok(())
+}
+
+const HANDOFF_COLS: &str = "source_insurer, source_key, individual_number, municipality, resident_code, birthdate,
+    transition_date, self_info, non_disclosure, auto_response, flag_set_time, origin, matched_insurer, matched_key";
+
+fn handoff_from(r: &Row) -> rusqlite::Result<Vec<Option<String>>> {
+    (0..14)
+        .map(|i| match i {
+            8 | 9 => r.get::<_, bool>(i).map(|b| Some(if b { "1" } else { "0" }.to_owned())),
+            _ => r.get::<_, Option<String>>(i),
+        })
+        .collect()
+}
+
+fn make_handoff(v: Vec<Option<String>>) -> Result<StoredHandoff> {
+    let s = |i: usize| v[i].clone().unwrap_or_default();
+    let matched = match (opt(v[12].clone(), InsurerNumber::parse, "InsurerNumber")?, opt(v[13].clone(), SubscriberKey::parse, "SubscriberKey")?) {
+        (Some(i), Some(k)) => Some((i, k)),
+        _ => None,
+    };
+    Ok(StoredHandoff {
+        source_insurer: p(InsurerNumber::parse(&s(0)), "InsurerNumber")?,
+        source_key: p(SubscriberKey::parse(&s(1)), "SubscriberKey")?,
+        person: PersonKey {
+            individual_number: opt(v[2].clone(), IndividualNumber::parse, "IndividualNumber")?,
+            municipality: opt(v[3].clone(), MunicipalityCode::parse, "MunicipalityCode")?,
+            resident: opt(v[4].clone(), ResidentCode::parse, "ResidentCode")?,
+            birthdate: p(Date::parse(&s(5)), "Birthdate")?,
+        },
+        transition_date: p(Date::parse(&s(6)), "AgeTransitionDate")?,
+        self_info: p(parse_self_info_column(&s(7)), "SelfInfoProvisionProhibitedFlg")?,
+        non_disclosure: s(8) == "1",
+        auto_response: s(9) == "1",
+        flag_set_time: opt(v[10].clone(), Timestamp::parse, "FlagSetTime")?,
+        origin: s(11),
+        matched,
+    })
+}
+
+/// Hand-offs that may be the given person (candidates; the caller applies the match rule).
+pub fn find_handoffs(conn: &Connection, person: &PersonKey) -> Result<Vec<StoredHandoff>> {
+    let mut rows = Vec::new();
+    if let Some(mn) = person.individual_number {
+        let mut st = conn.prepare_cached(&format!("SELECT {HANDOFF_COLS} FROM handoff WHERE individual_number = ?1"))?;
+        for r in st.query_map(params![mn.expose()], handoff_from)? {
+            rows.push(r?);
+        }
+    }
+    if let (Some(m), Some(res)) = (person.municipality, &person.resident) {
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {HANDOFF_COLS} FROM handoff WHERE municipality = ?1 AND resident_code = ?2 AND birthdate = ?3"
+        ))?;
+        for r in st.query_map(params![m.as_str(), res.as_str(), person.birthdate.to_string()], handoff_from)? {
+            rows.push(r?);
+        }
+    }
+    let mut out: Vec<StoredHandoff> = rows.into_iter().map(make_handoff).collect::<Result<_>>()?;
+    out.sort_by_key(|h| (h.source_insurer, h.source_key));
+    out.dedup_by_key(|h| (h.source_insurer, h.source_key));
+    Ok(out)
+}
+
+pub fn list_pending_handoffs(conn: &Connection) -> Result<Vec<StoredHandoff>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {HANDOFF_COLS} FROM handoff WHERE matched_insurer IS NULL ORDER BY source_insurer, source_key"
+    ))?;
+    let rows: Vec<_> = st.query_map([], handoff_from)?.collect::<rusqlite::Result<_>>()?;
+    rows.into_iter().map(make_handoff).collect()
+}
+
+/// A 副本 as registered in the ledger.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredFukuhon {
+    pub effective_date: Date,
+    pub disclosure: Option<DisclosureClassification>,
+    pub items: Vec<(String, String)>,
+    pub origin: String,
+}
+
+pub fn load_fukuhon(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey, info: InfoCode) -> Result<Option<StoredFukuhon>> {
+    let mut st = conn.prepare_cached(
+        "SELECT effective_date, disclosure, items, origin FROM fukuhon
+         WHERE insurer = ?1 AND subscriber_key = ?2 AND info_code = ?3",
+    )?;
+    let row = st
+        .query_row(params![insurer.as_str(), key.as_str(), info.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+        })
+        .optional()?;
+    row.map(|(d, disc, items, origin)| {
+        Ok(StoredFukuhon {
+            effective_date: p(Date::parse(&d), "EffectiveDate")?,
+            disclosure: opt(disc, DisclosureClassification::parse, "DisclosureClassification")?,
+            items: serde_json::from_str(&items).context("ledger holds invalid 副本 items")?,
+            origin,
+        })
+    })
+    .transpose()
+}
+
+pub fn store_fukuhon(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey, info: InfoCode, f: Option<&StoredFukuhon>) -> Result<()> {
+    match f {
+        None => {
+            conn.prepare_cached("DELETE FROM fukuhon WHERE insurer = ?1 AND subscriber_key = ?2 AND info_code = ?3")?
+                .execute(params![insurer.as_str(), key.as_str(), info.as_str()])?;
+        }
+        Some(f) => {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO fukuhon (insurer, subscriber_key, info_code, effective_date, disclosure, items, origin)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                insurer.as_str(),
+                key.as_str(),
+                info.as_str(),
+                f.effective_date.to_string(),
+                f.disclosure.map(DisclosureClassification::code),
+                serde_json::to_string(&f.items)?,
+                f.origin,
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// SHA-256 (hex) of an applied file with this sender and identifier, if any (R10).
+pub fn applied_file_sha(conn: &Connection, sender: InsurerNumber, file_identifier: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT sha256 FROM applied_file WHERE sender = ?1 AND file_identifier = ?2")?
+        .query_row(params![sender.as_str(), file_identifier], |r| r.get(0))
+        .optional()?)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn insert_applied_file(
+    conn: &Connection,
+    sender: InsurerNumber,
+    file_identifier: &str,
+    sha256: &str,
+    kind: FileKind,
+    name: &str,
+    run_id: &str,
+    records: u64,
+    rejected: u64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO applied_file (sender, file_identifier, sha256, kind, name, run_id, records, rejected)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![sender.as_str(), file_identifier, sha256, kind.name(), name, run_id, records as i64, rejected as i64])?;
+    Ok(())
+}
+
+pub fn journal(
+    conn: &Connection,
+    run_id: &str,
+    file: Option<&str>,
+    seq: Option<u64>,
+    subscriber: Option<(InsurerNumber, SubscriberKey)>,
+    event: &str,
+    detail: &str,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO journal (run_id, file, record_sequence, insurer, subscriber_key, event, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        run_id,
+        file,
+        seq.map(|s| s as i64),
+        subscriber.map(|s| s.0.to_string()),
+        subscriber.map(|s| s.1.to_string()),
+        event,
+        detail
+    ])?;
+    Ok(())
+}
+
+/// A run whose ledger changes are committed; its outputs may still sit in staging (R12).
+#[derive(Clone, Debug)]
+pub struct RunRow {
+    pub run_id: String,
+    pub status: String,
+    pub outbox_staging: Option<String>,
+    pub outbox_final: Option<String>,
+    pub report_staging: Option<String>,
+    pub report_final: Option<String>,
+}
+
+pub fn insert_run(conn: &Connection, r: &RunRow, as_of: Date) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO run (run_id, as_of, status, outbox_staging, outbox_final, report_staging, report_final)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![r.run_id, as_of.to_string(), r.status, r.outbox_staging, r.outbox_final, r.report_staging, r.report_final])?;
+    Ok(())
+}
+
+pub fn runs_to_publish(conn: &Connection) -> Result<Vec<RunRow>> {
+    let mut st = conn.prepare_cached(
+        "SELECT run_id, status, outbox_staging, outbox_final, report_staging, report_final FROM run
+         WHERE status = 'committed' ORDER BY run_id",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(RunRow {
+            run_id: r.get(0)?,
+            status: r.get(1)?,
+            outbox_staging: r.get(2)?,
+            outbox_final: r.get(3)?,
+            report_staging: r.get(4)?,
+            report_final: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn mark_published(conn: &Connection, run_id: &str) -> Result<()> {
+    conn.execute("UPDATE run SET status = 'published' WHERE run_id = ?1", params![run_id])?;
+    Ok(())
+}
+
+pub fn run_exists(conn: &Connection, run_id: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM run WHERE run_id = ?1")?
+        .query_row(params![run_id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
