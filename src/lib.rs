@@ -10,3 +10,4 @@ pub mod commands;
 pub mod formats;
 pub mod engine;
 pub mod ledger;
+pub mod report;

@@ -1,5 +1,6 @@
 //! One file per subcommand; this module holds the shared CLI definition and exit statuses.
 
+pub mod run;
 pub mod validate;
 
 use clap::{Parser, Subcommand};
@@ -47,11 +48,14 @@ pub struct Cli {
 pub enum Command {
     /// Check bulk files against the interchange spec without applying anything.
     Validate(validate::Args),
+    /// Apply the inbox to the ledger and publish linkage files (nightly and age-transition runs).
+    Run(run::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Validate(a) => validate::run(a),
+        Command::Run(a) => run::run_cmd(a),
     }
 }
 

@@ -1,4 +1,7 @@
 //! The engine: orders events per subscriber (R1), applies them in parallel, carries flags across
 //! the 国保→後期 transfer (R3), keeps pending flags (R7), and checks the safety invariant (R4).
 
+pub mod apply;
+pub mod batch;
+pub mod run;
 pub mod state;

@@ -7,6 +7,7 @@
 pub mod csv_reader;
 pub mod decode;
 pub mod encode;
+pub mod linkage;
 pub mod writer;
 pub mod xml_reader;
 

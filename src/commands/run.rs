@@ -1,0 +1,164 @@
+//! `nhi-linkage run`: apply the inbox to the ledger and publish linkage files.
+
+use super::Exit;
+use crate::domain::{Catalog, Date};
+use crate::engine::run::{RunOptions, RunStatus, run};
+use crate::formats::writer::UnmappablePolicy;
+use crate::formats::{Format, Limits, TextEncoding};
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// Apply the bulk files in the inbox to the ledger, carry DV-protection flags across the
+/// 国保→後期 transfer, and publish linkage files for the intermediate server.
+///
+/// Files are applied in order (creation time, sender, file sequence); a file already applied is
+/// skipped. Nothing is published if any output would clear a flag the ledger holds.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Folder with the bulk files to apply (.xml/.csv, any kind, UTF-8 or Shift_JIS).
+    #[arg(long)]
+    pub inbox: Option<PathBuf>,
+    /// Where linkage files are published, one folder per run [default: ./var/outbox]
+    #[arg(long)]
+    pub outbox: Option<PathBuf>,
+    /// Where run reports are written [default: ./var/reports]
+    #[arg(long)]
+    pub reports: Option<PathBuf>,
+    /// The SQLite ledger [default: ./var/ledger.sqlite]
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+    /// Processing date (基準日), YYYYMMDD [default: today]
+    #[arg(long, value_name = "YYYYMMDD")]
+    pub as_of: Option<String>,
+    /// Do everything but commit the ledger and publish: the report shows what would happen.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output syntax of linkage files [default: csv]
+    #[arg(long, value_enum)]
+    pub output_format: Option<Format>,
+    /// Output encoding of linkage files [default: shift_jis]
+    #[arg(long, value_enum)]
+    pub output_encoding: Option<TextEncoding>,
+    /// Characters Shift_JIS cannot hold: reject the subscriber (E_UNMAPPABLE_CHAR) or write ● and
+    /// list it for 文字同定 [default: reject]
+    #[arg(long, value_enum)]
+    pub unmappable: Option<UnmappablePolicy>,
+    /// Worker threads [default: all cores]. Results are identical whatever the number.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// 副本 layout catalog (TOML) [default: the bundled one]
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+    /// Settings file (TOML) with the same options; command-line flags win.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// The config file: every option of `run`, by the same names with underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub inbox: Option<PathBuf>,
+    pub outbox: Option<PathBuf>,
+    pub reports: Option<PathBuf>,
+    pub ledger: Option<PathBuf>,
+    pub as_of: Option<String>,
+    pub output_format: Option<Format>,
+    pub output_encoding: Option<TextEncoding>,
+    pub unmappable: Option<UnmappablePolicy>,
+    pub threads: Option<usize>,
+    pub catalog: Option<PathBuf>,
+    #[serde(default)]
+    pub limits: Option<Limits>,
+}
+
+pub fn load_config(path: Option<&PathBuf>) -> Result<Config> {
+    match path {
+        None => Ok(Config::default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("invalid config {}", p.display()))
+        }
+    }
+}
+
+pub fn parse_as_of(s: Option<String>) -> Result<Date> {
+    match s {
+        Some(s) => Date::parse(&s).map_err(|e| anyhow::anyhow!("--as-of {s}: {e}")),
+        None => Ok(Date(chrono::Local::now().date_naive())),
+    }
+}
+
+pub fn setup_threads(n: Option<usize>) -> Result<()> {
+    if let Some(n) = n {
+        rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global().context("cannot set up worker threads")?;
+    }
+    Ok(())
+}
+
+pub fn run_cmd(a: Args) -> Result<Exit> {
+    let cfg = load_config(a.config.as_ref())?;
+    let opts = RunOptions {
+        inbox: a.inbox.or(cfg.inbox).context("--inbox is required (or `inbox` in the config file)")?,
+        outbox: a.outbox.or(cfg.outbox).unwrap_or_else(|| "var/outbox".into()),
+        reports: a.reports.or(cfg.reports).unwrap_or_else(|| "var/reports".into()),
+        ledger: a.ledger.or(cfg.ledger).unwrap_or_else(|| "var/ledger.sqlite".into()),
+        as_of: parse_as_of(a.as_of.or(cfg.as_of))?,
+        dry_run: a.dry_run,
+        format: a.output_format.or(cfg.output_format).unwrap_or(Format::Csv),
+        encoding: a.output_encoding.or(cfg.output_encoding).unwrap_or(TextEncoding::ShiftJis),
+        unmappable: a.unmappable.or(cfg.unmappable).unwrap_or_default(),
+        catalog: match a.catalog.or(cfg.catalog) {
+            Some(p) => Catalog::load(&p)?,
+            None => Catalog::default_catalog(),
+        },
+        limits: cfg.limits.unwrap_or_default(),
+    };
+    setup_threads(a.threads.or(cfg.threads))?;
+    if !opts.inbox.is_dir() {
+        anyhow::bail!("inbox {} is not a folder", opts.inbox.display());
+    }
+    let res = match run(&opts) {
+        Ok(r) => r,
+        Err(e) if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() => {
+            eprintln!("nhi-linkage: {e}");
+            return Ok(Exit::Busy);
+        }
+        Err(e) => return Err(e),
+    };
+    let r = &res.report;
+    let n = |k: &str| r.summary.get(k).copied().unwrap_or(0);
+    println!(
+        "run {}{}: {} file(s) applied, {} skipped, {} rejected; {} subscriber(s) written, {} carr{}, {} reject(s)",
+        r.run_id,
+        if r.dry_run { " (dry run)" } else { "" },
+        n("files_applied"),
+        n("files_skipped"),
+        n("files_rejected"),
+        n("subscribers_written"),
+        n("carries"),
+        if n("carries") == 1 { "y" } else { "ies" },
+        r.rejects.len()
+    );
+    for (name, count) in r.worklists.iter().filter(|(_, c)| **c > 0) {
+        println!("worklist {name}: {count}");
+    }
+    if !r.pending_flags.is_empty() {
+        println!("pending flags (waiting for enrollment): {}", r.pending_flags.len());
+    }
+    match &res.outbox_dir {
+        Some(d) => println!("outputs: {}", d.display()),
+        None if r.dry_run => println!("outputs: none (dry run; the report lists what would be written)"),
+        None => println!("outputs: none"),
+    }
+    println!("report:  {}", res.report_dir.join("report.html").display());
+    Ok(match res.status {
+        RunStatus::Completed => Exit::Ok,
+        RunStatus::CompletedWithRejects => Exit::Rejected,
+        RunStatus::Aborted => {
+            eprintln!("nhi-linkage: run aborted, nothing committed or published: {}", r.abort_reason.as_deref().unwrap_or(""));
+            Exit::Aborted
+        }
+    })
+}

@@ -1,0 +1,407 @@
+//! Applying one subscriber's events in order (R1), with pending flags (R7), the disclosure rule
+//! (R6) and the age-transition carry (R3) injected at the acquisition. Pure: no I/O, so it runs
+//! on any thread and its result never depends on the thread count.
+
+use super::state::*;
+use crate::domain::*;
+use crate::error::{Diagnostic, ErrorCode};
+use crate::ledger::{PendingFlag, StoredFukuhon};
+use std::collections::BTreeMap;
+
+/// One event addressed to one subscriber, with its position for ordering and diagnostics.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub date: Date,
+    pub file_order: u32,
+    pub seq: u64,
+    pub file: std::sync::Arc<str>,
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum EventKind {
+    Change(SubscriberChange),
+    Flag(FlagChange),
+    Fukuhon(Fukuhon),
+}
+
+impl Event {
+    /// R1: (effective date, file order, RecordSequence).
+    pub fn order_key(&self) -> (Date, u32, u64) {
+        (self.date, self.file_order, self.seq)
+    }
+    pub fn origin(&self) -> String {
+        format!("{}#{}", self.file, self.seq)
+    }
+}
+
+/// What the carry resolution (done between the waves) decided for a 後期 acquisition.
+#[derive(Clone, Debug)]
+pub enum Carry {
+    /// Flags to set, from the matched 国保 enrollment or hand-off.
+    Flags(CarrySource),
+    /// Several candidates: no carry; the case goes to the review worklist.
+    Ambiguous(Vec<(InsurerNumber, SubscriberKey)>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CarrySource {
+    pub from: (InsurerNumber, SubscriberKey),
+    pub rule: MatchRule,
+    /// `ledger` or `handoff`
+    pub via: &'static str,
+    pub self_info: Option<SelfInfoReason>,
+    pub non_disclosure: bool,
+    pub auto_response: bool,
+    pub set_time: Option<Timestamp>,
+}
+
+/// Everything one subscriber's processing needs.
+#[derive(Clone, Debug)]
+pub struct Work {
+    pub insurer: InsurerNumber,
+    pub key: SubscriberKey,
+    pub before: Option<Enrollment>,
+    pub events: Vec<Event>,
+    /// R7 flags kept from earlier runs.
+    pub pending: Vec<PendingFlag>,
+    /// 副本 the ledger holds for the InfoCodes this run touches.
+    pub fukuhon_before: BTreeMap<InfoCode, StoredFukuhon>,
+    /// Insurer-wide InfoCode flags after this run (for R6).
+    pub insurer_flags: std::sync::Arc<BTreeMap<(InfoCode, FlagType), crate::engine::state::Flag>>,
+    /// Carry decided for this subscriber's transition acquisition, if any.
+    pub carry: Option<Carry>,
+}
+
+/// A 副本 change to publish.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FukuhonOut {
+    pub info_code: InfoCode,
+    pub operation: FukuhonOperation,
+    pub effective_date: Date,
+    pub disclosure: Option<DisclosureClassification>,
+    pub items: Vec<(String, String)>,
+}
+
+/// A carry that happened, for the report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CarryDone {
+    pub source: CarrySource,
+    pub to: (InsurerNumber, SubscriberKey),
+    pub qualification_date: Date,
+    pub flags: Vec<FlagType>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub after: Option<Enrollment>,
+    /// Whether anything was applied (the subscriber is written to the linkage).
+    pub touched: bool,
+    pub rejects: Vec<(Diagnostic, bool)>,
+    /// Flags still waiting for an enrollment (R7), to store.
+    pub pending: Vec<PendingFlag>,
+    pub fukuhon: BTreeMap<InfoCode, (Option<StoredFukuhon>, FukuhonOut)>,
+    pub carries: Vec<CarryDone>,
+    pub ambiguous: Option<Vec<(InsurerNumber, SubscriberKey)>>,
+    /// The transition acquisition applied in this run (for R5 and the hand-off matching).
+    pub acquisitions: Vec<SubscriberChange>,
+    /// (file, seq, event, detail) lines for the journal. No My Number, no address.
+    pub journal: Vec<(String, u64, &'static str, String)>,
+    /// Pending flags applied in this run.
+    pub pending_applied: usize,
+}
+
+fn reject(out: &mut Outcome, ev_file: &str, seq: u64, field: &str, code: ErrorCode, msg: String, critical: bool) {
+    out.rejects.push((Diagnostic::new(ev_file, code, msg).seq(seq).field(field), critical));
+}
+
+/// Applies one subscriber's events, sorted by R1, to its state.
+pub fn apply(mut w: Work) -> Outcome {
+    let mut out = Outcome { after: w.before.clone(), ..Default::default() };
+    w.events.sort_by_key(Event::order_key);
+    let mut pending: Vec<PendingFlag> = std::mem::take(&mut w.pending);
+    let mut fukuhon: BTreeMap<InfoCode, Option<StoredFukuhon>> =
+        w.fukuhon_before.iter().map(|(k, v)| (*k, Some(v.clone()))).collect();
+    // A subscriber the ledger already holds should have no pending flags; apply any at once.
+    if out.after.as_ref().is_some_and(|e| e.status != Status::Cancelled) && !pending.is_empty() {
+        apply_pending(&mut out, &mut pending);
+    }
+    for ev in &w.events {
+        match &ev.kind {
+            EventKind::Change(c) => apply_change(&mut out, &w, ev, c, &mut pending),
+            EventKind::Flag(f) => {
+                let enrolled = out.after.as_ref().is_some_and(|e| e.status != Status::Cancelled);
+                if enrolled {
+                    apply_flag(&mut out, ev, f);
+                } else {
+                    // R7: keep it until the enrollment arrives, never drop it
+                    pending.push(PendingFlag { change: f.clone(), file: ev.file.to_string(), file_order: ev.file_order });
+                    out.journal.push((ev.file.to_string(), ev.seq, "flag_pending", format!("{} {} kept pending", f.flag_type.name_en(), op_name(f.operation))));
+                }
+            }
+            EventKind::Fukuhon(f) => apply_fukuhon(&mut out, &w, ev, f, &mut fukuhon),
+        }
+    }
+    out.pending = pending;
+    out
+}
+
+fn op_name(op: FlagOperation) -> &'static str {
+    match op {
+        FlagOperation::Set => "set",
+        FlagOperation::Release => "release",
+    }
+}
+
+fn apply_pending(out: &mut Outcome, pending: &mut Vec<PendingFlag>) {
+    for pf in std::mem::take(pending) {
+        let ev = Event {
+            date: pf.change.effective_time.date(),
+            file_order: pf.file_order,
+            seq: pf.change.seq,
+            file: pf.file.as_str().into(),
+            kind: EventKind::Flag(pf.change.clone()),
+        };
+        apply_flag(out, &ev, &pf.change);
+        out.pending_applied += 1;
+    }
+}
+
+fn apply_flag(out: &mut Outcome, ev: &Event, f: &FlagChange) {
+    let e = out.after.as_mut().expect("enrolled");
+    let k = (f.info_code, f.flag_type);
+    match f.operation {
+        FlagOperation::Set => {
+            e.flags.insert(
+                k,
+                Flag {
+                    reason: f.reason,
+                    source: f.source,
+                    effective_time: f.effective_time,
+                    support_measure_end: f.support_measure_end,
+                    origin: ev.origin(),
+                },
+            );
+            out.touched = true;
+            out.journal.push((ev.file.to_string(), ev.seq, "flag_set", flag_label(f)));
+        }
+        FlagOperation::Release => {
+            if e.flags.remove(&k).is_some() {
+                out.touched = true;
+                out.journal.push((ev.file.to_string(), ev.seq, "flag_released", flag_label(f)));
+            } else {
+                reject(out, &ev.file, ev.seq, "Operation", ErrorCode::StateConflict, format!("{} is not set on this subscriber; nothing to release", f.flag_type.name_en()), true);
+            }
+        }
+    }
+}
+
+fn flag_label(f: &FlagChange) -> String {
+    match f.info_code {
+        Some(i) => format!("{} for {i}", f.flag_type.name_en()),
+        None => f.flag_type.name_en().to_owned(),
+    }
+}
+
+fn apply_change(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, pending: &mut Vec<PendingFlag>) {
+    let conflict = |out: &mut Outcome, msg: &str| {
+        reject(out, &ev.file, ev.seq, "ChangeType", ErrorCode::StateConflict, msg.to_owned(), false)
+    };
+    match c.change_type {
+        ChangeType::Acquisition => {
+            let prior = out.after.take();
+            if let Some(p) = prior.as_ref().filter(|p| p.status == Status::Active) {
+                out.after = Some(p.clone());
+                return conflict(out, "subscriber is already enrolled (active); a new 資格取得 needs a 資格喪失 first");
+            }
+            let period = Period {
+                card_symbol: c.card_symbol.clone(),
+                card_number: c.card_number.clone().expect("required for ChangeType 1"),
+                branch: c.branch.expect("required"),
+                qualification_date: c.qualification_date.expect("required"),
+                reason_of_qualification: c.reason_of_qualification.expect("required"),
+                disqualification_date: None,
+                reason_of_loss: None,
+                personal_family: c.personal_family.expect("required"),
+            };
+            if let Some(last) = prior.as_ref().filter(|p| p.status == Status::Lost).and_then(|p| p.periods.last()) {
+                if last.disqualification_date.is_some_and(|d| period.qualification_date < d) {
+                    out.after = prior.clone();
+                    return reject(out, &ev.file, ev.seq, "QualificationDate", ErrorCode::StateConflict, "QualificationDate is before the previous period's DisqualificationDate".into(), false);
+                }
+            }
+            let (mut periods, flags, published) = match prior {
+                Some(p) if p.status == Status::Lost => (p.periods, p.flags, p.published),
+                // after a 取消 the enrollment starts over; flags are kept (never dropped silently)
+                Some(p) => (Vec::new(), p.flags, p.published),
+                None => (Vec::new(), BTreeMap::new(), false),
+            };
+            periods.push(period);
+            out.after = Some(Enrollment {
+                insurer: c.insurer,
+                key: c.key,
+                individual_number: c.individual_number,
+                municipality: c.municipality,
+                resident: c.resident.clone(),
+                name: c.name.clone().expect("required"),
+                name_kana: c.name_kana.clone().expect("required"),
+                sex: c.sex.expect("required"),
+                birthdate: c.birthdate.expect("required"),
+                post_number: c.post_number,
+                address: c.address.clone(),
+                periods,
+                status: Status::Active,
+                published,
+                flags,
+            });
+            out.touched = true;
+            out.acquisitions.push(c.clone());
+            out.journal.push((ev.file.to_string(), ev.seq, "acquisition", format!("資格取得 reason {}", c.reason_of_qualification.map_or("", |r| r.code()))));
+            // R3: the carry decided between the waves applies right at the acquisition
+            let transition = c.insurer.is_kouki() && c.reason_of_qualification.is_some_and(|r| r.is_transition());
+            if transition {
+                match &w.carry {
+                    Some(Carry::Flags(src)) => carry_flags(out, ev, src, c),
+                    Some(Carry::Ambiguous(cands)) => out.ambiguous = Some(cands.clone()),
+                    None => {}
+                }
+            }
+            // R7: flags that waited for this enrollment
+            if !pending.is_empty() {
+                apply_pending(out, pending);
+            }
+        }
+        ChangeType::Update | ChangeType::Loss => {
+            let Some(e) = out.after.as_mut().filter(|e| e.status != Status::Cancelled) else {
+                return conflict(out, "subscriber is not enrolled");
+            };
+            if c.change_type == ChangeType::Loss && e.status != Status::Active {
+                return conflict(out, "資格喪失 of a subscriber who is not enrolled (already lost)");
+            }
+            let mut next = e.clone();
+            update_fields(&mut next, c);
+            if c.change_type == ChangeType::Loss {
+                next.status = Status::Lost;
+            }
+            if let Some(p) = next.periods.last() {
+                if p.disqualification_date.is_some_and(|d| d < p.qualification_date) {
+                    return reject(out, &ev.file, ev.seq, "DisqualificationDate", ErrorCode::StateConflict, "DisqualificationDate would be before the QualificationDate the ledger holds".into(), false);
+                }
+            }
+            *e = next;
+            out.touched = true;
+            let what = if c.change_type == ChangeType::Loss { "loss" } else { "update" };
+            out.journal.push((ev.file.to_string(), ev.seq, what, String::new()));
+        }
+        ChangeType::Cancel => {
+            let Some(e) = out.after.as_mut().filter(|e| e.status != Status::Cancelled) else {
+                return conflict(out, "取消 of a subscriber who is not enrolled");
+            };
+            e.status = Status::Cancelled;
+            out.touched = true;
+            out.journal.push((ev.file.to_string(), ev.seq, "cancel", "取消".into()));
+        }
+    }
+}
+
+/// 記載事項変更: present fields replace the ledger's; absent ones keep it.
+fn update_fields(e: &mut Enrollment, c: &SubscriberChange) {
+    macro_rules! set {
+        ($dst:expr, $src:expr) => {
+            if let Some(v) = $src.clone() {
+                $dst = v;
+            }
+        };
+    }
+    macro_rules! set_opt {
+        ($dst:expr, $src:expr) => {
+            if $src.is_some() {
+                $dst = $src.clone();
+            }
+        };
+    }
+    set_opt!(e.individual_number, c.individual_number);
+    set_opt!(e.municipality, c.municipality);
+    set_opt!(e.resident, c.resident);
+    set!(e.name, c.name);
+    set!(e.name_kana, c.name_kana);
+    set!(e.sex, c.sex);
+    set!(e.birthdate, c.birthdate);
+    set_opt!(e.post_number, c.post_number);
+    set_opt!(e.address, c.address);
+    if let Some(p) = e.periods.last_mut() {
+        set_opt!(p.card_symbol, c.card_symbol);
+        set!(p.card_number, c.card_number);
+        set!(p.branch, c.branch);
+        set!(p.qualification_date, c.qualification_date);
+        set!(p.reason_of_qualification, c.reason_of_qualification);
+        set_opt!(p.disqualification_date, c.disqualification_date);
+        set_opt!(p.reason_of_loss, c.reason_of_loss);
+        set!(p.personal_family, c.personal_family);
+    }
+}
+
+fn carry_flags(out: &mut Outcome, ev: &Event, src: &CarrySource, c: &SubscriberChange) {
+    let e = out.after.as_mut().expect("just enrolled");
+    let time = src.set_time.unwrap_or_else(|| Timestamp::start_of(c.effective_date));
+    let origin = format!("carry:{}/{}", src.from.0, src.from.1);
+    let mut carried = Vec::new();
+    let mut put = |e: &mut Enrollment, t: FlagType, reason: Option<SelfInfoReason>| {
+        // an explicit flag already present wins; the carry never weakens it
+        e.flags.entry((None, t)).or_insert_with(|| {
+            carried.push(t);
+            Flag { reason, source: FlagSource::AgeTransitionCarry, effective_time: time, support_measure_end: None, origin: origin.clone() }
+        });
+    };
+    if let Some(r) = src.self_info {
+        put(e, FlagType::SelfInfoProvisionProhibited, Some(r));
+    }
+    if src.non_disclosure {
+        put(e, FlagType::NonDisclosure, None);
+    }
+    if !carried.is_empty() || src.self_info.is_some() || src.non_disclosure {
+        out.journal.push((ev.file.to_string(), ev.seq, "carry", format!("flags carried from {}/{} ({})", src.from.0, src.from.1, src.via)));
+        out.carries.push(CarryDone {
+            source: src.clone(),
+            to: (c.insurer, c.key),
+            qualification_date: c.qualification_date.expect("required"),
+            flags: carried,
+        });
+    }
+}
+
+fn apply_fukuhon(out: &mut Outcome, w: &Work, ev: &Event, f: &Fukuhon, store: &mut BTreeMap<InfoCode, Option<StoredFukuhon>>) {
+    let Some(e) = out.after.as_ref().filter(|e| e.status != Status::Cancelled) else {
+        return reject(out, &ev.file, ev.seq, "SubscriberKey", ErrorCode::StateConflict, "副本 for a subscriber who is not enrolled".into(), false);
+    };
+    // R6: a disclosure setting overrides 不開示該当 when staff answer manually, so it is refused
+    if f.disclosure == Some(DisclosureClassification::Disclose) {
+        let nd = FlagType::NonDisclosure;
+        let flagged = e.flags.contains_key(&(None, nd))
+            || e.flags.contains_key(&(Some(f.info_code), nd))
+            || w.insurer_flags.contains_key(&(f.info_code, nd));
+        if flagged {
+            return reject(out, &ev.file, ev.seq, "DisclosureClassification", ErrorCode::DisclosureConflict, "DisclosureClassification 0 (開示) for a subscriber or InfoCode whose 不開示該当 flag is set".into(), false);
+        }
+    }
+    let current = store.get(&f.info_code).cloned().flatten();
+    let ok = match f.operation {
+        FukuhonOperation::Register => current.is_none(),
+        FukuhonOperation::Update | FukuhonOperation::Delete => current.is_some(),
+    };
+    if !ok {
+        let msg = if current.is_some() { "副本 is already registered for this InfoCode (use Operation 2)" } else { "no 副本 is registered for this InfoCode" };
+        return reject(out, &ev.file, ev.seq, "Operation", ErrorCode::StateConflict, msg.into(), false);
+    }
+    let before = out.fukuhon.get(&f.info_code).map(|(b, _)| b.clone()).unwrap_or(current);
+    let next = match f.operation {
+        FukuhonOperation::Delete => None,
+        _ => Some(StoredFukuhon { effective_date: f.effective_date, disclosure: f.disclosure, items: f.items.clone(), origin: ev.origin() }),
+    };
+    store.insert(f.info_code, next);
+    out.fukuhon.insert(
+        f.info_code,
+        (before, FukuhonOut { info_code: f.info_code, operation: f.operation, effective_date: f.effective_date, disclosure: f.disclosure, items: f.items.clone() }),
+    );
+    out.journal.push((ev.file.to_string(), ev.seq, "fukuhon", format!("{} op {}", f.info_code, f.operation.code())));
+}
