@@ -17,7 +17,7 @@ use serde::Serialize;
 use std::path::Path;
 
 /// On-disk syntax of a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Xml,
@@ -34,7 +34,7 @@ impl Format {
 }
 
 /// Character encoding of a file. `ShiftJis` means Windows-31J / CP932 (NEC and IBM extensions).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize, clap::ValueEnum)]
 pub enum TextEncoding {
     #[value(name = "utf-8", alias = "utf8")]
     #[serde(rename = "utf-8")]
