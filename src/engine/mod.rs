@@ -5,3 +5,6 @@ pub mod apply;
 pub mod batch;
 pub mod run;
 pub mod state;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,230 @@
+//! Unit and property tests of the pure apply step.
+
+use super::apply::*;
+use super::state::*;
+use crate::domain::*;
+use crate::error::ErrorCode;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub(crate) fn kokuho() -> InsurerNumber {
+    let c = ids::insurer_check_digit(b"0013104");
+    InsurerNumber::parse(&format!("13104{c}")).unwrap()
+}
+pub(crate) fn kouki() -> InsurerNumber {
+    let c = ids::insurer_check_digit(b"3913001");
+    InsurerNumber::parse(&format!("3913001{c}")).unwrap()
+}
+fn key(n: u64) -> SubscriberKey {
+    SubscriberKey::parse(&format!("{n:016}")).unwrap()
+}
+fn d(s: &str) -> Date {
+    Date::parse(s).unwrap()
+}
+
+pub(crate) fn acquisition(ins: InsurerNumber, k: SubscriberKey, seq: u64, qdate: &str, reason: ReasonOfQualification) -> SubscriberChange {
+    SubscriberChange {
+        seq,
+        change_type: ChangeType::Acquisition,
+        effective_date: d("20261120"),
+        insurer: ins,
+        key: k,
+        card_symbol: None,
+        card_number: Some("1234".into()),
+        branch: Some(InsuredBranchNumber::parse("00").unwrap()),
+        individual_number: Some(IndividualNumber::parse("123456789018").unwrap()),
+        municipality: Some(MunicipalityCode::parse("131041").unwrap()),
+        resident: Some(ResidentCode::parse("1001").unwrap()),
+        name: Some("山田　花子".into()),
+        name_kana: Some("ﾔﾏﾀﾞ ﾊﾅｺ".into()),
+        sex: Some(Sex1::Female),
+        birthdate: Some(d("19520110")),
+        qualification_date: Some(d(qdate)),
+        reason_of_qualification: Some(reason),
+        disqualification_date: None,
+        reason_of_loss: None,
+        personal_family: Some(PersonalFamilyClassification::Self_),
+        post_number: None,
+        address: Some(Address::parse("東京都新宿区西新宿二丁目８番１号").unwrap()),
+    }
+}
+
+pub(crate) fn flag(ins: InsurerNumber, k: SubscriberKey, seq: u64, t: FlagType, op: FlagOperation, time: &str) -> FlagChange {
+    FlagChange {
+        seq,
+        effective_time: Timestamp::parse(time).unwrap(),
+        flag_type: t,
+        operation: op,
+        scope: FlagScope::Subscriber,
+        insurer: ins,
+        key: Some(k),
+        info_code: None,
+        reason: (t == FlagType::SelfInfoProvisionProhibited && op == FlagOperation::Set).then_some(SelfInfoReason::PersonReason),
+        source: FlagSource::PersonRequest,
+        support_measure_end: None,
+    }
+}
+
+fn ev(file_order: u32, kind: EventKind) -> Event {
+    let (date, seq) = match &kind {
+        EventKind::Change(c) => (c.effective_date, c.seq),
+        EventKind::Flag(f) => (f.effective_time.date(), f.seq),
+        EventKind::Fukuhon(f) => (f.effective_date, f.seq),
+    };
+    Event { date, file_order, seq, file: Arc::from(format!("f{file_order}.xml")), kind }
+}
+
+fn work(ins: InsurerNumber, k: SubscriberKey, events: Vec<Event>) -> Work {
+    Work { insurer: ins, key: k, before: None, events, pending: Vec::new(), fukuhon_before: BTreeMap::new(), insurer_flags: Arc::new(BTreeMap::new()), carry: None }
+}
+
+#[test]
+fn flag_before_enrollment_is_kept_pending_then_applied() {
+    let (i, k) = (kokuho(), key(1));
+    // the flag file sorts first (earlier date): R7 keeps it until the acquisition arrives
+    let mut f = flag(i, k, 1, FlagType::NonDisclosure, FlagOperation::Set, "20261101090000");
+    f.effective_time = Timestamp::parse("20261101090000").unwrap();
+    let o = apply(work(i, k, vec![ev(0, EventKind::Flag(f.clone())), ev(1, EventKind::Change(acquisition(i, k, 1, "20200401", ReasonOfQualification::MovedIn)))]));
+    let e = o.after.unwrap();
+    assert!(e.flag(FlagType::NonDisclosure).is_some());
+    assert!(o.pending.is_empty());
+    assert_eq!(o.pending_applied, 1);
+    // without an enrollment the flag stays pending, never dropped
+    let o = apply(work(i, k, vec![ev(0, EventKind::Flag(f))]));
+    assert_eq!(o.pending.len(), 1);
+    assert!(!o.touched);
+}
+
+#[test]
+fn state_conflicts_are_rejected_per_record() {
+    let (i, k) = (kokuho(), key(2));
+    let mut loss = acquisition(i, k, 2, "20200401", ReasonOfQualification::MovedIn);
+    loss.change_type = ChangeType::Loss;
+    loss.disqualification_date = Some(d("20261130"));
+    loss.reason_of_loss = Some(ReasonOfLoss::Other);
+    let o = apply(work(i, k, vec![ev(0, EventKind::Change(loss.clone()))]));
+    assert_eq!(o.rejects.len(), 1);
+    assert_eq!(o.rejects[0].0.code, ErrorCode::StateConflict);
+    // double acquisition
+    let a = acquisition(i, k, 1, "20200401", ReasonOfQualification::MovedIn);
+    let mut a2 = a.clone();
+    a2.seq = 3;
+    let o = apply(work(i, k, vec![ev(0, EventKind::Change(a)), ev(0, EventKind::Change(a2)), ev(0, EventKind::Change(loss))]));
+    assert_eq!(o.rejects.len(), 1, "{:?}", o.rejects);
+    assert_eq!(o.after.as_ref().unwrap().status, Status::Lost);
+    // releasing a flag that is not set is a critical reject
+    let rel = flag(i, k, 4, FlagType::NonDisclosure, FlagOperation::Release, "20261120100000");
+    let o = apply(work(i, k, vec![ev(0, EventKind::Change(acquisition(i, k, 1, "20200401", ReasonOfQualification::MovedIn))), ev(0, EventKind::Flag(rel))]));
+    assert!(o.rejects[0].1, "critical");
+}
+
+#[test]
+fn carry_sets_flags_with_source_4_and_keeps_reason() {
+    let (i, k) = (kouki(), key(3));
+    let mut w = work(i, k, vec![ev(0, EventKind::Change(acquisition(i, k, 1, "20270110", ReasonOfQualification::AgeReached)))]);
+    w.carry = Some(Carry::Flags(CarrySource {
+        from: (kokuho(), key(9)),
+        rule: MatchRule::IndividualNumber,
+        via: "ledger",
+        self_info: Some(SelfInfoReason::PersonReason),
+        non_disclosure: true,
+        auto_response: false,
+        set_time: None,
+    }));
+    let o = apply(w);
+    let e = o.after.unwrap();
+    let f = e.flag(FlagType::SelfInfoProvisionProhibited).unwrap();
+    assert_eq!(f.source, FlagSource::AgeTransitionCarry);
+    assert_eq!(f.reason, Some(SelfInfoReason::PersonReason));
+    assert!(e.flag(FlagType::NonDisclosure).is_some());
+    assert_eq!(o.carries.len(), 1);
+    // a carry is not applied to a non-transition acquisition (R5 instead)
+    let mut w = work(i, k, vec![ev(0, EventKind::Change(acquisition(i, k, 1, "20270110", ReasonOfQualification::MovedIn)))]);
+    w.carry = Some(Carry::Flags(CarrySource { from: (kokuho(), key(9)), rule: MatchRule::IndividualNumber, via: "ledger", self_info: Some(SelfInfoReason::ProviderReason), non_disclosure: false, auto_response: false, set_time: None }));
+    assert!(!apply(w).after.unwrap().has_protective_flag());
+}
+
+#[test]
+fn disclosure_conflict_is_rejected() {
+    let (i, k) = (kokuho(), key(4));
+    let fk = Fukuhon {
+        seq: 3,
+        operation: FukuhonOperation::Register,
+        effective_date: d("20261121"),
+        insurer: i,
+        key: k,
+        info_code: InfoCode::parse("TM00000000000001").unwrap(),
+        disclosure: Some(DisclosureClassification::Disclose),
+        items: vec![],
+    };
+    let o = apply(work(i, k, vec![
+        ev(0, EventKind::Change(acquisition(i, k, 1, "20200401", ReasonOfQualification::MovedIn))),
+        ev(0, EventKind::Flag(flag(i, k, 2, FlagType::NonDisclosure, FlagOperation::Set, "20261120000000"))),
+        ev(0, EventKind::Fukuhon(fk.clone())),
+    ]));
+    assert_eq!(o.rejects.len(), 1);
+    assert_eq!(o.rejects[0].0.code, ErrorCode::DisclosureConflict);
+    assert!(o.fukuhon.is_empty());
+    let mut ok = fk;
+    ok.disclosure = Some(DisclosureClassification::NonDisclose);
+    let o = apply(work(i, k, vec![
+        ev(0, EventKind::Change(acquisition(i, k, 1, "20200401", ReasonOfQualification::MovedIn))),
+        ev(0, EventKind::Flag(flag(i, k, 2, FlagType::NonDisclosure, FlagOperation::Set, "20261120000000"))),
+        ev(0, EventKind::Fukuhon(ok)),
+    ]));
+    assert!(o.rejects.is_empty());
+    assert_eq!(o.fukuhon.len(), 1);
+}
+
+fn arb_event(i: InsurerNumber, k: SubscriberKey) -> impl Strategy<Value = (u32, u8, u8, u8)> {
+    let _ = (i, k);
+    (0u32..3, 0u8..4, 0u8..3, 1u8..28)
+}
+
+proptest! {
+    /// R1: the outcome depends only on the events, never on the order they arrive in.
+    #[test]
+    fn apply_is_independent_of_arrival_order(raw in proptest::collection::vec(arb_event(kokuho(), key(7)), 1..12), seed in any::<u64>()) {
+        let (i, k) = (kokuho(), key(7));
+        let mut events = Vec::new();
+        for (n, (fo, what, ft, day)) in raw.iter().enumerate() {
+            let seq = n as u64 + 1;
+            let date = format!("202611{day:02}");
+            let kind = match what {
+                0 => { let mut a = acquisition(i, k, seq, "20200401", ReasonOfQualification::MovedIn); a.effective_date = d(&date); EventKind::Change(a) }
+                1 => { let mut l = acquisition(i, k, seq, "20200401", ReasonOfQualification::MovedIn); l.change_type = ChangeType::Loss; l.disqualification_date = Some(d(&date)); l.reason_of_loss = Some(ReasonOfLoss::Other); l.effective_date = d(&date); EventKind::Change(l) }
+                2 => EventKind::Flag(flag(i, k, seq, [FlagType::AutoResponseProhibited, FlagType::NonDisclosure, FlagType::SelfInfoProvisionProhibited][*ft as usize], FlagOperation::Set, &format!("{date}120000"))),
+                _ => EventKind::Flag(flag(i, k, seq, [FlagType::AutoResponseProhibited, FlagType::NonDisclosure, FlagType::SelfInfoProvisionProhibited][*ft as usize], FlagOperation::Release, &format!("{date}120000"))),
+            };
+            events.push(ev(*fo, kind));
+        }
+        let a = apply(work(i, k, events.clone()));
+        let mut shuffled = events;
+        let mut s = seed;
+        for j in (1..shuffled.len()).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.swap(j, (s >> 33) as usize % (j + 1));
+        }
+        let b = apply(work(i, k, shuffled));
+        prop_assert_eq!(a.after, b.after);
+        prop_assert_eq!(a.rejects.len(), b.rejects.len());
+        prop_assert_eq!(a.pending.len(), b.pending.len());
+    }
+
+    /// A carry never weakens a protection: flags set before stay set, carried ones are added.
+    #[test]
+    fn carry_never_weakens(self_info in proptest::option::of(0u8..2), nd in any::<bool>(), explicit in any::<bool>()) {
+        let (i, k) = (kouki(), key(8));
+        let mut events = vec![ev(0, EventKind::Change(acquisition(i, k, 1, "20270110", ReasonOfQualification::AgeReached)))];
+        if explicit {
+            events.push(ev(0, EventKind::Flag(flag(i, k, 2, FlagType::SelfInfoProvisionProhibited, FlagOperation::Set, "20261120230000"))));
+        }
+        let mut w = work(i, k, events);
+        let reason = self_info.map(|r| if r == 0 { SelfInfoReason::ProviderReason } else { SelfInfoReason::PersonReason });
+        w.carry = Some(Carry::Flags(CarrySource { from: (kokuho(), key(9)), rule: MatchRule::ResidentCode, via: "handoff", self_info: reason, non_disclosure: nd, auto_response: false, set_time: None }));
+        let e = apply(w).after.unwrap();
+        prop_assert_eq!(e.flag(FlagType::SelfInfoProvisionProhibited).is_some(), reason.is_some() || explicit);
+        prop_assert_eq!(e.flag(FlagType::NonDisclosure).is_some(), nd);
+    }
+}
