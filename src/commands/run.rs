@@ -92,7 +92,10 @@ pub fn parse_as_of(s: Option<String>) -> Result<Date> {
 
 pub fn setup_threads(n: Option<usize>) -> Result<()> {
     if let Some(n) = n {
-        rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global().context("cannot set up worker threads")?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .context("cannot set up worker threads")?;
     }
     Ok(())
 }
@@ -100,14 +103,20 @@ pub fn setup_threads(n: Option<usize>) -> Result<()> {
 pub fn run_cmd(a: Args) -> Result<Exit> {
     let cfg = load_config(a.config.as_ref())?;
     let opts = RunOptions {
-        inbox: a.inbox.or(cfg.inbox).context("--inbox is required (or `inbox` in the config file)")?,
+        inbox: a
+            .inbox
+            .or(cfg.inbox)
+            .context("--inbox is required (or `inbox` in the config file)")?,
         outbox: a.outbox.or(cfg.outbox).unwrap_or_else(|| "var/outbox".into()),
         reports: a.reports.or(cfg.reports).unwrap_or_else(|| "var/reports".into()),
         ledger: a.ledger.or(cfg.ledger).unwrap_or_else(|| "var/ledger.sqlite".into()),
         as_of: parse_as_of(a.as_of.or(cfg.as_of))?,
         dry_run: a.dry_run,
         format: a.output_format.or(cfg.output_format).unwrap_or(Format::Csv),
-        encoding: a.output_encoding.or(cfg.output_encoding).unwrap_or(TextEncoding::ShiftJis),
+        encoding: a
+            .output_encoding
+            .or(cfg.output_encoding)
+            .unwrap_or(TextEncoding::ShiftJis),
         unmappable: a.unmappable.or(cfg.unmappable).unwrap_or_default(),
         catalog: match a.catalog.or(cfg.catalog) {
             Some(p) => Catalog::load(&p)?,
@@ -157,7 +166,10 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
         RunStatus::Completed => Exit::Ok,
         RunStatus::CompletedWithRejects => Exit::Rejected,
         RunStatus::Aborted => {
-            eprintln!("nhi-linkage: run aborted, nothing committed or published: {}", r.abort_reason.as_deref().unwrap_or(""));
+            eprintln!(
+                "nhi-linkage: run aborted, nothing committed or published: {}",
+                r.abort_reason.as_deref().unwrap_or("")
+            );
             Exit::Aborted
         }
     })

@@ -201,7 +201,11 @@ pub fn self_info_column(reason: Option<SelfInfoReason>) -> &'static str {
 
 /// Parses the hand-off/linkage 自己情報提供不可 column.
 pub fn parse_self_info_column(s: &str) -> Result<Option<SelfInfoReason>, FieldError> {
-    if s == "0" { Ok(None) } else { SelfInfoReason::parse(s).map(Some) }
+    if s == "0" {
+        Ok(None)
+    } else {
+        SelfInfoReason::parse(s).map(Some)
+    }
 }
 
 /// Parses a `0`/`1` flag column.
@@ -222,7 +226,10 @@ mod tests {
         for c in ChangeType::ALL {
             assert_eq!(ChangeType::parse(c.code()).unwrap(), *c);
         }
-        assert_eq!(ReasonOfQualification::parse("01").unwrap(), ReasonOfQualification::AgeReached);
+        assert_eq!(
+            ReasonOfQualification::parse("01").unwrap(),
+            ReasonOfQualification::AgeReached
+        );
         // leading zeros are significant
         assert_eq!(ReasonOfQualification::parse("1").unwrap_err().code, ErrorCode::Code);
         assert_eq!(ChangeType::parse("4").unwrap_err().code, ErrorCode::Code);

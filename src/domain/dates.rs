@@ -156,8 +156,7 @@ impl Era {
     }
     /// First day of the era (明治 by the usual convention).
     pub fn start(self) -> NaiveDate {
-        let (y, m, d) = [(1868, 1, 25), (1912, 7, 30), (1926, 12, 25), (1989, 1, 8), (2019, 5, 1)]
-            [self as usize];
+        let (y, m, d) = [(1868, 1, 25), (1912, 7, 30), (1926, 12, 25), (1989, 1, 8), (2019, 5, 1)][self as usize];
         NaiveDate::from_ymd_opt(y, m, d).expect("era start")
     }
     /// First day of the next era, if any.
@@ -218,8 +217,8 @@ pub fn parse_wareki(s: &str, form: WarekiForm) -> Result<Date, FieldError> {
             if b.len() != 6 + w || !b.iter().all(u8::is_ascii_digit) {
                 return Err(bad());
             }
-            let era = Era::from_code(num(&b[..w]))
-                .ok_or_else(|| FieldError::new(ErrorCode::Code, "unknown era code"))?;
+            let era =
+                Era::from_code(num(&b[..w])).ok_or_else(|| FieldError::new(ErrorCode::Code, "unknown era code"))?;
             era.to_date(num(&b[w..w + 2]), num(&b[w + 2..w + 4]), num(&b[w + 4..]))
         }
         WarekiForm::Letter => {
@@ -227,7 +226,9 @@ pub fn parse_wareki(s: &str, form: WarekiForm) -> Result<Date, FieldError> {
             let era = chars.next().and_then(Era::from_letter).ok_or_else(bad)?;
             let rest: Vec<&str> = chars.as_str().split('.').collect();
             if rest.len() != 3
-                || rest.iter().any(|p| p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit()))
+                || rest
+                    .iter()
+                    .any(|p| p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit()))
             {
                 return Err(bad());
             }
@@ -276,10 +277,16 @@ mod tests {
         assert_eq!(Date::parse("2024-12-02").unwrap_err().code, ErrorCode::FieldFormat);
         assert_eq!(Date::parse("2024120").unwrap_err().code, ErrorCode::FieldFormat);
         assert_eq!(Date::parse("").unwrap_err().code, ErrorCode::FieldFormat);
-        assert_eq!(Timestamp::parse("20261121230000").unwrap().to_string(), "20261121230000");
+        assert_eq!(
+            Timestamp::parse("20261121230000").unwrap().to_string(),
+            "20261121230000"
+        );
         assert_eq!(Timestamp::parse("20261121240000").unwrap_err().code, ErrorCode::Date);
         assert_eq!(Timestamp::parse("20261131230000").unwrap_err().code, ErrorCode::Date);
-        assert_eq!(Timestamp::parse("2026112123000").unwrap_err().code, ErrorCode::FieldFormat);
+        assert_eq!(
+            Timestamp::parse("2026112123000").unwrap_err().code,
+            ErrorCode::FieldFormat
+        );
     }
 
     #[test]
@@ -319,11 +326,26 @@ mod tests {
         assert_eq!(parse_wareki("03600214", WarekiForm::Packed2).unwrap(), d("19850214"));
         assert_eq!(parse_wareki("5061202", WarekiForm::Packed1).unwrap(), d("20241202"));
         assert_eq!(parse_wareki("1010125", WarekiForm::Packed1).unwrap(), d("18680125"));
-        assert_eq!(parse_wareki("1010124", WarekiForm::Packed1).unwrap_err().code, ErrorCode::Date);
-        assert_eq!(parse_wareki("6010101", WarekiForm::Packed1).unwrap_err().code, ErrorCode::Code);
-        assert_eq!(parse_wareki("0010101", WarekiForm::Packed1).unwrap_err().code, ErrorCode::Code);
-        assert_eq!(parse_wareki("360021", WarekiForm::Packed1).unwrap_err().code, ErrorCode::FieldFormat);
-        assert_eq!(parse_wareki("3600230", WarekiForm::Packed1).unwrap_err().code, ErrorCode::Date);
+        assert_eq!(
+            parse_wareki("1010124", WarekiForm::Packed1).unwrap_err().code,
+            ErrorCode::Date
+        );
+        assert_eq!(
+            parse_wareki("6010101", WarekiForm::Packed1).unwrap_err().code,
+            ErrorCode::Code
+        );
+        assert_eq!(
+            parse_wareki("0010101", WarekiForm::Packed1).unwrap_err().code,
+            ErrorCode::Code
+        );
+        assert_eq!(
+            parse_wareki("360021", WarekiForm::Packed1).unwrap_err().code,
+            ErrorCode::FieldFormat
+        );
+        assert_eq!(
+            parse_wareki("3600230", WarekiForm::Packed1).unwrap_err().code,
+            ErrorCode::Date
+        );
     }
 
     #[test]
@@ -331,21 +353,39 @@ mod tests {
         // 昭和64年 is 1–7 January 1989 only
         assert_eq!(parse_wareki("3640101", WarekiForm::Packed1).unwrap(), d("19890101"));
         assert_eq!(parse_wareki("3640107", WarekiForm::Packed1).unwrap(), d("19890107"));
-        assert_eq!(parse_wareki("3640108", WarekiForm::Packed1).unwrap_err().code, ErrorCode::Date);
+        assert_eq!(
+            parse_wareki("3640108", WarekiForm::Packed1).unwrap_err().code,
+            ErrorCode::Date
+        );
         assert_eq!(parse_wareki("4010108", WarekiForm::Packed1).unwrap(), d("19890108"));
-        assert_eq!(parse_wareki("4010107", WarekiForm::Packed1).unwrap_err().code, ErrorCode::Date);
+        assert_eq!(
+            parse_wareki("4010107", WarekiForm::Packed1).unwrap_err().code,
+            ErrorCode::Date
+        );
         // 平成31年 ends on 30 April 2019
         assert_eq!(parse_wareki("H31.04.30", WarekiForm::Letter).unwrap(), d("20190430"));
-        assert_eq!(parse_wareki("H31.05.01", WarekiForm::Letter).unwrap_err().code, ErrorCode::Date);
+        assert_eq!(
+            parse_wareki("H31.05.01", WarekiForm::Letter).unwrap_err().code,
+            ErrorCode::Date
+        );
         assert_eq!(parse_wareki("R01.05.01", WarekiForm::Letter).unwrap(), d("20190501"));
-        assert_eq!(parse_wareki("R01.04.30", WarekiForm::Letter).unwrap_err().code, ErrorCode::Date);
+        assert_eq!(
+            parse_wareki("R01.04.30", WarekiForm::Letter).unwrap_err().code,
+            ErrorCode::Date
+        );
         // 大正 and 昭和 edges
         assert_eq!(parse_wareki("T15.12.24", WarekiForm::Letter).unwrap(), d("19261224"));
-        assert_eq!(parse_wareki("T15.12.25", WarekiForm::Letter).unwrap_err().code, ErrorCode::Date);
+        assert_eq!(
+            parse_wareki("T15.12.25", WarekiForm::Letter).unwrap_err().code,
+            ErrorCode::Date
+        );
         assert_eq!(parse_wareki("S01.12.25", WarekiForm::Letter).unwrap(), d("19261225"));
         assert_eq!(parse_wareki("M45.07.29", WarekiForm::Letter).unwrap(), d("19120729"));
         assert_eq!(parse_wareki("T01.07.30", WarekiForm::Letter).unwrap(), d("19120730"));
-        assert_eq!(parse_wareki("R00.05.01", WarekiForm::Letter).unwrap_err().code, ErrorCode::Date);
+        assert_eq!(
+            parse_wareki("R00.05.01", WarekiForm::Letter).unwrap_err().code,
+            ErrorCode::Date
+        );
     }
 
     #[test]
@@ -354,14 +394,38 @@ mod tests {
         assert_eq!(parse_wareki("r6.12.2", WarekiForm::Letter).unwrap(), d("20241202"));
         assert!(parse_wareki("X06.12.02", WarekiForm::Letter).is_err());
         assert!(parse_wareki("R06-12-02", WarekiForm::Letter).is_err());
-        assert_eq!(parse_wareki("令和6年12月2日", WarekiForm::Kanji).unwrap(), d("20241202"));
-        assert_eq!(parse_wareki("令和６年１２月２日", WarekiForm::Kanji).unwrap(), d("20241202"));
-        assert_eq!(parse_wareki("令和元年5月1日", WarekiForm::Kanji).unwrap(), d("20190501"));
-        assert_eq!(parse_wareki("平成元年1月8日", WarekiForm::Kanji).unwrap(), d("19890108"));
-        assert_eq!(parse_wareki("昭和64年1月7日", WarekiForm::Kanji).unwrap(), d("19890107"));
-        assert_eq!(parse_wareki("昭和64年1月8日", WarekiForm::Kanji).unwrap_err().code, ErrorCode::Date);
-        assert_eq!(parse_wareki("平成31年4月30日", WarekiForm::Kanji).unwrap(), d("20190430"));
-        assert_eq!(parse_wareki("平成31年5月1日", WarekiForm::Kanji).unwrap_err().code, ErrorCode::Date);
+        assert_eq!(
+            parse_wareki("令和6年12月2日", WarekiForm::Kanji).unwrap(),
+            d("20241202")
+        );
+        assert_eq!(
+            parse_wareki("令和６年１２月２日", WarekiForm::Kanji).unwrap(),
+            d("20241202")
+        );
+        assert_eq!(
+            parse_wareki("令和元年5月1日", WarekiForm::Kanji).unwrap(),
+            d("20190501")
+        );
+        assert_eq!(
+            parse_wareki("平成元年1月8日", WarekiForm::Kanji).unwrap(),
+            d("19890108")
+        );
+        assert_eq!(
+            parse_wareki("昭和64年1月7日", WarekiForm::Kanji).unwrap(),
+            d("19890107")
+        );
+        assert_eq!(
+            parse_wareki("昭和64年1月8日", WarekiForm::Kanji).unwrap_err().code,
+            ErrorCode::Date
+        );
+        assert_eq!(
+            parse_wareki("平成31年4月30日", WarekiForm::Kanji).unwrap(),
+            d("20190430")
+        );
+        assert_eq!(
+            parse_wareki("平成31年5月1日", WarekiForm::Kanji).unwrap_err().code,
+            ErrorCode::Date
+        );
         assert!(parse_wareki("令和6年12月", WarekiForm::Kanji).is_err());
         assert!(parse_wareki("西暦6年12月2日", WarekiForm::Kanji).is_err());
     }

@@ -189,12 +189,7 @@ pub struct IndividualNumber([u8; 12]);
 /// check = 0 if r ≤ 1 else 11 − r.
 pub fn individual_number_check_digit(body: &[u8]) -> u8 {
     const W: [u32; 11] = [2, 3, 4, 5, 6, 7, 2, 3, 4, 5, 6];
-    let sum: u32 = body
-        .iter()
-        .rev()
-        .zip(W)
-        .map(|(&b, w)| u32::from(b - b'0') * w)
-        .sum();
+    let sum: u32 = body.iter().rev().zip(W).map(|(&b, w)| u32::from(b - b'0') * w).sum();
     let r = sum % 11;
     if r <= 1 { 0 } else { (11 - r) as u8 }
 }
@@ -338,9 +333,15 @@ mod tests {
             InsurerNumber::parse(&format!(" {six} ")).unwrap_err().code,
             ErrorCode::FieldFormat
         );
-        assert_eq!(InsurerNumber::parse("1234567").unwrap_err().code, ErrorCode::FieldFormat);
+        assert_eq!(
+            InsurerNumber::parse("1234567").unwrap_err().code,
+            ErrorCode::FieldFormat
+        );
         assert_eq!(InsurerNumber::parse("").unwrap_err().code, ErrorCode::FieldFormat);
-        assert_eq!(InsurerNumber::parse("3913abcd").unwrap_err().code, ErrorCode::FieldFormat);
+        assert_eq!(
+            InsurerNumber::parse("3913abcd").unwrap_err().code,
+            ErrorCode::FieldFormat
+        );
     }
 
     #[test]
@@ -361,7 +362,10 @@ mod tests {
         let e = IndividualNumber::parse("123456789012").unwrap_err();
         assert_eq!(e.code, ErrorCode::CheckDigit);
         assert!(!e.message.contains("123456789012"));
-        assert_eq!(IndividualNumber::parse("12345678901").unwrap_err().code, ErrorCode::FieldFormat);
+        assert_eq!(
+            IndividualNumber::parse("12345678901").unwrap_err().code,
+            ErrorCode::FieldFormat
+        );
         // r <= 1 gives check digit 0
         for body in ["00000000000", "10000000000"] {
             let c = individual_number_check_digit(body.as_bytes());
@@ -374,8 +378,14 @@ mod tests {
         for ok in ["131041", "011002", "141003"] {
             assert!(MunicipalityCode::parse(ok).is_ok(), "{ok}");
         }
-        assert_eq!(MunicipalityCode::parse("131042").unwrap_err().code, ErrorCode::CheckDigit);
-        assert_eq!(MunicipalityCode::parse("13104").unwrap_err().code, ErrorCode::FieldFormat);
+        assert_eq!(
+            MunicipalityCode::parse("131042").unwrap_err().code,
+            ErrorCode::CheckDigit
+        );
+        assert_eq!(
+            MunicipalityCode::parse("13104").unwrap_err().code,
+            ErrorCode::FieldFormat
+        );
     }
 
     #[test]

@@ -112,12 +112,16 @@ pub struct Outcome {
 }
 
 fn reject(out: &mut Outcome, ev_file: &str, seq: u64, field: &str, code: ErrorCode, msg: String, critical: bool) {
-    out.rejects.push((Diagnostic::new(ev_file, code, msg).seq(seq).field(field), critical));
+    out.rejects
+        .push((Diagnostic::new(ev_file, code, msg).seq(seq).field(field), critical));
 }
 
 /// Applies one subscriber's events, sorted by R1, to its state.
 pub fn apply(mut w: Work) -> Outcome {
-    let mut out = Outcome { after: w.before.clone(), ..Default::default() };
+    let mut out = Outcome {
+        after: w.before.clone(),
+        ..Default::default()
+    };
     w.events.sort_by_key(Event::order_key);
     let mut pending: Vec<PendingFlag> = std::mem::take(&mut w.pending);
     let mut fukuhon: BTreeMap<InfoCode, Option<StoredFukuhon>> =
@@ -135,8 +139,17 @@ pub fn apply(mut w: Work) -> Outcome {
                     apply_flag(&mut out, ev, f);
                 } else {
                     // R7: keep it until the enrollment arrives, never drop it
-                    pending.push(PendingFlag { change: f.clone(), file: ev.file.to_string(), file_order: ev.file_order });
-                    out.journal.push((ev.file.to_string(), ev.seq, "flag_pending", format!("{} {} kept pending", f.flag_type.name_en(), op_name(f.operation))));
+                    pending.push(PendingFlag {
+                        change: f.clone(),
+                        file: ev.file.to_string(),
+                        file_order: ev.file_order,
+                    });
+                    out.journal.push((
+                        ev.file.to_string(),
+                        ev.seq,
+                        "flag_pending",
+                        format!("{} {} kept pending", f.flag_type.name_en(), op_name(f.operation)),
+                    ));
                 }
             }
             EventKind::Fukuhon(f) => apply_fukuhon(&mut out, &w, ev, f, &mut fukuhon),
@@ -183,14 +196,27 @@ fn apply_flag(out: &mut Outcome, ev: &Event, f: &FlagChange) {
                 },
             );
             out.touched = true;
-            out.journal.push((ev.file.to_string(), ev.seq, "flag_set", flag_label(f)));
+            out.journal
+                .push((ev.file.to_string(), ev.seq, "flag_set", flag_label(f)));
         }
         FlagOperation::Release => {
             if e.flags.remove(&k).is_some() {
                 out.touched = true;
-                out.journal.push((ev.file.to_string(), ev.seq, "flag_released", flag_label(f)));
+                out.journal
+                    .push((ev.file.to_string(), ev.seq, "flag_released", flag_label(f)));
             } else {
-                reject(out, &ev.file, ev.seq, "Operation", ErrorCode::StateConflict, format!("{} is not set on this subscriber; nothing to release", f.flag_type.name_en()), true);
+                reject(
+                    out,
+                    &ev.file,
+                    ev.seq,
+                    "Operation",
+                    ErrorCode::StateConflict,
+                    format!(
+                        "{} is not set on this subscriber; nothing to release",
+                        f.flag_type.name_en()
+                    ),
+                    true,
+                );
             }
         }
     }
@@ -205,14 +231,25 @@ fn flag_label(f: &FlagChange) -> String {
 
 fn apply_change(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, pending: &mut Vec<PendingFlag>) {
     let conflict = |out: &mut Outcome, msg: &str| {
-        reject(out, &ev.file, ev.seq, "ChangeType", ErrorCode::StateConflict, msg.to_owned(), false)
+        reject(
+            out,
+            &ev.file,
+            ev.seq,
+            "ChangeType",
+            ErrorCode::StateConflict,
+            msg.to_owned(),
+            false,
+        )
     };
     match c.change_type {
         ChangeType::Acquisition => {
             let prior = out.after.take();
             if let Some(p) = prior.as_ref().filter(|p| p.status == Status::Active) {
                 out.after = Some(p.clone());
-                return conflict(out, "subscriber is already enrolled (active); a new 資格取得 needs a 資格喪失 first");
+                return conflict(
+                    out,
+                    "subscriber is already enrolled (active); a new 資格取得 needs a 資格喪失 first",
+                );
             }
             let period = Period {
                 card_symbol: c.card_symbol.clone(),
@@ -224,10 +261,25 @@ fn apply_change(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, p
                 reason_of_loss: None,
                 personal_family: c.personal_family.expect("required"),
             };
-            if let Some(last) = prior.as_ref().filter(|p| p.status == Status::Lost).and_then(|p| p.periods.last()) {
-                if last.disqualification_date.is_some_and(|d| period.qualification_date < d) {
+            if let Some(last) = prior
+                .as_ref()
+                .filter(|p| p.status == Status::Lost)
+                .and_then(|p| p.periods.last())
+            {
+                if last
+                    .disqualification_date
+                    .is_some_and(|d| period.qualification_date < d)
+                {
                     out.after = prior.clone();
-                    return reject(out, &ev.file, ev.seq, "QualificationDate", ErrorCode::StateConflict, "QualificationDate is before the previous period's DisqualificationDate".into(), false);
+                    return reject(
+                        out,
+                        &ev.file,
+                        ev.seq,
+                        "QualificationDate",
+                        ErrorCode::StateConflict,
+                        "QualificationDate is before the previous period's DisqualificationDate".into(),
+                        false,
+                    );
                 }
             }
             let (mut periods, flags, published) = match prior {
@@ -256,7 +308,12 @@ fn apply_change(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, p
             });
             out.touched = true;
             out.acquisitions.push(c.clone());
-            out.journal.push((ev.file.to_string(), ev.seq, "acquisition", format!("資格取得 reason {}", c.reason_of_qualification.map_or("", |r| r.code()))));
+            out.journal.push((
+                ev.file.to_string(),
+                ev.seq,
+                "acquisition",
+                format!("資格取得 reason {}", c.reason_of_qualification.map_or("", |r| r.code())),
+            ));
             // R3: the carry decided between the waves applies right at the acquisition
             let transition = c.insurer.is_kouki() && c.reason_of_qualification.is_some_and(|r| r.is_transition());
             if transition {
@@ -285,12 +342,24 @@ fn apply_change(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, p
             }
             if let Some(p) = next.periods.last() {
                 if p.disqualification_date.is_some_and(|d| d < p.qualification_date) {
-                    return reject(out, &ev.file, ev.seq, "DisqualificationDate", ErrorCode::StateConflict, "DisqualificationDate would be before the QualificationDate the ledger holds".into(), false);
+                    return reject(
+                        out,
+                        &ev.file,
+                        ev.seq,
+                        "DisqualificationDate",
+                        ErrorCode::StateConflict,
+                        "DisqualificationDate would be before the QualificationDate the ledger holds".into(),
+                        false,
+                    );
                 }
             }
             *e = next;
             out.touched = true;
-            let what = if c.change_type == ChangeType::Loss { "loss" } else { "update" };
+            let what = if c.change_type == ChangeType::Loss {
+                "loss"
+            } else {
+                "update"
+            };
             out.journal.push((ev.file.to_string(), ev.seq, what, String::new()));
         }
         ChangeType::Cancel => {
@@ -350,7 +419,13 @@ fn carry_flags(out: &mut Outcome, ev: &Event, src: &CarrySource, c: &SubscriberC
         // an explicit flag already present wins; the carry never weakens it
         e.flags.entry((None, t)).or_insert_with(|| {
             carried.push(t);
-            Flag { reason, source: FlagSource::AgeTransitionCarry, effective_time: time, support_measure_end: None, origin: origin.clone() }
+            Flag {
+                reason,
+                source: FlagSource::AgeTransitionCarry,
+                effective_time: time,
+                support_measure_end: None,
+                origin: origin.clone(),
+            }
         });
     };
     if let Some(r) = src.self_info {
@@ -360,7 +435,12 @@ fn carry_flags(out: &mut Outcome, ev: &Event, src: &CarrySource, c: &SubscriberC
         put(e, FlagType::NonDisclosure, None);
     }
     if !carried.is_empty() || src.self_info.is_some() || src.non_disclosure {
-        out.journal.push((ev.file.to_string(), ev.seq, "carry", format!("flags carried from {}/{} ({})", src.from.0, src.from.1, src.via)));
+        out.journal.push((
+            ev.file.to_string(),
+            ev.seq,
+            "carry",
+            format!("flags carried from {}/{} ({})", src.from.0, src.from.1, src.via),
+        ));
         out.carries.push(CarryDone {
             source: src.clone(),
             to: (c.insurer, c.key),
@@ -370,9 +450,23 @@ fn carry_flags(out: &mut Outcome, ev: &Event, src: &CarrySource, c: &SubscriberC
     }
 }
 
-fn apply_fukuhon(out: &mut Outcome, w: &Work, ev: &Event, f: &Fukuhon, store: &mut BTreeMap<InfoCode, Option<StoredFukuhon>>) {
+fn apply_fukuhon(
+    out: &mut Outcome,
+    w: &Work,
+    ev: &Event,
+    f: &Fukuhon,
+    store: &mut BTreeMap<InfoCode, Option<StoredFukuhon>>,
+) {
     let Some(e) = out.after.as_ref().filter(|e| e.status != Status::Cancelled) else {
-        return reject(out, &ev.file, ev.seq, "SubscriberKey", ErrorCode::StateConflict, "副本 for a subscriber who is not enrolled".into(), false);
+        return reject(
+            out,
+            &ev.file,
+            ev.seq,
+            "SubscriberKey",
+            ErrorCode::StateConflict,
+            "副本 for a subscriber who is not enrolled".into(),
+            false,
+        );
     };
     // R6: a disclosure setting overrides 不開示該当 when staff answer manually, so it is refused
     if f.disclosure == Some(DisclosureClassification::Disclose) {
@@ -381,7 +475,15 @@ fn apply_fukuhon(out: &mut Outcome, w: &Work, ev: &Event, f: &Fukuhon, store: &m
             || e.flags.contains_key(&(Some(f.info_code), nd))
             || w.insurer_flags.contains_key(&(f.info_code, nd));
         if flagged {
-            return reject(out, &ev.file, ev.seq, "DisclosureClassification", ErrorCode::DisclosureConflict, "DisclosureClassification 0 (開示) for a subscriber or InfoCode whose 不開示該当 flag is set".into(), false);
+            return reject(
+                out,
+                &ev.file,
+                ev.seq,
+                "DisclosureClassification",
+                ErrorCode::DisclosureConflict,
+                "DisclosureClassification 0 (開示) for a subscriber or InfoCode whose 不開示該当 flag is set".into(),
+                false,
+            );
         }
     }
     let current = store.get(&f.info_code).cloned().flatten();
@@ -390,18 +492,49 @@ fn apply_fukuhon(out: &mut Outcome, w: &Work, ev: &Event, f: &Fukuhon, store: &m
         FukuhonOperation::Update | FukuhonOperation::Delete => current.is_some(),
     };
     if !ok {
-        let msg = if current.is_some() { "副本 is already registered for this InfoCode (use Operation 2)" } else { "no 副本 is registered for this InfoCode" };
-        return reject(out, &ev.file, ev.seq, "Operation", ErrorCode::StateConflict, msg.into(), false);
+        let msg = if current.is_some() {
+            "副本 is already registered for this InfoCode (use Operation 2)"
+        } else {
+            "no 副本 is registered for this InfoCode"
+        };
+        return reject(
+            out,
+            &ev.file,
+            ev.seq,
+            "Operation",
+            ErrorCode::StateConflict,
+            msg.into(),
+            false,
+        );
     }
     let before = out.fukuhon.get(&f.info_code).map(|(b, _)| b.clone()).unwrap_or(current);
     let next = match f.operation {
         FukuhonOperation::Delete => None,
-        _ => Some(StoredFukuhon { effective_date: f.effective_date, disclosure: f.disclosure, items: f.items.clone(), origin: ev.origin() }),
+        _ => Some(StoredFukuhon {
+            effective_date: f.effective_date,
+            disclosure: f.disclosure,
+            items: f.items.clone(),
+            origin: ev.origin(),
+        }),
     };
     store.insert(f.info_code, next);
     out.fukuhon.insert(
         f.info_code,
-        (before, FukuhonOut { info_code: f.info_code, operation: f.operation, effective_date: f.effective_date, disclosure: f.disclosure, items: f.items.clone() }),
+        (
+            before,
+            FukuhonOut {
+                info_code: f.info_code,
+                operation: f.operation,
+                effective_date: f.effective_date,
+                disclosure: f.disclosure,
+                items: f.items.clone(),
+            },
+        ),
     );
-    out.journal.push((ev.file.to_string(), ev.seq, "fukuhon", format!("{} op {}", f.info_code, f.operation.code())));
+    out.journal.push((
+        ev.file.to_string(),
+        ev.seq,
+        "fukuhon",
+        format!("{} op {}", f.info_code, f.operation.code()),
+    ));
 }

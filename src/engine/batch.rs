@@ -44,14 +44,24 @@ pub struct Batch {
 }
 
 fn person_of_change(c: &SubscriberChange) -> Option<PersonKey> {
-    Some(PersonKey { individual_number: c.individual_number, municipality: c.municipality, resident: c.resident.clone(), birthdate: c.birthdate? })
+    Some(PersonKey {
+        individual_number: c.individual_number,
+        municipality: c.municipality,
+        resident: c.resident.clone(),
+        birthdate: c.birthdate?,
+    })
 }
 
 fn stored_handoff(h: &AgeTransitionHandoff, origin: String) -> StoredHandoff {
     StoredHandoff {
         source_insurer: h.source_insurer,
         source_key: h.source_key,
-        person: PersonKey { individual_number: h.individual_number, municipality: Some(h.municipality), resident: Some(h.resident.clone()), birthdate: h.birthdate },
+        person: PersonKey {
+            individual_number: h.individual_number,
+            municipality: Some(h.municipality),
+            resident: Some(h.resident.clone()),
+            birthdate: h.birthdate,
+        },
         transition_date: h.transition_date,
         self_info: h.self_info,
         non_disclosure: h.non_disclosure,
@@ -140,14 +150,19 @@ fn resolve_carry(
                 from: (e.insurer, e.key),
                 rule,
                 via: "ledger",
-                self_info: e.flag(FlagType::SelfInfoProvisionProhibited).map(|f| f.reason.unwrap_or(SelfInfoReason::ProviderReason)),
+                self_info: e
+                    .flag(FlagType::SelfInfoProvisionProhibited)
+                    .map(|f| f.reason.unwrap_or(SelfInfoReason::ProviderReason)),
                 non_disclosure: e.flag(FlagType::NonDisclosure).is_some(),
                 auto_response: e.flag(FlagType::AutoResponseProhibited).is_some(),
                 set_time: e.flags.values().map(|f| f.effective_time).min(),
             },
         );
     }
-    let mut hs: BTreeMap<SubKey, StoredHandoff> = ledger::find_handoffs(conn, person)?.into_iter().map(|h| ((h.source_insurer, h.source_key), h)).collect();
+    let mut hs: BTreeMap<SubKey, StoredHandoff> = ledger::find_handoffs(conn, person)?
+        .into_iter()
+        .map(|h| ((h.source_insurer, h.source_key), h))
+        .collect();
     for (k, h) in run_handoffs {
         if person.matches(&h.person).is_some() {
             hs.insert(*k, h.clone());
@@ -155,7 +170,9 @@ fn resolve_carry(
     }
     let mut handoffs_used = Vec::new();
     for (k, h) in hs {
-        let Some(rule) = person.matches(&h.person) else { continue };
+        let Some(rule) = person.matches(&h.person) else {
+            continue;
+        };
         handoffs_used.push(k);
         let c = cands.entry(k).or_insert(CarrySource {
             from: k,
@@ -187,7 +204,11 @@ fn resolve_carry(
         }
         _ => Some(Carry::Ambiguous(cands.into_keys().collect())),
     };
-    Ok(Resolution { carry, any_flagged, handoffs_used })
+    Ok(Resolution {
+        carry,
+        any_flagged,
+        handoffs_used,
+    })
 }
 
 /// Applies the batch to the state held in `conn` (inside the run's transaction) and stores it.
@@ -198,24 +219,46 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
     let mut run_handoffs: BTreeMap<SubKey, StoredHandoff> = BTreeMap::new();
     for (fo, (name, records)) in batch.files.into_iter().enumerate() {
         for rec in records {
-            let ev = |date, seq, kind| Event { date, file_order: fo as u32, seq, file: name.clone(), kind };
+            let ev = |date, seq, kind| Event {
+                date,
+                file_order: fo as u32,
+                seq,
+                file: name.clone(),
+                kind,
+            };
             match rec {
                 Record::SubscriberChange(c) => {
-                    subs.entry((c.insurer, c.key)).or_default().push(ev(c.effective_date, c.seq, EventKind::Change(c)));
+                    subs.entry((c.insurer, c.key))
+                        .or_default()
+                        .push(ev(c.effective_date, c.seq, EventKind::Change(c)));
                 }
                 Record::FlagChange(f) => match f.key {
                     Some(k) if f.scope == FlagScope::Subscriber => {
-                        subs.entry((f.insurer, k)).or_default().push(ev(f.effective_time.date(), f.seq, EventKind::Flag(f)));
+                        subs.entry((f.insurer, k)).or_default().push(ev(
+                            f.effective_time.date(),
+                            f.seq,
+                            EventKind::Flag(f),
+                        ));
                     }
-                    _ => scope2.entry(f.insurer).or_default().push((ev(f.effective_time.date(), f.seq, EventKind::Flag(f.clone())), f)),
+                    _ => scope2
+                        .entry(f.insurer)
+                        .or_default()
+                        .push((ev(f.effective_time.date(), f.seq, EventKind::Flag(f.clone())), f)),
                 },
                 Record::Fukuhon(f) => {
-                    subs.entry((f.insurer, f.key)).or_default().push(ev(f.effective_date, f.seq, EventKind::Fukuhon(f)));
+                    subs.entry((f.insurer, f.key)).or_default().push(ev(
+                        f.effective_date,
+                        f.seq,
+                        EventKind::Fukuhon(f),
+                    ));
                 }
                 Record::AgeTransitionHandoff(h) => {
                     out.handoffs_received += 1;
                     // a later file's hand-off for the same 国保 subscriber replaces an earlier one
-                    run_handoffs.insert((h.source_insurer, h.source_key), stored_handoff(&h, format!("{name}#{}", h.seq)));
+                    run_handoffs.insert(
+                        (h.source_insurer, h.source_key),
+                        stored_handoff(&h, format!("{name}#{}", h.seq)),
+                    );
                 }
             }
         }
@@ -231,12 +274,30 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
             let info = f.info_code.expect("Scope 2 has an InfoCode");
             match f.operation {
                 FlagOperation::Set => {
-                    flags.insert((info, f.flag_type), Flag { reason: f.reason, source: f.source, effective_time: f.effective_time, support_measure_end: f.support_measure_end, origin: ev.origin() });
+                    flags.insert(
+                        (info, f.flag_type),
+                        Flag {
+                            reason: f.reason,
+                            source: f.source,
+                            effective_time: f.effective_time,
+                            support_measure_end: f.support_measure_end,
+                            origin: ev.origin(),
+                        },
+                    );
                 }
                 FlagOperation::Release => {
                     if flags.remove(&(info, f.flag_type)).is_none() {
                         out.engine_rejects.push((
-                            Diagnostic::new(&*ev.file, ErrorCode::StateConflict, format!("{} for {info} is not set for this insurer; nothing to release", f.flag_type.name_en())).seq(ev.seq).field("Operation"),
+                            Diagnostic::new(
+                                &*ev.file,
+                                ErrorCode::StateConflict,
+                                format!(
+                                    "{} for {info} is not set for this insurer; nothing to release",
+                                    f.flag_type.name_en()
+                                ),
+                            )
+                            .seq(ev.seq)
+                            .field("Operation"),
                             true,
                         ));
                         continue;
@@ -244,12 +305,40 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
                 }
             }
             out.events_applied += 1;
-            ledger::journal(conn, run_id, Some(&ev.file), Some(ev.seq), None, "insurer_flag", &format!("{ins} {info} {} op {}", f.flag_type.name_en(), f.operation.code()))?;
+            ledger::journal(
+                conn,
+                run_id,
+                Some(&ev.file),
+                Some(ev.seq),
+                None,
+                "insurer_flag",
+                &format!("{ins} {info} {} op {}", f.flag_type.name_en(), f.operation.code()),
+            )?;
         }
-        for k in before.keys().chain(flags.keys()).collect::<std::collections::BTreeSet<_>>() {
+        for k in before
+            .keys()
+            .chain(flags.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
             match (before.get(k), flags.get(k)) {
-                (a, Some(b)) if a != Some(b) => out.flag_rows.push(FlagRow { insurer: ins, key: None, info_code: k.0, flag_type: k.1, set: true, reason: b.reason, effective_time: b.effective_time }),
-                (Some(a), None) => out.flag_rows.push(FlagRow { insurer: ins, key: None, info_code: k.0, flag_type: k.1, set: false, reason: None, effective_time: a.effective_time }),
+                (a, Some(b)) if a != Some(b) => out.flag_rows.push(FlagRow {
+                    insurer: ins,
+                    key: None,
+                    info_code: k.0,
+                    flag_type: k.1,
+                    set: true,
+                    reason: b.reason,
+                    effective_time: b.effective_time,
+                }),
+                (Some(a), None) => out.flag_rows.push(FlagRow {
+                    insurer: ins,
+                    key: None,
+                    info_code: k.0,
+                    flag_type: k.1,
+                    set: false,
+                    reason: None,
+                    effective_time: a.effective_time,
+                }),
                 _ => {}
             }
         }
@@ -261,7 +350,11 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
     let mut works = Vec::with_capacity(subs.len());
     for ((ins, key), events) in subs {
         let before = ledger::load_enrollment(conn, ins, key)?;
-        let pending = if before.is_none() { ledger::take_pending_flags(conn, ins, key)? } else { Vec::new() };
+        let pending = if before.is_none() {
+            ledger::take_pending_flags(conn, ins, key)?
+        } else {
+            Vec::new()
+        };
         let mut fukuhon_before = BTreeMap::new();
         for e in &events {
             if let EventKind::Fukuhon(f) = &e.kind {
@@ -278,7 +371,16 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
                 f
             }
         };
-        works.push(Work { insurer: ins, key, before, events, pending, fukuhon_before, insurer_flags: iflags, carry: None });
+        works.push(Work {
+            insurer: ins,
+            key,
+            before,
+            events,
+            pending,
+            fukuhon_before,
+            insurer_flags: iflags,
+            carry: None,
+        });
     }
     let (mut wave2, wave1): (Vec<Work>, Vec<Work>) = works.into_iter().partition(|w| w.insurer.is_kouki());
 
@@ -297,11 +399,16 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
     let mut used_handoffs: BTreeMap<SubKey, SubKey> = BTreeMap::new();
     let mut any_flagged: BTreeMap<SubKey, bool> = BTreeMap::new();
     for w in &mut wave2 {
-        let acq = w.events.iter().filter_map(|e| match &e.kind {
-            EventKind::Change(c) if c.change_type == ChangeType::Acquisition && c.reason_of_qualification.is_some_and(|r| r.is_transition()) => Some(c),
+        let mut acq = w.events.iter().filter_map(|e| match &e.kind {
+            EventKind::Change(c)
+                if c.change_type == ChangeType::Acquisition
+                    && c.reason_of_qualification.is_some_and(|r| r.is_transition()) =>
+            {
+                Some(c)
+            }
             _ => None,
         });
-        if let Some(person) = acq.last().and_then(person_of_change) {
+        if let Some(person) = acq.next_back().and_then(person_of_change) {
             let r = resolve_carry(conn, &person, &mem, &idx, &run_handoffs)?;
             if matches!(r.carry, Some(Carry::Flags(_))) {
                 for h in r.handoffs_used {
@@ -335,7 +442,11 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
         for (file, seq, ev, detail) in &o.journal {
             ledger::journal(conn, run_id, Some(file), Some(*seq), Some(k), ev, detail)?;
         }
-        out.events_applied += o.journal.iter().filter(|j| j.2 != "flag_pending" && j.2 != "carry").count() as u64;
+        out.events_applied += o
+            .journal
+            .iter()
+            .filter(|j| j.2 != "flag_pending" && j.2 != "carry")
+            .count() as u64;
         let carried = !o.carries.is_empty();
         out.carries.extend(o.carries.iter().cloned());
         if let Some(c) = &o.ambiguous {
@@ -343,7 +454,8 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
             let lacks = o.after.as_ref().is_some_and(|e| !e.has_protective_flag());
             let why = if flagged && lacks {
                 out.withheld.push(k);
-                "several possible 国保 enrollments, one of them flagged: registration withheld until resolved".to_owned()
+                "several possible 国保 enrollments, one of them flagged: registration withheld until resolved"
+                    .to_owned()
             } else {
                 "several possible 国保 enrollments: no carry".to_owned()
             };
@@ -353,10 +465,23 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
             acquisitions.push((k, c.clone(), carried || o.ambiguous.is_some()));
         }
         for (info, (_, f)) in &o.fukuhon {
-            out.fukuhon_rows.push(FukuhonRow { operation: f.operation, effective_date: f.effective_date, insurer: w.insurer, key: w.key, info_code: *info, disclosure: f.disclosure, items: f.items.clone() });
+            out.fukuhon_rows.push(FukuhonRow {
+                operation: f.operation,
+                effective_date: f.effective_date,
+                insurer: w.insurer,
+                key: w.key,
+                info_code: *info,
+                disclosure: f.disclosure,
+                items: f.items.clone(),
+            });
             let next = match f.operation {
                 FukuhonOperation::Delete => None,
-                _ => Some(ledger::StoredFukuhon { effective_date: f.effective_date, disclosure: f.disclosure, items: f.items.clone(), origin: format!("run {run_id}") }),
+                _ => Some(ledger::StoredFukuhon {
+                    effective_date: f.effective_date,
+                    disclosure: f.disclosure,
+                    items: f.items.clone(),
+                    origin: format!("run {run_id}"),
+                }),
             };
             ledger::store_fukuhon(conn, w.insurer, w.key, *info, next.as_ref())?;
         }
@@ -377,7 +502,10 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
         }
         let regs: Vec<(Enrollment, MatchRule)> = matching_enrollments(conn, &h.person, &mem2, &idx2, |i| i.is_kouki())?
             .into_iter()
-            .filter(|(e, _)| e.current_period().is_some_and(|p| p.reason_of_qualification.is_transition()))
+            .filter(|(e, _)| {
+                e.current_period()
+                    .is_some_and(|p| p.reason_of_qualification.is_transition())
+            })
             .collect();
         match regs.len() {
             0 => {}
@@ -386,13 +514,21 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
                 let k = (e.insurer, e.key);
                 let before = out.touched.get(&k).cloned().unwrap_or_else(|| Some(e.clone()));
                 let mut after = out.after.get(&k).cloned().unwrap_or(e);
-                let time = h.flag_set_time.unwrap_or_else(|| Timestamp::start_of(h.transition_date));
+                let time = h
+                    .flag_set_time
+                    .unwrap_or_else(|| Timestamp::start_of(h.transition_date));
                 let origin = format!("carry:{}/{}", hk.0, hk.1);
                 let mut carried = Vec::new();
                 let mut put = |t: FlagType, reason: Option<SelfInfoReason>| {
                     after.flags.entry((None, t)).or_insert_with(|| {
                         carried.push(t);
-                        Flag { reason, source: FlagSource::AgeTransitionCarry, effective_time: time, support_measure_end: None, origin: origin.clone() }
+                        Flag {
+                            reason,
+                            source: FlagSource::AgeTransitionCarry,
+                            effective_time: time,
+                            support_measure_end: None,
+                            origin: origin.clone(),
+                        }
                     });
                 };
                 if let Some(r) = h.self_info {
@@ -401,9 +537,33 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
                 if h.non_disclosure {
                     put(FlagType::NonDisclosure, None);
                 }
-                let src = CarrySource { from: hk, rule, via: "handoff", self_info: h.self_info, non_disclosure: h.non_disclosure, auto_response: h.auto_response, set_time: h.flag_set_time };
-                ledger::journal(conn, run_id, Some(h.origin.split('#').next().unwrap_or("")), None, Some(k), "carry", &format!("flags carried from {}/{} (handoff after registration)", hk.0, hk.1))?;
-                out.carries.push(CarryDone { source: src, to: k, qualification_date: after.current_period().map(|p| p.qualification_date).expect("has a period"), flags: carried.clone() });
+                let src = CarrySource {
+                    from: hk,
+                    rule,
+                    via: "handoff",
+                    self_info: h.self_info,
+                    non_disclosure: h.non_disclosure,
+                    auto_response: h.auto_response,
+                    set_time: h.flag_set_time,
+                };
+                ledger::journal(
+                    conn,
+                    run_id,
+                    Some(h.origin.split('#').next().unwrap_or("")),
+                    None,
+                    Some(k),
+                    "carry",
+                    &format!("flags carried from {}/{} (handoff after registration)", hk.0, hk.1),
+                )?;
+                out.carries.push(CarryDone {
+                    source: src,
+                    to: k,
+                    qualification_date: after
+                        .current_period()
+                        .map(|p| p.qualification_date)
+                        .expect("has a period"),
+                    flags: carried.clone(),
+                });
                 if !carried.is_empty() {
                     out.touched.insert(k, before);
                     out.after.insert(k, after);
@@ -411,7 +571,11 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
                 h.matched = Some(k);
                 out.handoffs_matched += 1;
             }
-            _ => out.review.push((hk, regs.iter().map(|(e, _)| (e.insurer, e.key)).collect(), "hand-off matches several 後期 registrations: no carry".into())),
+            _ => out.review.push((
+                hk,
+                regs.iter().map(|(e, _)| (e.insurer, e.key)).collect(),
+                "hand-off matches several 後期 registrations: no carry".into(),
+            )),
         }
         ledger::upsert_handoff(conn, &h)?;
     }
@@ -426,15 +590,38 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
     for (k, c, carried_or_ambiguous) in acquisitions {
         let Some(person) = person_of_change(&c) else { continue };
         if carried_or_ambiguous {
-            if let Some(cd) = out.carries.iter().find(|cd| cd.to == k).filter(|cd| cd.source.auto_response) {
-                out.flag_confirmation.push((k, cd.source.from, vec![FlagType::AutoResponseProhibited], "自動応答不可 at the previous insurer is not carried: confirm with the person".into()));
+            if let Some(cd) = out
+                .carries
+                .iter()
+                .find(|cd| cd.to == k)
+                .filter(|cd| cd.source.auto_response)
+            {
+                out.flag_confirmation.push((
+                    k,
+                    cd.source.from,
+                    vec![FlagType::AutoResponseProhibited],
+                    "自動応答不可 at the previous insurer is not carried: confirm with the person".into(),
+                ));
             }
             continue;
         }
         for (e, _) in matching_enrollments(conn, &person, &all_mem, &all_idx, |i| i != k.0)? {
-            let flags: Vec<FlagType> = [FlagType::SelfInfoProvisionProhibited, FlagType::NonDisclosure, FlagType::AutoResponseProhibited].into_iter().filter(|t| e.flag(*t).is_some()).collect();
+            let flags: Vec<FlagType> = [
+                FlagType::SelfInfoProvisionProhibited,
+                FlagType::NonDisclosure,
+                FlagType::AutoResponseProhibited,
+            ]
+            .into_iter()
+            .filter(|t| e.flag(*t).is_some())
+            .collect();
             if flags.iter().any(|t| t.is_protective()) {
-                out.flag_confirmation.push((k, (e.insurer, e.key), flags, "new enrollment of a person flagged at another insurer: ask the person and set the flags if needed".into()));
+                out.flag_confirmation.push((
+                    k,
+                    (e.insurer, e.key),
+                    flags,
+                    "new enrollment of a person flagged at another insurer: ask the person and set the flags if needed"
+                        .into(),
+                ));
             }
         }
     }

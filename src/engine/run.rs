@@ -8,6 +8,7 @@
 //! 4. write outputs and report into staging folders, fsync, MANIFEST.json;
 //! 5. record the run as `committed` with its staging paths, COMMIT (synchronous=FULL);
 //! 6. rename staging → final, mark the run `published`.
+//!
 //! A rerun first finishes any committed-but-unpublished run (renames) and removes staging left by
 //! uncommitted ones. Run ids are derived from the inputs, so a rerun after a crash has the same id.
 
@@ -98,7 +99,13 @@ fn list_inbox(inbox: &Path) -> Result<Vec<PathBuf>> {
             let p = e?.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if matches!(p.extension().and_then(|x| x.to_str()).map(str::to_ascii_lowercase).as_deref(), Some("xml" | "csv")) {
+            } else if matches!(
+                p.extension()
+                    .and_then(|x| x.to_str())
+                    .map(str::to_ascii_lowercase)
+                    .as_deref(),
+                Some("xml" | "csv")
+            ) {
                 out.push(p);
             }
         }
@@ -108,7 +115,11 @@ fn list_inbox(inbox: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn load(path: &Path, inbox: &Path, opts: &ReadOptions) -> LoadedFile {
-    let name = path.strip_prefix(inbox).unwrap_or(path).to_string_lossy().replace('\\', "/");
+    let name = path
+        .strip_prefix(inbox)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/");
     let mut records = Vec::new();
     let mut rejects = Vec::new();
     let res = read_input(path, &name, opts, &mut |o| match o {
@@ -151,7 +162,10 @@ fn sha_file(path: &Path) -> Result<String> {
 /// Finishes runs committed but not yet published, and removes staging of uncommitted runs (R12).
 pub fn recover(conn: &Connection, outbox: &Path, reports: &Path) -> Result<()> {
     for r in ledger::runs_to_publish(conn)? {
-        for (staging, fin) in [(&r.outbox_staging, &r.outbox_final), (&r.report_staging, &r.report_final)] {
+        for (staging, fin) in [
+            (&r.outbox_staging, &r.outbox_final),
+            (&r.report_staging, &r.report_final),
+        ] {
             if let (Some(s), Some(f)) = (staging, fin) {
                 let (s, f) = (Path::new(s), Path::new(f));
                 if s.exists() {
@@ -161,7 +175,11 @@ pub fn recover(conn: &Connection, outbox: &Path, reports: &Path) -> Result<()> {
                     std::fs::rename(s, f).with_context(|| format!("cannot publish {}", s.display()))?;
                     sync_dir(f.parent().unwrap_or(Path::new(".")));
                 } else if !f.exists() {
-                    bail!("run {} was committed but its staged output {} is missing", r.run_id, s.display());
+                    bail!(
+                        "run {} was committed but its staged output {} is missing",
+                        r.run_id,
+                        s.display()
+                    );
                 }
             }
         }
@@ -193,12 +211,16 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let _lock = ledger::lock(&opts.ledger)?;
     let mut conn = ledger::open(&opts.ledger)?;
     std::fs::create_dir_all(&opts.outbox).with_context(|| format!("cannot create outbox {}", opts.outbox.display()))?;
-    std::fs::create_dir_all(&opts.reports).with_context(|| format!("cannot create reports folder {}", opts.reports.display()))?;
+    std::fs::create_dir_all(&opts.reports)
+        .with_context(|| format!("cannot create reports folder {}", opts.reports.display()))?;
     recover(&conn, &opts.outbox, &opts.reports)?;
 
     // 1. read
     let paths = list_inbox(&opts.inbox)?;
-    let ropts = ReadOptions { catalog: &opts.catalog, limits: opts.limits };
+    let ropts = ReadOptions {
+        catalog: &opts.catalog,
+        limits: opts.limits,
+    };
     tracing::info!(files = paths.len(), "reading inbox");
     let mut files: Vec<LoadedFile> = paths.par_iter().map(|p| load(p, &opts.inbox, &ropts)).collect();
     for (f, p) in files.iter_mut().zip(&paths) {
@@ -228,8 +250,12 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
                 f.records.clear();
                 f.rejects.clear();
                 f.file_errors.push(
-                    Diagnostic::new(&f.name, ErrorCode::FileIdReused, "FileIdentifier was already used by this sender for a file with different content")
-                        .field("FileIdentifier"),
+                    Diagnostic::new(
+                        &f.name,
+                        ErrorCode::FileIdReused,
+                        "FileIdentifier was already used by this sender for a file with different content",
+                    )
+                    .field("FileIdentifier"),
                 );
             }
             None => {
@@ -255,11 +281,26 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let mut order: Vec<usize> = (0..files.len()).filter(|&i| files[i].status == "applied").collect();
     order.sort_by(|&a, &b| {
         let (ha, hb) = (files[a].header.as_ref().unwrap(), files[b].header.as_ref().unwrap());
-        (ha.creation_time, ha.sender, ha.file_sequence, &files[a].name).cmp(&(hb.creation_time, hb.sender, hb.file_sequence, &files[b].name))
+        (ha.creation_time, ha.sender, ha.file_sequence, &files[a].name).cmp(&(
+            hb.creation_time,
+            hb.sender,
+            hb.file_sequence,
+            &files[b].name,
+        ))
     });
 
     let tx = conn.transaction()?;
-    let batch = Batch { files: order.iter().map(|&i| (Arc::<str>::from(files[i].name.as_str()), std::mem::take(&mut files[i].records))).collect() };
+    let batch = Batch {
+        files: order
+            .iter()
+            .map(|&i| {
+                (
+                    Arc::<str>::from(files[i].name.as_str()),
+                    std::mem::take(&mut files[i].records),
+                )
+            })
+            .collect(),
+    };
     let outcome = apply_batch(&tx, &run_id, batch)?;
 
     for f in &files {
@@ -271,7 +312,12 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             encoding: h.map(|h| h.encoding.xml_label().to_owned()).unwrap_or_default(),
             status: f.status,
             records: f.total,
-            rejected: f.rejects.iter().filter_map(|d| d.record_sequence).collect::<BTreeSet<_>>().len() as u64,
+            rejected: f
+                .rejects
+                .iter()
+                .filter_map(|d| d.record_sequence)
+                .collect::<BTreeSet<_>>()
+                .len() as u64,
             note: f.note.clone(),
         });
         for d in f.file_errors.iter().chain(&f.rejects) {
@@ -280,22 +326,52 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         }
         if f.status == "applied" {
             let h = h.expect("parsed");
-            ledger::insert_applied_file(&tx, h.sender, &h.file_identifier, &f.sha, h.kind, &f.name, &run_id, f.total, f.rejects.iter().filter_map(|d| d.record_sequence).collect::<BTreeSet<_>>().len() as u64)?;
+            ledger::insert_applied_file(
+                &tx,
+                h.sender,
+                &h.file_identifier,
+                &f.sha,
+                h.kind,
+                &f.name,
+                &run_id,
+                f.total,
+                f.rejects
+                    .iter()
+                    .filter_map(|d| d.record_sequence)
+                    .collect::<BTreeSet<_>>()
+                    .len() as u64,
+            )?;
         }
     }
-    report.rejects.extend(outcome.engine_rejects.iter().map(|(d, c)| RejectEntry::from_diag(d, *c)));
+    report.rejects.extend(
+        outcome
+            .engine_rejects
+            .iter()
+            .map(|(d, c)| RejectEntry::from_diag(d, *c)),
+    );
 
     // 3. linkage from the ledger + R4
     let mut groups = build_groups(&tx, &outcome, opts.as_of)?;
     if failpoint("writer-clear-flag") {
         // test hook: a writer bug that would state 0 for a set flag
-        if let Some(g) = groups.iter_mut().find(|g| g.control.self_info.is_some() || g.control.non_disclosure) {
-            g.control = ProvisionControl { self_info: None, non_disclosure: false, auto_response: g.control.auto_response };
+        if let Some(g) = groups
+            .iter_mut()
+            .find(|g| g.control.self_info.is_some() || g.control.non_disclosure)
+        {
+            g.control = ProvisionControl {
+                self_info: None,
+                non_disclosure: false,
+                auto_response: g.control.auto_response,
+            };
         }
     }
     if failpoint("writer-drop-carry") {
         for g in groups.iter_mut().filter(|g| g.insurer.is_kouki()) {
-            g.control = ProvisionControl { self_info: None, non_disclosure: false, auto_response: false };
+            g.control = ProvisionControl {
+                self_info: None,
+                non_disclosure: false,
+                auto_response: false,
+            };
         }
     }
     let withheld: BTreeSet<(InsurerNumber, SubscriberKey)> = outcome.withheld.iter().copied().collect();
@@ -312,7 +388,9 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         std::fs::remove_dir_all(&out_stage)?;
     }
     std::fs::create_dir_all(&out_stage)?;
-    let layout = StandardLayout { policy: opts.unmappable };
+    let layout = StandardLayout {
+        policy: opts.unmappable,
+    };
     let creation = files
         .iter()
         .filter(|f| f.status == "applied")
@@ -323,26 +401,75 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let mut char_rows = Vec::new();
     for (kind, ins, key, chars, refused) in &written.unmappable {
         for c in chars {
-            char_rows.push(vec![kind.clone(), ins.to_string(), key.map(|k| k.to_string()).unwrap_or_default(), c.field.clone(), c.code_point.clone(), if *refused { "refused (E_UNMAPPABLE_CHAR)".into() } else { "replaced by ●".into() }]);
+            char_rows.push(vec![
+                kind.clone(),
+                ins.to_string(),
+                key.map(|k| k.to_string()).unwrap_or_default(),
+                c.field.clone(),
+                c.code_point.clone(),
+                if *refused {
+                    "refused (E_UNMAPPABLE_CHAR)".into()
+                } else {
+                    "replaced by ●".into()
+                },
+            ]);
         }
         if *refused {
             report.rejects.push(RejectEntry::from_diag(
-                &Diagnostic::new(kind.as_str(), ErrorCode::UnmappableChar, format!("subscriber {}/{} not written: characters with no Shift_JIS mapping ({})", ins, key.map(|k| k.to_string()).unwrap_or_default(), chars.iter().map(|c| format!("{} in {}", c.code_point, c.field)).collect::<Vec<_>>().join(", ")))
-                    .field(chars.first().map(|c| c.field.clone()).unwrap_or_default()),
+                &Diagnostic::new(
+                    kind.as_str(),
+                    ErrorCode::UnmappableChar,
+                    format!(
+                        "subscriber {}/{} not written: characters with no Shift_JIS mapping ({})",
+                        ins,
+                        key.map(|k| k.to_string()).unwrap_or_default(),
+                        chars
+                            .iter()
+                            .map(|c| format!("{} in {}", c.code_point, c.field))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .field(chars.first().map(|c| c.field.clone()).unwrap_or_default()),
                 false,
             ));
             if let Some(k) = key {
                 // not sent: the server does not hold it yet
-                tx.execute("UPDATE enrollment SET published = 0 WHERE insurer = ?1 AND subscriber_key = ?2 AND published = 1", rusqlite::params![ins.as_str(), k.as_str()])?;
+                tx.execute(
+                    "UPDATE enrollment SET published = 0 WHERE insurer = ?1 AND subscriber_key = ?2 AND published = 1",
+                    rusqlite::params![ins.as_str(), k.as_str()],
+                )?;
             }
         }
     }
-    report.add_worklist("character_identification", Worklist { title: "文字同定 — characters to identify".into(), columns: vec!["file_kind", "insurer", "subscriber_key", "field", "code_point", "action"], rows: char_rows });
+    report.add_worklist(
+        "character_identification",
+        Worklist {
+            title: "文字同定 — characters to identify".into(),
+            columns: vec![
+                "file_kind",
+                "insurer",
+                "subscriber_key",
+                "field",
+                "code_point",
+                "action",
+            ],
+            rows: char_rows,
+        },
+    );
     report.outputs = written.entries.clone();
     fill_report(&tx, &mut report, &outcome, opts)?;
 
-    report.status = if report.rejects.is_empty() { "completed".into() } else { "completed_with_rejects".into() };
-    let status = if report.rejects.is_empty() { RunStatus::Completed } else { RunStatus::CompletedWithRejects };
+    report.status = if report.rejects.is_empty() {
+        "completed".into()
+    } else {
+        "completed_with_rejects".into()
+    };
+    let status = if report.rejects.is_empty() {
+        RunStatus::Completed
+    } else {
+        RunStatus::CompletedWithRejects
+    };
 
     if opts.dry_run {
         drop(tx); // rollback: the ledger is untouched
@@ -352,7 +479,12 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             std::fs::remove_dir_all(&dir)?;
         }
         report.write_to(&dir)?;
-        return Ok(RunResult { status, report, report_dir: dir, outbox_dir: None });
+        return Ok(RunResult {
+            status,
+            report,
+            report_dir: dir,
+            outbox_dir: None,
+        });
     }
 
     let rep_stage = opts.reports.join(format!(".staging-{run_id}"));
@@ -386,7 +518,12 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     tx.commit().context("cannot commit the ledger")?;
     crash_at("after-commit");
     recover(&conn, &opts.outbox, &opts.reports)?;
-    Ok(RunResult { status, report, report_dir: rep_final, outbox_dir: publish_outbox.then_some(out_final) })
+    Ok(RunResult {
+        status,
+        report,
+        report_dir: rep_final,
+        outbox_dir: publish_outbox.then_some(out_final),
+    })
 }
 
 fn abort(opts: &RunOptions, mut report: Report, reason: &str) -> Result<RunResult> {
@@ -408,12 +545,19 @@ fn abort(opts: &RunOptions, mut report: Report, reason: &str) -> Result<RunResul
         std::fs::remove_dir_all(&dir)?;
     }
     report.write_to(&dir)?;
-    Ok(RunResult { status: RunStatus::Aborted, report, report_dir: dir, outbox_dir: None })
+    Ok(RunResult {
+        status: RunStatus::Aborted,
+        report,
+        report_dir: dir,
+        outbox_dir: None,
+    })
 }
 
 fn control_from(e: &Enrollment) -> ProvisionControl {
     ProvisionControl {
-        self_info: e.flag(FlagType::SelfInfoProvisionProhibited).map(|f| f.reason.unwrap_or(SelfInfoReason::ProviderReason)),
+        self_info: e
+            .flag(FlagType::SelfInfoProvisionProhibited)
+            .map(|f| f.reason.unwrap_or(SelfInfoReason::ProviderReason)),
         non_disclosure: e.flag(FlagType::NonDisclosure).is_some(),
         auto_response: e.flag(FlagType::AutoResponseProhibited).is_some(),
     }
@@ -468,7 +612,9 @@ fn build_groups(conn: &Connection, o: &BatchOutcome, _as_of: Date) -> Result<Vec
 pub fn verify_invariant(conn: &Connection, groups: &[SubscriberGroup], as_of: Date) -> Result<(), FlagWouldBeCleared> {
     let err = |e: anyhow::Error| FlagWouldBeCleared(format!("cannot verify the ledger: {e}"));
     let flags_of = |ins: &str, key: &str| -> Result<Vec<(String, Option<String>)>> {
-        let mut st = conn.prepare_cached("SELECT flag_type, reason_code FROM flag WHERE insurer = ?1 AND subscriber_key = ?2 AND info_code = ''")?;
+        let mut st = conn.prepare_cached(
+            "SELECT flag_type, reason_code FROM flag WHERE insurer = ?1 AND subscriber_key = ?2 AND info_code = ''",
+        )?;
         let rows = st.query_map([ins, key], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     };
@@ -502,30 +648,45 @@ pub fn verify_invariant(conn: &Connection, groups: &[SubscriberGroup], as_of: Da
         if !future {
             continue;
         }
-        let e = ledger::load_enrollment(conn, g.insurer, g.key).map_err(err)?.ok_or_else(|| FlagWouldBeCleared(format!("subscriber {ins}/{key} is not in the ledger")))?;
+        let e = ledger::load_enrollment(conn, g.insurer, g.key)
+            .map_err(err)?
+            .ok_or_else(|| FlagWouldBeCleared(format!("subscriber {ins}/{key} is not in the ledger")))?;
         let person = e.person();
         let mut flagged_elsewhere: Vec<(String, bool, bool)> = Vec::new();
         for (ci, ck) in ledger::find_person(conn, &person).map_err(err)? {
             if !ci.is_kokuho() {
                 continue;
             }
-            let Some(c) = ledger::load_enrollment(conn, ci, ck).map_err(err)? else { continue };
+            let Some(c) = ledger::load_enrollment(conn, ci, ck).map_err(err)? else {
+                continue;
+            };
             if c.status == Status::Cancelled || person.matches(&c.person()).is_none() {
                 continue;
             }
             let fl = flags_of(ci.as_str(), ck.as_str()).map_err(err)?;
-            flagged_elsewhere.push((format!("{ci}/{ck}"), fl.iter().any(|f| f.0 == "3"), fl.iter().any(|f| f.0 == "2")));
+            flagged_elsewhere.push((
+                format!("{ci}/{ck}"),
+                fl.iter().any(|f| f.0 == "3"),
+                fl.iter().any(|f| f.0 == "2"),
+            ));
         }
         for h in ledger::find_handoffs(conn, &person).map_err(err)? {
             if person.matches(&h.person).is_some() {
-                flagged_elsewhere.push((format!("hand-off {}/{}", h.source_insurer, h.source_key), h.self_info.is_some(), h.non_disclosure));
+                flagged_elsewhere.push((
+                    format!("hand-off {}/{}", h.source_insurer, h.source_key),
+                    h.self_info.is_some(),
+                    h.non_disclosure,
+                ));
             }
         }
         for (src, si, nd) in flagged_elsewhere {
             if (si && g.control.self_info.is_none()) || (nd && !g.control.non_disclosure) {
                 return Err(FlagWouldBeCleared(format!(
                     "後期 registration {ins}/{key} with future QualificationDate {} would go out without the flags set at {src}",
-                    g.qualifications.last().map(|q| q.qualification_date.to_string()).unwrap_or_default()
+                    g.qualifications
+                        .last()
+                        .map(|q| q.qualification_date.to_string())
+                        .unwrap_or_default()
                 )));
             }
         }
@@ -536,7 +697,13 @@ pub fn verify_invariant(conn: &Connection, groups: &[SubscriberGroup], as_of: Da
 struct WrittenSet {
     entries: Vec<OutputEntry>,
     /// (file kind, insurer, key, characters, refused?)
-    unmappable: Vec<(String, InsurerNumber, Option<SubscriberKey>, Vec<crate::formats::writer::UnmappableChar>, bool)>,
+    unmappable: Vec<(
+        String,
+        InsurerNumber,
+        Option<SubscriberKey>,
+        Vec<crate::formats::writer::UnmappableChar>,
+        bool,
+    )>,
 }
 
 #[derive(serde::Serialize)]
@@ -554,35 +721,80 @@ fn write_outputs(
     groups: &[SubscriberGroup],
     o: &BatchOutcome,
 ) -> Result<WrittenSet> {
-    let mut set = WrittenSet { entries: Vec::new(), unmappable: Vec::new() };
-    let insurers: BTreeSet<InsurerNumber> = groups.iter().map(|g| g.insurer).chain(o.flag_rows.iter().map(|r| r.insurer)).chain(o.fukuhon_rows.iter().map(|r| r.insurer)).collect();
+    let mut set = WrittenSet {
+        entries: Vec::new(),
+        unmappable: Vec::new(),
+    };
+    let insurers: BTreeSet<InsurerNumber> = groups
+        .iter()
+        .map(|g| g.insurer)
+        .chain(o.flag_rows.iter().map(|r| r.insurer))
+        .chain(o.fukuhon_rows.iter().map(|r| r.insurer))
+        .collect();
     // InfoCode-scoped subscriber flags after the run (FlagLinkage), from the touched subscribers
     let mut flag_rows = o.flag_rows.clone();
     for (k, before) in &o.touched {
         let after = &o.after[k];
         let empty = Default::default();
         let bflags = before.as_ref().map_or(&empty, |b| &b.flags);
-        for key in bflags.keys().chain(after.flags.keys()).filter(|(info, _)| info.is_some()).collect::<BTreeSet<_>>() {
+        for key in bflags
+            .keys()
+            .chain(after.flags.keys())
+            .filter(|(info, _)| info.is_some())
+            .collect::<BTreeSet<_>>()
+        {
             let info = key.0.expect("filtered");
             match (bflags.get(key), after.flags.get(key)) {
-                (b, Some(a)) if b != Some(a) => flag_rows.push(FlagRow { insurer: k.0, key: Some(k.1), info_code: info, flag_type: key.1, set: true, reason: a.reason, effective_time: a.effective_time }),
-                (Some(b), None) => flag_rows.push(FlagRow { insurer: k.0, key: Some(k.1), info_code: info, flag_type: key.1, set: false, reason: None, effective_time: b.effective_time }),
+                (b, Some(a)) if b != Some(a) => flag_rows.push(FlagRow {
+                    insurer: k.0,
+                    key: Some(k.1),
+                    info_code: info,
+                    flag_type: key.1,
+                    set: true,
+                    reason: a.reason,
+                    effective_time: a.effective_time,
+                }),
+                (Some(b), None) => flag_rows.push(FlagRow {
+                    insurer: k.0,
+                    key: Some(k.1),
+                    info_code: info,
+                    flag_type: key.1,
+                    set: false,
+                    reason: None,
+                    effective_time: b.effective_time,
+                }),
                 _ => {}
             }
         }
     }
     for ins in insurers {
         let kinds: [(FileKind, usize); 3] = [
-            (FileKind::SubscriberLinkage, groups.iter().filter(|g| g.insurer == ins).count()),
-            (FileKind::FlagLinkage, flag_rows.iter().filter(|r| r.insurer == ins).count()),
-            (FileKind::FukuhonLinkage, o.fukuhon_rows.iter().filter(|r| r.insurer == ins).count()),
+            (
+                FileKind::SubscriberLinkage,
+                groups.iter().filter(|g| g.insurer == ins).count(),
+            ),
+            (
+                FileKind::FlagLinkage,
+                flag_rows.iter().filter(|r| r.insurer == ins).count(),
+            ),
+            (
+                FileKind::FukuhonLinkage,
+                o.fukuhon_rows.iter().filter(|r| r.insurer == ins).count(),
+            ),
         ];
         for (kind, n) in kinds {
             if n == 0 {
                 continue;
             }
             let name = format!("{}_{}_{}.{}", kind.name(), ins, run_id, opts.format.extension());
-            let header = linkage_header(kind, format!("{}-{}", kind.name(), run_id), ins, creation, opts.format, opts.encoding);
+            let header = linkage_header(
+                kind,
+                format!("{}-{}", kind.name(), run_id),
+                ins,
+                creation,
+                opts.format,
+                opts.encoding,
+            );
             let mut buf: Vec<u8> = Vec::new();
             let w = match kind {
                 FileKind::SubscriberLinkage => {
@@ -606,10 +818,19 @@ fn write_outputs(
                 set.unmappable.push((kind.name().to_owned(), i, k, chars, false));
             }
             write_private(&dir.join(&name), &buf)?;
-            set.entries.push(OutputEntry { name, kind: kind.name().to_owned(), records: w.records, bytes: buf.len() as u64, sha256: hex(&Sha256::digest(&buf)) });
+            set.entries.push(OutputEntry {
+                name,
+                kind: kind.name().to_owned(),
+                records: w.records,
+                bytes: buf.len() as u64,
+                sha256: hex(&Sha256::digest(&buf)),
+            });
         }
     }
-    let mut m = serde_json::to_vec_pretty(&Manifest { run_id, files: &set.entries })?;
+    let mut m = serde_json::to_vec_pretty(&Manifest {
+        run_id,
+        files: &set.entries,
+    })?;
     m.push(b'\n');
     write_private(&dir.join("MANIFEST.json"), &m)?;
     sync_dir(dir);
@@ -625,7 +846,10 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, opts: &RunOp
     for c in &o.carries {
         let mut flags = Vec::new();
         if c.source.self_info.is_some() {
-            flags.push(format!("SelfInfoProvisionProhibited({})", c.source.self_info.map_or("", |x| x.code())));
+            flags.push(format!(
+                "SelfInfoProvisionProhibited({})",
+                c.source.self_info.map_or("", |x| x.code())
+            ));
         }
         if c.source.non_disclosure {
             flags.push("NonDisclosure".into());
@@ -636,7 +860,10 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, opts: &RunOp
             to_insurer: c.to.0.to_string(),
             to_subscriber_key: c.to.1.to_string(),
             flags,
-            rule: serde_json::to_value(c.source.rule)?.as_str().unwrap_or_default().to_owned(),
+            rule: serde_json::to_value(c.source.rule)?
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             via: c.source.via.to_owned(),
             qualification_date: c.qualification_date.to_string(),
             future_dated: c.qualification_date > opts.as_of,
@@ -648,7 +875,12 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, opts: &RunOp
             insurer: c.insurer.to_string(),
             subscriber_key: c.key.map(|k| k.to_string()).unwrap_or_default(),
             flag_type: c.flag_type.name_en().to_owned(),
-            operation: if c.operation == FlagOperation::Set { "set" } else { "release" }.to_owned(),
+            operation: if c.operation == FlagOperation::Set {
+                "set"
+            } else {
+                "release"
+            }
+            .to_owned(),
             info_code: c.info_code.map(|i| i.to_string()),
             file: pf.file.clone(),
             record_sequence: c.seq,
@@ -669,7 +901,13 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, opts: &RunOp
                 (Some(a), Some(b)) if a.reason != b.reason => "reason_changed",
                 _ => continue,
             };
-            r.flag_changes.push(FlagChangeEntry { insurer: k.0.to_string(), subscriber_key: k.1.to_string(), info_code: key.0.map(|i| i.to_string()), flag_type: key.1.name_en().to_owned(), change: change.into() });
+            r.flag_changes.push(FlagChangeEntry {
+                insurer: k.0.to_string(),
+                subscriber_key: k.1.to_string(),
+                info_code: key.0.map(|i| i.to_string()),
+                flag_type: key.1.name_en().to_owned(),
+                change: change.into(),
+            });
         }
         let si = (None, FlagType::SelfInfoProvisionProhibited);
         if !bflags.contains_key(&si) && after.status != Status::Cancelled {
@@ -679,21 +917,61 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, opts: &RunOp
             }
         }
     }
-    r.add_worklist("certificate_issuance", Worklist {
-        title: "資格確認書の交付 — certificate to issue (自己情報提供不可 newly set)".into(),
-        columns: vec!["insurer", "subscriber_key", "name", "name_kana", "reason_code", "flag_set_time", "action"],
-        rows: cert,
-    });
+    r.add_worklist(
+        "certificate_issuance",
+        Worklist {
+            title: "資格確認書の交付 — certificate to issue (自己情報提供不可 newly set)".into(),
+            columns: vec![
+                "insurer",
+                "subscriber_key",
+                "name",
+                "name_kana",
+                "reason_code",
+                "flag_set_time",
+                "action",
+            ],
+            rows: cert,
+        },
+    );
     let review = o.review.iter().map(|(k, cands, why)| {
         let [i, s] = key_cells(k);
-        vec![i, s, cands.iter().map(|c| format!("{}/{}", c.0, c.1)).collect::<Vec<_>>().join(" "), why.clone()]
+        vec![
+            i,
+            s,
+            cands
+                .iter()
+                .map(|c| format!("{}/{}", c.0, c.1))
+                .collect::<Vec<_>>()
+                .join(" "),
+            why.clone(),
+        ]
     });
-    r.add_worklist("review", Worklist { title: "確認 — matches to review".into(), columns: vec!["insurer", "subscriber_key", "candidates", "why"], rows: review.collect() });
+    r.add_worklist(
+        "review",
+        Worklist {
+            title: "確認 — matches to review".into(),
+            columns: vec!["insurer", "subscriber_key", "candidates", "why"],
+            rows: review.collect(),
+        },
+    );
     let confirm = o.flag_confirmation.iter().map(|(k, other, flags, note)| {
         let [i, s] = key_cells(k);
-        vec![i, s, format!("{}/{}", other.0, other.1), flag_names(flags).join(" "), note.clone()]
+        vec![
+            i,
+            s,
+            format!("{}/{}", other.0, other.1),
+            flag_names(flags).join(" "),
+            note.clone(),
+        ]
     });
-    r.add_worklist("flag_confirmation", Worklist { title: "フラグ設定の確認 — flagged elsewhere (R5)".into(), columns: vec!["insurer", "subscriber_key", "flagged_at", "flags", "note"], rows: confirm.collect() });
+    r.add_worklist(
+        "flag_confirmation",
+        Worklist {
+            title: "フラグ設定の確認 — flagged elsewhere (R5)".into(),
+            columns: vec!["insurer", "subscriber_key", "flagged_at", "flags", "note"],
+            rows: confirm.collect(),
+        },
+    );
     // R9: support measures past their end date: review, never released automatically
     let mut st = conn.prepare("SELECT insurer, subscriber_key, info_code, flag_type, support_measure_end FROM flag WHERE source = '2' AND support_measure_end IS NOT NULL AND support_measure_end < ?1 ORDER BY insurer, subscriber_key, info_code, flag_type")?;
     let expired: Vec<Vec<String>> = st
@@ -702,12 +980,35 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, opts: &RunOp
             Ok(vec![row.get(0)?, row.get(1)?, row.get(2)?, FlagType::parse(&ty).map(|t| t.name_en().to_owned()).unwrap_or(ty), row.get(4)?, "住基支援措置の期限切れ: 延長の有無を確認（自動解除しない）/ check renewal; never released automatically".to_owned()])
         })?
         .collect::<rusqlite::Result<_>>()?;
-    r.add_worklist("support_measure_expiry", Worklist { title: "支援措置期限 — support measures past their end date".into(), columns: vec!["insurer", "subscriber_key", "info_code", "flag", "support_measure_end", "action"], rows: expired });
+    r.add_worklist(
+        "support_measure_expiry",
+        Worklist {
+            title: "支援措置期限 — support measures past their end date".into(),
+            columns: vec![
+                "insurer",
+                "subscriber_key",
+                "info_code",
+                "flag",
+                "support_measure_end",
+                "action",
+            ],
+            rows: expired,
+        },
+    );
 
     let s = &mut r.summary;
-    s.insert("files_applied".into(), r.inputs.iter().filter(|i| i.status == "applied").count() as u64);
-    s.insert("files_skipped".into(), r.inputs.iter().filter(|i| i.status == "skipped").count() as u64);
-    s.insert("files_rejected".into(), r.inputs.iter().filter(|i| i.status == "rejected").count() as u64);
+    s.insert(
+        "files_applied".into(),
+        r.inputs.iter().filter(|i| i.status == "applied").count() as u64,
+    );
+    s.insert(
+        "files_skipped".into(),
+        r.inputs.iter().filter(|i| i.status == "skipped").count() as u64,
+    );
+    s.insert(
+        "files_rejected".into(),
+        r.inputs.iter().filter(|i| i.status == "rejected").count() as u64,
+    );
     s.insert("records_rejected".into(), r.rejects.len() as u64);
     s.insert("events_applied".into(), o.events_applied);
     s.insert("subscribers_written".into(), o.touched.len() as u64);

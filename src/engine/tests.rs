@@ -23,7 +23,13 @@ fn d(s: &str) -> Date {
     Date::parse(s).unwrap()
 }
 
-pub(crate) fn acquisition(ins: InsurerNumber, k: SubscriberKey, seq: u64, qdate: &str, reason: ReasonOfQualification) -> SubscriberChange {
+pub(crate) fn acquisition(
+    ins: InsurerNumber,
+    k: SubscriberKey,
+    seq: u64,
+    qdate: &str,
+    reason: ReasonOfQualification,
+) -> SubscriberChange {
     SubscriberChange {
         seq,
         change_type: ChangeType::Acquisition,
@@ -50,7 +56,14 @@ pub(crate) fn acquisition(ins: InsurerNumber, k: SubscriberKey, seq: u64, qdate:
     }
 }
 
-pub(crate) fn flag(ins: InsurerNumber, k: SubscriberKey, seq: u64, t: FlagType, op: FlagOperation, time: &str) -> FlagChange {
+pub(crate) fn flag(
+    ins: InsurerNumber,
+    k: SubscriberKey,
+    seq: u64,
+    t: FlagType,
+    op: FlagOperation,
+    time: &str,
+) -> FlagChange {
     FlagChange {
         seq,
         effective_time: Timestamp::parse(time).unwrap(),
@@ -60,7 +73,8 @@ pub(crate) fn flag(ins: InsurerNumber, k: SubscriberKey, seq: u64, t: FlagType, 
         insurer: ins,
         key: Some(k),
         info_code: None,
-        reason: (t == FlagType::SelfInfoProvisionProhibited && op == FlagOperation::Set).then_some(SelfInfoReason::PersonReason),
+        reason: (t == FlagType::SelfInfoProvisionProhibited && op == FlagOperation::Set)
+            .then_some(SelfInfoReason::PersonReason),
         source: FlagSource::PersonRequest,
         support_measure_end: None,
     }
@@ -72,11 +86,26 @@ fn ev(file_order: u32, kind: EventKind) -> Event {
         EventKind::Flag(f) => (f.effective_time.date(), f.seq),
         EventKind::Fukuhon(f) => (f.effective_date, f.seq),
     };
-    Event { date, file_order, seq, file: Arc::from(format!("f{file_order}.xml")), kind }
+    Event {
+        date,
+        file_order,
+        seq,
+        file: Arc::from(format!("f{file_order}.xml")),
+        kind,
+    }
 }
 
 fn work(ins: InsurerNumber, k: SubscriberKey, events: Vec<Event>) -> Work {
-    Work { insurer: ins, key: k, before: None, events, pending: Vec::new(), fukuhon_before: BTreeMap::new(), insurer_flags: Arc::new(BTreeMap::new()), carry: None }
+    Work {
+        insurer: ins,
+        key: k,
+        before: None,
+        events,
+        pending: Vec::new(),
+        fukuhon_before: BTreeMap::new(),
+        insurer_flags: Arc::new(BTreeMap::new()),
+        carry: None,
+    }
 }
 
 #[test]
@@ -85,7 +114,17 @@ fn flag_before_enrollment_is_kept_pending_then_applied() {
     // the flag file sorts first (earlier date): R7 keeps it until the acquisition arrives
     let mut f = flag(i, k, 1, FlagType::NonDisclosure, FlagOperation::Set, "20261101090000");
     f.effective_time = Timestamp::parse("20261101090000").unwrap();
-    let o = apply(work(i, k, vec![ev(0, EventKind::Flag(f.clone())), ev(1, EventKind::Change(acquisition(i, k, 1, "20200401", ReasonOfQualification::MovedIn)))]));
+    let o = apply(work(
+        i,
+        k,
+        vec![
+            ev(0, EventKind::Flag(f.clone())),
+            ev(
+                1,
+                EventKind::Change(acquisition(i, k, 1, "20200401", ReasonOfQualification::MovedIn)),
+            ),
+        ],
+    ));
     let e = o.after.unwrap();
     assert!(e.flag(FlagType::NonDisclosure).is_some());
     assert!(o.pending.is_empty());
@@ -110,19 +149,51 @@ fn state_conflicts_are_rejected_per_record() {
     let a = acquisition(i, k, 1, "20200401", ReasonOfQualification::MovedIn);
     let mut a2 = a.clone();
     a2.seq = 3;
-    let o = apply(work(i, k, vec![ev(0, EventKind::Change(a)), ev(0, EventKind::Change(a2)), ev(0, EventKind::Change(loss))]));
+    let o = apply(work(
+        i,
+        k,
+        vec![
+            ev(0, EventKind::Change(a)),
+            ev(0, EventKind::Change(a2)),
+            ev(0, EventKind::Change(loss)),
+        ],
+    ));
     assert_eq!(o.rejects.len(), 1, "{:?}", o.rejects);
     assert_eq!(o.after.as_ref().unwrap().status, Status::Lost);
     // releasing a flag that is not set is a critical reject
-    let rel = flag(i, k, 4, FlagType::NonDisclosure, FlagOperation::Release, "20261120100000");
-    let o = apply(work(i, k, vec![ev(0, EventKind::Change(acquisition(i, k, 1, "20200401", ReasonOfQualification::MovedIn))), ev(0, EventKind::Flag(rel))]));
+    let rel = flag(
+        i,
+        k,
+        4,
+        FlagType::NonDisclosure,
+        FlagOperation::Release,
+        "20261120100000",
+    );
+    let o = apply(work(
+        i,
+        k,
+        vec![
+            ev(
+                0,
+                EventKind::Change(acquisition(i, k, 1, "20200401", ReasonOfQualification::MovedIn)),
+            ),
+            ev(0, EventKind::Flag(rel)),
+        ],
+    ));
     assert!(o.rejects[0].1, "critical");
 }
 
 #[test]
 fn carry_sets_flags_with_source_4_and_keeps_reason() {
     let (i, k) = (kouki(), key(3));
-    let mut w = work(i, k, vec![ev(0, EventKind::Change(acquisition(i, k, 1, "20270110", ReasonOfQualification::AgeReached)))]);
+    let mut w = work(
+        i,
+        k,
+        vec![ev(
+            0,
+            EventKind::Change(acquisition(i, k, 1, "20270110", ReasonOfQualification::AgeReached)),
+        )],
+    );
     w.carry = Some(Carry::Flags(CarrySource {
         from: (kokuho(), key(9)),
         rule: MatchRule::IndividualNumber,
@@ -140,8 +211,23 @@ fn carry_sets_flags_with_source_4_and_keeps_reason() {
     assert!(e.flag(FlagType::NonDisclosure).is_some());
     assert_eq!(o.carries.len(), 1);
     // a carry is not applied to a non-transition acquisition (R5 instead)
-    let mut w = work(i, k, vec![ev(0, EventKind::Change(acquisition(i, k, 1, "20270110", ReasonOfQualification::MovedIn)))]);
-    w.carry = Some(Carry::Flags(CarrySource { from: (kokuho(), key(9)), rule: MatchRule::IndividualNumber, via: "ledger", self_info: Some(SelfInfoReason::ProviderReason), non_disclosure: false, auto_response: false, set_time: None }));
+    let mut w = work(
+        i,
+        k,
+        vec![ev(
+            0,
+            EventKind::Change(acquisition(i, k, 1, "20270110", ReasonOfQualification::MovedIn)),
+        )],
+    );
+    w.carry = Some(Carry::Flags(CarrySource {
+        from: (kokuho(), key(9)),
+        rule: MatchRule::IndividualNumber,
+        via: "ledger",
+        self_info: Some(SelfInfoReason::ProviderReason),
+        non_disclosure: false,
+        auto_response: false,
+        set_time: None,
+    }));
     assert!(!apply(w).after.unwrap().has_protective_flag());
 }
 
@@ -158,21 +244,55 @@ fn disclosure_conflict_is_rejected() {
         disclosure: Some(DisclosureClassification::Disclose),
         items: vec![],
     };
-    let o = apply(work(i, k, vec![
-        ev(0, EventKind::Change(acquisition(i, k, 1, "20200401", ReasonOfQualification::MovedIn))),
-        ev(0, EventKind::Flag(flag(i, k, 2, FlagType::NonDisclosure, FlagOperation::Set, "20261120000000"))),
-        ev(0, EventKind::Fukuhon(fk.clone())),
-    ]));
+    let o = apply(work(
+        i,
+        k,
+        vec![
+            ev(
+                0,
+                EventKind::Change(acquisition(i, k, 1, "20200401", ReasonOfQualification::MovedIn)),
+            ),
+            ev(
+                0,
+                EventKind::Flag(flag(
+                    i,
+                    k,
+                    2,
+                    FlagType::NonDisclosure,
+                    FlagOperation::Set,
+                    "20261120000000",
+                )),
+            ),
+            ev(0, EventKind::Fukuhon(fk.clone())),
+        ],
+    ));
     assert_eq!(o.rejects.len(), 1);
     assert_eq!(o.rejects[0].0.code, ErrorCode::DisclosureConflict);
     assert!(o.fukuhon.is_empty());
     let mut ok = fk;
     ok.disclosure = Some(DisclosureClassification::NonDisclose);
-    let o = apply(work(i, k, vec![
-        ev(0, EventKind::Change(acquisition(i, k, 1, "20200401", ReasonOfQualification::MovedIn))),
-        ev(0, EventKind::Flag(flag(i, k, 2, FlagType::NonDisclosure, FlagOperation::Set, "20261120000000"))),
-        ev(0, EventKind::Fukuhon(ok)),
-    ]));
+    let o = apply(work(
+        i,
+        k,
+        vec![
+            ev(
+                0,
+                EventKind::Change(acquisition(i, k, 1, "20200401", ReasonOfQualification::MovedIn)),
+            ),
+            ev(
+                0,
+                EventKind::Flag(flag(
+                    i,
+                    k,
+                    2,
+                    FlagType::NonDisclosure,
+                    FlagOperation::Set,
+                    "20261120000000",
+                )),
+            ),
+            ev(0, EventKind::Fukuhon(ok)),
+        ],
+    ));
     assert!(o.rejects.is_empty());
     assert_eq!(o.fukuhon.len(), 1);
 }

@@ -27,8 +27,7 @@ pub fn encode_into(out: &mut Vec<u8>, s: &str, enc: TextEncoding) -> Result<(), 
                 .max_buffer_length_from_utf8_without_replacement(s.len())
                 .expect("field length fits usize");
             out.resize(start + need, 0);
-            let (res, _read, written) =
-                encoder.encode_from_utf8_without_replacement(s, &mut out[start..], true);
+            let (res, _read, written) = encoder.encode_from_utf8_without_replacement(s, &mut out[start..], true);
             match res {
                 EncoderResult::InputEmpty => {
                     out.truncate(start + written);
@@ -89,7 +88,10 @@ mod tests {
         assert_eq!(replaced, vec!['𠮷']);
         let (back, _) = encoding_rs::SHIFT_JIS.decode_without_bom_handling(&out);
         assert_eq!(back, "●野　花子");
-        assert!(!out.windows(2).any(|w| w == b"&#"), "never numeric character references");
+        assert!(
+            !out.windows(2).any(|w| w == b"&#"),
+            "never numeric character references"
+        );
         assert_eq!(first_unmappable("𠮷", TextEncoding::Utf8), None);
     }
 }

@@ -1,7 +1,10 @@
 //! Linkage files for the intermediate server (§4), behind one interface ([`LinkageLayout`]) so a
 //! site-specific layout can be added without touching the engine.
 
-use super::writer::{FieldEncoder, RecordWriter, UnmappableChar, UnmappablePolicy, WriteError, csv_escape, csv_header_row, xml_escape, xml_header};
+use super::writer::{
+    FieldEncoder, RecordWriter, UnmappableChar, UnmappablePolicy, WriteError, csv_escape, csv_header_row, xml_escape,
+    xml_header,
+};
 use super::{FileHeader, Format, TextEncoding};
 use crate::domain::*;
 use std::io::Write;
@@ -82,9 +85,19 @@ pub struct Written {
 
 /// A layout of the three linkage files.
 pub trait LinkageLayout: Sync {
-    fn subscriber_linkage(&self, header: &FileHeader, groups: &[SubscriberGroup], out: &mut dyn Write) -> Result<Written, WriteError>;
+    fn subscriber_linkage(
+        &self,
+        header: &FileHeader,
+        groups: &[SubscriberGroup],
+        out: &mut dyn Write,
+    ) -> Result<Written, WriteError>;
     fn flag_linkage(&self, header: &FileHeader, rows: &[FlagRow], out: &mut dyn Write) -> Result<Written, WriteError>;
-    fn fukuhon_linkage(&self, header: &FileHeader, rows: &[FukuhonRow], out: &mut dyn Write) -> Result<Written, WriteError>;
+    fn fukuhon_linkage(
+        &self,
+        header: &FileHeader,
+        rows: &[FukuhonRow],
+        out: &mut dyn Write,
+    ) -> Result<Written, WriteError>;
 }
 
 /// The layout of interchange format v1 (this project's spec).
@@ -106,22 +119,40 @@ impl StandardLayout {
                     ("ProcessingCode", g.processing.code().to_owned()),
                     ("InsurerNumber", g.insurer.to_string()),
                     ("SubscriberKey", g.key.to_string()),
-                    ("IndividualNumber", g.individual_number.map(|n| n.expose().to_owned()).unwrap_or_default()),
+                    (
+                        "IndividualNumber",
+                        g.individual_number.map(|n| n.expose().to_owned()).unwrap_or_default(),
+                    ),
                     ("Name", g.name.clone()),
                     ("NameKana", g.name_kana.clone()),
                     ("Sex1", g.sex.code().to_owned()),
                     ("Birthdate", g.birthdate.to_string()),
-                    ("PostNumber", g.post_number.map(|p| p.as_str().to_owned()).unwrap_or_default()),
-                    ("Address", g.address.as_ref().map(|a| a.expose().to_owned()).unwrap_or_default()),
+                    (
+                        "PostNumber",
+                        g.post_number.map(|p| p.as_str().to_owned()).unwrap_or_default(),
+                    ),
+                    (
+                        "Address",
+                        g.address.as_ref().map(|a| a.expose().to_owned()).unwrap_or_default(),
+                    ),
                 ],
             ),
             (
                 "02",
                 vec![
                     ("RecordIdentificationNumber", id.to_owned()),
-                    ("SelfInfoProvisionProhibitedFlg", self_info_column(g.control.self_info).to_owned()),
-                    ("NonDisclosureFlg", if g.control.non_disclosure { "1" } else { "0" }.to_owned()),
-                    ("AutoResponseProhibitedFlg", if g.control.auto_response { "1" } else { "0" }.to_owned()),
+                    (
+                        "SelfInfoProvisionProhibitedFlg",
+                        self_info_column(g.control.self_info).to_owned(),
+                    ),
+                    (
+                        "NonDisclosureFlg",
+                        if g.control.non_disclosure { "1" } else { "0" }.to_owned(),
+                    ),
+                    (
+                        "AutoResponseProhibitedFlg",
+                        if g.control.auto_response { "1" } else { "0" }.to_owned(),
+                    ),
                 ],
             ),
         ];
@@ -136,7 +167,10 @@ impl StandardLayout {
                     ("InsuredBranchNumber", q.branch.to_string()),
                     ("QualificationDate", q.qualification_date.to_string()),
                     ("DisqualificationDate", d(q.disqualification_date)),
-                    ("ReasonOfLoss", q.reason_of_loss.map(|r| r.code().to_owned()).unwrap_or_default()),
+                    (
+                        "ReasonOfLoss",
+                        q.reason_of_loss.map(|r| r.code().to_owned()).unwrap_or_default(),
+                    ),
                     ("PersonalFamilyClassification", q.personal_family.code().to_owned()),
                 ],
             ));
@@ -154,7 +188,12 @@ impl StandardLayout {
 }
 
 impl LinkageLayout for StandardLayout {
-    fn subscriber_linkage(&self, header: &FileHeader, groups: &[SubscriberGroup], out: &mut dyn Write) -> Result<Written, WriteError> {
+    fn subscriber_linkage(
+        &self,
+        header: &FileHeader,
+        groups: &[SubscriberGroup],
+        out: &mut dyn Write,
+    ) -> Result<Written, WriteError> {
         let mut enc = FieldEncoder::new(header.encoding, self.policy);
         let mut buf = Vec::with_capacity(4096);
         let head = match header.format {
@@ -164,7 +203,10 @@ impl LinkageLayout for StandardLayout {
         enc.push(&mut buf, "FileIdentifier", &head);
         enc.take()?;
         out.write_all(&buf)?;
-        let mut w = Written { bytes: buf.len() as u64, ..Default::default() };
+        let mut w = Written {
+            bytes: buf.len() as u64,
+            ..Default::default()
+        };
         let (mut group_count, mut row_count) = (0u64, 0u64);
         for g in groups {
             buf.clear();
@@ -232,22 +274,58 @@ impl LinkageLayout for StandardLayout {
         let mut rw = RecordWriter::start(out, header.clone(), self.policy)?;
         for (i, r) in rows.iter().enumerate() {
             let seq = (i + 1).to_string();
-            let (ins, key, info, ty) = (r.insurer.to_string(), r.key.map(|k| k.to_string()).unwrap_or_default(), r.info_code.to_string(), r.flag_type.code());
+            let (ins, key, info, ty) = (
+                r.insurer.to_string(),
+                r.key.map(|k| k.to_string()).unwrap_or_default(),
+                r.info_code.to_string(),
+                r.flag_type.code(),
+            );
             let time = r.effective_time.to_string();
-            let vals = [seq.as_str(), &ins, &key, &info, ty, if r.set { "1" } else { "0" }, r.reason.map_or("", |x| x.code()), &time];
+            let vals = [
+                seq.as_str(),
+                &ins,
+                &key,
+                &info,
+                ty,
+                if r.set { "1" } else { "0" },
+                r.reason.map_or("", |x| x.code()),
+                &time,
+            ];
             rw.write(&vals, &[])?;
         }
         let (_, records, bytes) = rw.finish()?;
-        Ok(Written { records, bytes, ..Default::default() })
+        Ok(Written {
+            records,
+            bytes,
+            ..Default::default()
+        })
     }
 
-    fn fukuhon_linkage(&self, header: &FileHeader, rows: &[FukuhonRow], out: &mut dyn Write) -> Result<Written, WriteError> {
+    fn fukuhon_linkage(
+        &self,
+        header: &FileHeader,
+        rows: &[FukuhonRow],
+        out: &mut dyn Write,
+    ) -> Result<Written, WriteError> {
         let mut rw = RecordWriter::start(out, header.clone(), self.policy)?;
         let mut w = Written::default();
         for (i, r) in rows.iter().enumerate() {
             let seq = (i + 1).to_string();
-            let (date, ins, key, info) = (r.effective_date.to_string(), r.insurer.to_string(), r.key.to_string(), r.info_code.to_string());
-            let vals = [seq.as_str(), r.operation.code(), &date, &ins, &key, &info, r.disclosure.map_or("", |x| x.code())];
+            let (date, ins, key, info) = (
+                r.effective_date.to_string(),
+                r.insurer.to_string(),
+                r.key.to_string(),
+                r.info_code.to_string(),
+            );
+            let vals = [
+                seq.as_str(),
+                r.operation.code(),
+                &date,
+                &ins,
+                &key,
+                &info,
+                r.disclosure.map_or("", |x| x.code()),
+            ];
             let items: Vec<(&str, &str)> = r.items.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
             match rw.write(&vals, &items) {
                 Ok(rep) if !rep.is_empty() => w.replaced.push((r.insurer, Some(r.key), rep)),
@@ -264,6 +342,21 @@ impl LinkageLayout for StandardLayout {
 }
 
 /// Output header for a linkage file.
-pub fn linkage_header(kind: FileKind, file_identifier: String, sender: InsurerNumber, creation_time: Timestamp, format: Format, encoding: TextEncoding) -> FileHeader {
-    FileHeader { kind, file_identifier, sender, creation_time, file_sequence: 1, format, encoding }
+pub fn linkage_header(
+    kind: FileKind,
+    file_identifier: String,
+    sender: InsurerNumber,
+    creation_time: Timestamp,
+    format: Format,
+    encoding: TextEncoding,
+) -> FileHeader {
+    FileHeader {
+        kind,
+        file_identifier,
+        sender,
+        creation_time,
+        file_sequence: 1,
+        format,
+        encoding,
+    }
 }

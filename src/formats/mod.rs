@@ -107,7 +107,10 @@ pub fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> R
 pub enum RecordOutcome {
     Accepted(Record),
     /// The record is rejected; the rest of the file still applies. `faults` lists all its errors.
-    Rejected { seq: u64, faults: Vec<Diagnostic> },
+    Rejected {
+        seq: u64,
+        faults: Vec<Diagnostic>,
+    },
 }
 
 /// A file read to its end without file-level errors.
@@ -194,11 +197,16 @@ pub fn read_input(
     if len > opts.limits.max_file_bytes {
         return Err(reject(
             ErrorCode::Schema,
-            format!("file is {len} bytes, over the limit of {} bytes", opts.limits.max_file_bytes),
+            format!(
+                "file is {len} bytes, over the limit of {} bytes",
+                opts.limits.max_file_bytes
+            ),
         ));
     }
     let mut head = [0u8; 64];
-    let n = f.read(&mut head).map_err(|e| reject(ErrorCode::Schema, format!("cannot read file: {e}")))?;
+    let n = f
+        .read(&mut head)
+        .map_err(|e| reject(ErrorCode::Schema, format!("cannot read file: {e}")))?;
     drop(f);
     match sniff_format(&head[..n]) {
         Some(Format::Xml) => xml_reader::read(path, display, opts, on_record),

@@ -31,7 +31,10 @@ pub struct UnmappableChar {
 
 impl UnmappableChar {
     fn new(field: &str, c: char) -> Self {
-        UnmappableChar { field: field.to_owned(), code_point: format!("U+{:04X}", c as u32) }
+        UnmappableChar {
+            field: field.to_owned(),
+            code_point: format!("U+{:04X}", c as u32),
+        }
     }
 }
 
@@ -56,7 +59,12 @@ pub struct FieldEncoder {
 
 impl FieldEncoder {
     pub fn new(encoding: TextEncoding, policy: UnmappablePolicy) -> Self {
-        FieldEncoder { encoding, policy, replaced: Vec::new(), refused: Vec::new() }
+        FieldEncoder {
+            encoding,
+            policy,
+            replaced: Vec::new(),
+            refused: Vec::new(),
+        }
     }
 
     /// Appends `s`, already escaped for its syntax, for field `field`.
@@ -69,7 +77,10 @@ impl FieldEncoder {
                     for c in s.chars() {
                         let mut b = [0u8; 4];
                         if encode_into(&mut Vec::new(), c.encode_utf8(&mut b), self.encoding).is_err()
-                            && !self.refused.iter().any(|u| u.field == field && u.code_point == format!("U+{:04X}", c as u32))
+                            && !self
+                                .refused
+                                .iter()
+                                .any(|u| u.field == field && u.code_point == format!("U+{:04X}", c as u32))
                         {
                             self.refused.push(UnmappableChar::new(field, c));
                         }
@@ -153,7 +164,10 @@ pub struct RecordWriter<W: Write> {
 
 impl<W: Write> RecordWriter<W> {
     pub fn start(mut out: W, header: FileHeader, policy: UnmappablePolicy) -> Result<Self, WriteError> {
-        assert!(header.kind != FileKind::SubscriberLinkage, "SubscriberLinkage has grouped rows");
+        assert!(
+            header.kind != FileKind::SubscriberLinkage,
+            "SubscriberLinkage has grouped rows"
+        );
         let mut enc = FieldEncoder::new(header.encoding, policy);
         let mut buf = Vec::with_capacity(1024);
         let head = match header.format {
@@ -165,7 +179,14 @@ impl<W: Write> RecordWriter<W> {
         out.write_all(&buf)?;
         let bytes = buf.len() as u64;
         buf.clear();
-        Ok(RecordWriter { out, header, enc, buf, count: 0, bytes })
+        Ok(RecordWriter {
+            out,
+            header,
+            enc,
+            buf,
+            count: 0,
+            bytes,
+        })
     }
 
     /// Writes one data record. `values` follow `kind.fields()` (RecordSequence first; empty =
@@ -261,7 +282,12 @@ mod tests {
 
     #[test]
     fn csv_shape_and_quoting() {
-        let mut w = RecordWriter::start(Vec::new(), header(Format::Csv, TextEncoding::Utf8), UnmappablePolicy::Reject).unwrap();
+        let mut w = RecordWriter::start(
+            Vec::new(),
+            header(Format::Csv, TextEncoding::Utf8),
+            UnmappablePolicy::Reject,
+        )
+        .unwrap();
         let mut vals = vec![""; FileKind::FlagChange.fields().len()];
         vals[0] = "1";
         vals[1] = "a,\"b\"";
@@ -278,7 +304,12 @@ mod tests {
 
     #[test]
     fn unmappable_rejects_the_record_or_is_replaced() {
-        let mut w = RecordWriter::start(Vec::new(), header(Format::Xml, TextEncoding::ShiftJis), UnmappablePolicy::Reject).unwrap();
+        let mut w = RecordWriter::start(
+            Vec::new(),
+            header(Format::Xml, TextEncoding::ShiftJis),
+            UnmappablePolicy::Reject,
+        )
+        .unwrap();
         let mut vals = vec![""; FileKind::FlagChange.fields().len()];
         vals[0] = "1";
         vals[1] = "𠮷と𩸽";
@@ -294,7 +325,12 @@ mod tests {
         assert_eq!(n, 0);
         assert!(!String::from_utf8_lossy(&out).contains("RecordSequence"));
 
-        let mut w = RecordWriter::start(Vec::new(), header(Format::Csv, TextEncoding::ShiftJis), UnmappablePolicy::Replace).unwrap();
+        let mut w = RecordWriter::start(
+            Vec::new(),
+            header(Format::Csv, TextEncoding::ShiftJis),
+            UnmappablePolicy::Replace,
+        )
+        .unwrap();
         let replaced = w.write(&vals, &[]).unwrap();
         assert_eq!(replaced.len(), 2);
         let (out, _, _) = w.finish().unwrap();

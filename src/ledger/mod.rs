@@ -77,8 +77,10 @@ fn migrate(conn: &Connection) -> Result<()> {
     let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     match v {
         0 => {
-            conn.execute_batch(&format!("BEGIN;\n{SCHEMA_V1}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"))
-                .context("cannot create the ledger schema")?;
+            conn.execute_batch(&format!(
+                "BEGIN;\n{SCHEMA_V1}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+            ))
+            .context("cannot create the ledger schema")?;
             Ok(())
         }
         SCHEMA_VERSION => Ok(()),

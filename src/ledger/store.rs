@@ -14,7 +14,13 @@ fn opt<T>(v: Option<String>, f: impl Fn(&str) -> Result<T, crate::error::FieldEr
 }
 
 fn flag_from_row(row: &Row, base: usize) -> rusqlite::Result<(Option<String>, String, String, Option<String>, String)> {
-    Ok((row.get(base)?, row.get(base + 1)?, row.get(base + 2)?, row.get(base + 3)?, row.get(base + 4)?))
+    Ok((
+        row.get(base)?,
+        row.get(base + 1)?,
+        row.get(base + 2)?,
+        row.get(base + 3)?,
+        row.get(base + 4)?,
+    ))
 }
 
 fn make_flag(
@@ -113,7 +119,8 @@ pub fn load_enrollment(conn: &Connection, insurer: InsurerNumber, key: Subscribe
     for row in rows {
         let (info, ty, f) = row?;
         let info = opt(Some(info), InfoCode::parse, "InfoCode")?;
-        e.flags.insert((info, p(FlagType::parse(&ty), "FlagType")?), make_flag(f)?);
+        e.flags
+            .insert((info, p(FlagType::parse(&ty), "FlagType")?), make_flag(f)?);
     }
     Ok(Some(e))
 }
@@ -210,7 +217,13 @@ pub fn load_insurer_flags(conn: &Connection, insurer: InsurerNumber) -> Result<B
     let mut out = BTreeMap::new();
     for row in rows {
         let (info, ty, f) = row?;
-        out.insert((p(InfoCode::parse(&info), "InfoCode")?, p(FlagType::parse(&ty), "FlagType")?), make_flag(f)?);
+        out.insert(
+            (
+                p(InfoCode::parse(&info), "InfoCode")?,
+                p(FlagType::parse(&ty), "FlagType")?,
+            ),
+            make_flag(f)?,
+        );
     }
     Ok(out)
 }
@@ -233,8 +246,11 @@ pub fn store_insurer_flags(
 pub fn find_person(conn: &Connection, person: &PersonKey) -> Result<Vec<(InsurerNumber, SubscriberKey)>> {
     let mut out = Vec::new();
     if let Some(mn) = person.individual_number {
-        let mut st = conn.prepare_cached("SELECT insurer, subscriber_key FROM enrollment WHERE individual_number = ?1")?;
-        let rows = st.query_map(params![mn.expose()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut st =
+            conn.prepare_cached("SELECT insurer, subscriber_key FROM enrollment WHERE individual_number = ?1")?;
+        let rows = st.query_map(params![mn.expose()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         for r in rows {
             out.push(r?);
         }
@@ -254,7 +270,12 @@ pub fn find_person(conn: &Connection, person: &PersonKey) -> Result<Vec<(Insurer
     out.sort();
     out.dedup();
     out.into_iter()
-        .map(|(i, k)| Ok((p(InsurerNumber::parse(&i), "InsurerNumber")?, p(SubscriberKey::parse(&k), "SubscriberKey")?)))
+        .map(|(i, k)| {
+            Ok((
+                p(InsurerNumber::parse(&i), "InsurerNumber")?,
+                p(SubscriberKey::parse(&k), "SubscriberKey")?,
+            ))
+        })
         .collect()
 }
 
@@ -291,7 +312,20 @@ pub fn insert_pending_flag(conn: &Connection, pf: &PendingFlag, run_id: &str) ->
     Ok(())
 }
 
-type PendingRow = (String, String, String, String, String, Option<String>, String, String, Option<String>, String, i64, u32);
+type PendingRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    u32,
+);
 
 fn pending_from(r: PendingRow) -> Result<PendingFlag> {
     let (ins, key, info, ty, op, reason, src, time, end, file, seq, order) = r;
@@ -351,7 +385,9 @@ pub fn take_pending_flags(conn: &Connection, insurer: InsurerNumber, key: Subscr
 }
 
 pub fn list_pending_flags(conn: &Connection) -> Result<Vec<PendingFlag>> {
-    let mut st = conn.prepare_cached(&format!("SELECT {PENDING_COLS} FROM pending_flag ORDER BY insurer, subscriber_key, id"))?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {PENDING_COLS} FROM pending_flag ORDER BY insurer, subscriber_key, id"
+    ))?;
     let rows: Vec<PendingRow> = st.query_map([], pending_row)?.collect::<rusqlite::Result<_>>()?;
     rows.into_iter().map(pending_from).collect()
 }
@@ -411,7 +447,10 @@ fn handoff_from(r: &Row) -> rusqlite::Result<Vec<Option<String>>> {
 
 fn make_handoff(v: Vec<Option<String>>) -> Result<StoredHandoff> {
     let s = |i: usize| v[i].clone().unwrap_or_default();
-    let matched = match (opt(v[12].clone(), InsurerNumber::parse, "InsurerNumber")?, opt(v[13].clone(), SubscriberKey::parse, "SubscriberKey")?) {
+    let matched = match (
+        opt(v[12].clone(), InsurerNumber::parse, "InsurerNumber")?,
+        opt(v[13].clone(), SubscriberKey::parse, "SubscriberKey")?,
+    ) {
         (Some(i), Some(k)) => Some((i, k)),
         _ => None,
     };
@@ -438,7 +477,9 @@ fn make_handoff(v: Vec<Option<String>>) -> Result<StoredHandoff> {
 pub fn find_handoffs(conn: &Connection, person: &PersonKey) -> Result<Vec<StoredHandoff>> {
     let mut rows = Vec::new();
     if let Some(mn) = person.individual_number {
-        let mut st = conn.prepare_cached(&format!("SELECT {HANDOFF_COLS} FROM handoff WHERE individual_number = ?1"))?;
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {HANDOFF_COLS} FROM handoff WHERE individual_number = ?1"
+        ))?;
         for r in st.query_map(params![mn.expose()], handoff_from)? {
             rows.push(r?);
         }
@@ -447,7 +488,10 @@ pub fn find_handoffs(conn: &Connection, person: &PersonKey) -> Result<Vec<Stored
         let mut st = conn.prepare_cached(&format!(
             "SELECT {HANDOFF_COLS} FROM handoff WHERE municipality = ?1 AND resident_code = ?2 AND birthdate = ?3"
         ))?;
-        for r in st.query_map(params![m.as_str(), res.as_str(), person.birthdate.to_string()], handoff_from)? {
+        for r in st.query_map(
+            params![m.as_str(), res.as_str(), person.birthdate.to_string()],
+            handoff_from,
+        )? {
             rows.push(r?);
         }
     }
@@ -474,14 +518,24 @@ pub struct StoredFukuhon {
     pub origin: String,
 }
 
-pub fn load_fukuhon(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey, info: InfoCode) -> Result<Option<StoredFukuhon>> {
+pub fn load_fukuhon(
+    conn: &Connection,
+    insurer: InsurerNumber,
+    key: SubscriberKey,
+    info: InfoCode,
+) -> Result<Option<StoredFukuhon>> {
     let mut st = conn.prepare_cached(
         "SELECT effective_date, disclosure, items, origin FROM fukuhon
          WHERE insurer = ?1 AND subscriber_key = ?2 AND info_code = ?3",
     )?;
     let row = st
         .query_row(params![insurer.as_str(), key.as_str(), info.as_str()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
         })
         .optional()?;
     row.map(|(d, disc, items, origin)| {
@@ -495,7 +549,13 @@ pub fn load_fukuhon(conn: &Connection, insurer: InsurerNumber, key: SubscriberKe
     .transpose()
 }
 
-pub fn store_fukuhon(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey, info: InfoCode, f: Option<&StoredFukuhon>) -> Result<()> {
+pub fn store_fukuhon(
+    conn: &Connection,
+    insurer: InsurerNumber,
+    key: SubscriberKey,
+    info: InfoCode,
+    f: Option<&StoredFukuhon>,
+) -> Result<()> {
     match f {
         None => {
             conn.prepare_cached("DELETE FROM fukuhon WHERE insurer = ?1 AND subscriber_key = ?2 AND info_code = ?3")?
@@ -544,7 +604,16 @@ pub fn insert_applied_file(
         "INSERT INTO applied_file (sender, file_identifier, sha256, kind, name, run_id, records, rejected)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
-    .execute(params![sender.as_str(), file_identifier, sha256, kind.name(), name, run_id, records as i64, rejected as i64])?;
+    .execute(params![
+        sender.as_str(),
+        file_identifier,
+        sha256,
+        kind.name(),
+        name,
+        run_id,
+        records as i64,
+        rejected as i64
+    ])?;
     Ok(())
 }
 
@@ -589,7 +658,15 @@ pub fn insert_run(conn: &Connection, r: &RunRow, as_of: Date) -> Result<()> {
         "INSERT INTO run (run_id, as_of, status, outbox_staging, outbox_final, report_staging, report_final)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![r.run_id, as_of.to_string(), r.status, r.outbox_staging, r.outbox_final, r.report_staging, r.report_final])?;
+    .execute(params![
+        r.run_id,
+        as_of.to_string(),
+        r.status,
+        r.outbox_staging,
+        r.outbox_final,
+        r.report_staging,
+        r.report_final
+    ])?;
     Ok(())
 }
 

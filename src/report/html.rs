@@ -4,7 +4,10 @@ use super::Report;
 use std::fmt::Write;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn table(out: &mut String, head: &[&str], rows: impl Iterator<Item = Vec<String>>, empty: &str) {
@@ -30,7 +33,11 @@ fn table(out: &mut String, head: &[&str], rows: impl Iterator<Item = Vec<String>
 
 pub fn render(r: &Report) -> String {
     let mut o = String::with_capacity(16 * 1024);
-    let title = if r.dry_run { "nhi-linkage 実行レポート（ドライラン / dry run）" } else { "nhi-linkage 実行レポート" };
+    let title = if r.dry_run {
+        "nhi-linkage 実行レポート（ドライラン / dry run）"
+    } else {
+        "nhi-linkage 実行レポート"
+    };
     let _ = write!(
         o,
         "<!DOCTYPE html>\n<html lang=\"ja\"><head><meta charset=\"utf-8\"><title>{t} {id}</title>\n<style>\
@@ -44,7 +51,11 @@ th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left;font-size:.9em}}
         st = esc(&r.status)
     );
     if let Some(reason) = &r.abort_reason {
-        let _ = writeln!(o, "<p class=\"crit\">中止 / aborted: {} — nothing was committed or published.</p>", esc(reason));
+        let _ = writeln!(
+            o,
+            "<p class=\"crit\">中止 / aborted: {} — nothing was committed or published.</p>",
+            esc(reason)
+        );
     }
     o.push_str("<h2>概要 Summary</h2>\n<div>");
     for (k, v) in &r.summary {
@@ -56,14 +67,34 @@ th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left;font-size:.9em}}
     o.push_str("</div>\n<h2>入力ファイル Inputs</h2>\n");
     table(
         &mut o,
-        &["file", "kind", "format", "encoding", "status", "records", "rejected", "note"],
+        &[
+            "file", "kind", "format", "encoding", "status", "records", "rejected", "note",
+        ],
         r.inputs.iter().map(|i| {
-            vec![i.name.clone(), i.kind.clone(), i.format.clone(), i.encoding.clone(), i.status.to_owned(), i.records.to_string(), i.rejected.to_string(), i.note.clone().unwrap_or_default()]
+            vec![
+                i.name.clone(),
+                i.kind.clone(),
+                i.format.clone(),
+                i.encoding.clone(),
+                i.status.to_owned(),
+                i.records.to_string(),
+                i.rejected.to_string(),
+                i.note.clone().unwrap_or_default(),
+            ]
         }),
         "No input files.",
     );
     let critical = r.rejects.iter().filter(|x| x.critical).count();
-    let _ = writeln!(o, "<h2>エラー Rejects ({}{})</h2>", r.rejects.len(), if critical > 0 { format!(", <span class=\"crit\">{critical} critical</span>") } else { String::new() });
+    let _ = writeln!(
+        o,
+        "<h2>エラー Rejects ({}{})</h2>",
+        r.rejects.len(),
+        if critical > 0 {
+            format!(", <span class=\"crit\">{critical} critical</span>")
+        } else {
+            String::new()
+        }
+    );
     table(
         &mut o,
         &["file", "RecordSequence", "line", "field", "code", "critical", "message"],
@@ -83,7 +114,17 @@ th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left;font-size:.9em}}
     o.push_str("<h2>フラグ引継 Age-transition carries</h2>\n");
     table(
         &mut o,
-        &["from insurer", "from key", "to insurer", "to key", "flags", "rule", "via", "QualificationDate", "future"],
+        &[
+            "from insurer",
+            "from key",
+            "to insurer",
+            "to key",
+            "flags",
+            "rule",
+            "via",
+            "QualificationDate",
+            "future",
+        ],
         r.carries.iter().map(|c| {
             vec![
                 c.from_insurer.clone(),
@@ -103,26 +144,70 @@ th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left;font-size:.9em}}
     table(
         &mut o,
         &["insurer", "key", "InfoCode", "flag", "change"],
-        r.flag_changes.iter().map(|f| vec![f.insurer.clone(), f.subscriber_key.clone(), f.info_code.clone().unwrap_or_default(), f.flag_type.clone(), f.change.clone()]),
+        r.flag_changes.iter().map(|f| {
+            vec![
+                f.insurer.clone(),
+                f.subscriber_key.clone(),
+                f.info_code.clone().unwrap_or_default(),
+                f.flag_type.clone(),
+                f.change.clone(),
+            ]
+        }),
         "No flag changed.",
     );
     let _ = writeln!(o, "<h2>保留フラグ Pending flags ({})</h2>", r.pending_flags.len());
     table(
         &mut o,
-        &["insurer", "key", "flag", "operation", "InfoCode", "file", "RecordSequence"],
-        r.pending_flags.iter().map(|p| vec![p.insurer.clone(), p.subscriber_key.clone(), p.flag_type.clone(), p.operation.clone(), p.info_code.clone().unwrap_or_default(), p.file.clone(), p.record_sequence.to_string()]),
+        &[
+            "insurer",
+            "key",
+            "flag",
+            "operation",
+            "InfoCode",
+            "file",
+            "RecordSequence",
+        ],
+        r.pending_flags.iter().map(|p| {
+            vec![
+                p.insurer.clone(),
+                p.subscriber_key.clone(),
+                p.flag_type.clone(),
+                p.operation.clone(),
+                p.info_code.clone().unwrap_or_default(),
+                p.file.clone(),
+                p.record_sequence.to_string(),
+            ]
+        }),
         "No pending flags.",
     );
     for (name, wl) in &r.worklist_rows {
-        let _ = writeln!(o, "<h2>作業リスト {} — {} ({})</h2>", esc(name), esc(&wl.title), wl.rows.len());
+        let _ = writeln!(
+            o,
+            "<h2>作業リスト {} — {} ({})</h2>",
+            esc(name),
+            esc(&wl.title),
+            wl.rows.len()
+        );
         table(&mut o, &wl.columns, wl.rows.iter().cloned(), "Empty.");
     }
     o.push_str("<h2>出力 Outputs</h2>\n");
     table(
         &mut o,
         &["file", "kind", "records", "bytes", "SHA-256"],
-        r.outputs.iter().map(|f| vec![f.name.clone(), f.kind.clone(), f.records.to_string(), f.bytes.to_string(), f.sha256.clone()]),
-        if r.dry_run { "Dry run: nothing published." } else { "Nothing to publish." },
+        r.outputs.iter().map(|f| {
+            vec![
+                f.name.clone(),
+                f.kind.clone(),
+                f.records.to_string(),
+                f.bytes.to_string(),
+                f.sha256.clone(),
+            ]
+        }),
+        if r.dry_run {
+            "Dry run: nothing published."
+        } else {
+            "Nothing to publish."
+        },
     );
     o.push_str("</body></html>\n");
     o

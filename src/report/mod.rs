@@ -161,7 +161,15 @@ impl Report {
         json.push(b'\n');
         write_private(&dir.join("report.json"), &json)?;
         write_private(&dir.join("report.html"), html::render(self).as_bytes())?;
-        let mut rejects = csv_line(&["file", "record_sequence", "line", "field", "code", "critical", "message"]);
+        let mut rejects = csv_line(&[
+            "file",
+            "record_sequence",
+            "line",
+            "field",
+            "code",
+            "critical",
+            "message",
+        ]);
         for r in &self.rejects {
             rejects.push_str(&csv_line(&[
                 &r.file,
@@ -187,7 +195,11 @@ impl Report {
 }
 
 fn csv_line(cells: &[&str]) -> String {
-    let mut s = cells.iter().map(|c| crate::formats::writer::csv_escape(c).into_owned()).collect::<Vec<_>>().join(",");
+    let mut s = cells
+        .iter()
+        .map(|c| crate::formats::writer::csv_escape(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(",");
     s.push_str("\r\n");
     s
 }
@@ -202,7 +214,9 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o600);
     }
-    let mut f = o.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f = o
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())
