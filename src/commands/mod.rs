@@ -1,5 +1,6 @@
 //! One file per subcommand; this module holds the shared CLI definition and exit statuses.
 
+pub mod age_transition;
 pub mod run;
 pub mod validate;
 
@@ -50,12 +51,16 @@ pub enum Command {
     Validate(validate::Args),
     /// Apply the inbox to the ledger and publish linkage files (nightly and age-transition runs).
     Run(run::Args),
+    /// Age-75 transition tools (国保 side hand-off extract).
+    #[command(name = "age-transition")]
+    AgeTransition(age_transition::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Validate(a) => validate::run(a),
         Command::Run(a) => run::run_cmd(a),
+        Command::AgeTransition(a) => age_transition::run(a),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod batch;
+pub mod extract;
 pub mod run;
 pub mod state;
 

@@ -1,0 +1,155 @@
+//! `nhi-linkage age-transition extract`: the 国保 side of the age-75 hand-over (R8).
+
+use super::Exit;
+use super::run::parse_as_of;
+use crate::domain::*;
+use crate::engine::extract::{extract, per_month};
+use crate::formats::writer::{RecordWriter, UnmappablePolicy, WriteError};
+use crate::formats::{FileHeader, Format, TextEncoding, hex};
+use crate::report::{OutputEntry, Report, Worklist, write_private};
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Sub,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Sub {
+    /// 国保 side: write an AgeTransitionHandoff file of every flagged member (自己情報提供不可 or
+    /// 不開示該当) whose 後期 acquisition date (75th birthday) falls in (as-of, as-of + lead], for the
+    /// union to set the flags in the same linkage as the registration. Also checks for members
+    /// already past the date whose 後期 enrollment lacks the flags ("missed", exit status 5).
+    Extract(ExtractArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExtractArgs {
+    /// The SQLite ledger [default: ./var/ledger.sqlite]
+    #[arg(long, default_value = "var/ledger.sqlite")]
+    pub ledger: PathBuf,
+    /// 基準日 D, YYYYMMDD [default: today]
+    #[arg(long, value_name = "YYYYMMDD")]
+    pub as_of: Option<String>,
+    /// Lead L in months: members whose acquisition date A satisfies D < A ≤ D + L (month end clamped)
+    #[arg(long, default_value_t = 6)]
+    pub lead_months: u32,
+    /// How far back the missed check looks, in months
+    #[arg(long, default_value_t = 12)]
+    pub missed_lookback_months: u32,
+    /// Folder for the hand-off files
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Folder for the report [default: ./var/reports]
+    #[arg(long, default_value = "var/reports")]
+    pub reports: PathBuf,
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: Format,
+    #[arg(long, value_enum, default_value = "shift_jis")]
+    pub encoding: TextEncoding,
+    /// Characters Shift_JIS cannot hold: refuse the record or write ● (文字同定)
+    #[arg(long, value_enum, default_value = "reject")]
+    pub unmappable: UnmappablePolicy,
+}
+
+pub fn run(a: Args) -> Result<Exit> {
+    match a.command {
+        Sub::Extract(x) => run_extract(x),
+    }
+}
+
+fn run_extract(a: ExtractArgs) -> Result<Exit> {
+    let d = parse_as_of(a.as_of.clone())?;
+    let _lock = crate::ledger::lock(&a.ledger)?;
+    if !a.ledger.exists() {
+        anyhow::bail!("ledger {} does not exist", a.ledger.display());
+    }
+    let conn = crate::ledger::open(&a.ledger)?;
+    let x = extract(&conn, d, a.lead_months, a.missed_lookback_months)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let run_id = format!("extract-{d}");
+    let mut report = Report::new(run_id.clone(), d.to_string(), false);
+    let mut blocked = Vec::new();
+    let mut upcoming_rows = Vec::new();
+    let creation = Timestamp::start_of(d);
+    let insurers: std::collections::BTreeSet<InsurerNumber> = x.upcoming.iter().map(|u| u.enrollment.insurer).collect();
+    for ins in insurers {
+        let name = format!("AgeTransitionHandoff_{ins}_{d}.{}", a.format.extension());
+        let header = FileHeader {
+            kind: FileKind::AgeTransitionHandoff,
+            file_identifier: format!("ATH-{ins}-{d}"),
+            sender: ins,
+            creation_time: creation,
+            file_sequence: 1,
+            format: a.format,
+            encoding: a.encoding,
+        };
+        let mut w = RecordWriter::start(Vec::new(), header, a.unmappable)?;
+        for u in x.upcoming.iter().filter(|u| u.enrollment.insurer == ins) {
+            let e = &u.enrollment;
+            let (Some(muni), Some(res)) = (e.municipality, e.resident.as_ref()) else {
+                blocked.push(vec![e.insurer.to_string(), e.key.to_string(), u.acquisition_date.to_string(), "MunicipalityCode or ResidentCode missing in the ledger: hand over by hand".into()]);
+                continue;
+            };
+            let seq = (w.count() + 1).to_string();
+            let (birth, ad) = (e.birthdate.to_string(), u.acquisition_date.to_string());
+            let set_time = e.flags.values().map(|f| f.effective_time).min().map(|t| t.to_string()).unwrap_or_default();
+            let si = self_info_column(e.flag(FlagType::SelfInfoProvisionProhibited).map(|f| f.reason.unwrap_or(SelfInfoReason::ProviderReason)));
+            let b = |t| if e.flag(t).is_some() { "1" } else { "0" };
+            let (ins_s, key_s) = (e.insurer.to_string(), e.key.to_string());
+            let vals = [
+                seq.as_str(),
+                &ins_s,
+                &key_s,
+                e.individual_number.as_ref().map_or("", IndividualNumber::expose),
+                muni.as_str(),
+                res.as_str(),
+                &e.name,
+                &e.name_kana,
+                e.sex.code(),
+                &birth,
+                &ad,
+                si,
+                b(FlagType::NonDisclosure),
+                b(FlagType::AutoResponseProhibited),
+                &set_time,
+            ];
+            match w.write(&vals, &[]) {
+                Ok(_) => upcoming_rows.push(vec![ins_s, key_s, e.name.clone(), ad, si.to_owned(), b(FlagType::NonDisclosure).to_owned()]),
+                Err(WriteError::Unmappable(chars)) => blocked.push(vec![ins_s, key_s, ad, format!("E_UNMAPPABLE_CHAR: {} not writable in Shift_JIS (use --unmappable replace)", chars.iter().map(|c| format!("{} in {}", c.code_point, c.field)).collect::<Vec<_>>().join(", "))]),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let (buf, records, bytes) = w.finish()?;
+        let tmp = a.out.join(format!(".{name}.tmp"));
+        write_private(&tmp, &buf)?;
+        std::fs::rename(&tmp, a.out.join(&name))?;
+        report.outputs.push(OutputEntry { name, kind: "AgeTransitionHandoff".into(), records, bytes, sha256: hex(&Sha256::digest(&buf)) });
+    }
+    let missed_rows: Vec<Vec<String>> = x.missed.iter().map(|m| vec![m.insurer.to_string(), m.key.to_string(), m.acquisition_date.to_string(), m.finding.clone(), "後期へ至急連絡しフラグ設定を確認 / contact the union now".into()]).collect();
+    report.add_worklist("upcoming_transitions", Worklist { title: "年齢到達引継 — flagged members turning 75".into(), columns: vec!["insurer", "subscriber_key", "name", "acquisition_date", "self_info", "non_disclosure"], rows: upcoming_rows });
+    report.add_worklist("missed", Worklist { title: "引継漏れ (CRITICAL) — past the acquisition date, 後期 lacks the flags".into(), columns: vec!["insurer", "subscriber_key", "acquisition_date", "finding", "action"], rows: missed_rows });
+    report.add_worklist("handoff_blocked", Worklist { title: "引継不可 — could not be written to the hand-off file".into(), columns: vec!["insurer", "subscriber_key", "acquisition_date", "why"], rows: blocked });
+    report.summary.insert("upcoming".into(), x.upcoming.len() as u64);
+    report.summary.insert("missed".into(), x.missed.len() as u64);
+    report.summary.insert("already_kouki_by_disability".into(), x.already_kouki.len() as u64);
+    for (month, n) in per_month(&x.upcoming) {
+        report.summary.insert(format!("upcoming_{month}"), n as u64);
+    }
+    let critical = !x.missed.is_empty() || report.worklists.get("handoff_blocked").is_some_and(|n| *n > 0);
+    report.status = if critical { "completed_with_critical_findings".into() } else { "completed".into() };
+    let dir = a.reports.join(&run_id);
+    report.write_to(&dir)?;
+    for o in &report.outputs {
+        println!("wrote {} ({} records, {} bytes)", a.out.join(&o.name).display(), o.records, o.bytes);
+    }
+    println!("upcoming transitions: {} (per month: {:?})", x.upcoming.len(), per_month(&x.upcoming));
+    if critical {
+        eprintln!("nhi-linkage: CRITICAL: {} missed transition(s), {} blocked hand-off(s); see the report", x.missed.len(), report.worklists["handoff_blocked"]);
+    }
+    println!("report:  {}", dir.join("report.html").display());
+    Ok(if critical { Exit::Critical } else { Exit::Ok })
+}
