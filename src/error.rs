@@ -163,7 +163,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        FieldError { code, message: message.into() }
+        FieldError {
+            code,
+            message: message.into(),
+        }
     }
     pub fn format(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::FieldFormat, message)

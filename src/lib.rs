@@ -8,3 +8,4 @@ pub mod error;
 pub use error::{Diagnostic, ErrorCode};
 pub mod commands;
 pub mod formats;
+pub mod synth;

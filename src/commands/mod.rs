@@ -1,5 +1,6 @@
 //! One file per subcommand; this module holds the shared CLI definition and exit statuses.
 
+pub mod generate;
 pub mod validate;
 
 use clap::{Parser, Subcommand};
@@ -47,11 +48,14 @@ pub struct Cli {
 pub enum Command {
     /// Check bulk files against the interchange spec without applying anything.
     Validate(validate::Args),
+    /// Write a deterministic synthetic inbox (国保 and 後期 files) for tests and demos.
+    Generate(generate::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Validate(a) => validate::run(a),
+        Command::Generate(a) => generate::run(a),
     }
 }
 
