@@ -163,10 +163,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        FieldError {
-            code,
-            message: message.into(),
-        }
+        FieldError { code, message: message.into() }
     }
     pub fn format(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::FieldFormat, message)

@@ -66,11 +66,7 @@ impl Catalog {
                 .map_err(|e| anyhow::anyhow!("catalog InfoCode {}: {e}", info.code))?;
             for item in &info.items {
                 if item.ty == ItemType::Code && item.values.is_empty() {
-                    anyhow::bail!(
-                        "catalog {} item {}: type code needs values",
-                        info.code,
-                        item.code
-                    );
+                    anyhow::bail!("catalog {} item {}: type code needs values", info.code, item.code);
                 }
             }
             if infos.insert(code, info).is_some() {
@@ -95,44 +91,24 @@ impl Catalog {
     }
 
     /// Checks a 副本's items; `need_required` is false for deletions, which may carry none.
-    pub fn check_items(
-        &self,
-        code: InfoCode,
-        items: &[(String, String)],
-        need_required: bool,
-    ) -> Vec<FieldFault> {
+    pub fn check_items(&self, code: InfoCode, items: &[(String, String)], need_required: bool) -> Vec<FieldFault> {
         let mut faults = Vec::new();
         let mut push = |field: &str, code: ErrorCode, msg: String| {
-            faults.push(FieldFault {
-                field: field.to_owned(),
-                error: FieldError::new(code, msg),
-            })
+            faults.push(FieldFault { field: field.to_owned(), error: FieldError::new(code, msg) })
         };
         let Some(info) = self.info(code) else {
-            push(
-                "InfoCode",
-                ErrorCode::Code,
-                "InfoCode is not in the layout catalog".into(),
-            );
+            push("InfoCode", ErrorCode::Code, "InfoCode is not in the layout catalog".into());
             return faults;
         };
         let mut seen: Vec<&str> = Vec::new();
         for (item_code, value) in items {
             let field = format!("Items/{item_code}");
             let Some(def) = info.items.iter().find(|d| &d.code == item_code) else {
-                push(
-                    "Items/ItemCode",
-                    ErrorCode::Code,
-                    format!("item code {item_code:?} is not defined for {code}"),
-                );
+                push("Items/ItemCode", ErrorCode::Code, format!("item code {item_code:?} is not defined for {code}"));
                 continue;
             };
             if seen.contains(&item_code.as_str()) {
-                push(
-                    &field,
-                    ErrorCode::Schema,
-                    format!("item {item_code} appears twice"),
-                );
+                push(&field, ErrorCode::Schema, format!("item {item_code} appears twice"));
                 continue;
             }
             seen.push(item_code);
@@ -142,20 +118,14 @@ impl Catalog {
             let len = value.chars().count();
             if let Some(max) = def.max_length {
                 if len > max {
-                    push(
-                        &field,
-                        ErrorCode::FieldFormat,
-                        format!("{} has {len} characters (at most {max})", def.name),
-                    );
+                    push(&field, ErrorCode::FieldFormat, format!("{} has {len} characters (at most {max})", def.name));
                     continue;
                 }
             }
             match def.ty {
-                ItemType::Digits if !value.bytes().all(|b| b.is_ascii_digit()) => push(
-                    &field,
-                    ErrorCode::FieldFormat,
-                    format!("{} must be digits", def.name),
-                ),
+                ItemType::Digits if !value.bytes().all(|b| b.is_ascii_digit()) => {
+                    push(&field, ErrorCode::FieldFormat, format!("{} must be digits", def.name))
+                }
                 ItemType::Date => {
                     if let Err(e) = Date::parse(value) {
                         push(&field, e.code, format!("{}: {}", def.name, e.message));
@@ -166,11 +136,9 @@ impl Catalog {
                     ErrorCode::Code,
                     format!("{} must be one of {}", def.name, def.values.join(", ")),
                 ),
-                ItemType::Text if value.chars().any(char::is_control) => push(
-                    &field,
-                    ErrorCode::FieldFormat,
-                    format!("{} contains a control character", def.name),
-                ),
+                ItemType::Text if value.chars().any(char::is_control) => {
+                    push(&field, ErrorCode::FieldFormat, format!("{} contains a control character", def.name))
+                }
                 _ => {}
             }
         }
@@ -178,11 +146,7 @@ impl Catalog {
             for def in info.items.iter().filter(|d| d.required) {
                 let present = items.iter().any(|(c, v)| c == &def.code && !v.is_empty());
                 if !present {
-                    push(
-                        &format!("Items/{}", def.code),
-                        ErrorCode::Schema,
-                        format!("{} is required", def.name),
-                    );
+                    push(&format!("Items/{}", def.code), ErrorCode::Schema, format!("{} is required", def.name));
                 }
             }
         }
@@ -195,10 +159,7 @@ mod tests {
     use super::*;
 
     fn items(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     }
 
     #[test]
@@ -207,33 +168,16 @@ mod tests {
         let code = InfoCode::parse("TM00000000000001").unwrap();
         let ok = items(&[("001", "39131015"), ("002", "20261215"), ("004", "1")]);
         assert!(c.check_items(code, &ok, true).is_empty());
-        let bad = items(&[
-            ("001", "3913x015"),
-            ("002", "20260230"),
-            ("004", "3"),
-            ("009", "x"),
-        ]);
-        let codes: Vec<_> = c
-            .check_items(code, &bad, true)
-            .into_iter()
-            .map(|f| f.error.code)
-            .collect();
+        let bad = items(&[("001", "3913x015"), ("002", "20260230"), ("004", "3"), ("009", "x")]);
+        let codes: Vec<_> = c.check_items(code, &bad, true).into_iter().map(|f| f.error.code).collect();
         assert_eq!(
             codes,
-            vec![
-                ErrorCode::FieldFormat,
-                ErrorCode::Date,
-                ErrorCode::Code,
-                ErrorCode::Code
-            ]
+            vec![ErrorCode::FieldFormat, ErrorCode::Date, ErrorCode::Code, ErrorCode::Code]
         );
         let missing = c.check_items(code, &items(&[("001", "39131015")]), true);
         assert_eq!(missing.len(), 2);
         assert!(c.check_items(code, &[], false).is_empty());
         let unknown = InfoCode::parse("TM99999999999999").unwrap();
-        assert_eq!(
-            c.check_items(unknown, &[], false)[0].error.code,
-            ErrorCode::Code
-        );
+        assert_eq!(c.check_items(unknown, &[], false)[0].error.code, ErrorCode::Code);
     }
 }

@@ -108,10 +108,7 @@ code_enum!(
 impl FlagType {
     /// Flags that protect whereabouts and must be carried across the 後期 transfer (R3).
     pub fn is_protective(self) -> bool {
-        matches!(
-            self,
-            Self::NonDisclosure | Self::SelfInfoProvisionProhibited
-        )
+        matches!(self, Self::NonDisclosure | Self::SelfInfoProvisionProhibited)
     }
     pub fn name_ja(self) -> &'static str {
         match self {
@@ -204,11 +201,7 @@ pub fn self_info_column(reason: Option<SelfInfoReason>) -> &'static str {
 
 /// Parses the hand-off/linkage 自己情報提供不可 column.
 pub fn parse_self_info_column(s: &str) -> Result<Option<SelfInfoReason>, FieldError> {
-    if s == "0" {
-        Ok(None)
-    } else {
-        SelfInfoReason::parse(s).map(Some)
-    }
+    if s == "0" { Ok(None) } else { SelfInfoReason::parse(s).map(Some) }
 }
 
 /// Parses a `0`/`1` flag column.
@@ -216,10 +209,7 @@ pub fn parse_bool_flag(s: &str) -> Result<bool, FieldError> {
     match s {
         "0" => Ok(false),
         "1" => Ok(true),
-        _ => Err(FieldError::new(
-            ErrorCode::Code,
-            "flag value must be 0 or 1",
-        )),
+        _ => Err(FieldError::new(ErrorCode::Code, "flag value must be 0 or 1")),
     }
 }
 
@@ -232,25 +222,16 @@ mod tests {
         for c in ChangeType::ALL {
             assert_eq!(ChangeType::parse(c.code()).unwrap(), *c);
         }
-        assert_eq!(
-            ReasonOfQualification::parse("01").unwrap(),
-            ReasonOfQualification::AgeReached
-        );
+        assert_eq!(ReasonOfQualification::parse("01").unwrap(), ReasonOfQualification::AgeReached);
         // leading zeros are significant
-        assert_eq!(
-            ReasonOfQualification::parse("1").unwrap_err().code,
-            ErrorCode::Code
-        );
+        assert_eq!(ReasonOfQualification::parse("1").unwrap_err().code, ErrorCode::Code);
         assert_eq!(ChangeType::parse("4").unwrap_err().code, ErrorCode::Code);
         assert_eq!(Sex1::parse("").unwrap_err().code, ErrorCode::Code);
         assert!(ReasonOfQualification::DisabilityCertified.is_transition());
         assert!(!ReasonOfQualification::MovedIn.is_transition());
         assert!(FlagType::NonDisclosure.is_protective());
         assert!(!FlagType::AutoResponseProhibited.is_protective());
-        assert_eq!(
-            parse_self_info_column("2").unwrap(),
-            Some(SelfInfoReason::PersonReason)
-        );
+        assert_eq!(parse_self_info_column("2").unwrap(), Some(SelfInfoReason::PersonReason));
         assert_eq!(parse_self_info_column("0").unwrap(), None);
         assert!(parse_self_info_column("3").is_err());
         assert!(parse_bool_flag("2").is_err());

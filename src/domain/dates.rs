@@ -81,13 +81,7 @@ pub fn last_day_of_month(y: i32, m: u32) -> u32 {
 
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04}{:02}{:02}",
-            self.0.year(),
-            self.0.month(),
-            self.0.day()
-        )
+        write!(f, "{:04}{:02}{:02}", self.0.year(), self.0.month(), self.0.day())
     }
 }
 impl fmt::Debug for Date {
@@ -162,13 +156,8 @@ impl Era {
     }
     /// First day of the era (明治 by the usual convention).
     pub fn start(self) -> NaiveDate {
-        let (y, m, d) = [
-            (1868, 1, 25),
-            (1912, 7, 30),
-            (1926, 12, 25),
-            (1989, 1, 8),
-            (2019, 5, 1),
-        ][self as usize];
+        let (y, m, d) = [(1868, 1, 25), (1912, 7, 30), (1926, 12, 25), (1989, 1, 8), (2019, 5, 1)]
+            [self as usize];
         NaiveDate::from_ymd_opt(y, m, d).expect("era start")
     }
     /// First day of the next era, if any.
@@ -180,10 +169,7 @@ impl Era {
     /// (昭和64年1月7日 is valid, 昭和64年1月8日 is not).
     pub fn to_date(self, year: u32, month: u32, day: u32) -> Result<Date, FieldError> {
         if year == 0 {
-            return Err(FieldError::new(
-                ErrorCode::Date,
-                "era year 0 does not exist",
-            ));
+            return Err(FieldError::new(ErrorCode::Date, "era year 0 does not exist"));
         }
         let g = self.start().year() + year as i32 - 1;
         let d = NaiveDate::from_ymd_opt(g, month, day)
@@ -241,9 +227,7 @@ pub fn parse_wareki(s: &str, form: WarekiForm) -> Result<Date, FieldError> {
             let era = chars.next().and_then(Era::from_letter).ok_or_else(bad)?;
             let rest: Vec<&str> = chars.as_str().split('.').collect();
             if rest.len() != 3
-                || rest
-                    .iter()
-                    .any(|p| p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit()))
+                || rest.iter().any(|p| p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit()))
             {
                 return Err(bad());
             }
@@ -289,31 +273,13 @@ mod tests {
         assert_eq!(Date::parse("20230431").unwrap_err().code, ErrorCode::Date);
         assert_eq!(Date::parse("20230229").unwrap_err().code, ErrorCode::Date);
         assert!(Date::parse("20240229").is_ok());
-        assert_eq!(
-            Date::parse("2024-12-02").unwrap_err().code,
-            ErrorCode::FieldFormat
-        );
-        assert_eq!(
-            Date::parse("2024120").unwrap_err().code,
-            ErrorCode::FieldFormat
-        );
+        assert_eq!(Date::parse("2024-12-02").unwrap_err().code, ErrorCode::FieldFormat);
+        assert_eq!(Date::parse("2024120").unwrap_err().code, ErrorCode::FieldFormat);
         assert_eq!(Date::parse("").unwrap_err().code, ErrorCode::FieldFormat);
-        assert_eq!(
-            Timestamp::parse("20261121230000").unwrap().to_string(),
-            "20261121230000"
-        );
-        assert_eq!(
-            Timestamp::parse("20261121240000").unwrap_err().code,
-            ErrorCode::Date
-        );
-        assert_eq!(
-            Timestamp::parse("20261131230000").unwrap_err().code,
-            ErrorCode::Date
-        );
-        assert_eq!(
-            Timestamp::parse("2026112123000").unwrap_err().code,
-            ErrorCode::FieldFormat
-        );
+        assert_eq!(Timestamp::parse("20261121230000").unwrap().to_string(), "20261121230000");
+        assert_eq!(Timestamp::parse("20261121240000").unwrap_err().code, ErrorCode::Date);
+        assert_eq!(Timestamp::parse("20261131230000").unwrap_err().code, ErrorCode::Date);
+        assert_eq!(Timestamp::parse("2026112123000").unwrap_err().code, ErrorCode::FieldFormat);
     }
 
     #[test]
@@ -349,181 +315,53 @@ mod tests {
 
     #[test]
     fn wareki_packed_forms() {
-        assert_eq!(
-            parse_wareki("3600214", WarekiForm::Packed1).unwrap(),
-            d("19850214")
-        );
-        assert_eq!(
-            parse_wareki("03600214", WarekiForm::Packed2).unwrap(),
-            d("19850214")
-        );
-        assert_eq!(
-            parse_wareki("5061202", WarekiForm::Packed1).unwrap(),
-            d("20241202")
-        );
-        assert_eq!(
-            parse_wareki("1010125", WarekiForm::Packed1).unwrap(),
-            d("18680125")
-        );
-        assert_eq!(
-            parse_wareki("1010124", WarekiForm::Packed1)
-                .unwrap_err()
-                .code,
-            ErrorCode::Date
-        );
-        assert_eq!(
-            parse_wareki("6010101", WarekiForm::Packed1)
-                .unwrap_err()
-                .code,
-            ErrorCode::Code
-        );
-        assert_eq!(
-            parse_wareki("0010101", WarekiForm::Packed1)
-                .unwrap_err()
-                .code,
-            ErrorCode::Code
-        );
-        assert_eq!(
-            parse_wareki("360021", WarekiForm::Packed1)
-                .unwrap_err()
-                .code,
-            ErrorCode::FieldFormat
-        );
-        assert_eq!(
-            parse_wareki("3600230", WarekiForm::Packed1)
-                .unwrap_err()
-                .code,
-            ErrorCode::Date
-        );
+        assert_eq!(parse_wareki("3600214", WarekiForm::Packed1).unwrap(), d("19850214"));
+        assert_eq!(parse_wareki("03600214", WarekiForm::Packed2).unwrap(), d("19850214"));
+        assert_eq!(parse_wareki("5061202", WarekiForm::Packed1).unwrap(), d("20241202"));
+        assert_eq!(parse_wareki("1010125", WarekiForm::Packed1).unwrap(), d("18680125"));
+        assert_eq!(parse_wareki("1010124", WarekiForm::Packed1).unwrap_err().code, ErrorCode::Date);
+        assert_eq!(parse_wareki("6010101", WarekiForm::Packed1).unwrap_err().code, ErrorCode::Code);
+        assert_eq!(parse_wareki("0010101", WarekiForm::Packed1).unwrap_err().code, ErrorCode::Code);
+        assert_eq!(parse_wareki("360021", WarekiForm::Packed1).unwrap_err().code, ErrorCode::FieldFormat);
+        assert_eq!(parse_wareki("3600230", WarekiForm::Packed1).unwrap_err().code, ErrorCode::Date);
     }
 
     #[test]
     fn wareki_era_boundaries() {
         // 昭和64年 is 1–7 January 1989 only
-        assert_eq!(
-            parse_wareki("3640101", WarekiForm::Packed1).unwrap(),
-            d("19890101")
-        );
-        assert_eq!(
-            parse_wareki("3640107", WarekiForm::Packed1).unwrap(),
-            d("19890107")
-        );
-        assert_eq!(
-            parse_wareki("3640108", WarekiForm::Packed1)
-                .unwrap_err()
-                .code,
-            ErrorCode::Date
-        );
-        assert_eq!(
-            parse_wareki("4010108", WarekiForm::Packed1).unwrap(),
-            d("19890108")
-        );
-        assert_eq!(
-            parse_wareki("4010107", WarekiForm::Packed1)
-                .unwrap_err()
-                .code,
-            ErrorCode::Date
-        );
+        assert_eq!(parse_wareki("3640101", WarekiForm::Packed1).unwrap(), d("19890101"));
+        assert_eq!(parse_wareki("3640107", WarekiForm::Packed1).unwrap(), d("19890107"));
+        assert_eq!(parse_wareki("3640108", WarekiForm::Packed1).unwrap_err().code, ErrorCode::Date);
+        assert_eq!(parse_wareki("4010108", WarekiForm::Packed1).unwrap(), d("19890108"));
+        assert_eq!(parse_wareki("4010107", WarekiForm::Packed1).unwrap_err().code, ErrorCode::Date);
         // 平成31年 ends on 30 April 2019
-        assert_eq!(
-            parse_wareki("H31.04.30", WarekiForm::Letter).unwrap(),
-            d("20190430")
-        );
-        assert_eq!(
-            parse_wareki("H31.05.01", WarekiForm::Letter)
-                .unwrap_err()
-                .code,
-            ErrorCode::Date
-        );
-        assert_eq!(
-            parse_wareki("R01.05.01", WarekiForm::Letter).unwrap(),
-            d("20190501")
-        );
-        assert_eq!(
-            parse_wareki("R01.04.30", WarekiForm::Letter)
-                .unwrap_err()
-                .code,
-            ErrorCode::Date
-        );
+        assert_eq!(parse_wareki("H31.04.30", WarekiForm::Letter).unwrap(), d("20190430"));
+        assert_eq!(parse_wareki("H31.05.01", WarekiForm::Letter).unwrap_err().code, ErrorCode::Date);
+        assert_eq!(parse_wareki("R01.05.01", WarekiForm::Letter).unwrap(), d("20190501"));
+        assert_eq!(parse_wareki("R01.04.30", WarekiForm::Letter).unwrap_err().code, ErrorCode::Date);
         // 大正 and 昭和 edges
-        assert_eq!(
-            parse_wareki("T15.12.24", WarekiForm::Letter).unwrap(),
-            d("19261224")
-        );
-        assert_eq!(
-            parse_wareki("T15.12.25", WarekiForm::Letter)
-                .unwrap_err()
-                .code,
-            ErrorCode::Date
-        );
-        assert_eq!(
-            parse_wareki("S01.12.25", WarekiForm::Letter).unwrap(),
-            d("19261225")
-        );
-        assert_eq!(
-            parse_wareki("M45.07.29", WarekiForm::Letter).unwrap(),
-            d("19120729")
-        );
-        assert_eq!(
-            parse_wareki("T01.07.30", WarekiForm::Letter).unwrap(),
-            d("19120730")
-        );
-        assert_eq!(
-            parse_wareki("R00.05.01", WarekiForm::Letter)
-                .unwrap_err()
-                .code,
-            ErrorCode::Date
-        );
+        assert_eq!(parse_wareki("T15.12.24", WarekiForm::Letter).unwrap(), d("19261224"));
+        assert_eq!(parse_wareki("T15.12.25", WarekiForm::Letter).unwrap_err().code, ErrorCode::Date);
+        assert_eq!(parse_wareki("S01.12.25", WarekiForm::Letter).unwrap(), d("19261225"));
+        assert_eq!(parse_wareki("M45.07.29", WarekiForm::Letter).unwrap(), d("19120729"));
+        assert_eq!(parse_wareki("T01.07.30", WarekiForm::Letter).unwrap(), d("19120730"));
+        assert_eq!(parse_wareki("R00.05.01", WarekiForm::Letter).unwrap_err().code, ErrorCode::Date);
     }
 
     #[test]
     fn wareki_letter_and_kanji_forms() {
-        assert_eq!(
-            parse_wareki("R06.12.02", WarekiForm::Letter).unwrap(),
-            d("20241202")
-        );
-        assert_eq!(
-            parse_wareki("r6.12.2", WarekiForm::Letter).unwrap(),
-            d("20241202")
-        );
+        assert_eq!(parse_wareki("R06.12.02", WarekiForm::Letter).unwrap(), d("20241202"));
+        assert_eq!(parse_wareki("r6.12.2", WarekiForm::Letter).unwrap(), d("20241202"));
         assert!(parse_wareki("X06.12.02", WarekiForm::Letter).is_err());
         assert!(parse_wareki("R06-12-02", WarekiForm::Letter).is_err());
-        assert_eq!(
-            parse_wareki("令和6年12月2日", WarekiForm::Kanji).unwrap(),
-            d("20241202")
-        );
-        assert_eq!(
-            parse_wareki("令和６年１２月２日", WarekiForm::Kanji).unwrap(),
-            d("20241202")
-        );
-        assert_eq!(
-            parse_wareki("令和元年5月1日", WarekiForm::Kanji).unwrap(),
-            d("20190501")
-        );
-        assert_eq!(
-            parse_wareki("平成元年1月8日", WarekiForm::Kanji).unwrap(),
-            d("19890108")
-        );
-        assert_eq!(
-            parse_wareki("昭和64年1月7日", WarekiForm::Kanji).unwrap(),
-            d("19890107")
-        );
-        assert_eq!(
-            parse_wareki("昭和64年1月8日", WarekiForm::Kanji)
-                .unwrap_err()
-                .code,
-            ErrorCode::Date
-        );
-        assert_eq!(
-            parse_wareki("平成31年4月30日", WarekiForm::Kanji).unwrap(),
-            d("20190430")
-        );
-        assert_eq!(
-            parse_wareki("平成31年5月1日", WarekiForm::Kanji)
-                .unwrap_err()
-                .code,
-            ErrorCode::Date
-        );
+        assert_eq!(parse_wareki("令和6年12月2日", WarekiForm::Kanji).unwrap(), d("20241202"));
+        assert_eq!(parse_wareki("令和６年１２月２日", WarekiForm::Kanji).unwrap(), d("20241202"));
+        assert_eq!(parse_wareki("令和元年5月1日", WarekiForm::Kanji).unwrap(), d("20190501"));
+        assert_eq!(parse_wareki("平成元年1月8日", WarekiForm::Kanji).unwrap(), d("19890108"));
+        assert_eq!(parse_wareki("昭和64年1月7日", WarekiForm::Kanji).unwrap(), d("19890107"));
+        assert_eq!(parse_wareki("昭和64年1月8日", WarekiForm::Kanji).unwrap_err().code, ErrorCode::Date);
+        assert_eq!(parse_wareki("平成31年4月30日", WarekiForm::Kanji).unwrap(), d("20190430"));
+        assert_eq!(parse_wareki("平成31年5月1日", WarekiForm::Kanji).unwrap_err().code, ErrorCode::Date);
         assert!(parse_wareki("令和6年12月", WarekiForm::Kanji).is_err());
         assert!(parse_wareki("西暦6年12月2日", WarekiForm::Kanji).is_err());
     }

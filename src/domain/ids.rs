@@ -11,9 +11,7 @@ fn digits_exact(s: &str, n: usize, what: &str) -> Result<(), FieldError> {
     if s.len() == n && all_digits(s.as_bytes()) {
         Ok(())
     } else {
-        Err(FieldError::format(format!(
-            "{what} must be exactly {n} digits"
-        )))
+        Err(FieldError::format(format!("{what} must be exactly {n} digits")))
     }
 }
 
@@ -240,9 +238,7 @@ impl InfoCode {
     pub fn parse(s: &str) -> Result<Self, FieldError> {
         let b = s.as_bytes();
         if b.len() != 16 || &b[..2] != b"TM" || !all_digits(&b[2..]) {
-            return Err(FieldError::format(
-                "InfoCode must be TM followed by 14 digits",
-            ));
+            return Err(FieldError::format("InfoCode must be TM followed by 14 digits"));
         }
         let mut a = [0u8; 16];
         a.copy_from_slice(b);
@@ -319,14 +315,8 @@ mod tests {
 
     #[test]
     fn insurer_numbers_from_the_domain_reference() {
-        assert_eq!(
-            InsurerNumber::parse("33120015").unwrap().as_str(),
-            "33120015"
-        );
-        assert_eq!(
-            InsurerNumber::parse("01130012").unwrap().as_str(),
-            "01130012"
-        );
+        assert_eq!(InsurerNumber::parse("33120015").unwrap().as_str(), "33120015");
+        assert_eq!(InsurerNumber::parse("01130012").unwrap().as_str(), "01130012");
         assert_eq!(
             InsurerNumber::parse("33120016").unwrap_err().code,
             ErrorCode::CheckDigit
@@ -348,18 +338,9 @@ mod tests {
             InsurerNumber::parse(&format!(" {six} ")).unwrap_err().code,
             ErrorCode::FieldFormat
         );
-        assert_eq!(
-            InsurerNumber::parse("1234567").unwrap_err().code,
-            ErrorCode::FieldFormat
-        );
-        assert_eq!(
-            InsurerNumber::parse("").unwrap_err().code,
-            ErrorCode::FieldFormat
-        );
-        assert_eq!(
-            InsurerNumber::parse("3913abcd").unwrap_err().code,
-            ErrorCode::FieldFormat
-        );
+        assert_eq!(InsurerNumber::parse("1234567").unwrap_err().code, ErrorCode::FieldFormat);
+        assert_eq!(InsurerNumber::parse("").unwrap_err().code, ErrorCode::FieldFormat);
+        assert_eq!(InsurerNumber::parse("3913abcd").unwrap_err().code, ErrorCode::FieldFormat);
     }
 
     #[test]
@@ -368,10 +349,7 @@ mod tests {
         let n = InsurerNumber::parse(&format!("3913001{}", insurer_check_digit(body))).unwrap();
         assert!(n.is_kouki());
         assert!(!n.is_kokuho());
-        assert_eq!(
-            InsurerNumber::parse("01130012").unwrap().kind(),
-            InsurerKind::Other
-        );
+        assert_eq!(InsurerNumber::parse("01130012").unwrap().kind(), InsurerKind::Other);
     }
 
     #[test]
@@ -383,10 +361,7 @@ mod tests {
         let e = IndividualNumber::parse("123456789012").unwrap_err();
         assert_eq!(e.code, ErrorCode::CheckDigit);
         assert!(!e.message.contains("123456789012"));
-        assert_eq!(
-            IndividualNumber::parse("12345678901").unwrap_err().code,
-            ErrorCode::FieldFormat
-        );
+        assert_eq!(IndividualNumber::parse("12345678901").unwrap_err().code, ErrorCode::FieldFormat);
         // r <= 1 gives check digit 0
         for body in ["00000000000", "10000000000"] {
             let c = individual_number_check_digit(body.as_bytes());
@@ -399,14 +374,8 @@ mod tests {
         for ok in ["131041", "011002", "141003"] {
             assert!(MunicipalityCode::parse(ok).is_ok(), "{ok}");
         }
-        assert_eq!(
-            MunicipalityCode::parse("131042").unwrap_err().code,
-            ErrorCode::CheckDigit
-        );
-        assert_eq!(
-            MunicipalityCode::parse("13104").unwrap_err().code,
-            ErrorCode::FieldFormat
-        );
+        assert_eq!(MunicipalityCode::parse("131042").unwrap_err().code, ErrorCode::CheckDigit);
+        assert_eq!(MunicipalityCode::parse("13104").unwrap_err().code, ErrorCode::FieldFormat);
     }
 
     #[test]

@@ -293,23 +293,12 @@ impl<'a> Fields<'a> {
             .expect("field name from the kind's own list")
     }
     fn raw(&self, name: &str) -> Option<&'a str> {
-        self.raw
-            .values
-            .get(self.idx(name))
-            .and_then(|v| v.as_deref())
-            .filter(|v| !v.is_empty())
+        self.raw.values.get(self.idx(name)).and_then(|v| v.as_deref()).filter(|v| !v.is_empty())
     }
     fn fault(&mut self, field: &str, error: FieldError) {
-        self.faults.push(FieldFault {
-            field: field.to_owned(),
-            error,
-        });
+        self.faults.push(FieldFault { field: field.to_owned(), error });
     }
-    fn opt<T>(
-        &mut self,
-        name: &str,
-        parse: impl FnOnce(&str) -> Result<T, FieldError>,
-    ) -> Option<T> {
+    fn opt<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, FieldError>) -> Option<T> {
         let v = self.raw(name)?;
         match parse(v) {
             Ok(t) => Some(t),
@@ -320,16 +309,9 @@ impl<'a> Fields<'a> {
         }
     }
     /// Required field: absence is `E_SCHEMA`.
-    fn req<T>(
-        &mut self,
-        name: &str,
-        parse: impl FnOnce(&str) -> Result<T, FieldError>,
-    ) -> Option<T> {
+    fn req<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, FieldError>) -> Option<T> {
         if self.raw(name).is_none() {
-            self.fault(
-                name,
-                FieldError::new(ErrorCode::Schema, format!("{name} is required")),
-            );
+            self.fault(name, FieldError::new(ErrorCode::Schema, format!("{name} is required")));
             return None;
         }
         self.opt(name, parse)
@@ -343,29 +325,19 @@ impl<'a> Fields<'a> {
         parse: impl FnOnce(&str) -> Result<T, FieldError>,
     ) -> Option<T> {
         if cond && self.raw(name).is_none() {
-            self.fault(
-                name,
-                FieldError::new(ErrorCode::Schema, format!("{name} is required {why}")),
-            );
+            self.fault(name, FieldError::new(ErrorCode::Schema, format!("{name} is required {why}")));
             return None;
         }
         self.opt(name, parse)
     }
     fn forbid(&mut self, cond: bool, name: &str, why: &str) {
         if cond && self.raw(name).is_some() {
-            self.fault(
-                name,
-                FieldError::new(ErrorCode::Schema, format!("{name} must be empty {why}")),
-            );
+            self.fault(name, FieldError::new(ErrorCode::Schema, format!("{name} must be empty {why}")));
         }
     }
 }
 
-fn text_field(
-    field: &'static str,
-    min: usize,
-    max: usize,
-) -> impl Fn(&str) -> Result<String, FieldError> {
+fn text_field(field: &'static str, min: usize, max: usize) -> impl Fn(&str) -> Result<String, FieldError> {
     move |s| text::validate_text(s, field, min, max).map(|()| s.to_owned())
 }
 
@@ -375,26 +347,13 @@ fn name_field(s: &str) -> Result<String, FieldError> {
 
 /// Types a raw record of an input kind. `seq` has been parsed by the reader (a bad
 /// RecordSequence is a file-level error). Returns every fault of the record.
-pub fn build(
-    kind: FileKind,
-    seq: u64,
-    raw: &RawRecord,
-    catalog: &Catalog,
-) -> Result<Record, Vec<FieldFault>> {
-    let mut f = Fields {
-        kind,
-        raw,
-        faults: Vec::new(),
-    };
+pub fn build(kind: FileKind, seq: u64, raw: &RawRecord, catalog: &Catalog) -> Result<Record, Vec<FieldFault>> {
+    let mut f = Fields { kind, raw, faults: Vec::new() };
     let rec = match kind {
-        FileKind::SubscriberChange => {
-            build_subscriber_change(&mut f, seq).map(Record::SubscriberChange)
-        }
+        FileKind::SubscriberChange => build_subscriber_change(&mut f, seq).map(Record::SubscriberChange),
         FileKind::FlagChange => build_flag_change(&mut f, seq).map(Record::FlagChange),
         FileKind::Fukuhon => build_fukuhon(&mut f, seq, catalog).map(Record::Fukuhon),
-        FileKind::AgeTransitionHandoff => {
-            build_handoff(&mut f, seq).map(Record::AgeTransitionHandoff)
-        }
+        FileKind::AgeTransitionHandoff => build_handoff(&mut f, seq).map(Record::AgeTransitionHandoff),
         _ => panic!("build() is for input kinds; {kind:?} is an output"),
     };
     match rec {
@@ -415,74 +374,38 @@ fn build_subscriber_change(f: &mut Fields, seq: u64) -> Option<SubscriberChange>
     let loss = change_type == Some(ChangeType::Loss);
     const ACQ: &str = "for ChangeType 1";
     let card_symbol = f.opt("InsuredCardSymbol", text_field("InsuredCardSymbol", 0, 20));
-    let card_number = f.req_if(
-        acq,
-        ACQ,
-        "InsuredIdentificationNumber",
-        text_field("InsuredIdentificationNumber", 1, 20),
-    );
+    let card_number = f.req_if(acq, ACQ, "InsuredIdentificationNumber", text_field("InsuredIdentificationNumber", 1, 20));
     let branch = f.req_if(acq, ACQ, "InsuredBranchNumber", InsuredBranchNumber::parse);
     let individual_number = f.opt("IndividualNumber", IndividualNumber::parse);
     let needs_muni = acq && insurer.is_some_and(|i| i.is_kokuho() || i.is_kouki());
-    let municipality = f.req_if(
-        needs_muni,
-        "for 国保 and 後期 insurers",
-        "MunicipalityCode",
-        MunicipalityCode::parse,
-    );
+    let municipality = f.req_if(needs_muni, "for 国保 and 後期 insurers", "MunicipalityCode", MunicipalityCode::parse);
     let resident = f.opt("ResidentCode", ResidentCode::parse);
     let name = f.req_if(acq, ACQ, "Name", name_field);
     let name_kana = f.req_if(acq, ACQ, "NameKana", text::normalize_kana);
     let sex = f.req_if(acq, ACQ, "Sex1", Sex1::parse);
     let birthdate = f.req_if(acq, ACQ, "Birthdate", Date::parse);
     let qualification_date = f.req_if(acq, ACQ, "QualificationDate", Date::parse);
-    let reason_of_qualification = f.req_if(
-        acq,
-        ACQ,
-        "ReasonOfQualification",
-        ReasonOfQualification::parse,
-    );
-    let disqualification_date = f.req_if(
-        loss,
-        "for ChangeType 3",
-        "DisqualificationDate",
-        Date::parse,
-    );
+    let reason_of_qualification = f.req_if(acq, ACQ, "ReasonOfQualification", ReasonOfQualification::parse);
+    let disqualification_date = f.req_if(loss, "for ChangeType 3", "DisqualificationDate", Date::parse);
     let has_disq = f.raw("DisqualificationDate").is_some();
-    let reason_of_loss = f.req_if(
-        has_disq,
-        "with DisqualificationDate",
-        "ReasonOfLoss",
-        ReasonOfLoss::parse,
-    );
+    let reason_of_loss = f.req_if(has_disq, "with DisqualificationDate", "ReasonOfLoss", ReasonOfLoss::parse);
     if !has_disq {
         f.forbid(true, "ReasonOfLoss", "without DisqualificationDate");
     }
-    let personal_family = f.req_if(
-        acq,
-        ACQ,
-        "PersonalFamilyClassification",
-        PersonalFamilyClassification::parse,
-    );
+    let personal_family = f.req_if(acq, ACQ, "PersonalFamilyClassification", PersonalFamilyClassification::parse);
     let post_number = f.opt("PostNumber", PostNumber::parse);
     let address = f.opt("Address", Address::parse);
     if let (Some(q), Some(d)) = (qualification_date, disqualification_date) {
         if d < q {
             f.fault(
                 "DisqualificationDate",
-                FieldError::new(
-                    ErrorCode::Date,
-                    "DisqualificationDate is before QualificationDate",
-                ),
+                FieldError::new(ErrorCode::Date, "DisqualificationDate is before QualificationDate"),
             );
         }
     }
     if let (Some(b), Some(q)) = (birthdate, qualification_date) {
         if q < b {
-            f.fault(
-                "QualificationDate",
-                FieldError::new(ErrorCode::Date, "QualificationDate is before Birthdate"),
-            );
+            f.fault("QualificationDate", FieldError::new(ErrorCode::Date, "QualificationDate is before Birthdate"));
         }
     }
     Some(SubscriberChange {
@@ -517,23 +440,9 @@ fn build_flag_change(f: &mut Fields, seq: u64) -> Option<FlagChange> {
     let operation = f.req("Operation", FlagOperation::parse);
     let scope = f.req("Scope", FlagScope::parse);
     let insurer = f.req("InsurerNumber", InsurerNumber::parse);
-    let key = f.req_if(
-        scope == Some(FlagScope::Subscriber),
-        "for Scope 1",
-        "SubscriberKey",
-        SubscriberKey::parse,
-    );
-    f.forbid(
-        scope == Some(FlagScope::InfoCode),
-        "SubscriberKey",
-        "for Scope 2 (all subscribers)",
-    );
-    let info_code = f.req_if(
-        scope == Some(FlagScope::InfoCode),
-        "for Scope 2",
-        "InfoCode",
-        InfoCode::parse,
-    );
+    let key = f.req_if(scope == Some(FlagScope::Subscriber), "for Scope 1", "SubscriberKey", SubscriberKey::parse);
+    f.forbid(scope == Some(FlagScope::InfoCode), "SubscriberKey", "for Scope 2 (all subscribers)");
+    let info_code = f.req_if(scope == Some(FlagScope::InfoCode), "for Scope 2", "InfoCode", InfoCode::parse);
     let is_self_info = flag_type == Some(FlagType::SelfInfoProvisionProhibited);
     let reason = f.req_if(
         is_self_info && operation == Some(FlagOperation::Set),
@@ -541,11 +450,7 @@ fn build_flag_change(f: &mut Fields, seq: u64) -> Option<FlagChange> {
         "ReasonCode",
         SelfInfoReason::parse,
     );
-    f.forbid(
-        flag_type.is_some() && !is_self_info,
-        "ReasonCode",
-        "for FlagType 1 and 2",
-    );
+    f.forbid(flag_type.is_some() && !is_self_info, "ReasonCode", "for FlagType 1 and 2");
     let source = f.req("Source", FlagSource::parse);
     let support_measure_end = f.opt("SupportMeasureEndDate", Date::parse);
     f.forbid(
@@ -607,21 +512,11 @@ fn build_handoff(f: &mut Fields, seq: u64) -> Option<AgeTransitionHandoff> {
     let self_info = f.req("SelfInfoProvisionProhibitedFlg", parse_self_info_column);
     let non_disclosure = f.req("NonDisclosureFlg", parse_bool_flag);
     let auto_response = f.req("AutoResponseProhibitedFlg", parse_bool_flag);
-    let any_flag = self_info.flatten().is_some()
-        || non_disclosure == Some(true)
-        || auto_response == Some(true);
-    let flag_set_time = f.req_if(
-        any_flag,
-        "when a flag is set",
-        "FlagSetTime",
-        Timestamp::parse,
-    );
+    let any_flag = self_info.flatten().is_some() || non_disclosure == Some(true) || auto_response == Some(true);
+    let flag_set_time = f.req_if(any_flag, "when a flag is set", "FlagSetTime", Timestamp::parse);
     if let (Some(b), Some(t)) = (birthdate, transition_date) {
         if t <= b {
-            f.fault(
-                "AgeTransitionDate",
-                FieldError::new(ErrorCode::Date, "AgeTransitionDate is not after Birthdate"),
-            );
+            f.fault("AgeTransitionDate", FieldError::new(ErrorCode::Date, "AgeTransitionDate is not after Birthdate"));
         }
     }
     Some(AgeTransitionHandoff {

@@ -82,20 +82,14 @@ mod tests {
             assert_eq!(first_unmappable(s, TextEncoding::ShiftJis), None, "{s}");
         }
         let mut out = b"x".to_vec();
-        assert_eq!(
-            encode_into(&mut out, "𠮷野", TextEncoding::ShiftJis),
-            Err('𠮷')
-        );
+        assert_eq!(encode_into(&mut out, "𠮷野", TextEncoding::ShiftJis), Err('𠮷'));
         assert_eq!(out, b"x", "nothing half-written");
         let mut out = Vec::new();
         let replaced = encode_replacing(&mut out, "𠮷野　花子", TextEncoding::ShiftJis);
         assert_eq!(replaced, vec!['𠮷']);
         let (back, _) = encoding_rs::SHIFT_JIS.decode_without_bom_handling(&out);
         assert_eq!(back, "●野　花子");
-        assert!(
-            !out.windows(2).any(|w| w == b"&#"),
-            "never numeric character references"
-        );
+        assert!(!out.windows(2).any(|w| w == b"&#"), "never numeric character references");
         assert_eq!(first_unmappable("𠮷", TextEncoding::Utf8), None);
     }
 }

@@ -49,9 +49,7 @@ impl TextEncoding {
         let l = label.trim().to_ascii_lowercase();
         match l.as_str() {
             "utf-8" | "utf8" => Some(TextEncoding::Utf8),
-            "shift_jis" | "shift-jis" | "sjis" | "windows-31j" | "cp932" | "ms932" => {
-                Some(TextEncoding::ShiftJis)
-            }
+            "shift_jis" | "shift-jis" | "sjis" | "windows-31j" | "cp932" | "ms932" => Some(TextEncoding::ShiftJis),
             _ => None,
         }
     }
@@ -99,10 +97,7 @@ pub struct FileHeader {
     pub encoding: TextEncoding,
 }
 
-pub fn ser_display<T: std::fmt::Display, S: serde::Serializer>(
-    v: &T,
-    s: S,
-) -> Result<S::Ok, S::Error> {
+pub fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
 
@@ -111,10 +106,7 @@ pub fn ser_display<T: std::fmt::Display, S: serde::Serializer>(
 pub enum RecordOutcome {
     Accepted(Record),
     /// The record is rejected; the rest of the file still applies. `faults` lists all its errors.
-    Rejected {
-        seq: u64,
-        faults: Vec<Diagnostic>,
-    },
+    Rejected { seq: u64, faults: Vec<Diagnostic> },
 }
 
 /// A file read to its end without file-level errors.
@@ -196,22 +188,16 @@ pub fn read_input(
         diagnostics: vec![Diagnostic::new(display, code, msg)],
         header: None,
     };
-    let mut f = std::fs::File::open(path)
-        .map_err(|e| reject(ErrorCode::Schema, format!("cannot open file: {e}")))?;
+    let mut f = std::fs::File::open(path).map_err(|e| reject(ErrorCode::Schema, format!("cannot open file: {e}")))?;
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     if len > opts.limits.max_file_bytes {
         return Err(reject(
             ErrorCode::Schema,
-            format!(
-                "file is {len} bytes, over the limit of {} bytes",
-                opts.limits.max_file_bytes
-            ),
+            format!("file is {len} bytes, over the limit of {} bytes", opts.limits.max_file_bytes),
         ));
     }
     let mut head = [0u8; 64];
-    let n = f
-        .read(&mut head)
-        .map_err(|e| reject(ErrorCode::Schema, format!("cannot read file: {e}")))?;
+    let n = f.read(&mut head).map_err(|e| reject(ErrorCode::Schema, format!("cannot read file: {e}")))?;
     drop(f);
     match sniff_format(&head[..n]) {
         Some(Format::Xml) => xml_reader::read(path, display, opts, on_record),
@@ -226,10 +212,8 @@ pub fn read_input(
 /// Lowercase hex of a digest.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }

@@ -11,17 +11,7 @@ use crate::error::ErrorCode;
 use std::io::{self, Write};
 
 /// What to do with a character that Shift_JIS cannot represent.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum UnmappablePolicy {
     /// Refuse the record (`E_UNMAPPABLE_CHAR`).
@@ -41,10 +31,7 @@ pub struct UnmappableChar {
 
 impl UnmappableChar {
     fn new(field: &str, c: char) -> Self {
-        UnmappableChar {
-            field: field.to_owned(),
-            code_point: format!("U+{:04X}", c as u32),
-        }
+        UnmappableChar { field: field.to_owned(), code_point: format!("U+{:04X}", c as u32) }
     }
 }
 
@@ -69,12 +56,7 @@ pub struct FieldEncoder {
 
 impl FieldEncoder {
     pub fn new(encoding: TextEncoding, policy: UnmappablePolicy) -> Self {
-        FieldEncoder {
-            encoding,
-            policy,
-            replaced: Vec::new(),
-            refused: Vec::new(),
-        }
+        FieldEncoder { encoding, policy, replaced: Vec::new(), refused: Vec::new() }
     }
 
     /// Appends `s`, already escaped for its syntax, for field `field`.
@@ -86,11 +68,8 @@ impl FieldEncoder {
                     // keep scanning so that every refused character of the record is reported
                     for c in s.chars() {
                         let mut b = [0u8; 4];
-                        if encode_into(&mut Vec::new(), c.encode_utf8(&mut b), self.encoding)
-                            .is_err()
-                            && !self.refused.iter().any(|u| {
-                                u.field == field && u.code_point == format!("U+{:04X}", c as u32)
-                            })
+                        if encode_into(&mut Vec::new(), c.encode_utf8(&mut b), self.encoding).is_err()
+                            && !self.refused.iter().any(|u| u.field == field && u.code_point == format!("U+{:04X}", c as u32))
                         {
                             self.refused.push(UnmappableChar::new(field, c));
                         }
@@ -127,10 +106,7 @@ pub fn csv_escape(s: &str) -> std::borrow::Cow<'_, str> {
 /// Escapes element text (`&`, `<`, `>`).
 pub fn xml_escape(s: &str) -> std::borrow::Cow<'_, str> {
     if s.bytes().any(|b| matches!(b, b'&' | b'<' | b'>')) {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .into()
+        s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").into()
     } else {
         s.into()
     }
@@ -176,15 +152,8 @@ pub struct RecordWriter<W: Write> {
 }
 
 impl<W: Write> RecordWriter<W> {
-    pub fn start(
-        mut out: W,
-        header: FileHeader,
-        policy: UnmappablePolicy,
-    ) -> Result<Self, WriteError> {
-        assert!(
-            header.kind != FileKind::SubscriberLinkage,
-            "SubscriberLinkage has grouped rows"
-        );
+    pub fn start(mut out: W, header: FileHeader, policy: UnmappablePolicy) -> Result<Self, WriteError> {
+        assert!(header.kind != FileKind::SubscriberLinkage, "SubscriberLinkage has grouped rows");
         let mut enc = FieldEncoder::new(header.encoding, policy);
         let mut buf = Vec::with_capacity(1024);
         let head = match header.format {
@@ -196,29 +165,14 @@ impl<W: Write> RecordWriter<W> {
         out.write_all(&buf)?;
         let bytes = buf.len() as u64;
         buf.clear();
-        Ok(RecordWriter {
-            out,
-            header,
-            enc,
-            buf,
-            count: 0,
-            bytes,
-        })
+        Ok(RecordWriter { out, header, enc, buf, count: 0, bytes })
     }
 
     /// Writes one data record. `values` follow `kind.fields()` (RecordSequence first; empty =
     /// absent); `items` are 副本 item pairs. Returns the characters replaced by `●`, if any.
-    pub fn write(
-        &mut self,
-        values: &[&str],
-        items: &[(&str, &str)],
-    ) -> Result<Vec<UnmappableChar>, WriteError> {
+    pub fn write(&mut self, values: &[&str], items: &[(&str, &str)]) -> Result<Vec<UnmappableChar>, WriteError> {
         let fields = self.header.kind.fields();
-        assert_eq!(
-            values.len(),
-            fields.len(),
-            "values follow the kind's field list"
-        );
+        assert_eq!(values.len(), fields.len(), "values follow the kind's field list");
         self.buf.clear();
         match self.header.format {
             Format::Csv => {
@@ -229,43 +183,35 @@ impl<W: Write> RecordWriter<W> {
                 }
                 for (code, v) in items {
                     self.buf.push(b',');
-                    self.enc
-                        .push(&mut self.buf, "Items/ItemCode", &csv_escape(code));
+                    self.enc.push(&mut self.buf, "Items/ItemCode", &csv_escape(code));
                     self.buf.push(b',');
-                    self.enc
-                        .push(&mut self.buf, &format!("Items/{code}"), &csv_escape(v));
+                    self.enc.push(&mut self.buf, &format!("Items/{code}"), &csv_escape(v));
                 }
                 self.buf.extend_from_slice(b"\r\n");
             }
             Format::Xml => {
                 let kind = self.header.kind.name();
-                self.buf
-                    .extend_from_slice(format!("  <{kind}>\n").as_bytes());
+                self.buf.extend_from_slice(format!("  <{kind}>\n").as_bytes());
                 for (name, v) in fields.iter().zip(values) {
                     if v.is_empty() {
                         continue;
                     }
-                    self.buf
-                        .extend_from_slice(format!("    <{name}>").as_bytes());
+                    self.buf.extend_from_slice(format!("    <{name}>").as_bytes());
                     self.enc.push(&mut self.buf, name, &xml_escape(v));
-                    self.buf
-                        .extend_from_slice(format!("</{name}>\n").as_bytes());
+                    self.buf.extend_from_slice(format!("</{name}>\n").as_bytes());
                 }
                 if self.header.kind.has_items() && !items.is_empty() {
                     self.buf.extend_from_slice(b"    <Items>\n");
                     for (code, v) in items {
                         self.buf.extend_from_slice(b"      <Item><ItemCode>");
-                        self.enc
-                            .push(&mut self.buf, "Items/ItemCode", &xml_escape(code));
+                        self.enc.push(&mut self.buf, "Items/ItemCode", &xml_escape(code));
                         self.buf.extend_from_slice(b"</ItemCode><Value>");
-                        self.enc
-                            .push(&mut self.buf, &format!("Items/{code}"), &xml_escape(v));
+                        self.enc.push(&mut self.buf, &format!("Items/{code}"), &xml_escape(v));
                         self.buf.extend_from_slice(b"</Value></Item>\n");
                     }
                     self.buf.extend_from_slice(b"    </Items>\n");
                 }
-                self.buf
-                    .extend_from_slice(format!("  </{kind}>\n").as_bytes());
+                self.buf.extend_from_slice(format!("  </{kind}>\n").as_bytes());
             }
         }
         let replaced = self.enc.take()?;
@@ -315,12 +261,7 @@ mod tests {
 
     #[test]
     fn csv_shape_and_quoting() {
-        let mut w = RecordWriter::start(
-            Vec::new(),
-            header(Format::Csv, TextEncoding::Utf8),
-            UnmappablePolicy::Reject,
-        )
-        .unwrap();
+        let mut w = RecordWriter::start(Vec::new(), header(Format::Csv, TextEncoding::Utf8), UnmappablePolicy::Reject).unwrap();
         let mut vals = vec![""; FileKind::FlagChange.fields().len()];
         vals[0] = "1";
         vals[1] = "a,\"b\"";
@@ -337,12 +278,7 @@ mod tests {
 
     #[test]
     fn unmappable_rejects_the_record_or_is_replaced() {
-        let mut w = RecordWriter::start(
-            Vec::new(),
-            header(Format::Xml, TextEncoding::ShiftJis),
-            UnmappablePolicy::Reject,
-        )
-        .unwrap();
+        let mut w = RecordWriter::start(Vec::new(), header(Format::Xml, TextEncoding::ShiftJis), UnmappablePolicy::Reject).unwrap();
         let mut vals = vec![""; FileKind::FlagChange.fields().len()];
         vals[0] = "1";
         vals[1] = "𠮷と𩸽";
@@ -358,12 +294,7 @@ mod tests {
         assert_eq!(n, 0);
         assert!(!String::from_utf8_lossy(&out).contains("RecordSequence"));
 
-        let mut w = RecordWriter::start(
-            Vec::new(),
-            header(Format::Csv, TextEncoding::ShiftJis),
-            UnmappablePolicy::Replace,
-        )
-        .unwrap();
+        let mut w = RecordWriter::start(Vec::new(), header(Format::Csv, TextEncoding::ShiftJis), UnmappablePolicy::Replace).unwrap();
         let replaced = w.write(&vals, &[]).unwrap();
         assert_eq!(replaced.len(), 2);
         let (out, _, _) = w.finish().unwrap();
