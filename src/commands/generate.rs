@@ -7,16 +7,17 @@ use crate::formats::{Format, TextEncoding};
 use crate::synth::{GenerateOptions, generate};
 use std::path::PathBuf;
 
-/// Write a synthetic nightly inbox: for four Tokyo municipalities a 国保 SubscriberChange,
-/// FlagChange (about 2% DV-flagged), Fukuhon (副本) and AgeTransitionHandoff file, plus the
-/// union's 後期 registrations (members turning 75 within 6 months of --as-of, future-dated, and
-/// 障害認定 members aged 65–74).
+/// Write a deterministic synthetic inbox (国保 and 後期 files) for tests and demos
+///
+/// For four Tokyo municipalities: a 国保 SubscriberChange, FlagChange (about 2% DV-flagged
+/// members), Fukuhon (副本) and AgeTransitionHandoff file; plus the union's SubscriberChange with
+/// the 後期 registrations: members turning 75 within 6 months of --as-of (future-dated, reason 01)
+/// and 障害認定 members aged 65–74 (reason 02).
 ///
 /// All names, numbers and addresses are invented; My Numbers carry valid check digits but are
 /// synthetic. The output folder is created if needed; files of the same name are overwritten.
 /// Shift_JIS output writes the rare character outside CP932 (𠮷) as ● (文字同定).
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Number of 国保 subscribers to generate (1 to 99999999).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=99_999_999))]

@@ -48,7 +48,6 @@ pub struct Cli {
 pub enum Command {
     /// Check bulk files against the interchange spec without applying anything.
     Validate(validate::Args),
-    /// Write a deterministic synthetic inbox (国保 and 後期 files) for tests and demos.
     Generate(generate::Args),
 }
 

@@ -283,11 +283,16 @@ fn person(seed: u64, i: u64, as_of: Date) -> Person {
         let a = plus_days(as_of, 1 + r.below(span));
         birth_for_acquisition(a)
     } else {
-        let age = match r.below(100) {
-            0..15 => r.below(20),
-            15..35 => 20 + r.below(20),
-            35..65 => 40 + r.below(25),
-            _ => 65 + r.below(10),
+        let age = if role == 1 {
+            // the disability-route role: 65–72, clear of the 75th-birthday window
+            65 + r.below(8)
+        } else {
+            match r.below(100) {
+                0..15 => r.below(20),
+                15..35 => 20 + r.below(20),
+                35..65 => 40 + r.below(25),
+                _ => 65 + r.below(10),
+            }
         };
         let mut b = minus_days(Date(as_of.0.with_year_sub(age)), r.below(365));
         // never 75 or older on as_of: those are the union's
@@ -795,5 +800,149 @@ mod tests {
             }
         }
         assert!(person(7, 0, as_of).flags.is_some() && person(7, 0, as_of).transition.is_some());
+    }
+
+    fn opts(seed: u64, format: Format) -> GenerateOptions {
+        GenerateOptions {
+            subscribers: 3000,
+            seed,
+            format,
+            encoding: TextEncoding::Utf8,
+            as_of: Date::parse("20261201").unwrap(),
+        }
+    }
+
+    fn read_all(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn same_arguments_give_the_same_bytes() {
+        let (a, b, c) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        generate(&opts(5, Format::Xml), a.path()).unwrap();
+        generate(&opts(5, Format::Xml), b.path()).unwrap();
+        generate(&opts(6, Format::Xml), c.path()).unwrap();
+        assert_eq!(read_all(a.path()), read_all(b.path()));
+        assert_ne!(read_all(a.path()), read_all(c.path()));
+    }
+
+    /// Every generated record passes the shared record builder, and the union's registrations,
+    /// flags and hand-offs are consistent with each other.
+    #[test]
+    fn generated_records_are_valid_and_consistent() {
+        use crate::domain::{Catalog, RawRecord, build};
+        let dir = tempfile::tempdir().unwrap();
+        let stats = generate(&opts(9, Format::Csv), dir.path()).unwrap();
+        assert_eq!(stats.len(), 17);
+        let catalog = Catalog::default_catalog();
+        let as_of = Date::parse("20261201").unwrap();
+        let mut counts = std::collections::HashMap::<&str, u64>::new();
+        let mut union_future = std::collections::HashSet::new();
+        let mut handoff_dates = Vec::new();
+        for f in &stats {
+            let mut rd = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_path(dir.path().join(&f.name))
+                .unwrap();
+            let mut kind = None;
+            let mut n = 0u64;
+            for row in rd.records() {
+                let row = row.unwrap();
+                match &row[0] {
+                    "H" => kind = FileKind::from_name(&row[1]),
+                    "D" => {
+                        let kind = kind.unwrap();
+                        let nf = kind.fields().len();
+                        let raw = RawRecord {
+                            values: row
+                                .iter()
+                                .skip(1)
+                                .take(nf)
+                                .map(|v| (!v.is_empty()).then(|| v.to_owned()))
+                                .collect(),
+                            items: row
+                                .iter()
+                                .skip(1 + nf)
+                                .collect::<Vec<_>>()
+                                .chunks(2)
+                                .map(|c| (c[0].to_owned(), c[1].to_owned()))
+                                .collect(),
+                        };
+                        n += 1;
+                        assert_eq!(row[1].parse::<u64>().unwrap(), n);
+                        let rec = build(kind, n, &raw, &catalog)
+                            .unwrap_or_else(|e| panic!("{} #{n}: {e:?}", f.name));
+                        use crate::domain::Record;
+                        match rec {
+                            Record::SubscriberChange(r) if r.insurer.is_kouki() => {
+                                let q = r.qualification_date.unwrap();
+                                match r.reason_of_qualification.unwrap().code() {
+                                    "01" => {
+                                        assert_eq!(
+                                            q,
+                                            r.birthdate.unwrap().kouki_acquisition_date()
+                                        );
+                                        assert!(q > as_of && q <= as_of.add_months(6));
+                                        union_future
+                                            .insert((r.resident.unwrap().as_str().to_owned(), q));
+                                        *counts.entry("kouki01").or_default() += 1;
+                                    }
+                                    "02" => *counts.entry("kouki02").or_default() += 1,
+                                    other => panic!("union reason {other}"),
+                                }
+                            }
+                            Record::SubscriberChange(r) => {
+                                assert!(r.insurer.is_kokuho());
+                                *counts
+                                    .entry(if r.individual_number.is_some() {
+                                        "mynumber"
+                                    } else {
+                                        "no_mynumber"
+                                    })
+                                    .or_default() += 1;
+                            }
+                            Record::FlagChange(_) => *counts.entry("flags").or_default() += 1,
+                            Record::Fukuhon(_) => *counts.entry("fukuhon").or_default() += 1,
+                            Record::AgeTransitionHandoff(h) => {
+                                assert!(h.self_info.is_some() || h.non_disclosure);
+                                handoff_dates
+                                    .push((h.resident.as_str().to_owned(), h.transition_date));
+                            }
+                        }
+                    }
+                    "T" => assert_eq!(row[1].parse::<u64>().unwrap(), n),
+                    other => panic!("row kind {other}"),
+                }
+            }
+            assert_eq!(n, f.records);
+        }
+        assert!(!handoff_dates.is_empty());
+        for h in &handoff_dates {
+            assert!(
+                union_future.contains(h),
+                "every hand-off has its union registration"
+            );
+        }
+        let c = |k| counts.get(k).copied().unwrap_or(0);
+        assert!(c("kouki01") > 0 && c("kouki02") > 0, "{counts:?}");
+        let share = c("mynumber") as f64 / (c("mynumber") + c("no_mynumber")) as f64;
+        assert!((0.85..0.95).contains(&share), "My Number share {share}");
+        assert!(c("fukuhon") > 3000 && c("flags") > 40, "{counts:?}");
     }
 }
