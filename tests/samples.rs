@@ -112,10 +112,7 @@ fn only_the_cp932_outsider_is_replaced() {
     assert!(text.contains("●田　花子"));
 }
 
-fn rows_of<'a>(
-    files: &'a [SampleFile],
-    kind: FileKind,
-) -> impl Iterator<Item = &'a nhi_linkage::synth::Row> {
+fn rows_of(files: &[SampleFile], kind: FileKind) -> impl Iterator<Item = &nhi_linkage::synth::Row> {
     files
         .iter()
         .filter(move |f| f.header.kind == kind)

@@ -337,7 +337,7 @@ fn person(seed: u64, i: u64, as_of: Date) -> Person {
     );
     if r.chance(200) {
         address.push('\u{3000}');
-        address.push_str(*r.pick(data::BUILDINGS));
+        address.push_str(r.pick::<&str>(data::BUILDINGS));
         address.push_str(town.name);
         address.push_str(&zenkaku_digits((1 + r.below(8)) * 100 + 1 + r.below(12)));
         address.push_str("号室");

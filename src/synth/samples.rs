@@ -251,7 +251,8 @@ fn header(
     }
 }
 
-/// The cast (see samples/README.md), one line each.
+/// The cast (see samples/README.md), one line each: n, name, kana as delivered, Sex1, Birthdate,
+/// has a My Number, household (card number), branch, 本人/家族, PostNumber, Address.
 #[rustfmt::skip]
 const CAST: [Person; 21] = [
     person(1, "山田　太郎", "ﾔﾏﾀﾞ ﾀﾛｳ", "1", "19680412", true, 1, "01", "1", "160-0023", "東京都新宿区西新宿四丁目１５番３号"),
@@ -616,9 +617,12 @@ fn encoding_dir(e: TextEncoding) -> &'static str {
     }
 }
 
+/// A rendered file: its path relative to `samples/` and its bytes.
+pub type SampleBytes = (String, Vec<u8>);
+
 /// Every file of `samples/` this module owns, as (path relative to `samples/`, bytes), and the
 /// characters replaced by `●` on the way.
-pub fn sample_set() -> Result<(Vec<(String, Vec<u8>)>, Vec<Replacement>), WriteError> {
+pub fn sample_set() -> Result<(Vec<SampleBytes>, Vec<Replacement>), WriteError> {
     let mut out = Vec::new();
     let mut replaced = Vec::new();
     let files = scenario();
