@@ -48,6 +48,7 @@ pub struct Cli {
 pub enum Command {
     /// Check bulk files against the interchange spec without applying anything.
     Validate(validate::Args),
+    // help text: the doc comment of generate::Args (a doc comment here would replace it)
     Generate(generate::Args),
 }
 
