@@ -15,3 +15,4 @@ pub mod engine;
 pub mod formats;
 pub mod ledger;
 pub mod report;
+pub mod synth;

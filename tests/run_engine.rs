@@ -15,10 +15,38 @@ fn kokuho_then_kouki(site: &Site, f: &Files) -> (String, String) {
     let mn = my_number(12345678);
     let k_kokuho = key(1);
     let k_kouki = key(500001);
-    write_file(&site.inbox(), "SubscriberChange_kokuho", FileKind::SubscriberChange, f, KOKUHO, "KOKUHO-0001", "20261110230000",
-        &[acquisition(KOKUHO, &k_kokuho, Some(&mn), "1001", BIRTH_75_NEXT_MONTH, "20100401", "03", "山田　花子")]);
-    write_file(&site.inbox(), "FlagChange_kokuho", FileKind::FlagChange, f, KOKUHO, "KOKUHO-FLAG-0001", "20261110230100",
-        &[flag_set(KOKUHO, &k_kokuho, "3", "2", "20261110090000"), flag_set(KOKUHO, &k_kokuho, "2", "", "20261110090000")]);
+    write_file(
+        &site.inbox(),
+        "SubscriberChange_kokuho",
+        FileKind::SubscriberChange,
+        f,
+        KOKUHO,
+        "KOKUHO-0001",
+        "20261110230000",
+        &[acquisition(
+            KOKUHO,
+            &k_kokuho,
+            Some(&mn),
+            "1001",
+            BIRTH_75_NEXT_MONTH,
+            "20100401",
+            "03",
+            "山田　花子",
+        )],
+    );
+    write_file(
+        &site.inbox(),
+        "FlagChange_kokuho",
+        FileKind::FlagChange,
+        f,
+        KOKUHO,
+        "KOKUHO-FLAG-0001",
+        "20261110230100",
+        &[
+            flag_set(KOKUHO, &k_kokuho, "3", "2", "20261110090000"),
+            flag_set(KOKUHO, &k_kokuho, "2", "", "20261110090000"),
+        ],
+    );
     (k_kokuho, k_kouki)
 }
 
@@ -28,38 +56,94 @@ fn age_transition_carry_in_every_format_and_encoding() {
         let site = Site::new();
         let f = Files { format, encoding };
         let (_, k_kouki) = kokuho_then_kouki(&site, &f);
-        let args = ["--output-format", fmt_arg(format), "--output-encoding", enc_arg(encoding)];
+        let args = [
+            "--output-format",
+            fmt_arg(format),
+            "--output-encoding",
+            enc_arg(encoding),
+        ];
         let o = site.run(&args);
-        assert!(o.status.success(), "{format:?}/{encoding:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{format:?}/{encoding:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let kokuho = subscriber_linkage_for(&site, "00131045").expect("国保 linkage");
-        assert_eq!(control_of(&kokuho, &key(1)).unwrap(), ("2".into(), "1".into(), "0".into()));
+        assert_eq!(
+            control_of(&kokuho, &key(1)).unwrap(),
+            ("2".into(), "1".into(), "0".into())
+        );
 
         // the union registers her ahead of time; its file does not state the flag
         std::fs::remove_dir_all(site.inbox()).unwrap();
-        write_file(&site.inbox(), "SubscriberChange_kouki", FileKind::SubscriberChange, &f, KOUKI, "KOUKI-0001", "20261120230000",
-            &[acquisition(KOUKI, &k_kouki, Some(&my_number(12345678)), "1001", BIRTH_75_NEXT_MONTH, "20270110", "01", "山田　花子")]);
+        write_file(
+            &site.inbox(),
+            "SubscriberChange_kouki",
+            FileKind::SubscriberChange,
+            &f,
+            KOUKI,
+            "KOUKI-0001",
+            "20261120230000",
+            &[acquisition(
+                KOUKI,
+                &k_kouki,
+                Some(&my_number(12345678)),
+                "1001",
+                BIRTH_75_NEXT_MONTH,
+                "20270110",
+                "01",
+                "山田　花子",
+            )],
+        );
         let o = site.run(&args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let kouki = subscriber_linkage_for(&site, KOUKI).expect("後期 linkage");
-        assert_eq!(control_of(&kouki, &k_kouki).unwrap(), ("2".into(), "1".into(), "0".into()), "{format:?}/{encoding:?}");
+        assert_eq!(
+            control_of(&kouki, &k_kouki).unwrap(),
+            ("2".into(), "1".into(), "0".into()),
+            "{format:?}/{encoding:?}"
+        );
         let report = site.report("");
         let carries = report["carries"].as_array().unwrap();
         assert_eq!(carries.len(), 1);
         assert_eq!(carries[0]["rule"], "individual_number");
         assert_eq!(carries[0]["future_dated"], true);
-        assert_eq!(report["worklists"]["certificate_issuance"], 1, "newly set 自己情報提供不可 at 後期");
+        assert_eq!(
+            report["worklists"]["certificate_issuance"], 1,
+            "newly set 自己情報提供不可 at 後期"
+        );
     }
 }
 
 #[test]
 fn carry_by_resident_code_when_my_number_is_missing() {
     let site = Site::new();
-    let f = Files { format: Format::Csv, encoding: TextEncoding::ShiftJis };
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::ShiftJis,
+    };
     let (_, k_kouki) = kokuho_then_kouki(&site, &f);
     assert!(site.run(&[]).status.success());
     std::fs::remove_dir_all(site.inbox()).unwrap();
-    write_file(&site.inbox(), "SubscriberChange_kouki", FileKind::SubscriberChange, &f, KOUKI, "KOUKI-0001", "20261120230000",
-        &[acquisition(KOUKI, &k_kouki, None, "1001", BIRTH_75_NEXT_MONTH, "20270110", "02", "山田　花子")]);
+    write_file(
+        &site.inbox(),
+        "SubscriberChange_kouki",
+        FileKind::SubscriberChange,
+        &f,
+        KOUKI,
+        "KOUKI-0001",
+        "20261120230000",
+        &[acquisition(
+            KOUKI,
+            &k_kouki,
+            None,
+            "1001",
+            BIRTH_75_NEXT_MONTH,
+            "20270110",
+            "02",
+            "山田　花子",
+        )],
+    );
     assert!(site.run(&[]).status.success());
     let kouki = subscriber_linkage_for(&site, KOUKI).unwrap();
     assert_eq!(control_of(&kouki, &k_kouki).unwrap().0, "2");
@@ -69,34 +153,122 @@ fn carry_by_resident_code_when_my_number_is_missing() {
 #[test]
 fn ambiguous_match_is_not_carried_and_is_withheld() {
     let site = Site::new();
-    let f = Files { format: Format::Xml, encoding: TextEncoding::Utf8 };
+    let f = Files {
+        format: Format::Xml,
+        encoding: TextEncoding::Utf8,
+    };
     // two 国保 enrollments share 宛名番号 and birthdate, neither has a My Number; one is flagged
-    write_file(&site.inbox(), "SubscriberChange_kokuho", FileKind::SubscriberChange, &f, KOKUHO, "K1", "20261110230000", &[
-        acquisition(KOKUHO, &key(1), None, "1001", BIRTH_75_NEXT_MONTH, "20100401", "03", "山田　花子"),
-        acquisition(KOKUHO, &key(2), None, "1001", BIRTH_75_NEXT_MONTH, "20110401", "03", "山田　花子"),
-    ]);
-    write_file(&site.inbox(), "FlagChange_kokuho", FileKind::FlagChange, &f, KOKUHO, "KF1", "20261110230100", &[flag_set(KOKUHO, &key(1), "3", "1", "20261110090000")]);
-    write_file(&site.inbox(), "SubscriberChange_kouki", FileKind::SubscriberChange, &f, KOUKI, "U1", "20261120230000",
-        &[acquisition(KOUKI, &key(7), None, "1001", BIRTH_75_NEXT_MONTH, "20270110", "01", "山田　花子")]);
+    write_file(
+        &site.inbox(),
+        "SubscriberChange_kokuho",
+        FileKind::SubscriberChange,
+        &f,
+        KOKUHO,
+        "K1",
+        "20261110230000",
+        &[
+            acquisition(
+                KOKUHO,
+                &key(1),
+                None,
+                "1001",
+                BIRTH_75_NEXT_MONTH,
+                "20100401",
+                "03",
+                "山田　花子",
+            ),
+            acquisition(
+                KOKUHO,
+                &key(2),
+                None,
+                "1001",
+                BIRTH_75_NEXT_MONTH,
+                "20110401",
+                "03",
+                "山田　花子",
+            ),
+        ],
+    );
+    write_file(
+        &site.inbox(),
+        "FlagChange_kokuho",
+        FileKind::FlagChange,
+        &f,
+        KOKUHO,
+        "KF1",
+        "20261110230100",
+        &[flag_set(KOKUHO, &key(1), "3", "1", "20261110090000")],
+    );
+    write_file(
+        &site.inbox(),
+        "SubscriberChange_kouki",
+        FileKind::SubscriberChange,
+        &f,
+        KOUKI,
+        "U1",
+        "20261120230000",
+        &[acquisition(
+            KOUKI,
+            &key(7),
+            None,
+            "1001",
+            BIRTH_75_NEXT_MONTH,
+            "20270110",
+            "01",
+            "山田　花子",
+        )],
+    );
     let o = site.run(&[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report = site.report("");
     assert_eq!(report["carries"].as_array().unwrap().len(), 0);
     assert_eq!(report["worklists"]["review"], 1);
     assert_eq!(report["summary"]["withheld"], 1);
-    assert!(subscriber_linkage_for(&site, KOUKI).is_none(), "never published unflagged");
+    assert!(
+        subscriber_linkage_for(&site, KOUKI).is_none(),
+        "never published unflagged"
+    );
 }
 
 #[test]
 fn flag_before_enrollment_stays_pending_across_runs() {
     let site = Site::new();
-    let f = Files { format: Format::Csv, encoding: TextEncoding::Utf8 };
-    write_file(&site.inbox(), "FlagChange_1", FileKind::FlagChange, &f, KOKUHO, "F1", "20261110230000", &[flag_set(KOKUHO, &key(3), "2", "", "20261110090000")]);
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::Utf8,
+    };
+    write_file(
+        &site.inbox(),
+        "FlagChange_1",
+        FileKind::FlagChange,
+        &f,
+        KOKUHO,
+        "F1",
+        "20261110230000",
+        &[flag_set(KOKUHO, &key(3), "2", "", "20261110090000")],
+    );
     assert!(site.run(&[]).status.success());
     let r = site.report("");
     assert_eq!(r["pending_flags"].as_array().unwrap().len(), 1);
-    write_file(&site.inbox(), "SubscriberChange_1", FileKind::SubscriberChange, &f, KOKUHO, "S1", "20261111230000",
-        &[acquisition(KOKUHO, &key(3), None, "2002", "19600101", "20200401", "03", "佐藤　一郎")]);
+    write_file(
+        &site.inbox(),
+        "SubscriberChange_1",
+        FileKind::SubscriberChange,
+        &f,
+        KOKUHO,
+        "S1",
+        "20261111230000",
+        &[acquisition(
+            KOKUHO,
+            &key(3),
+            None,
+            "2002",
+            "19600101",
+            "20200401",
+            "03",
+            "佐藤　一郎",
+        )],
+    );
     let o = site.run(&[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r = site.report("");
@@ -108,7 +280,10 @@ fn flag_before_enrollment_stays_pending_across_runs() {
 #[test]
 fn rerun_is_idempotent_and_reused_ids_are_rejected() {
     let site = Site::new();
-    let f = Files { format: Format::Csv, encoding: TextEncoding::ShiftJis };
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::ShiftJis,
+    };
     kokuho_then_kouki(&site, &f);
     assert!(site.run(&[]).status.success());
     let first = site.outbox_files();
@@ -118,23 +293,50 @@ fn rerun_is_idempotent_and_reused_ids_are_rejected() {
     let r = site.report("");
     assert!(r["inputs"].as_array().unwrap().iter().all(|i| i["status"] == "skipped"));
     // same FileIdentifier, different content
-    write_file(&site.inbox(), "FlagChange_kokuho", FileKind::FlagChange, &f, KOKUHO, "KOKUHO-FLAG-0001", "20261110230100", &[flag_set(KOKUHO, &key(1), "1", "", "20261110090000")]);
+    write_file(
+        &site.inbox(),
+        "FlagChange_kokuho",
+        FileKind::FlagChange,
+        &f,
+        KOKUHO,
+        "KOKUHO-FLAG-0001",
+        "20261110230100",
+        &[flag_set(KOKUHO, &key(1), "1", "", "20261110090000")],
+    );
     let o = site.run(&[]);
     assert_eq!(o.status.code(), Some(1));
     let r = site.report("");
-    assert!(r["rejects"].as_array().unwrap().iter().any(|x| x["code"] == "E_FILE_ID_REUSED"));
+    assert!(
+        r["rejects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["code"] == "E_FILE_ID_REUSED")
+    );
 }
 
 #[test]
 fn dry_run_changes_nothing() {
     let site = Site::new();
-    let f = Files { format: Format::Xml, encoding: TextEncoding::ShiftJis };
+    let f = Files {
+        format: Format::Xml,
+        encoding: TextEncoding::ShiftJis,
+    };
     kokuho_then_kouki(&site, &f);
     assert!(site.run(&[]).status.success());
     let ledger_before = std::fs::read(site.p("ledger.sqlite")).unwrap();
     let outbox_before = site.outbox_files();
     std::fs::remove_dir_all(site.inbox()).unwrap();
-    write_file(&site.inbox(), "FlagChange_2", FileKind::FlagChange, &f, KOKUHO, "F2", "20261111230000", &[flag_set(KOKUHO, &key(1), "1", "", "20261111090000")]);
+    write_file(
+        &site.inbox(),
+        "FlagChange_2",
+        FileKind::FlagChange,
+        &f,
+        KOKUHO,
+        "F2",
+        "20261111230000",
+        &[flag_set(KOKUHO, &key(1), "1", "", "20261111090000")],
+    );
     let o = site.run(&["--dry-run"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read(site.p("ledger.sqlite")).unwrap(), ledger_before);
@@ -149,22 +351,51 @@ fn dry_run_changes_nothing() {
 fn invariant_violation_aborts_and_publishes_nothing() {
     for fault in ["writer-clear-flag", "writer-drop-carry"] {
         let site = Site::new();
-        let f = Files { format: Format::Csv, encoding: TextEncoding::Utf8 };
+        let f = Files {
+            format: Format::Csv,
+            encoding: TextEncoding::Utf8,
+        };
         let (_, k_kouki) = kokuho_then_kouki(&site, &f);
         if fault == "writer-drop-carry" {
             assert!(site.run(&[]).status.success());
             std::fs::remove_dir_all(site.inbox()).unwrap();
-            write_file(&site.inbox(), "SubscriberChange_kouki", FileKind::SubscriberChange, &f, KOUKI, "U1", "20261120230000",
-                &[acquisition(KOUKI, &k_kouki, Some(&my_number(12345678)), "1001", BIRTH_75_NEXT_MONTH, "20270110", "01", "山田　花子")]);
+            write_file(
+                &site.inbox(),
+                "SubscriberChange_kouki",
+                FileKind::SubscriberChange,
+                &f,
+                KOUKI,
+                "U1",
+                "20261120230000",
+                &[acquisition(
+                    KOUKI,
+                    &k_kouki,
+                    Some(&my_number(12345678)),
+                    "1001",
+                    BIRTH_75_NEXT_MONTH,
+                    "20270110",
+                    "01",
+                    "山田　花子",
+                )],
+            );
         }
         let ledger_before = std::fs::read(site.p("ledger.sqlite")).ok();
         let outbox_before = site.outbox_files();
         let o = site.run_env(&[], &[("NHI_FAILPOINT", fault)]);
-        assert_eq!(o.status.code(), Some(3), "{fault}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "{fault}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(String::from_utf8_lossy(&o.stderr).contains("E_FLAG_WOULD_BE_CLEARED"));
         assert_eq!(site.outbox_files(), outbox_before, "{fault}: nothing published");
         if let Some(b) = ledger_before {
-            assert_eq!(std::fs::read(site.p("ledger.sqlite")).unwrap(), b, "{fault}: nothing committed");
+            assert_eq!(
+                std::fs::read(site.p("ledger.sqlite")).unwrap(),
+                b,
+                "{fault}: nothing committed"
+            );
         }
         let r = site.report("-aborted");
         assert_eq!(r["status"], "aborted");
@@ -176,7 +407,10 @@ fn invariant_violation_aborts_and_publishes_nothing() {
 #[test]
 fn killed_at_any_phase_a_rerun_ends_in_the_same_state() {
     let clean = Site::new();
-    let f = Files { format: Format::Csv, encoding: TextEncoding::ShiftJis };
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::ShiftJis,
+    };
     kokuho_then_kouki(&clean, &f);
     assert!(clean.run(&[]).status.success());
     let want = clean.outbox_files();
@@ -187,7 +421,11 @@ fn killed_at_any_phase_a_rerun_ends_in_the_same_state() {
         assert_eq!(o.status.code(), Some(86), "{phase}");
         let o = site.run(&[]);
         assert!(o.status.success(), "{phase}: {}", String::from_utf8_lossy(&o.stderr));
-        assert_eq!(site.outbox_files(), want, "{phase}: same outbox, nothing lost or doubled");
+        assert_eq!(
+            site.outbox_files(),
+            want,
+            "{phase}: same outbox, nothing lost or doubled"
+        );
         // and a third run applies nothing again
         let o = site.run(&[]);
         assert!(o.status.success());
@@ -200,11 +438,48 @@ fn output_is_identical_whatever_the_thread_count() {
     let mut outs = Vec::new();
     for threads in ["1", "2", "4"] {
         let site = Site::new();
-        let f = Files { format: Format::Xml, encoding: TextEncoding::Utf8 };
-        let rows: Vec<_> = (1..=60u64).map(|n| acquisition(KOKUHO, &key(n), Some(&my_number(1000 + n)), &format!("{}", 5000 + n), "19600101", "20200401", "03", "田中　次郎")).collect();
-        write_file(&site.inbox(), "SubscriberChange_a", FileKind::SubscriberChange, &f, KOKUHO, "A", "20261110230000", &rows);
-        let flags: Vec<_> = (1..=60u64).step_by(3).map(|n| flag_set(KOKUHO, &key(n), "3", "1", "20261110090000")).collect();
-        write_file(&site.inbox(), "FlagChange_a", FileKind::FlagChange, &f, KOKUHO, "B", "20261110230100", &flags);
+        let f = Files {
+            format: Format::Xml,
+            encoding: TextEncoding::Utf8,
+        };
+        let rows: Vec<_> = (1..=60u64)
+            .map(|n| {
+                acquisition(
+                    KOKUHO,
+                    &key(n),
+                    Some(&my_number(1000 + n)),
+                    &format!("{}", 5000 + n),
+                    "19600101",
+                    "20200401",
+                    "03",
+                    "田中　次郎",
+                )
+            })
+            .collect();
+        write_file(
+            &site.inbox(),
+            "SubscriberChange_a",
+            FileKind::SubscriberChange,
+            &f,
+            KOKUHO,
+            "A",
+            "20261110230000",
+            &rows,
+        );
+        let flags: Vec<_> = (1..=60u64)
+            .step_by(3)
+            .map(|n| flag_set(KOKUHO, &key(n), "3", "1", "20261110090000"))
+            .collect();
+        write_file(
+            &site.inbox(),
+            "FlagChange_a",
+            FileKind::FlagChange,
+            &f,
+            KOKUHO,
+            "B",
+            "20261110230100",
+            &flags,
+        );
         assert!(site.run(&["--threads", threads]).status.success());
         outs.push(site.outbox_files());
     }
@@ -225,14 +500,37 @@ fn a_second_run_on_the_same_ledger_is_refused() {
 #[test]
 fn no_my_number_or_flagged_address_in_reports_or_logs() {
     let site = Site::new();
-    let f = Files { format: Format::Csv, encoding: TextEncoding::Utf8 };
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::Utf8,
+    };
     kokuho_then_kouki(&site, &f);
     // a broken record too, so that errors are produced
-    write_file(&site.inbox(), "SubscriberChange_bad", FileKind::SubscriberChange, &f, KOKUHO, "BAD", "20261110230500",
-        &[acquisition(KOKUHO, &key(9), Some("123456789012"), "1001", "19520110", "20100401", "03", "山田　花子")]);
+    write_file(
+        &site.inbox(),
+        "SubscriberChange_bad",
+        FileKind::SubscriberChange,
+        &f,
+        KOKUHO,
+        "BAD",
+        "20261110230500",
+        &[acquisition(
+            KOKUHO,
+            &key(9),
+            Some("123456789012"),
+            "1001",
+            "19520110",
+            "20100401",
+            "03",
+            "山田　花子",
+        )],
+    );
     let o = site.run(&["-vv"]);
     let mn = my_number(12345678);
-    let mut haystacks: Vec<(String, String)> = files_under(&site.p("reports")).into_iter().map(|(n, b)| (n, text_of(&b))).collect();
+    let mut haystacks: Vec<(String, String)> = files_under(&site.p("reports"))
+        .into_iter()
+        .map(|(n, b)| (n, text_of(&b)))
+        .collect();
     haystacks.push(("stderr".into(), String::from_utf8_lossy(&o.stderr).into_owned()));
     haystacks.push(("stdout".into(), String::from_utf8_lossy(&o.stdout).into_owned()));
     for (name, text) in haystacks {

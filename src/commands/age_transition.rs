@@ -91,13 +91,27 @@ fn run_extract(a: ExtractArgs) -> Result<Exit> {
         for u in x.upcoming.iter().filter(|u| u.enrollment.insurer == ins) {
             let e = &u.enrollment;
             let (Some(muni), Some(res)) = (e.municipality, e.resident.as_ref()) else {
-                blocked.push(vec![e.insurer.to_string(), e.key.to_string(), u.acquisition_date.to_string(), "MunicipalityCode or ResidentCode missing in the ledger: hand over by hand".into()]);
+                blocked.push(vec![
+                    e.insurer.to_string(),
+                    e.key.to_string(),
+                    u.acquisition_date.to_string(),
+                    "MunicipalityCode or ResidentCode missing in the ledger: hand over by hand".into(),
+                ]);
                 continue;
             };
             let seq = (w.count() + 1).to_string();
             let (birth, ad) = (e.birthdate.to_string(), u.acquisition_date.to_string());
-            let set_time = e.flags.values().map(|f| f.effective_time).min().map(|t| t.to_string()).unwrap_or_default();
-            let si = self_info_column(e.flag(FlagType::SelfInfoProvisionProhibited).map(|f| f.reason.unwrap_or(SelfInfoReason::ProviderReason)));
+            let set_time = e
+                .flags
+                .values()
+                .map(|f| f.effective_time)
+                .min()
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            let si = self_info_column(
+                e.flag(FlagType::SelfInfoProvisionProhibited)
+                    .map(|f| f.reason.unwrap_or(SelfInfoReason::ProviderReason)),
+            );
             let b = |t| if e.flag(t).is_some() { "1" } else { "0" };
             let (ins_s, key_s) = (e.insurer.to_string(), e.key.to_string());
             let vals = [
@@ -118,8 +132,27 @@ fn run_extract(a: ExtractArgs) -> Result<Exit> {
                 &set_time,
             ];
             match w.write(&vals, &[]) {
-                Ok(_) => upcoming_rows.push(vec![ins_s, key_s, e.name.clone(), ad, si.to_owned(), b(FlagType::NonDisclosure).to_owned()]),
-                Err(WriteError::Unmappable(chars)) => blocked.push(vec![ins_s, key_s, ad, format!("E_UNMAPPABLE_CHAR: {} not writable in Shift_JIS (use --unmappable replace)", chars.iter().map(|c| format!("{} in {}", c.code_point, c.field)).collect::<Vec<_>>().join(", "))]),
+                Ok(_) => upcoming_rows.push(vec![
+                    ins_s,
+                    key_s,
+                    e.name.clone(),
+                    ad,
+                    si.to_owned(),
+                    b(FlagType::NonDisclosure).to_owned(),
+                ]),
+                Err(WriteError::Unmappable(chars)) => blocked.push(vec![
+                    ins_s,
+                    key_s,
+                    ad,
+                    format!(
+                        "E_UNMAPPABLE_CHAR: {} not writable in Shift_JIS (use --unmappable replace)",
+                        chars
+                            .iter()
+                            .map(|c| format!("{} in {}", c.code_point, c.field))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ]),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -127,28 +160,93 @@ fn run_extract(a: ExtractArgs) -> Result<Exit> {
         let tmp = a.out.join(format!(".{name}.tmp"));
         write_private(&tmp, &buf)?;
         std::fs::rename(&tmp, a.out.join(&name))?;
-        report.outputs.push(OutputEntry { name, kind: "AgeTransitionHandoff".into(), records, bytes, sha256: hex(&Sha256::digest(&buf)) });
+        report.outputs.push(OutputEntry {
+            name,
+            kind: "AgeTransitionHandoff".into(),
+            records,
+            bytes,
+            sha256: hex(&Sha256::digest(&buf)),
+        });
     }
-    let missed_rows: Vec<Vec<String>> = x.missed.iter().map(|m| vec![m.insurer.to_string(), m.key.to_string(), m.acquisition_date.to_string(), m.finding.clone(), "後期へ至急連絡しフラグ設定を確認 / contact the union now".into()]).collect();
-    report.add_worklist("upcoming_transitions", Worklist { title: "年齢到達引継 — flagged members turning 75".into(), columns: vec!["insurer", "subscriber_key", "name", "acquisition_date", "self_info", "non_disclosure"], rows: upcoming_rows });
-    report.add_worklist("missed", Worklist { title: "引継漏れ (CRITICAL) — past the acquisition date, 後期 lacks the flags".into(), columns: vec!["insurer", "subscriber_key", "acquisition_date", "finding", "action"], rows: missed_rows });
-    report.add_worklist("handoff_blocked", Worklist { title: "引継不可 — could not be written to the hand-off file".into(), columns: vec!["insurer", "subscriber_key", "acquisition_date", "why"], rows: blocked });
+    let missed_rows: Vec<Vec<String>> = x
+        .missed
+        .iter()
+        .map(|m| {
+            vec![
+                m.insurer.to_string(),
+                m.key.to_string(),
+                m.acquisition_date.to_string(),
+                m.finding.clone(),
+                "後期へ至急連絡しフラグ設定を確認 / contact the union now".into(),
+            ]
+        })
+        .collect();
+    report.add_worklist(
+        "upcoming_transitions",
+        Worklist {
+            title: "年齢到達引継 — flagged members turning 75".into(),
+            columns: vec![
+                "insurer",
+                "subscriber_key",
+                "name",
+                "acquisition_date",
+                "self_info",
+                "non_disclosure",
+            ],
+            rows: upcoming_rows,
+        },
+    );
+    report.add_worklist(
+        "missed",
+        Worklist {
+            title: "引継漏れ (CRITICAL) — past the acquisition date, 後期 lacks the flags".into(),
+            columns: vec!["insurer", "subscriber_key", "acquisition_date", "finding", "action"],
+            rows: missed_rows,
+        },
+    );
+    report.add_worklist(
+        "handoff_blocked",
+        Worklist {
+            title: "引継不可 — could not be written to the hand-off file".into(),
+            columns: vec!["insurer", "subscriber_key", "acquisition_date", "why"],
+            rows: blocked,
+        },
+    );
     report.summary.insert("upcoming".into(), x.upcoming.len() as u64);
     report.summary.insert("missed".into(), x.missed.len() as u64);
-    report.summary.insert("already_kouki_by_disability".into(), x.already_kouki.len() as u64);
+    report
+        .summary
+        .insert("already_kouki_by_disability".into(), x.already_kouki.len() as u64);
     for (month, n) in per_month(&x.upcoming) {
         report.summary.insert(format!("upcoming_{month}"), n as u64);
     }
     let critical = !x.missed.is_empty() || report.worklists.get("handoff_blocked").is_some_and(|n| *n > 0);
-    report.status = if critical { "completed_with_critical_findings".into() } else { "completed".into() };
+    report.status = if critical {
+        "completed_with_critical_findings".into()
+    } else {
+        "completed".into()
+    };
     let dir = a.reports.join(&run_id);
     report.write_to(&dir)?;
     for o in &report.outputs {
-        println!("wrote {} ({} records, {} bytes)", a.out.join(&o.name).display(), o.records, o.bytes);
+        println!(
+            "wrote {} ({} records, {} bytes)",
+            a.out.join(&o.name).display(),
+            o.records,
+            o.bytes
+        );
     }
-    println!("upcoming transitions: {} (per month: {:?})", x.upcoming.len(), per_month(&x.upcoming));
+    println!(
+        "upcoming transitions: {} (per month: {:?})",
+        x.upcoming.len(),
+        per_month(&x.upcoming)
+    );
     if critical {
-        eprintln!("nhi-linkage: CRITICAL: {} missed transition(s), {} blocked hand-off(s); see the report", x.missed.len(), report.worklists["handoff_blocked"]);
+        eprintln!(
+            "nhi-linkage: CRITICAL: {} missed transition(s), {} blocked hand-off(s); see the report",
+            x.missed.len(),
+            report.worklists["handoff_blocked"]
+        );
     }
     println!("report:  {}", dir.join("report.html").display());
     Ok(if critical { Exit::Critical } else { Exit::Ok })

@@ -1,6 +1,7 @@
 //! One file per subcommand; this module holds the shared CLI definition and exit statuses.
 
 pub mod age_transition;
+pub mod generate;
 pub mod run;
 pub mod validate;
 
@@ -54,6 +55,8 @@ pub enum Command {
     /// Age-75 transition tools (国保 side hand-off extract).
     #[command(name = "age-transition")]
     AgeTransition(age_transition::Args),
+    // help text: the doc comment of generate::Args (a doc comment here would replace it)
+    Generate(generate::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
@@ -61,6 +64,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Validate(a) => validate::run(a),
         Command::Run(a) => run::run_cmd(a),
         Command::AgeTransition(a) => age_transition::run(a),
+        Command::Generate(a) => generate::run(a),
     }
 }
 

@@ -39,7 +39,9 @@ fn flagged_kokuho(conn: &Connection) -> Result<Vec<Enrollment>> {
          WHERE info_code = '' AND subscriber_key <> '' AND flag_type IN ('2', '3') AND insurer LIKE '00%'
          ORDER BY insurer, subscriber_key",
     )?;
-    let keys: Vec<(String, String)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let keys: Vec<(String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::new();
     for (i, k) in keys {
         let (i, k) = (InsurerNumber::parse(&i)?, SubscriberKey::parse(&k)?);
@@ -87,33 +89,55 @@ pub fn extract(conn: &Connection, d: Date, lead_months: u32, lookback_months: u3
             }
             // already in 後期 through disability certification: nothing to hand over again
             let kouki = kouki_of(conn, &e)?;
-            if kouki.iter().any(|u| u.active_on(d) && u.current_period().is_some_and(|p| p.reason_of_qualification == ReasonOfQualification::DisabilityCertified)) {
+            if kouki.iter().any(|u| {
+                u.active_on(d)
+                    && u.current_period()
+                        .is_some_and(|p| p.reason_of_qualification == ReasonOfQualification::DisabilityCertified)
+            }) {
                 x.already_kouki.push((e.insurer, e.key));
                 continue;
             }
-            x.upcoming.push(Upcoming { enrollment: e, acquisition_date: a });
+            x.upcoming.push(Upcoming {
+                enrollment: e,
+                acquisition_date: a,
+            });
         } else if a <= d && a > lookback_start && e.active_on(a.pred()) {
             let kouki = kouki_of(conn, &e)?;
-            let finding = match kouki.iter().find(|u| u.periods.iter().any(|p| p.qualification_date <= a.succ())) {
+            let finding = match kouki
+                .iter()
+                .find(|u| u.periods.iter().any(|p| p.qualification_date <= a.succ()))
+            {
                 None if kouki.is_empty() => Some("no 後期 enrollment found for this person".to_owned()),
-                None => Some(format!("後期 enrollment {}/{} starts after the acquisition date", kouki[0].insurer, kouki[0].key)),
+                None => Some(format!(
+                    "後期 enrollment {}/{} starts after the acquisition date",
+                    kouki[0].insurer, kouki[0].key
+                )),
                 Some(u) => {
                     let mut lacks = Vec::new();
-                    if e.flag(FlagType::SelfInfoProvisionProhibited).is_some() && u.flag(FlagType::SelfInfoProvisionProhibited).is_none() {
+                    if e.flag(FlagType::SelfInfoProvisionProhibited).is_some()
+                        && u.flag(FlagType::SelfInfoProvisionProhibited).is_none()
+                    {
                         lacks.push("SelfInfoProvisionProhibited");
                     }
                     if e.flag(FlagType::NonDisclosure).is_some() && u.flag(FlagType::NonDisclosure).is_none() {
                         lacks.push("NonDisclosure");
                     }
-                    (!lacks.is_empty()).then(|| format!("後期 enrollment {}/{} lacks {}", u.insurer, u.key, lacks.join(" and ")))
+                    (!lacks.is_empty())
+                        .then(|| format!("後期 enrollment {}/{} lacks {}", u.insurer, u.key, lacks.join(" and ")))
                 }
             };
             if let Some(finding) = finding {
-                x.missed.push(Missed { insurer: e.insurer, key: e.key, acquisition_date: a, finding });
+                x.missed.push(Missed {
+                    insurer: e.insurer,
+                    key: e.key,
+                    acquisition_date: a,
+                    finding,
+                });
             }
         }
     }
-    x.upcoming.sort_by_key(|u| (u.enrollment.insurer, u.acquisition_date, u.enrollment.key));
+    x.upcoming
+        .sort_by_key(|u| (u.enrollment.insurer, u.acquisition_date, u.enrollment.key));
     Ok(x)
 }
 

@@ -60,7 +60,13 @@ pub fn write_file(
         let vals: Vec<String> = kind
             .fields()
             .iter()
-            .map(|fname| if *fname == "RecordSequence" { seq.clone() } else { row.get(fname).cloned().unwrap_or_default() })
+            .map(|fname| {
+                if *fname == "RecordSequence" {
+                    seq.clone()
+                } else {
+                    row.get(fname).cloned().unwrap_or_default()
+                }
+            })
             .collect();
         let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
         w.write(&refs, &[]).unwrap();
@@ -74,7 +80,16 @@ pub fn row(pairs: &[(&'static str, &str)]) -> BTreeMap<&'static str, String> {
 }
 
 /// A 資格取得 row.
-pub fn acquisition(insurer: &str, k: &str, mn: Option<&str>, resident: &str, birth: &str, qdate: &str, reason: &str, name: &str) -> BTreeMap<&'static str, String> {
+pub fn acquisition(
+    insurer: &str,
+    k: &str,
+    mn: Option<&str>,
+    resident: &str,
+    birth: &str,
+    qdate: &str,
+    reason: &str,
+    name: &str,
+) -> BTreeMap<&'static str, String> {
     let mut r = row(&[
         ("ChangeType", "1"),
         ("EffectiveDate", "20261120"),
@@ -120,7 +135,9 @@ pub struct Site {
 
 impl Site {
     pub fn new() -> Site {
-        Site { dir: tempfile::tempdir().unwrap() }
+        Site {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
     pub fn p(&self, s: &str) -> PathBuf {
         self.dir.path().join(s)
@@ -134,7 +151,12 @@ impl Site {
     pub fn run_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = Command::new(BIN);
         c.args(["run", "--inbox"]).arg(self.inbox());
-        c.arg("--outbox").arg(self.p("outbox")).arg("--reports").arg(self.p("reports")).arg("--ledger").arg(self.p("ledger.sqlite"));
+        c.arg("--outbox")
+            .arg(self.p("outbox"))
+            .arg("--reports")
+            .arg(self.p("reports"))
+            .arg("--ledger")
+            .arg(self.p("ledger.sqlite"));
         c.args(["--as-of", "20261201"]);
         c.args(extra);
         for (k, v) in env {
@@ -148,7 +170,11 @@ impl Site {
     }
     /// The latest report.json.
     pub fn report(&self, run_dir_suffix: &str) -> serde_json::Value {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.p("reports")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().ends_with(run_dir_suffix)).collect();
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.p("reports"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(run_dir_suffix))
+            .collect();
         dirs.sort();
         let text = std::fs::read_to_string(dirs.last().expect("a report").join("report.json")).unwrap();
         serde_json::from_str(&text).unwrap()
@@ -165,7 +191,10 @@ pub fn files_under(root: &Path) -> BTreeMap<String, Vec<u8>> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.insert(p.strip_prefix(root).unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap());
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                );
             }
         }
     }
@@ -185,8 +214,15 @@ pub fn text_of(bytes: &[u8]) -> String {
 pub fn control_of(linkage: &str, k: &str) -> Option<(String, String, String)> {
     if linkage.starts_with("H,") {
         let lines: Vec<&str> = linkage.lines().collect();
-        let id = lines.iter().find(|l| l.starts_with("01,") && l.split(',').nth(4) == Some(k))?.split(',').nth(1)?.to_owned();
-        let l = lines.iter().find(|l| l.starts_with("02,") && l.split(',').nth(1) == Some(id.as_str()))?;
+        let id = lines
+            .iter()
+            .find(|l| l.starts_with("01,") && l.split(',').nth(4) == Some(k))?
+            .split(',')
+            .nth(1)?
+            .to_owned();
+        let l = lines
+            .iter()
+            .find(|l| l.starts_with("02,") && l.split(',').nth(1) == Some(id.as_str()))?;
         let c: Vec<&str> = l.split(',').collect();
         Some((c[2].into(), c[3].into(), c[4].into()))
     } else {
@@ -197,12 +233,20 @@ pub fn control_of(linkage: &str, k: &str) -> Option<(String, String, String)> {
             let e = rest[s..].find('<')? + s;
             Some(rest[s..e].to_owned())
         };
-        Some((get("SelfInfoProvisionProhibitedFlg")?, get("NonDisclosureFlg")?, get("AutoResponseProhibitedFlg")?))
+        Some((
+            get("SelfInfoProvisionProhibitedFlg")?,
+            get("NonDisclosureFlg")?,
+            get("AutoResponseProhibitedFlg")?,
+        ))
     }
 }
 
 pub fn subscriber_linkage_for(site: &Site, insurer: &str) -> Option<String> {
-    site.outbox_files().into_iter().filter(|(n, _)| n.contains(&format!("SubscriberLinkage_{insurer}"))).map(|(_, b)| text_of(&b)).last()
+    site.outbox_files()
+        .into_iter()
+        .filter(|(n, _)| n.contains(&format!("SubscriberLinkage_{insurer}")))
+        .map(|(_, b)| text_of(&b))
+        .last()
 }
 
 pub const VARIANTS: [(Format, TextEncoding); 4] = [
