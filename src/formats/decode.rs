@@ -8,7 +8,9 @@
 //! a summary's digest and size cover the file as stored, and an invalid byte sequence is reported
 //! with its raw byte offset and line. Memory stays bounded by the chunk size.
 
-use super::TextEncoding;
+use super::{FileHeader, Format, RecordOutcome, TextEncoding};
+use crate::domain::{Catalog, FileKind, InsurerNumber, RawRecord, Timestamp, records, text};
+use crate::error::{Diagnostic, ErrorCode};
 use encoding_rs::{Decoder, DecoderResult};
 use sha2::{Digest, Sha256};
 use std::io::{self, BufRead, Read};
@@ -393,6 +395,325 @@ pub fn decode_field(bytes: &[u8], encoding: TextEncoding, out: &mut String) -> R
                 DecoderResult::OutputFull => unreachable!("reserved the maximum"),
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks both readers share: header typing, RecordSequence, record outcomes, safe names.
+
+/// Types the four header values (FileIdentifier, SenderInsurerNumber, CreationTime,
+/// FileSequence); `None` = missing. Returns every fault, each with the field's own code.
+pub(crate) fn type_header(
+    kind: FileKind,
+    format: Format,
+    encoding: TextEncoding,
+    values: [Option<&str>; 4],
+    display: &str,
+    line: u64,
+) -> Result<FileHeader, Vec<Diagnostic>> {
+    const NAMES: [&str; 4] = ["FileIdentifier", "SenderInsurerNumber", "CreationTime", "FileSequence"];
+    let mut faults = Vec::new();
+    let mut fault = |i: usize, code: ErrorCode, msg: String| {
+        faults.push(Diagnostic::new(display, code, msg).line(line).field(NAMES[i]));
+    };
+    for (i, v) in values.iter().enumerate() {
+        if v.is_none_or(|v| v.is_empty()) {
+            fault(i, ErrorCode::Schema, format!("file header: {} is required", NAMES[i]));
+        }
+    }
+    let present = |i: usize| values[i].filter(|v| !v.is_empty());
+    let id = present(0).and_then(|v| match text::validate_text(v, "FileIdentifier", 1, 40) {
+        Ok(()) => Some(v.to_owned()),
+        Err(e) => {
+            fault(0, e.code, format!("file header: {}", e.message));
+            None
+        }
+    });
+    let sender = present(1).and_then(|v| {
+        InsurerNumber::parse(v)
+            .map_err(|e| fault(1, e.code, format!("file header: {}", e.message)))
+            .ok()
+    });
+    let time = present(2).and_then(|v| {
+        Timestamp::parse(v)
+            .map_err(|e| fault(2, e.code, format!("file header: CreationTime: {}", e.message)))
+            .ok()
+    });
+    let fseq = present(3).and_then(|v| match parse_positive(v) {
+        Some(n) => Some(n),
+        None => {
+            fault(
+                3,
+                ErrorCode::FieldFormat,
+                "file header: FileSequence must be a positive integer".into(),
+            );
+            None
+        }
+    });
+    match (id, sender, time, fseq) {
+        (Some(file_identifier), Some(sender), Some(creation_time), Some(file_sequence)) if faults.is_empty() => {
+            Ok(FileHeader {
+                kind,
+                file_identifier,
+                sender,
+                creation_time,
+                file_sequence,
+                format,
+                encoding,
+            })
+        }
+        _ => Err(faults),
+    }
+}
+
+/// A positive integer in ASCII digits (leading zeros allowed), as RecordSequence and FileSequence.
+pub(crate) fn parse_positive(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u64>().ok().filter(|&n| n > 0)
+}
+
+/// A non-negative integer in ASCII digits (RecordCount).
+pub(crate) fn parse_count(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u64>().ok()
+}
+
+/// Checks a record's RecordSequence against the previous one (file-level `E_SEQUENCE`).
+/// RecordSequence is not sensitive, so the offending value is named when it is short and printable.
+pub(crate) fn check_sequence(raw: Option<&str>, prev: u64, display: &str, line: u64) -> Result<u64, Diagnostic> {
+    let v = raw.unwrap_or("");
+    let diag = |msg: String| {
+        Diagnostic::new(display, ErrorCode::Sequence, msg)
+            .line(line)
+            .field("RecordSequence")
+    };
+    match parse_positive(v) {
+        None if v.is_empty() => Err(diag(
+            "RecordSequence is missing; records are numbered 1, 2, … in increasing order".into(),
+        )),
+        None if v.len() <= 20 && v.bytes().all(|b| b.is_ascii_graphic()) => Err(diag(format!(
+            "RecordSequence must be a positive integer (found \"{v}\")"
+        ))),
+        None => Err(diag("RecordSequence must be a positive integer".into())),
+        Some(n) if n <= prev => Err(diag(format!(
+            "RecordSequence {n} does not increase (previous record was {prev}); records must be numbered in strictly increasing order"
+        ))),
+        Some(n) => Ok(n),
+    }
+}
+
+/// A record-level problem found by a reader itself (structure, size), before typing.
+pub(crate) struct StructFault {
+    pub field: Option<&'static str>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Types `raw` with [`records::build`] and merges the reader's own faults: all of the record's
+/// errors, each with file, line, RecordSequence and field. Faults of fields in `skip` (already
+/// reported by the reader, e.g. over the size limit) are not repeated.
+pub(crate) fn record_outcome(
+    kind: FileKind,
+    seq: u64,
+    raw: &RawRecord,
+    catalog: &Catalog,
+    display: &str,
+    line: u64,
+    structural: &mut Vec<StructFault>,
+) -> RecordOutcome {
+    let built = records::build(kind, seq, raw, catalog);
+    if structural.is_empty() {
+        if let Ok(r) = built {
+            return RecordOutcome::Accepted(r);
+        }
+    }
+    let diag = |field: Option<&str>, code: ErrorCode, message: &str| {
+        let mut d = Diagnostic::new(display, code, message).line(line).seq(seq);
+        if let Some(f) = field {
+            d = d.field(f);
+        }
+        d
+    };
+    let mut faults: Vec<Diagnostic> = structural.iter().map(|f| diag(f.field, f.code, &f.message)).collect();
+    if let Err(ff) = built {
+        for f in ff {
+            let reported = structural
+                .iter()
+                .any(|s| s.field == Some(f.field.as_str()) && s.code == ErrorCode::FieldFormat);
+            if !reported {
+                faults.push(diag(Some(&f.field), f.error.code, &f.error.message));
+            }
+        }
+    }
+    structural.clear();
+    RecordOutcome::Rejected { seq, faults }
+}
+
+/// An element name from the input, for messages: only short plain ASCII names are shown.
+pub(crate) fn safe_name(name: &[u8]) -> String {
+    if !name.is_empty()
+        && name.len() <= 40
+        && name
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+    {
+        format!("<{}>", String::from_utf8_lossy(name))
+    } else {
+        "an element".to_owned()
+    }
+}
+
+/// Valid sample records and helpers shared by the reader tests.
+#[cfg(test)]
+pub(crate) mod testdata {
+    use super::super::writer::{RecordWriter, UnmappablePolicy};
+    use super::super::{FileHeader, FileRejected, FileSummary, Format, ReadOptions, RecordOutcome, TextEncoding};
+    use crate::domain::{Catalog, FileKind, InsurerNumber, Timestamp};
+
+    pub fn header(kind: FileKind, format: Format, encoding: TextEncoding) -> FileHeader {
+        FileHeader {
+            kind,
+            file_identifier: "F-2026-0001".into(),
+            sender: InsurerNumber::parse("131045").unwrap(),
+            creation_time: Timestamp::parse("20261121230000").unwrap(),
+            file_sequence: 1,
+            format,
+            encoding,
+        }
+    }
+
+    /// One valid record of `kind` (values follow `kind.fields()`), with 副本 items.
+    pub fn valid(kind: FileKind, seq: u64) -> (Vec<String>, Vec<(String, String)>) {
+        let seq = seq.to_string();
+        let v: Vec<&str> = match kind {
+            FileKind::SubscriberChange => vec![
+                &seq,
+                "1",
+                "20260401",
+                "131045",
+                "1234567890123456",
+                "記号Ａ",
+                "12345",
+                "01",
+                "123456789018",
+                "131041",
+                "1234567",
+                "山田　太郎",
+                "ﾔﾏﾀﾞ ﾀﾛｳ",
+                "1",
+                "19600101",
+                "20260401",
+                "03",
+                "",
+                "",
+                "1",
+                "160-0022",
+                "東京都新宿区新宿一丁目1番1号 ソン﨑ハイツ‐101",
+            ],
+            FileKind::FlagChange => vec![
+                &seq,
+                "20261121100000",
+                "3",
+                "1",
+                "1",
+                "01130012",
+                "1234567890123456",
+                "",
+                "1",
+                "1",
+                "",
+            ],
+            FileKind::Fukuhon => vec![
+                &seq,
+                "1",
+                "20261201",
+                "01130012",
+                "1234567890123456",
+                "TM00000000000001",
+                "1",
+            ],
+            FileKind::AgeTransitionHandoff => vec![
+                &seq,
+                "131045",
+                "1234567890123456",
+                "123456789018",
+                "131041",
+                "1234567",
+                "山田　花子",
+                "ﾔﾏﾀﾞ ﾊﾅｺ",
+                "2",
+                "19511202",
+                "20261202",
+                "1",
+                "1",
+                "0",
+                "20240101090000",
+            ],
+            _ => unreachable!(),
+        };
+        let items = if kind.has_items() {
+            vec![
+                ("001".into(), "01130012".into()),
+                ("002".into(), "20261201".into()),
+                ("004".into(), "1".into()),
+            ]
+        } else {
+            vec![]
+        };
+        (v.into_iter().map(str::to_owned).collect(), items)
+    }
+
+    pub fn write(header: FileHeader, records: &[(Vec<String>, Vec<(String, String)>)]) -> Vec<u8> {
+        let mut w = RecordWriter::start(Vec::new(), header, UnmappablePolicy::Reject).unwrap();
+        for (v, items) in records {
+            let v: Vec<&str> = v.iter().map(String::as_str).collect();
+            let items: Vec<(&str, &str)> = items.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            w.write(&v, &items).unwrap();
+        }
+        w.finish().unwrap().0
+    }
+
+    pub fn write_valid(kind: FileKind, format: Format, encoding: TextEncoding, n: u64) -> Vec<u8> {
+        let recs: Vec<_> = (1..=n).map(|i| valid(kind, i)).collect();
+        write(header(kind, format, encoding), &recs)
+    }
+
+    pub type Read = (Result<FileSummary, FileRejected>, Vec<RecordOutcome>);
+
+    pub fn read(bytes: &[u8]) -> Read {
+        let catalog = Catalog::default_catalog();
+        let opts = ReadOptions {
+            catalog: &catalog,
+            limits: Default::default(),
+        };
+        read_with(bytes, &opts)
+    }
+
+    pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Read {
+        let mut out = Vec::new();
+        let r = match super::super::sniff_format(bytes) {
+            Some(Format::Csv) => super::super::csv_reader::read_from(bytes, "t", opts, &mut |o| out.push(o)),
+            _ => super::super::xml_reader::read_from(bytes, "t", opts, &mut |o| out.push(o)),
+        };
+        (r, out)
+    }
+
+    /// The file-level error codes, or panics if the file was accepted.
+    pub fn file_codes(r: &Read) -> Vec<String> {
+        match &r.0 {
+            Ok(s) => panic!("accepted: {s:?}"),
+            Err(e) => e.diagnostics.iter().map(|d| d.code.to_string()).collect(),
+        }
+    }
+
+    pub fn sjis(s: &str) -> Vec<u8> {
+        let (b, _, unmappable) = encoding_rs::SHIFT_JIS.encode(s);
+        assert!(!unmappable);
+        b.into_owned()
     }
 }
 
