@@ -168,15 +168,16 @@ impl Site {
     pub fn outbox_files(&self) -> BTreeMap<String, Vec<u8>> {
         files_under(&self.p("outbox"))
     }
-    /// The latest report.json.
-    pub fn report(&self, run_dir_suffix: &str) -> serde_json::Value {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.p("reports"))
+    /// The report.json of the most recent run whose folder ends with `suffix`.
+    pub fn report(&self, suffix: &str) -> serde_json::Value {
+        let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(self.p("reports"))
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().ends_with(run_dir_suffix))
+            .filter(|p| p.to_string_lossy().ends_with(suffix) && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .map(|p| (std::fs::metadata(p.join("report.json")).unwrap().modified().unwrap(), p))
             .collect();
         dirs.sort();
-        let text = std::fs::read_to_string(dirs.last().expect("a report").join("report.json")).unwrap();
+        let text = std::fs::read_to_string(dirs.last().expect("a report").1.join("report.json")).unwrap();
         serde_json::from_str(&text).unwrap()
     }
 }
