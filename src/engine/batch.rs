@@ -605,14 +605,16 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
             }
             continue;
         }
+        let own = out.after.get(&k);
         for (e, _) in matching_enrollments(conn, &person, &all_mem, &all_idx, |i| i != k.0)? {
+            // only protections this enrollment lacks need a person's decision
             let flags: Vec<FlagType> = [
                 FlagType::SelfInfoProvisionProhibited,
                 FlagType::NonDisclosure,
                 FlagType::AutoResponseProhibited,
             ]
             .into_iter()
-            .filter(|t| e.flag(*t).is_some())
+            .filter(|t| e.flag(*t).is_some() && own.is_none_or(|o| o.flag(*t).is_none()))
             .collect();
             if flags.iter().any(|t| t.is_protective()) {
                 out.flag_confirmation.push((

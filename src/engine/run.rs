@@ -159,31 +159,36 @@ fn sha_file(path: &Path) -> Result<String> {
     Ok(hex(&h.finalize()))
 }
 
+/// Moves a committed run's staged folders to their final names and marks the run published.
+fn publish(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
+    for (staging, fin) in [
+        (&r.outbox_staging, &r.outbox_final),
+        (&r.report_staging, &r.report_final),
+    ] {
+        if let (Some(s), Some(f)) = (staging, fin) {
+            let (s, f) = (Path::new(s), Path::new(f));
+            if s.exists() {
+                if f.exists() {
+                    std::fs::remove_dir_all(f)?;
+                }
+                std::fs::rename(s, f).with_context(|| format!("cannot publish {}", s.display()))?;
+                sync_dir(f.parent().unwrap_or(Path::new(".")));
+            } else if !f.exists() {
+                bail!(
+                    "run {} was committed but its staged output {} is missing",
+                    r.run_id,
+                    s.display()
+                );
+            }
+        }
+    }
+    ledger::mark_published(conn, &r.run_id)
+}
+
 /// Finishes runs committed but not yet published, and removes staging of uncommitted runs (R12).
 pub fn recover(conn: &Connection, outbox: &Path, reports: &Path) -> Result<()> {
     for r in ledger::runs_to_publish(conn)? {
-        for (staging, fin) in [
-            (&r.outbox_staging, &r.outbox_final),
-            (&r.report_staging, &r.report_final),
-        ] {
-            if let (Some(s), Some(f)) = (staging, fin) {
-                let (s, f) = (Path::new(s), Path::new(f));
-                if s.exists() {
-                    if f.exists() {
-                        std::fs::remove_dir_all(f)?;
-                    }
-                    std::fs::rename(s, f).with_context(|| format!("cannot publish {}", s.display()))?;
-                    sync_dir(f.parent().unwrap_or(Path::new(".")));
-                } else if !f.exists() {
-                    bail!(
-                        "run {} was committed but its staged output {} is missing",
-                        r.run_id,
-                        s.display()
-                    );
-                }
-            }
-        }
-        ledger::mark_published(conn, &r.run_id)?;
+        publish(conn, &r)?;
         tracing::warn!(run_id = %r.run_id, "finished publishing a run interrupted after commit");
     }
     for dir in [outbox, reports] {
@@ -503,21 +508,18 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         // same inputs as an earlier run that published nothing new (e.g. all skipped): refresh its report
         tx.execute("DELETE FROM run WHERE run_id = ?1", [&run_id])?;
     }
-    ledger::insert_run(
-        &tx,
-        &ledger::RunRow {
-            run_id: run_id.clone(),
-            status: "committed".into(),
-            outbox_staging: publish_outbox.then(|| out_stage.display().to_string()),
-            outbox_final: publish_outbox.then(|| out_final.display().to_string()),
-            report_staging: Some(rep_stage.display().to_string()),
-            report_final: Some(rep_final.display().to_string()),
-        },
-        opts.as_of,
-    )?;
+    let row = ledger::RunRow {
+        run_id: run_id.clone(),
+        status: "committed".into(),
+        outbox_staging: publish_outbox.then(|| out_stage.display().to_string()),
+        outbox_final: publish_outbox.then(|| out_final.display().to_string()),
+        report_staging: Some(rep_stage.display().to_string()),
+        report_final: Some(rep_final.display().to_string()),
+    };
+    ledger::insert_run(&tx, &row, opts.as_of)?;
     tx.commit().context("cannot commit the ledger")?;
     crash_at("after-commit");
-    recover(&conn, &opts.outbox, &opts.reports)?;
+    publish(&conn, &row)?;
     Ok(RunResult {
         status,
         report,

@@ -457,15 +457,24 @@ pub fn scenario() -> Vec<SampleFile> {
             "1",
             &[("001", ks), ("002", "20160520"), ("003", "20261116"), ("004", "1")],
         ),
+        // 更新 and 削除 act on 副本 registered above, so the sample runs clean on a new ledger
         fukuhon(
             &shota,
-            "2",
+            "1",
             "20261130",
             "TM00000000000003",
             "0",
             &[("001", "オ"), ("002", "20270731")],
         ),
-        fukuhon(&mitsuko, "3", "20261130", "TM00000000000004", "", &[]),
+        fukuhon(
+            &kenichi,
+            "2",
+            "20261130",
+            "TM00000000000004",
+            "",
+            &[("001", "20260715"), ("002", "要再検査")],
+        ),
+        fukuhon(&misaki, "3", "20261130", "TM00000000000002", "", &[]),
         fukuhon(
             &seiichi,
             "1",

@@ -173,7 +173,9 @@ impl Site {
         let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(self.p("reports"))
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().ends_with(suffix) && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .filter(|p| {
+                p.to_string_lossy().ends_with(suffix) && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+            })
             .map(|p| (std::fs::metadata(p.join("report.json")).unwrap().modified().unwrap(), p))
             .collect();
         dirs.sort();
