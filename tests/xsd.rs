@@ -491,3 +491,93 @@ fn generated_files_validate() {
         assert_eq!(kinds.len(), 4, "{kinds:?}");
     }
 }
+
+/// Every XML file the engine writes (linkage files of a run over the sample inbox, in both
+/// encodings, and the age-transition hand-off) validates against its schema.
+#[test]
+fn engine_outputs_validate() {
+    if !have_xmllint() {
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_nhi-linkage");
+    for enc in ["utf-8", "shift_jis"] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |s: &str| dir.path().join(s);
+        let out = Command::new(bin)
+            .args([
+                "run",
+                "--as-of",
+                "20261201",
+                "--output-format",
+                "xml",
+                "--output-encoding",
+                enc,
+                "--unmappable",
+                "replace",
+                "--inbox",
+            ])
+            .arg(root().join("samples/inbox"))
+            .arg("--outbox")
+            .arg(p("outbox"))
+            .arg("--reports")
+            .arg(p("reports"))
+            .arg("--ledger")
+            .arg(p("ledger.sqlite"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let ext = Command::new(bin)
+            .args([
+                "age-transition",
+                "extract",
+                "--as-of",
+                "20261201",
+                "--format",
+                "xml",
+                "--unmappable",
+                "replace",
+                "--encoding",
+                enc,
+            ])
+            .arg("--ledger")
+            .arg(p("ledger.sqlite"))
+            .arg("--out")
+            .arg(p("handoff"))
+            .arg("--reports")
+            .arg(p("reports"))
+            .output()
+            .unwrap();
+        assert!(
+            ext.status.code() == Some(0) || ext.status.code() == Some(5),
+            "{}",
+            String::from_utf8_lossy(&ext.stderr)
+        );
+        let mut files = Vec::new();
+        xml_files_under(&p("outbox"), &mut files);
+        xml_files_under(&p("handoff"), &mut files);
+        let kinds: std::collections::BTreeSet<String> = files
+            .iter()
+            .map(|f| {
+                f.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .split('_')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        for k in [
+            "SubscriberLinkage",
+            "FlagLinkage",
+            "FukuhonLinkage",
+            "AgeTransitionHandoff",
+        ] {
+            assert!(kinds.contains(k), "{enc}: no {k} written");
+        }
+        for f in files {
+            let (ok, msg) = xmllint_file(&f);
+            assert!(ok, "{enc}: {} does not validate: {msg}", f.display());
+        }
+    }
+}
