@@ -626,7 +626,7 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> anyhow::Result<Vec<Genera
             // 診療年月 one to six months back
             let ym = minus_days(as_of, 30 * (1 + r.below(6))).to_string()[..6].to_owned();
             let d = disclosure(&mut r);
-            base(&mut fk, "TM00000000000002", night, d);
+            base(&mut fk, "TM00000000000002", night.max(p.kokuho_since), d);
             fk.item("001", ym).item("002", (8_000 + r.below(300_000)).to_string());
             o.fukuhon.put(&mut fk)?;
         }
@@ -638,13 +638,14 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> anyhow::Result<Vec<Genera
                 as_of.0.year()
             };
             let d = disclosure(&mut r);
-            base(&mut fk, "TM00000000000003", night, d);
+            base(&mut fk, "TM00000000000003", night.max(p.kokuho_since), d);
             fk.item("001", *r.pick(data::LIMIT_CLASSES))
                 .item("002", format!("{y}0731"));
             o.fukuhon.put(&mut fk)?;
         }
         if (40..75).contains(&p.birth.age_on(as_of)) && r.chance(300) {
-            let exam = minus_days(as_of, 20 + r.below(330));
+            // a 特定健診 of this insurer: not before the member joined it (R1 would apply it first)
+            let exam = minus_days(as_of, 20 + r.below(330)).max(p.kokuho_since);
             let d = disclosure(&mut r);
             base(&mut fk, "TM00000000000004", exam, d);
             fk.item("001", exam.to_string()).item("002", *r.pick(data::FINDINGS));
