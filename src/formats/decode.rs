@@ -850,4 +850,65 @@ mod tests {
             Err(0)
         );
     }
+
+    mod roundtrip {
+        use super::super::super::{Format, RecordOutcome, TextEncoding};
+        use super::super::testdata::{header, read, valid, write};
+        use crate::domain::{Catalog, FileKind, RawRecord, records};
+        use proptest::prelude::*;
+
+        fn text(chars: &'static [char], len: std::ops::Range<usize>) -> impl Strategy<Value = String> {
+            proptest::collection::vec(proptest::sample::select(chars), len).prop_map(|v| v.into_iter().collect())
+        }
+
+        const FULL: &[char] = &[
+            '山', '田', '髙', '﨑', 'ソ', 'ゾ', '‐', '表', '十', '　', '①', '㈱', 'ー', '能',
+        ];
+        const FREE: &[char] = &[
+            'a', 'Z', '0', ' ', ',', '"', '<', '>', '&', ']', '\'', ';', '東', 'ソ', 'ゾ', '‐', 'ﾃ', '-', '\\',
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+            #[test]
+            fn random_valid_records_read_back_identical(
+                names in proptest::collection::vec(text(FULL, 1..20), 1..6),
+                addrs in proptest::collection::vec(text(FREE, 0..40), 1..6),
+                symbol in text(FREE, 0..20),
+                item in text(FREE, 0..30),
+                xml in any::<bool>(),
+                sjis in any::<bool>(),
+            ) {
+                let format = if xml { Format::Xml } else { Format::Csv };
+                let enc = if sjis { TextEncoding::ShiftJis } else { TextEncoding::Utf8 };
+                let cat = Catalog::default_catalog();
+                for kind in [FileKind::SubscriberChange, FileKind::Fukuhon] {
+                    let recs: Vec<_> = names.iter().zip(&addrs).enumerate().map(|(i, (n, a))| {
+                        let (mut v, mut items) = valid(kind, i as u64 + 1);
+                        if kind == FileKind::SubscriberChange {
+                            v[11] = n.clone();
+                            v[21] = a.clone();
+                            v[5] = symbol.clone();
+                        } else {
+                            v[5] = "TM00000000000004".into();
+                            items = vec![("001".into(), "20261201".into()), ("002".into(), item.clone())];
+                        }
+                        (v, items)
+                    }).collect();
+                    let bytes = write(header(kind, format, enc), &recs);
+                    let (r, out) = read(&bytes);
+                    let s = r.map_err(|e| TestCaseError::fail(format!("{:?}", e.diagnostics)))?;
+                    prop_assert_eq!(s.records, recs.len() as u64);
+                    for ((v, items), o) in recs.iter().zip(&out) {
+                        let raw = RawRecord { values: v.iter().cloned().map(Some).collect(), items: items.clone() };
+                        let want = records::build(kind, v[0].parse().unwrap(), &raw, &cat).unwrap();
+                        match o {
+                            RecordOutcome::Accepted(got) => prop_assert_eq!(got, &want),
+                            RecordOutcome::Rejected { faults, .. } => return Err(TestCaseError::fail(format!("{faults:?}"))),
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
