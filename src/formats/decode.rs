@@ -514,8 +514,8 @@ pub(crate) struct StructFault {
 }
 
 /// Types `raw` with [`records::build`] and merges the reader's own faults: all of the record's
-/// errors, each with file, line, RecordSequence and field. Faults of fields in `skip` (already
-/// reported by the reader, e.g. over the size limit) are not repeated.
+/// errors, each with file, line, RecordSequence and field. A field the reader already reported
+/// as `E_FIELD_FORMAT` (over the size limit, value dropped) gets no second fault from typing.
 pub(crate) fn record_outcome(
     kind: FileKind,
     seq: u64,
@@ -526,11 +526,10 @@ pub(crate) fn record_outcome(
     structural: &mut Vec<StructFault>,
 ) -> RecordOutcome {
     let built = records::build(kind, seq, raw, catalog);
-    if structural.is_empty() {
-        if let Ok(r) = built {
-            return RecordOutcome::Accepted(r);
-        }
-    }
+    let built = match built {
+        Ok(r) if structural.is_empty() => return RecordOutcome::Accepted(r),
+        other => other,
+    };
     let diag = |field: Option<&str>, code: ErrorCode, message: &str| {
         let mut d = Diagnostic::new(display, code, message).line(line).seq(seq);
         if let Some(f) = field {
@@ -667,7 +666,10 @@ pub(crate) mod testdata {
         (v.into_iter().map(str::to_owned).collect(), items)
     }
 
-    pub fn write(header: FileHeader, records: &[(Vec<String>, Vec<(String, String)>)]) -> Vec<u8> {
+    /// Field values (in `kind.fields()` order) and 副本 item pairs of one record.
+    pub type Values = (Vec<String>, Vec<(String, String)>);
+
+    pub fn write(header: FileHeader, records: &[Values]) -> Vec<u8> {
         let mut w = RecordWriter::start(Vec::new(), header, UnmappablePolicy::Reject).unwrap();
         for (v, items) in records {
             let v: Vec<&str> = v.iter().map(String::as_str).collect();
