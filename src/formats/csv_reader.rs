@@ -155,7 +155,7 @@ enum Quote {
     Unquoted,
     Quoted,
     /// A `"` inside a quoted field: either the closing quote or the first of `""`.
-    QuoteInQuoted,
+    QuoteSeen,
 }
 
 /// RFC 4180 quoting check on the raw stream (the csv crate is lenient about stray quotes).
@@ -239,8 +239,8 @@ impl<R> QuoteCheck<R> {
             }
             self.state = match (self.state, b) {
                 (Quote::FieldStart, b'"') => Quote::Quoted,
-                (Quote::FieldStart | Quote::Unquoted | Quote::QuoteInQuoted, b',' | b'\r') => Quote::FieldStart,
-                (Quote::FieldStart | Quote::Unquoted | Quote::QuoteInQuoted, b'\n') => {
+                (Quote::FieldStart | Quote::Unquoted | Quote::QuoteSeen, b',' | b'\r') => Quote::FieldStart,
+                (Quote::FieldStart | Quote::Unquoted | Quote::QuoteSeen, b'\n') => {
                     self.at_line_start = true;
                     Quote::FieldStart
                 }
@@ -251,10 +251,10 @@ impl<R> QuoteCheck<R> {
                         "stray '\"' inside an unquoted field (quote the whole field and double the quotes inside)",
                     ));
                 }
-                (Quote::Quoted, b'"') => Quote::QuoteInQuoted,
+                (Quote::Quoted, b'"') => Quote::QuoteSeen,
                 (Quote::Quoted, _) => Quote::Quoted,
-                (Quote::QuoteInQuoted, b'"') => Quote::Quoted,
-                (Quote::QuoteInQuoted, _) => {
+                (Quote::QuoteSeen, b'"') => Quote::Quoted,
+                (Quote::QuoteSeen, _) => {
                     return Err(self.fail(i, "text after the closing '\"' of a quoted field"));
                 }
                 (Quote::FieldStart, _) => unreachable!(),
@@ -420,7 +420,11 @@ impl<R: Read> CsvParser<'_, R> {
     }
 
     fn header_row(&mut self, rec: &ByteRecord, line: u64) -> Result<(), FileErr> {
-        // Shape and CharacterCodeIdentifier were checked on the raw first line.
+        // CharacterCodeIdentifier was read from the raw first line; a quoted newline could make
+        // the parsed row differ from that line, so the shape is checked again.
+        if rec.len() != 8 || rec[7] != *self.encoding.csv_code().as_bytes() {
+            return Err(self.err(line, ErrorCode::Schema, "the H row must have 8 columns"));
+        }
         let kind = std::str::from_utf8(&rec[1])
             .ok()
             .and_then(FileKind::from_name)
