@@ -294,7 +294,6 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         ))
     });
 
-    let tx = conn.transaction()?;
     let batch = Batch {
         files: order
             .iter()
@@ -306,10 +305,15 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             })
             .collect(),
     };
-    let outcome = apply_batch(&tx, &run_id, batch)?;
-
+    let mut applied = Vec::new();
     for f in &files {
         let h = f.header.as_ref();
+        let rejected = f
+            .rejects
+            .iter()
+            .filter_map(|d| d.record_sequence)
+            .collect::<BTreeSet<_>>()
+            .len() as u64;
         report.inputs.push(InputEntry {
             name: f.name.clone(),
             kind: h.map(|h| h.kind.name().to_owned()).unwrap_or_default(),
@@ -317,12 +321,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             encoding: h.map(|h| h.encoding.xml_label().to_owned()).unwrap_or_default(),
             status: f.status,
             records: f.total,
-            rejected: f
-                .rejects
-                .iter()
-                .filter_map(|d| d.record_sequence)
-                .collect::<BTreeSet<_>>()
-                .len() as u64,
+            rejected,
             note: f.note.clone(),
         });
         for d in f.file_errors.iter().chain(&f.rejects) {
@@ -331,23 +330,66 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         }
         if f.status == "applied" {
             let h = h.expect("parsed");
-            ledger::insert_applied_file(
-                &tx,
+            applied.push((
                 h.sender,
-                &h.file_identifier,
-                &f.sha,
+                h.file_identifier.clone(),
+                f.sha.clone(),
                 h.kind,
-                &f.name,
-                &run_id,
+                f.name.clone(),
                 f.total,
-                f.rejects
-                    .iter()
-                    .filter_map(|d| d.record_sequence)
-                    .collect::<BTreeSet<_>>()
-                    .len() as u64,
-            )?;
+                rejected,
+            ));
         }
     }
+    let creation = files
+        .iter()
+        .filter(|f| f.status == "applied")
+        .filter_map(|f| f.header.as_ref().map(|h| h.creation_time))
+        .max()
+        .unwrap_or_else(|| Timestamp::start_of(opts.as_of));
+    let prepared = Prepared {
+        run_id,
+        report,
+        batch,
+        creation,
+    };
+    execute(&mut conn, opts, prepared, &mut |tx, report| {
+        for (sender, id, sha, kind, name, total, rejected) in &applied {
+            ledger::insert_applied_file(tx, *sender, id, sha, *kind, name, &report.run_id, *total, *rejected)?;
+        }
+        Ok(())
+    })
+}
+
+/// A batch ready to apply, with the report its caller has begun (inputs, rejects so far).
+pub struct Prepared {
+    pub run_id: String,
+    pub report: Report,
+    pub batch: Batch,
+    /// CreationTime written in the output headers.
+    pub creation: Timestamp,
+}
+
+/// Applies a prepared batch in one transaction, builds the linkage from the ledger, verifies the
+/// invariant (R4), stages outputs and report, commits and publishes (or, in a dry run, rolls
+/// back and writes the report only). `in_tx` runs inside the transaction after the batch is
+/// applied: callers record what they applied there, or refuse (an `Err` rolls everything back).
+/// Used by `run` and `migrate`, so both share writers, invariant and atomic publish.
+pub fn execute(
+    conn: &mut Connection,
+    opts: &RunOptions,
+    p: Prepared,
+    in_tx: &mut dyn FnMut(&Connection, &mut Report) -> Result<()>,
+) -> Result<RunResult> {
+    let Prepared {
+        run_id,
+        mut report,
+        batch,
+        creation,
+    } = p;
+    let tx = conn.transaction()?;
+    let outcome = apply_batch(&tx, &run_id, batch)?;
+    in_tx(&tx, &mut report)?;
     report.rejects.extend(
         outcome
             .engine_rejects
@@ -396,12 +438,6 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let layout = StandardLayout {
         policy: opts.unmappable,
     };
-    let creation = files
-        .iter()
-        .filter(|f| f.status == "applied")
-        .filter_map(|f| f.header.as_ref().map(|h| h.creation_time))
-        .max()
-        .unwrap_or_else(|| Timestamp::start_of(opts.as_of));
     let written = write_outputs(&layout, &out_stage, &run_id, creation, opts, &groups, &outcome)?;
     let mut char_rows = Vec::new();
     for (kind, ins, key, chars, refused) in &written.unmappable {
