@@ -38,6 +38,47 @@ pub struct BatchOutcome {
     pub handoffs_matched: u64,
 }
 
+/// Ledger tables that were empty when the run started: lookups in them are skipped (a full load
+/// into a new ledger would otherwise spend most of its time on queries that cannot find anything).
+#[derive(Clone, Copy, Debug)]
+struct Empty {
+    enrollment: bool,
+    pending: bool,
+    handoff: bool,
+    fukuhon: bool,
+}
+
+impl Empty {
+    fn probe(conn: &Connection) -> Result<Empty> {
+        let none = |t: &str| -> Result<bool> {
+            Ok(conn.query_row(&format!("SELECT NOT EXISTS (SELECT 1 FROM {t})"), [], |r| r.get(0))?)
+        };
+        Ok(Empty {
+            enrollment: none("enrollment")?,
+            pending: none("pending_flag")?,
+            handoff: none("handoff")?,
+            fukuhon: none("fukuhon")?,
+        })
+    }
+}
+
+/// What is kept of a [`Work`] after it is applied (not its events).
+struct Meta {
+    insurer: InsurerNumber,
+    key: SubscriberKey,
+    before: Option<Enrollment>,
+}
+
+impl Meta {
+    fn of(w: &Work) -> Meta {
+        Meta {
+            insurer: w.insurer,
+            key: w.key,
+            before: w.before.clone(),
+        }
+    }
+}
+
 /// A run's input: records of the applied files in R1 file order.
 pub struct Batch {
     pub files: Vec<(Arc<str>, Vec<Record>)>,
@@ -104,12 +145,17 @@ impl PersonIndex {
 /// Enrollments matching `person` (R3 rule), from memory first, then the ledger. `filter` selects insurers.
 fn matching_enrollments(
     conn: &Connection,
+    empty: Empty,
     person: &PersonKey,
     mem: &BTreeMap<SubKey, Enrollment>,
     idx: &PersonIndex,
     filter: impl Fn(InsurerNumber) -> bool,
 ) -> Result<Vec<(Enrollment, MatchRule)>> {
-    let mut keys = ledger::find_person(conn, person)?;
+    let mut keys = if empty.enrollment {
+        Vec::new()
+    } else {
+        ledger::find_person(conn, person)?
+    };
     keys.extend(idx.find(person));
     keys.sort();
     keys.dedup();
@@ -137,13 +183,14 @@ struct Resolution {
 /// R3: which 国保 enrollment (ledger) or hand-off is this person's, and what it carries.
 fn resolve_carry(
     conn: &Connection,
+    empty: Empty,
     person: &PersonKey,
     wave1: &BTreeMap<SubKey, Enrollment>,
     idx: &PersonIndex,
     run_handoffs: &BTreeMap<SubKey, StoredHandoff>,
 ) -> Result<Resolution> {
     let mut cands: BTreeMap<SubKey, CarrySource> = BTreeMap::new();
-    for (e, rule) in matching_enrollments(conn, person, wave1, idx, |i| i.is_kokuho())? {
+    for (e, rule) in matching_enrollments(conn, empty, person, wave1, idx, |i| i.is_kokuho())? {
         cands.insert(
             (e.insurer, e.key),
             CarrySource {
@@ -159,10 +206,14 @@ fn resolve_carry(
             },
         );
     }
-    let mut hs: BTreeMap<SubKey, StoredHandoff> = ledger::find_handoffs(conn, person)?
-        .into_iter()
-        .map(|h| ((h.source_insurer, h.source_key), h))
-        .collect();
+    let mut hs: BTreeMap<SubKey, StoredHandoff> = (if empty.handoff {
+        Vec::new()
+    } else {
+        ledger::find_handoffs(conn, person)?
+    })
+    .into_iter()
+    .map(|h| ((h.source_insurer, h.source_key), h))
+    .collect();
     for (k, h) in run_handoffs {
         if person.matches(&h.person).is_some() {
             hs.insert(*k, h.clone());
@@ -214,6 +265,7 @@ fn resolve_carry(
 /// Applies the batch to the state held in `conn` (inside the run's transaction) and stores it.
 pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<BatchOutcome> {
     let mut out = BatchOutcome::default();
+    let empty = Empty::probe(conn)?;
     let mut subs: BTreeMap<SubKey, Vec<Event>> = BTreeMap::new();
     let mut scope2: BTreeMap<InsurerNumber, Vec<(Event, FlagChange)>> = BTreeMap::new();
     let mut run_handoffs: BTreeMap<SubKey, StoredHandoff> = BTreeMap::new();
@@ -349,16 +401,29 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
     // Load what each subscriber needs (indexed lookups only).
     let mut works = Vec::with_capacity(subs.len());
     for ((ins, key), events) in subs {
-        let before = ledger::load_enrollment(conn, ins, key)?;
+        let before = if empty.enrollment {
+            None
+        } else {
+            ledger::load_enrollment(conn, ins, key)?
+        };
         let pending = if before.is_none() {
-            ledger::take_pending_flags(conn, ins, key)?
+            if empty.pending {
+                Vec::new()
+            } else {
+                ledger::take_pending_flags(conn, ins, key)?
+            }
         } else {
             Vec::new()
         };
         let mut fukuhon_before = BTreeMap::new();
         for e in &events {
             if let EventKind::Fukuhon(f) = &e.kind {
-                if let Some(s) = ledger::load_fukuhon(conn, ins, key, f.info_code)? {
+                let stored = if empty.fukuhon {
+                    None
+                } else {
+                    ledger::load_fukuhon(conn, ins, key, f.info_code)?
+                };
+                if let Some(s) = stored {
                     fukuhon_before.insert(f.info_code, s);
                 }
             }
@@ -382,10 +447,11 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
             carry: None,
         });
     }
+    tracing::debug!(subscribers = works.len(), "loaded from the ledger");
     let (mut wave2, wave1): (Vec<Work>, Vec<Work>) = works.into_iter().partition(|w| w.insurer.is_kouki());
 
     // Wave 1: everything but 後期, in parallel.
-    let outcomes1: Vec<(Work, Outcome)> = wave1.into_par_iter().map(|w| (w.clone(), apply(w))).collect();
+    let outcomes1: Vec<(Meta, Outcome)> = wave1.into_par_iter().map(|w| (Meta::of(&w), apply(w))).collect();
     let mut mem: BTreeMap<SubKey, Enrollment> = BTreeMap::new();
     let mut idx = PersonIndex::default();
     for (_, o) in &outcomes1 {
@@ -409,7 +475,7 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
             _ => None,
         });
         if let Some(person) = acq.next_back().and_then(person_of_change) {
-            let r = resolve_carry(conn, &person, &mem, &idx, &run_handoffs)?;
+            let r = resolve_carry(conn, empty, &person, &mem, &idx, &run_handoffs)?;
             if matches!(r.carry, Some(Carry::Flags(_))) {
                 for h in r.handoffs_used {
                     used_handoffs.insert(h, (w.insurer, w.key));
@@ -421,7 +487,7 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
     }
 
     // Wave 2: 後期, in parallel.
-    let outcomes2: Vec<(Work, Outcome)> = wave2.into_par_iter().map(|w| (w.clone(), apply(w))).collect();
+    let outcomes2: Vec<(Meta, Outcome)> = wave2.into_par_iter().map(|w| (Meta::of(&w), apply(w))).collect();
     let mut idx2 = PersonIndex::default();
     let mut mem2: BTreeMap<SubKey, Enrollment> = BTreeMap::new();
     for (_, o) in &outcomes2 {
@@ -500,13 +566,14 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
             ledger::upsert_handoff(conn, &h)?;
             continue;
         }
-        let regs: Vec<(Enrollment, MatchRule)> = matching_enrollments(conn, &h.person, &mem2, &idx2, |i| i.is_kouki())?
-            .into_iter()
-            .filter(|(e, _)| {
-                e.current_period()
-                    .is_some_and(|p| p.reason_of_qualification.is_transition())
-            })
-            .collect();
+        let regs: Vec<(Enrollment, MatchRule)> =
+            matching_enrollments(conn, empty, &h.person, &mem2, &idx2, |i| i.is_kouki())?
+                .into_iter()
+                .filter(|(e, _)| {
+                    e.current_period()
+                        .is_some_and(|p| p.reason_of_qualification.is_transition())
+                })
+                .collect();
         match regs.len() {
             0 => {}
             1 => {
@@ -606,7 +673,7 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
             continue;
         }
         let own = out.after.get(&k);
-        for (e, _) in matching_enrollments(conn, &person, &all_mem, &all_idx, |i| i != k.0)? {
+        for (e, _) in matching_enrollments(conn, empty, &person, &all_mem, &all_idx, |i| i != k.0)? {
             // only protections this enrollment lacks need a person's decision
             let flags: Vec<FlagType> = [
                 FlagType::SelfInfoProvisionProhibited,
@@ -636,7 +703,7 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
             _ if out.withheld.contains(k) => e.published,
             _ => true,
         };
-        ledger::store_enrollment(conn, &e)?;
+        ledger::store_enrollment(conn, &e, out.touched.get(k).is_some_and(|b| b.is_some()))?;
     }
     Ok(out)
 }

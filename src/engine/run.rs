@@ -227,7 +227,9 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         limits: opts.limits,
     };
     tracing::info!(files = paths.len(), "reading inbox");
+    let t0 = std::time::Instant::now();
     let mut files: Vec<LoadedFile> = paths.par_iter().map(|p| load(p, &opts.inbox, &ropts)).collect();
+    tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "read inbox");
     for (f, p) in files.iter_mut().zip(&paths) {
         if f.sha.is_empty() {
             f.sha = sha_file(p).unwrap_or_default();
@@ -388,7 +390,13 @@ pub fn execute(
         creation,
     } = p;
     let tx = conn.transaction()?;
+    let t0 = std::time::Instant::now();
     let outcome = apply_batch(&tx, &run_id, batch)?;
+    tracing::info!(
+        elapsed_ms = t0.elapsed().as_millis() as u64,
+        subscribers = outcome.touched.len(),
+        "applied and stored"
+    );
     in_tx(&tx, &mut report)?;
     report.rejects.extend(
         outcome
@@ -423,6 +431,11 @@ pub fn execute(
     }
     let withheld: BTreeSet<(InsurerNumber, SubscriberKey)> = outcome.withheld.iter().copied().collect();
     groups.retain(|g| !withheld.contains(&(g.insurer, g.key)));
+    tracing::info!(
+        elapsed_ms = t0.elapsed().as_millis() as u64,
+        groups = groups.len(),
+        "linkage built from the ledger"
+    );
     if let Err(v) = verify_invariant(&tx, &groups, opts.as_of) {
         drop(tx); // rollback
         return abort(opts, report, &v.to_string());
@@ -553,7 +566,9 @@ pub fn execute(
         report_final: Some(rep_final.display().to_string()),
     };
     ledger::insert_run(&tx, &row, opts.as_of)?;
+    tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "outputs staged");
     tx.commit().context("cannot commit the ledger")?;
+    tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "committed");
     crash_at("after-commit");
     publish(&conn, &row)?;
     Ok(RunResult {

@@ -126,7 +126,9 @@ pub fn load_enrollment(conn: &Connection, insurer: InsurerNumber, key: Subscribe
 }
 
 /// Writes an enrollment with its periods and subscriber flags, replacing what the ledger held.
-pub fn store_enrollment(conn: &Connection, e: &Enrollment) -> Result<()> {
+/// `existed`: the ledger may hold rows of it (false for a subscriber new in this run: the
+/// deletes are skipped).
+pub fn store_enrollment(conn: &Connection, e: &Enrollment, existed: bool) -> Result<()> {
     let (ins, key) = (e.insurer.as_str(), e.key.as_str());
     conn.prepare_cached(
         "INSERT OR REPLACE INTO enrollment (insurer, subscriber_key, individual_number, municipality,
@@ -148,8 +150,10 @@ pub fn store_enrollment(conn: &Connection, e: &Enrollment) -> Result<()> {
         e.status.as_str(),
         e.published,
     ])?;
-    conn.prepare_cached("DELETE FROM period WHERE insurer = ?1 AND subscriber_key = ?2")?
-        .execute(params![ins, key])?;
+    if existed {
+        conn.prepare_cached("DELETE FROM period WHERE insurer = ?1 AND subscriber_key = ?2")?
+            .execute(params![ins, key])?;
+    }
     let mut ins_p = conn.prepare_cached(
         "INSERT INTO period (insurer, subscriber_key, ordinal, card_symbol, card_number, branch,
             qualification_date, reason_of_qualification, disqualification_date, reason_of_loss, personal_family)
@@ -170,8 +174,10 @@ pub fn store_enrollment(conn: &Connection, e: &Enrollment) -> Result<()> {
             pr.personal_family.code(),
         ])?;
     }
-    conn.prepare_cached("DELETE FROM flag WHERE insurer = ?1 AND subscriber_key = ?2")?
-        .execute(params![ins, key])?;
+    if existed {
+        conn.prepare_cached("DELETE FROM flag WHERE insurer = ?1 AND subscriber_key = ?2")?
+            .execute(params![ins, key])?;
+    }
     for ((info, ty), f) in &e.flags {
         insert_flag(conn, e.insurer, Some(e.key), *info, *ty, f)?;
     }
