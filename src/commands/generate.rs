@@ -4,7 +4,7 @@
 use super::Exit;
 use crate::domain::Date;
 use crate::formats::{Format, TextEncoding};
-use crate::synth::{GenerateOptions, generate};
+use crate::synth::{GenerateOptions, generate, generate_delta};
 use std::path::PathBuf;
 
 /// Write a deterministic synthetic inbox (国保 and 後期 files) for tests and demos
@@ -38,6 +38,11 @@ pub struct Args {
     /// Defaults to today; give it for reproducible output.
     #[arg(long, value_name = "YYYYMMDD")]
     pub as_of: Option<String>,
+    /// Write a nightly delta of N changes (address changes, losses, flag settings and releases)
+    /// against the population that the same --seed, --subscribers and --as-of generate, instead of
+    /// that population. The changes are dated the next day: run them with --as-of one day later.
+    #[arg(long, value_name = "N")]
+    pub delta: Option<u64>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<Exit> {
@@ -53,7 +58,10 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         as_of,
     };
     let started = std::time::Instant::now();
-    let files = generate(&opts, &a.out)?;
+    let files = match a.delta {
+        Some(n) => generate_delta(&opts, n, &a.out)?,
+        None => generate(&opts, &a.out)?,
+    };
     let (mut records, mut bytes) = (0u64, 0u64);
     for f in &files {
         let note = if f.replaced > 0 {

@@ -712,6 +712,151 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> anyhow::Result<Vec<Genera
     Ok(done)
 }
 
+/// Writes a nightly delta of `changes` changes against the population [`generate`] wrote with
+/// the same seed, `subscribers` and as-of: address changes (記載事項変更), losses (資格喪失), flag
+/// settings and releases, and new 国保 members. Changes are dated the day after the base as-of
+/// (run the delta with `--as-of` one day later); each touches a different person.
+pub fn generate_delta(opts: &GenerateOptions, changes: u64, out: &Path) -> anyhow::Result<Vec<GeneratedFile>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    anyhow::ensure!(
+        changes <= opts.subscribers,
+        "a delta touches each person once: at most --subscribers changes"
+    );
+    let base = opts.as_of;
+    let day = base.succ();
+    let policy = match opts.encoding {
+        TextEncoding::Utf8 => UnmappablePolicy::Reject,
+        TextEncoding::ShiftJis => UnmappablePolicy::Replace,
+    };
+    let mut minute = 0i64;
+    let mut open = |kind: FileKind, sender: &str, seq: u64, abbr: &str| -> anyhow::Result<Out> {
+        let creation = Timestamp(ts(base, 22, 0, 0).0 + TimeDelta::minutes(minute));
+        minute += 5;
+        let header = FileHeader {
+            kind,
+            file_identifier: file_identifier(opts.seed, abbr, sender, day),
+            sender: crate::domain::InsurerNumber::parse(sender).expect("generated insurer numbers are valid"),
+            creation_time: creation,
+            file_sequence: seq,
+            format: opts.format,
+            encoding: opts.encoding,
+        };
+        let name = format!("{}_{sender}_{seq:04}.{}", kind.name(), opts.format.extension());
+        let path = out.join(&name);
+        let f = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let w = RecordWriter::start(BufWriter::with_capacity(1 << 20, f), header, policy)?;
+        Ok(Out { name, w, replaced: 0 })
+    };
+    let codes: Vec<(String, String)> = data::MUNICIPALITIES
+        .iter()
+        .map(|m| (municipality_code(m.code_body), kokuho_insurer_number(m.code_body)))
+        .collect();
+    let mut outs = Vec::new();
+    for (_, k) in &codes {
+        outs.push((
+            open(FileKind::SubscriberChange, k, 5, "DSC")?,
+            open(FileKind::FlagChange, k, 6, "DFC")?,
+        ));
+    }
+    let mut sc = Row::new(FileKind::SubscriberChange);
+    let mut fc = Row::new(FileKind::FlagChange);
+    let mut seen = std::collections::HashSet::new();
+    let mut r = SplitMix64::new(mix64(opts.seed ^ 0xDE17A) ^ mix64(day.to_string().parse::<u64>().expect("digits")));
+    let mut picked = Vec::with_capacity(changes as usize);
+    while (picked.len() as u64) < changes {
+        let i = r.below(opts.subscribers);
+        if seen.insert(i) {
+            picked.push(i);
+        }
+    }
+    picked.sort_unstable();
+    let time = ts(day, 9, 0, 0).to_string();
+    let clear = |row: &mut Row| {
+        for f in FileKind::SubscriberChange.fields().iter().skip(1) {
+            row.set(f, "");
+        }
+    };
+    for i in picked {
+        let p = person(opts.seed, i, base);
+        let (_, kokuho) = &codes[p.muni];
+        let (change, flags) = &mut outs[p.muni];
+        let key = format!("{}{:010}", &kokuho[2..], i + 1);
+        let lost = matches!(p.transition, Some(Transition::Disability(_)));
+        let protective = p.flags.as_ref().filter(|f| f.protective());
+        let what = r.below(100);
+        clear(&mut sc);
+        sc.set("EffectiveDate", day.to_string())
+            .set("InsurerNumber", kokuho)
+            .set("SubscriberKey", &key);
+        match what {
+            45..60 if !lost => {
+                sc.set("ChangeType", "3")
+                    .set("DisqualificationDate", day.to_string())
+                    .set("ReasonOfLoss", "99");
+                change.put(&mut sc)?;
+            }
+            60..80 if !lost && !p.flags.as_ref().is_some_and(|f| f.non_disclosure) => {
+                fc.set("EffectiveTime", &time)
+                    .set("FlagType", "2")
+                    .set("Operation", "1")
+                    .set("Scope", "1")
+                    .set("InsurerNumber", kokuho)
+                    .set("SubscriberKey", &key)
+                    .set("InfoCode", "")
+                    .set("ReasonCode", "")
+                    .set("Source", "1")
+                    .set("SupportMeasureEndDate", "");
+                flags.put(&mut fc)?;
+            }
+            80..90 if !lost && protective.is_some() => {
+                let f = protective.expect("checked");
+                let types = [("3", f.self_info.is_some()), ("2", f.non_disclosure)];
+                for (t, _) in types.iter().filter(|(_, on)| *on) {
+                    fc.set("EffectiveTime", &time)
+                        .set("FlagType", t)
+                        .set("Operation", "2")
+                        .set("Scope", "1")
+                        .set("InsurerNumber", kokuho)
+                        .set("SubscriberKey", &key)
+                        .set("InfoCode", "")
+                        .set("ReasonCode", "")
+                        .set("Source", "1")
+                        .set("SupportMeasureEndDate", "");
+                    flags.put(&mut fc)?;
+                }
+            }
+            _ if !lost => {
+                // 転居 within the municipality: new building number
+                sc.set("ChangeType", "2")
+                    .set("Address", format!("{}－{}", p.address, 1 + r.below(9)));
+                change.put(&mut sc)?;
+            }
+            _ => {
+                // already lost at 国保 (disability route): a name-reading correction at the union is
+                // out of scope here, so record a 国保 address change of the lost record instead
+                sc.set("ChangeType", "2").set("PostNumber", p.post);
+                change.put(&mut sc)?;
+            }
+        }
+    }
+    let mut done = Vec::new();
+    for (c, f) in outs {
+        for (o, kind) in [(c, FileKind::SubscriberChange), (f, FileKind::FlagChange)] {
+            let (mut bw, records, bytes) = o.w.finish().with_context(|| format!("writing {}", o.name))?;
+            bw.flush()?;
+            bw.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            done.push(GeneratedFile {
+                name: o.name,
+                kind,
+                records,
+                bytes,
+                replaced: o.replaced,
+            });
+        }
+    }
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
