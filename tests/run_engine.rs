@@ -543,9 +543,21 @@ fn no_my_number_or_flagged_address_in_reports_or_logs() {
 #[test]
 fn a_generated_delta_applies_cleanly_on_its_population() {
     let site = Site::new();
-    let gen = |extra: &[&str], out: &std::path::Path| {
+    let generate = |extra: &[&str], out: &std::path::Path| {
         let o = std::process::Command::new(BIN)
-            .args(["generate", "--subscribers", "400", "--seed", "3", "--as-of", "20261201", "--format", "csv", "--encoding", "shift_jis"])
+            .args([
+                "generate",
+                "--subscribers",
+                "400",
+                "--seed",
+                "3",
+                "--as-of",
+                "20261201",
+                "--format",
+                "csv",
+                "--encoding",
+                "shift_jis",
+            ])
             .args(extra)
             .arg("--out")
             .arg(out)
@@ -553,11 +565,11 @@ fn a_generated_delta_applies_cleanly_on_its_population() {
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
-    gen(&[], &site.inbox());
+    generate(&[], &site.inbox());
     let o = site.run(&["--unmappable", "replace"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     std::fs::remove_dir_all(site.inbox()).unwrap();
-    gen(&["--delta", "60"], &site.inbox());
+    generate(&["--delta", "60"], &site.inbox());
     let o = site.run_env(&["--unmappable", "replace", "--as-of", "20261202"], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     let r = site.report("");

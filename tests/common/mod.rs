@@ -157,7 +157,9 @@ impl Site {
             .arg(self.p("reports"))
             .arg("--ledger")
             .arg(self.p("ledger.sqlite"));
-        c.args(["--as-of", "20261201"]);
+        if !extra.contains(&"--as-of") {
+            c.args(["--as-of", "20261201"]);
+        }
         c.args(extra);
         for (k, v) in env {
             c.env(k, v);
