@@ -570,7 +570,7 @@ pub fn execute(
     tx.commit().context("cannot commit the ledger")?;
     tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "committed");
     crash_at("after-commit");
-    publish(&conn, &row)?;
+    publish(conn, &row)?;
     Ok(RunResult {
         status,
         report,
