@@ -414,7 +414,7 @@ fn killed_at_any_phase_a_rerun_ends_in_the_same_state() {
     kokuho_then_kouki(&clean, &f);
     assert!(clean.run(&[]).status.success());
     let want = clean.outbox_files();
-    for phase in ["after-stage", "after-commit"] {
+    for phase in ["after-stage", "after-commit", "after-rename"] {
         let site = Site::new();
         kokuho_then_kouki(&site, &f);
         let o = site.run_env(&[], &[("NHI_FAILPOINT", phase)]);
@@ -575,4 +575,279 @@ fn a_generated_delta_applies_cleanly_on_its_population() {
     let r = site.report("");
     assert_eq!(r["summary"]["subscribers_written"], 60);
     assert_eq!(r["rejects"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn cancellation_is_published_as_processing_code_15() {
+    let site = Site::new();
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::Utf8,
+    };
+    write_file(
+        &site.inbox(),
+        "SubscriberChange_1",
+        FileKind::SubscriberChange,
+        &f,
+        KOKUHO,
+        "S1",
+        "20261110230000",
+        &[acquisition(
+            KOKUHO,
+            &key(11),
+            None,
+            "3001",
+            "19700101",
+            "20200401",
+            "03",
+            "小林　一",
+        )],
+    );
+    assert!(site.run(&[]).status.success());
+    std::fs::remove_dir_all(site.inbox()).unwrap();
+    let cancel = row(&[
+        ("ChangeType", "9"),
+        ("EffectiveDate", "20261121"),
+        ("InsurerNumber", KOKUHO),
+        ("SubscriberKey", &key(11)),
+    ]);
+    write_file(
+        &site.inbox(),
+        "SubscriberChange_2",
+        FileKind::SubscriberChange,
+        &f,
+        KOKUHO,
+        "S2",
+        "20261121230000",
+        &[cancel.clone()],
+    );
+    let o = site.run(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let l = subscriber_linkage_for(&site, "00131045").unwrap();
+    assert!(l.lines().any(|x| x.starts_with("01,1,15,00131045,")), "{l}");
+    // a second 取消 is a state conflict
+    std::fs::remove_dir_all(site.inbox()).unwrap();
+    write_file(
+        &site.inbox(),
+        "SubscriberChange_3",
+        FileKind::SubscriberChange,
+        &f,
+        KOKUHO,
+        "S3",
+        "20261122230000",
+        &[cancel],
+    );
+    assert_eq!(site.run(&[]).status.code(), Some(1));
+    assert_eq!(site.report("")["rejects"][0]["code"], "E_STATE_CONFLICT");
+}
+
+#[test]
+fn unmappable_characters_are_refused_or_replaced_never_lost() {
+    for (policy, exit, mark) in [("reject", 1, false), ("replace", 0, true)] {
+        let site = Site::new();
+        let f = Files {
+            format: Format::Csv,
+            encoding: TextEncoding::Utf8,
+        };
+        write_file(
+            &site.inbox(),
+            "SubscriberChange_1",
+            FileKind::SubscriberChange,
+            &f,
+            KOKUHO,
+            "S1",
+            "20261110230000",
+            &[
+                acquisition(
+                    KOKUHO,
+                    &key(21),
+                    None,
+                    "4001",
+                    "19700101",
+                    "20200401",
+                    "03",
+                    "𠮷田　花子",
+                ),
+                acquisition(
+                    KOKUHO,
+                    &key(22),
+                    None,
+                    "4002",
+                    "19700101",
+                    "20200401",
+                    "03",
+                    "吉田　太郎",
+                ),
+            ],
+        );
+        let o = site.run(&["--output-encoding", "shift_jis", "--unmappable", policy]);
+        assert_eq!(o.status.code(), Some(exit), "{policy}");
+        let r = site.report("");
+        assert_eq!(r["worklists"]["character_identification"], 1, "{policy}");
+        let l = subscriber_linkage_for(&site, "00131045").unwrap();
+        assert_eq!(l.contains("●田　花子"), mark, "{policy}");
+        assert!(l.contains("吉田　太郎"));
+        assert!(!l.contains("&#"), "never numeric character references");
+        if !mark {
+            assert!(
+                r["rejects"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x["code"] == "E_UNMAPPABLE_CHAR")
+            );
+            assert!(!l.contains(&key(21)), "refused, not half-written");
+        }
+    }
+}
+
+#[test]
+fn a_person_flagged_elsewhere_goes_to_flag_confirmation_without_automatic_flags() {
+    let site = Site::new();
+    let f = Files {
+        format: Format::Xml,
+        encoding: TextEncoding::ShiftJis,
+    };
+    let (_, _) = kokuho_then_kouki(&site, &f);
+    // the same person also joins the union by moving in (転入, reason 03): no carry (R5)
+    write_file(
+        &site.inbox(),
+        "SubscriberChange_u",
+        FileKind::SubscriberChange,
+        &f,
+        KOUKI,
+        "U1",
+        "20261120230000",
+        &[acquisition(
+            KOUKI,
+            &key(600001),
+            Some(&my_number(12345678)),
+            "1001",
+            BIRTH_75_NEXT_MONTH,
+            "20261115",
+            "03",
+            "山田　花子",
+        )],
+    );
+    let o = site.run(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = site.report("");
+    assert_eq!(r["carries"].as_array().unwrap().len(), 0);
+    assert_eq!(r["worklists"]["flag_confirmation"], 1);
+    let l = subscriber_linkage_for(&site, KOUKI).unwrap();
+    assert_eq!(
+        control_of(&l, &key(600001)).unwrap(),
+        ("0".into(), "0".into(), "0".into())
+    );
+}
+
+#[test]
+fn expired_support_measures_are_listed_never_released() {
+    let site = Site::new();
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::Utf8,
+    };
+    write_file(
+        &site.inbox(),
+        "SubscriberChange_1",
+        FileKind::SubscriberChange,
+        &f,
+        KOKUHO,
+        "S1",
+        "20261110230000",
+        &[acquisition(
+            KOKUHO,
+            &key(31),
+            None,
+            "5001",
+            "19800101",
+            "20200401",
+            "03",
+            "中村　梅",
+        )],
+    );
+    let mut fl = flag_set(KOKUHO, &key(31), "2", "", "20251020093000");
+    fl.insert("Source", "2".into());
+    fl.insert("SupportMeasureEndDate", "20261019".into());
+    write_file(
+        &site.inbox(),
+        "FlagChange_1",
+        FileKind::FlagChange,
+        &f,
+        KOKUHO,
+        "F1",
+        "20261110230100",
+        &[fl],
+    );
+    assert!(site.run(&[]).status.success());
+    let r = site.report("");
+    assert_eq!(r["worklists"]["support_measure_expiry"], 1);
+    let l = subscriber_linkage_for(&site, "00131045").unwrap();
+    assert_eq!(control_of(&l, &key(31)).unwrap().1, "1", "still set");
+}
+
+#[test]
+fn invariant_holds_on_the_handoff_path_too() {
+    let site = Site::new();
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::ShiftJis,
+    };
+    let mut h = row(&[
+        ("SourceInsurerNumber", KOKUHO),
+        ("SourceSubscriberKey", &key(1)),
+        ("MunicipalityCode", MUNI),
+        ("ResidentCode", "1001"),
+        ("Name", "山田　花子"),
+        ("NameKana", "ﾔﾏﾀﾞ ﾊﾅｺ"),
+        ("Sex1", "2"),
+        ("Birthdate", BIRTH_75_NEXT_MONTH),
+        ("AgeTransitionDate", "20270110"),
+        ("SelfInfoProvisionProhibitedFlg", "1"),
+        ("NonDisclosureFlg", "1"),
+        ("AutoResponseProhibitedFlg", "0"),
+        ("FlagSetTime", "20261101090000"),
+    ]);
+    h.insert("IndividualNumber", my_number(12345678));
+    write_file(
+        &site.inbox(),
+        "AgeTransitionHandoff_1",
+        FileKind::AgeTransitionHandoff,
+        &f,
+        KOKUHO,
+        "H1",
+        "20261110230000",
+        &[h],
+    );
+    write_file(
+        &site.inbox(),
+        "SubscriberChange_u",
+        FileKind::SubscriberChange,
+        &f,
+        KOUKI,
+        "U1",
+        "20261120230000",
+        &[acquisition(
+            KOUKI,
+            &key(700001),
+            Some(&my_number(12345678)),
+            "1001",
+            BIRTH_75_NEXT_MONTH,
+            "20270110",
+            "01",
+            "山田　花子",
+        )],
+    );
+    let o = site.run_env(&[], &[("NHI_FAILPOINT", "writer-drop-carry")]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(site.outbox_files().is_empty());
+    let o = site.run(&[]);
+    assert!(o.status.success());
+    let l = subscriber_linkage_for(&site, KOUKI).unwrap();
+    assert_eq!(
+        control_of(&l, &key(700001)).unwrap(),
+        ("1".into(), "1".into(), "0".into())
+    );
+    assert_eq!(site.report("")["summary"]["kouki_transitions_202701"], 1);
 }

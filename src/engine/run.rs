@@ -182,6 +182,7 @@ fn publish(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
             }
         }
     }
+    crash_at("after-rename");
     ledger::mark_published(conn, &r.run_id)
 }
 
@@ -1049,6 +1050,13 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, opts: &RunOp
         },
     );
 
+    // union side: 後期 transition registrations of this run by month of acquisition
+    for e in o.after.values().filter(|e| e.insurer.is_kouki()) {
+        if let Some(p) = e.current_period().filter(|p| p.reason_of_qualification.is_transition()) {
+            let month = p.qualification_date.to_string()[..6].to_owned();
+            *r.summary.entry(format!("kouki_transitions_{month}")).or_insert(0) += 1;
+        }
+    }
     let s = &mut r.summary;
     s.insert(
         "files_applied".into(),

@@ -247,11 +247,27 @@ pub fn control_of(linkage: &str, k: &str) -> Option<(String, String, String)> {
 }
 
 pub fn subscriber_linkage_for(site: &Site, insurer: &str) -> Option<String> {
-    site.outbox_files()
-        .into_iter()
-        .filter(|(n, _)| n.contains(&format!("SubscriberLinkage_{insurer}")))
-        .map(|(_, b)| text_of(&b))
-        .last()
+    // the most recent run's file (run folders are named by hash, not by time)
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+    let mut stack = vec![site.p("outbox")];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("SubscriberLinkage_{insurer}"))
+            {
+                found.push((std::fs::metadata(&p).unwrap().modified().unwrap(), p));
+            }
+        }
+    }
+    found.sort();
+    found.last().map(|(_, p)| text_of(&std::fs::read(p).unwrap()))
 }
 
 pub const VARIANTS: [(Format, TextEncoding); 4] = [
