@@ -348,3 +348,115 @@ proptest! {
         prop_assert_eq!(e.flag(FlagType::NonDisclosure).is_some(), nd);
     }
 }
+
+/// A dump of every ledger table the engine writes, in key order.
+fn dump(conn: &rusqlite::Connection) -> Vec<String> {
+    let mut out = Vec::new();
+    for (t, order) in [
+        ("enrollment", "insurer, subscriber_key"),
+        ("period", "insurer, subscriber_key, ordinal"),
+        ("flag", "insurer, subscriber_key, info_code, flag_type"),
+        ("pending_flag", "insurer, subscriber_key, id"),
+        ("handoff", "source_insurer, source_key"),
+        ("journal", "id"),
+    ] {
+        let mut st = conn.prepare(&format!("SELECT * FROM {t} ORDER BY {order}")).unwrap();
+        let n = st.column_count();
+        let rows = st
+            .query_map([], |r| {
+                Ok((0..n)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .unwrap();
+        out.extend(rows.map(|r| format!("{t}:{}", r.unwrap())));
+    }
+    out
+}
+
+fn arb_batch() -> impl Strategy<Value = Vec<(u8, u8, u8, u8)>> {
+    // (subscriber 0..6 at 国保 or 後期, what, flag type, day)
+    proptest::collection::vec((0u8..12, 0u8..5, 0u8..3, 1u8..28), 1..40)
+}
+
+fn batch_of(raw: &[(u8, u8, u8, u8)]) -> super::batch::Batch {
+    let mut records = Vec::new();
+    for (n, (who, what, ft, day)) in raw.iter().enumerate() {
+        let seq = n as u64 + 1;
+        let (ins, k) = if *who < 6 {
+            (kokuho(), key(*who as u64 + 100))
+        } else {
+            (kouki(), key(*who as u64 + 200))
+        };
+        let date = format!("202611{day:02}");
+        let t = [
+            FlagType::AutoResponseProhibited,
+            FlagType::NonDisclosure,
+            FlagType::SelfInfoProvisionProhibited,
+        ][*ft as usize];
+        let rec = match what {
+            0 | 1 => {
+                let reason = if ins.is_kouki() {
+                    ReasonOfQualification::AgeReached
+                } else {
+                    ReasonOfQualification::MovedIn
+                };
+                let mut a = acquisition(ins, k, seq, "20270110", reason);
+                // persons: subscriber n at 国保 and n+6 at 後期 are the same person
+                a.individual_number = Some(
+                    IndividualNumber::parse(&format!(
+                        "{:011}{}",
+                        1000 + (*who % 6) as u64,
+                        ids::individual_number_check_digit(format!("{:011}", 1000 + (*who % 6) as u64).as_bytes())
+                    ))
+                    .unwrap(),
+                );
+                a.resident = Some(ResidentCode::parse(&format!("{}", 7000 + (*who % 6) as u64)).unwrap());
+                a.effective_date = d(&date);
+                Record::SubscriberChange(a)
+            }
+            2 => Record::FlagChange(flag(ins, k, seq, t, FlagOperation::Set, &format!("{date}080000"))),
+            3 => Record::FlagChange(flag(ins, k, seq, t, FlagOperation::Release, &format!("{date}080000"))),
+            _ => {
+                let mut l = acquisition(ins, k, seq, "20200401", ReasonOfQualification::MovedIn);
+                l.change_type = ChangeType::Update;
+                l.effective_date = d(&date);
+                l.name = Some("変更　後".into());
+                Record::SubscriberChange(l)
+            }
+        };
+        records.push(rec);
+    }
+    // two files, split in the middle, so that file order matters too
+    let mid = records.len() / 2;
+    let second = records.split_off(mid);
+    super::batch::Batch {
+        files: vec![(Arc::from("a.xml"), records), (Arc::from("b.xml"), second)],
+    }
+}
+
+fn run_with_threads(raw: &[(u8, u8, u8, u8)], threads: usize) -> (Vec<String>, usize, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.sqlite");
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    // the connection lives inside the pool's closure (it is Send, not Sync)
+    pool.install(|| {
+        let mut conn = crate::ledger::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        let out = super::batch::apply_batch(&tx, "r", batch_of(raw)).unwrap();
+        let conn = tx;
+        (dump(&conn), out.carries.len(), out.engine_rejects.len())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+    /// R1: the ledger and the outcome never depend on the thread count.
+    #[test]
+    fn ledger_state_is_independent_of_thread_count(raw in arb_batch()) {
+        let one = run_with_threads(&raw, 1);
+        let four = run_with_threads(&raw, 4);
+        prop_assert_eq!(one, four);
+    }
+}
