@@ -68,9 +68,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
     }
 }
 
-/// Logs go to stderr through tracing. `NHI_LOG` overrides the level filter.
+/// Logs go to stderr through tracing. `NHI_LOG` overrides the level filter. On a terminal, long
+/// phases show progress bars (tracing-indicatif); piped or redirected, nothing but the log lines.
 pub fn init_logging(verbose: u8, quiet: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = if quiet {
         "error"
     } else {
@@ -80,10 +85,20 @@ pub fn init_logging(verbose: u8, quiet: bool) {
             _ => "debug",
         }
     };
-    let filter = EnvFilter::try_from_env("NHI_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    let filter = || EnvFilter::try_from_env("NHI_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    if std::io::stderr().is_terminal() && !quiet {
+        let bars = tracing_indicatif::IndicatifLayer::new();
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(bars.get_stderr_writer())
+            .with_target(false)
+            .with_filter(filter());
+        let _ = tracing_subscriber::registry().with(fmt).with(bars).try_init();
+    } else {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+            .try_init();
+    }
 }

@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 /// Options of one run.
 #[derive(Clone, Debug)]
@@ -152,6 +153,23 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions) -> LoadedFile {
     }
 }
 
+/// A span that shows as a progress bar on a terminal (a spinner when `len` is unknown).
+fn progress_span(what: &'static str, len: Option<u64>) -> tracing::Span {
+    use tracing_indicatif::style::ProgressStyle;
+    let span = tracing::info_span!("phase", phase = what);
+    let template = match len {
+        Some(_) => "{spinner} {span_fields} {pos}/{len} {wide_bar} {elapsed}",
+        None => "{spinner} {span_fields} {elapsed}",
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        span.pb_set_style(&style);
+    }
+    if let Some(n) = len {
+        span.pb_set_length(n);
+    }
+    span
+}
+
 fn sha_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut f = std::fs::File::open(path)?;
@@ -229,7 +247,18 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     };
     tracing::info!(files = paths.len(), "reading inbox");
     let t0 = std::time::Instant::now();
-    let mut files: Vec<LoadedFile> = paths.par_iter().map(|p| load(p, &opts.inbox, &ropts)).collect();
+    let bar = progress_span("reading inbox files", Some(paths.len() as u64));
+    let mut files: Vec<LoadedFile> = bar.in_scope(|| {
+        paths
+            .par_iter()
+            .map(|p| {
+                let f = load(p, &opts.inbox, &ropts);
+                bar.pb_inc(1);
+                f
+            })
+            .collect()
+    });
+    drop(bar);
     tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "read inbox");
     for (f, p) in files.iter_mut().zip(&paths) {
         if f.sha.is_empty() {
@@ -392,7 +421,9 @@ pub fn execute(
     } = p;
     let tx = conn.transaction()?;
     let t0 = std::time::Instant::now();
-    let outcome = apply_batch(&tx, &run_id, batch)?;
+    let bar = progress_span("applying and storing", None);
+    let outcome = bar.in_scope(|| apply_batch(&tx, &run_id, batch))?;
+    drop(bar);
     tracing::info!(
         elapsed_ms = t0.elapsed().as_millis() as u64,
         subscribers = outcome.touched.len(),
