@@ -410,30 +410,43 @@ fn update_fields(e: &mut Enrollment, c: &SubscriberChange) {
     }
 }
 
+/// R3: sets the carried protective flags (Source 4, ReasonCode kept) that `e` does not hold yet
+/// and returns the types set. An explicit flag already present wins: a carry never weakens it.
+pub fn carry_onto(
+    e: &mut Enrollment,
+    self_info: Option<SelfInfoReason>,
+    non_disclosure: bool,
+    time: Timestamp,
+    from: (InsurerNumber, SubscriberKey),
+) -> Vec<FlagType> {
+    let origin = format!("carry:{}/{}", from.0, from.1);
+    let wanted = [
+        (self_info.is_some(), FlagType::SelfInfoProvisionProhibited, self_info),
+        (non_disclosure, FlagType::NonDisclosure, None),
+    ];
+    let mut carried = Vec::new();
+    for (on, t, reason) in wanted {
+        if on && !e.flags.contains_key(&(None, t)) {
+            e.flags.insert(
+                (None, t),
+                Flag {
+                    reason,
+                    source: FlagSource::AgeTransitionCarry,
+                    effective_time: time,
+                    support_measure_end: None,
+                    origin: origin.clone(),
+                },
+            );
+            carried.push(t);
+        }
+    }
+    carried
+}
+
 fn carry_flags(out: &mut Outcome, ev: &Event, src: &CarrySource, c: &SubscriberChange) {
     let e = out.after.as_mut().expect("just enrolled");
     let time = src.set_time.unwrap_or_else(|| Timestamp::start_of(c.effective_date));
-    let origin = format!("carry:{}/{}", src.from.0, src.from.1);
-    let mut carried = Vec::new();
-    let mut put = |e: &mut Enrollment, t: FlagType, reason: Option<SelfInfoReason>| {
-        // an explicit flag already present wins; the carry never weakens it
-        e.flags.entry((None, t)).or_insert_with(|| {
-            carried.push(t);
-            Flag {
-                reason,
-                source: FlagSource::AgeTransitionCarry,
-                effective_time: time,
-                support_measure_end: None,
-                origin: origin.clone(),
-            }
-        });
-    };
-    if let Some(r) = src.self_info {
-        put(e, FlagType::SelfInfoProvisionProhibited, Some(r));
-    }
-    if src.non_disclosure {
-        put(e, FlagType::NonDisclosure, None);
-    }
+    let carried = carry_onto(e, src.self_info, src.non_disclosure, time, src.from);
     if !carried.is_empty() || src.self_info.is_some() || src.non_disclosure {
         out.journal.push((
             ev.file.to_string(),

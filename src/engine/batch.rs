@@ -584,26 +584,7 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
                 let time = h
                     .flag_set_time
                     .unwrap_or_else(|| Timestamp::start_of(h.transition_date));
-                let origin = format!("carry:{}/{}", hk.0, hk.1);
-                let mut carried = Vec::new();
-                let mut put = |t: FlagType, reason: Option<SelfInfoReason>| {
-                    after.flags.entry((None, t)).or_insert_with(|| {
-                        carried.push(t);
-                        Flag {
-                            reason,
-                            source: FlagSource::AgeTransitionCarry,
-                            effective_time: time,
-                            support_measure_end: None,
-                            origin: origin.clone(),
-                        }
-                    });
-                };
-                if let Some(r) = h.self_info {
-                    put(FlagType::SelfInfoProvisionProhibited, Some(r));
-                }
-                if h.non_disclosure {
-                    put(FlagType::NonDisclosure, None);
-                }
+                let carried = carry_onto(&mut after, h.self_info, h.non_disclosure, time, hk);
                 let src = CarrySource {
                     from: hk,
                     rule,

@@ -456,6 +456,35 @@ fn file_identifier(seed: u64, abbr: &str, sender: &str, as_of: Date) -> String {
     format!("G{:08X}-{abbr}-{sender}-{as_of}", mix64(seed) as u32)
 }
 
+/// Opens one generated file: header, name `<Kind>_<sender>_<seq>.<ext>`, buffered writer.
+#[allow(clippy::too_many_arguments)]
+fn open_out(
+    opts: &GenerateOptions,
+    out: &Path,
+    policy: UnmappablePolicy,
+    kind: FileKind,
+    sender: &str,
+    seq: u64,
+    abbr: &str,
+    id_date: Date,
+    creation: Timestamp,
+) -> anyhow::Result<Out> {
+    let header = FileHeader {
+        kind,
+        file_identifier: file_identifier(opts.seed, abbr, sender, id_date),
+        sender: crate::domain::InsurerNumber::parse(sender).expect("generated insurer numbers are valid"),
+        creation_time: creation,
+        file_sequence: seq,
+        format: opts.format,
+        encoding: opts.encoding,
+    };
+    let name = format!("{}_{sender}_{seq:04}.{}", kind.name(), opts.format.extension());
+    let path = out.join(&name);
+    let f = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    let w = RecordWriter::start(BufWriter::with_capacity(1 << 20, f), header, policy)?;
+    Ok(Out { name, w, replaced: 0 })
+}
+
 /// Writes a synthetic inbox to `out`: per municipality a 国保 SubscriberChange, FlagChange,
 /// Fukuhon and AgeTransitionHandoff file, and the union's SubscriberChange file with the 後期
 /// registrations. Streams: one pass over the population, every file open at once.
@@ -471,20 +500,7 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> anyhow::Result<Vec<Genera
     let mut open = |kind: FileKind, sender: &str, seq: u64, abbr: &str| -> anyhow::Result<Out> {
         let creation = Timestamp(ts(night, 19, 0, 0).0 + TimeDelta::minutes(minute));
         minute += 5;
-        let header = FileHeader {
-            kind,
-            file_identifier: file_identifier(opts.seed, abbr, sender, as_of),
-            sender: crate::domain::InsurerNumber::parse(sender).expect("generated insurer numbers are valid"),
-            creation_time: creation,
-            file_sequence: seq,
-            format: opts.format,
-            encoding: opts.encoding,
-        };
-        let name = format!("{}_{sender}_{seq:04}.{}", kind.name(), opts.format.extension());
-        let path = out.join(&name);
-        let f = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let w = RecordWriter::start(BufWriter::with_capacity(1 << 20, f), header, policy)?;
-        Ok(Out { name, w, replaced: 0 })
+        open_out(opts, out, policy, kind, sender, seq, abbr, as_of, creation)
     };
     let mut munis = Vec::new();
     for m in data::MUNICIPALITIES {
@@ -732,20 +748,7 @@ pub fn generate_delta(opts: &GenerateOptions, changes: u64, out: &Path) -> anyho
     let mut open = |kind: FileKind, sender: &str, seq: u64, abbr: &str| -> anyhow::Result<Out> {
         let creation = Timestamp(ts(base, 22, 0, 0).0 + TimeDelta::minutes(minute));
         minute += 5;
-        let header = FileHeader {
-            kind,
-            file_identifier: file_identifier(opts.seed, abbr, sender, day),
-            sender: crate::domain::InsurerNumber::parse(sender).expect("generated insurer numbers are valid"),
-            creation_time: creation,
-            file_sequence: seq,
-            format: opts.format,
-            encoding: opts.encoding,
-        };
-        let name = format!("{}_{sender}_{seq:04}.{}", kind.name(), opts.format.extension());
-        let path = out.join(&name);
-        let f = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let w = RecordWriter::start(BufWriter::with_capacity(1 << 20, f), header, policy)?;
-        Ok(Out { name, w, replaced: 0 })
+        open_out(opts, out, policy, kind, sender, seq, abbr, day, creation)
     };
     let codes: Vec<(String, String)> = data::MUNICIPALITIES
         .iter()
