@@ -221,6 +221,7 @@ pub fn read_legacy_from<R: Read>(
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
         .from_reader(dec);
     let mut rec = csv::ByteRecord::new();
     let file_err = |d: Diagnostic| Ok(Err(vec![d]));
@@ -229,7 +230,7 @@ pub fn read_legacy_from<R: Read>(
     let mut header_names: Option<Vec<String>> = None;
     if m.header {
         match rdr.read_byte_record(&mut rec) {
-            Ok(true) => {}
+            Ok(true) => strip_cr(&mut rec),
             Ok(false) => {
                 return file_err(Diagnostic::new(
                     display,
@@ -277,15 +278,15 @@ pub fn read_legacy_from<R: Read>(
     let mut seq = 0u64;
     loop {
         match rdr.read_byte_record(&mut rec) {
-            Ok(true) => {}
+            Ok(true) => strip_cr(&mut rec),
             Ok(false) => break,
             Err(e) => return file_err(csv_error(display, &e, rdr.get_ref())),
         }
+        let line = rec.position().map_or(0, |p| p.line());
         if rec.len() == 1 && rec[0].is_empty() {
             continue;
         }
         seq += 1;
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
         let mut faults: Vec<FieldFault> = Vec::new();
         let mut vals: HashMap<&str, String> = HashMap::new();
         for (f, v) in &m.constants {

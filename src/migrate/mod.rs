@@ -776,7 +776,7 @@ fn migrate_with(
     report
         .rejects
         .extend(file_errors.iter().map(|e| RejectEntry::from_diag(e, true)));
-    report.rejects.extend(d.rejects.drain(..));
+    report.rejects.append(&mut d.rejects);
     let total = |kind: &str| {
         d.counts
             .iter()

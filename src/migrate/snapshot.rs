@@ -289,6 +289,7 @@ pub fn read_csv<R: Read>(
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
         .from_reader(dec);
     let mut rec = csv::ByteRecord::new();
     let mut header: Option<FileHeader> = None;
@@ -298,11 +299,11 @@ pub fn read_csv<R: Read>(
     let text = |b: &[u8]| field_text(b, enc);
     loop {
         match rdr.read_byte_record(&mut rec) {
-            Ok(true) => {}
+            Ok(true) => strip_cr(&mut rec),
             Ok(false) => break,
             Err(e) => return one(csv_error(display, &e, rdr.get_ref())),
         }
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        let line = rec.position().map_or(0, |p| p.line());
         if rec.len() == 1 && rec[0].is_empty() {
             continue;
         }

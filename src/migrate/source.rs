@@ -242,3 +242,14 @@ pub fn field_text(bytes: &[u8], encoding: TextEncoding) -> Result<String, ErrorC
     crate::formats::decode::decode_field(bytes, encoding, &mut s).map_err(|_| ErrorCode::Encoding)?;
     Ok(s)
 }
+
+/// Rows are split on LF only (so the csv crate's line numbers are those of the row's start); a
+/// CR before it is dropped from the last field here.
+pub fn strip_cr(rec: &mut csv::ByteRecord) {
+    let n = rec.len();
+    if let Some(last) = rec.get(n.wrapping_sub(1)).filter(|f| f.ends_with(b"\r")) {
+        let last = last[..last.len() - 1].to_vec();
+        rec.truncate(n - 1);
+        rec.push_field(&last);
+    }
+}
