@@ -230,7 +230,11 @@ pub fn read_legacy_from<R: Read>(
     let mut header_names: Option<Vec<String>> = None;
     if m.header {
         match rdr.read_byte_record(&mut rec) {
-            Ok(true) => strip_cr(&mut rec),
+            Ok(true) => {
+                strip_cr(&mut rec);
+                // the size limit bounds one row, not the file
+                rdr.get_mut().mark();
+            }
             Ok(false) => {
                 return file_err(Diagnostic::new(
                     display,
@@ -278,7 +282,11 @@ pub fn read_legacy_from<R: Read>(
     let mut seq = 0u64;
     loop {
         match rdr.read_byte_record(&mut rec) {
-            Ok(true) => strip_cr(&mut rec),
+            Ok(true) => {
+                strip_cr(&mut rec);
+                // the size limit bounds one row, not the file
+                rdr.get_mut().mark();
+            }
             Ok(false) => break,
             Err(e) => return file_err(csv_error(display, &e, rdr.get_ref())),
         }

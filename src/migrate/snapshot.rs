@@ -299,7 +299,11 @@ pub fn read_csv<R: Read>(
     let text = |b: &[u8]| field_text(b, enc);
     loop {
         match rdr.read_byte_record(&mut rec) {
-            Ok(true) => strip_cr(&mut rec),
+            Ok(true) => {
+                strip_cr(&mut rec);
+                // the size limit bounds one row, not the file
+                rdr.get_mut().mark();
+            }
             Ok(false) => break,
             Err(e) => return one(csv_error(display, &e, rdr.get_ref())),
         }
@@ -803,6 +807,31 @@ mod tests {
                 let SourceItem::Record(d2) = &items[1] else { panic!() };
                 assert_eq!(d2.flags, DesiredFlags::default());
             }
+        }
+    }
+
+    #[test]
+    fn large_files_stream_past_the_row_size_limit() {
+        for format in [Format::Csv, Format::Xml] {
+            let h = linkage_header(
+                FileKind::SubscriberLinkage,
+                "snap-big".into(),
+                InsurerNumber::parse("131045").unwrap(),
+                Timestamp::parse("20261130230000").unwrap(),
+                format,
+                TextEncoding::ShiftJis,
+            );
+            let groups: Vec<SubscriberGroup> = (1..=9000).map(|i| group(&format!("{i:016}"), None)).collect();
+            let mut out = Vec::new();
+            StandardLayout {
+                policy: UnmappablePolicy::Reject,
+            }
+            .subscriber_linkage(&h, &groups, &mut out)
+            .unwrap();
+            assert!(out.len() > 1024 * 1024 + 64 * 1024, "{}", out.len());
+            let (r, items) = read(&out);
+            assert_eq!(r.unwrap().records, 9000);
+            assert!(items.iter().all(|i| matches!(i, SourceItem::Record(_))));
         }
     }
 
