@@ -14,5 +14,6 @@ pub mod commands;
 pub mod engine;
 pub mod formats;
 pub mod ledger;
+pub mod migrate;
 pub mod report;
 pub mod synth;

@@ -2,6 +2,7 @@
 
 pub mod age_transition;
 pub mod generate;
+pub mod migrate;
 pub mod run;
 pub mod validate;
 
@@ -57,6 +58,8 @@ pub enum Command {
     AgeTransition(age_transition::Args),
     // help text: the doc comment of generate::Args (a doc comment here would replace it)
     Generate(generate::Args),
+    // help text: the doc comment of migrate::Args
+    Migrate(migrate::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
@@ -65,6 +68,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Run(a) => run::run_cmd(a),
         Command::AgeTransition(a) => age_transition::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Migrate(a) => migrate::run(a),
     }
 }
 

@@ -64,7 +64,11 @@ th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left;font-size:.9em}}
     for (k, v) in &r.worklists {
         let _ = write!(o, "<span class=\"box\">worklist {}: <b>{v}</b></span>", esc(k));
     }
-    o.push_str("</div>\n<h2>入力ファイル Inputs</h2>\n");
+    o.push_str("</div>\n");
+    for c in &r.charts {
+        chart(&mut o, c);
+    }
+    o.push_str("<h2>入力ファイル Inputs</h2>\n");
     table(
         &mut o,
         &[
@@ -211,4 +215,34 @@ th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left;font-size:.9em}}
     );
     o.push_str("</body></html>\n");
     o
+}
+
+/// An inline SVG bar chart (horizontal bars, one per value).
+fn chart(out: &mut String, c: &super::Chart) {
+    let _ = writeln!(out, "<h3>{}</h3>", esc(&c.title));
+    let max = c.bars.iter().map(|b| b.1).max().unwrap_or(0).max(1);
+    let (label_w, bar_w, row_h) = (200u64, 400u64, 22u64);
+    let h = row_h * c.bars.len() as u64 + 4;
+    let _ = writeln!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{h}\" role=\"img\" aria-label=\"{}\">",
+        label_w + bar_w + 80,
+        esc(&c.title)
+    );
+    for (i, (label, v)) in c.bars.iter().enumerate() {
+        let y = i as u64 * row_h + 2;
+        let w = if *v == 0 { 0 } else { (v * bar_w / max).max(1) };
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"end\">{}</text><rect x=\"{}\" y=\"{y}\" width=\"{w}\" height=\"{}\" fill=\"#4a7ab0\"/><text x=\"{}\" y=\"{}\" font-size=\"12\">{v}</text>",
+            label_w - 6,
+            y + 14,
+            esc(label),
+            label_w,
+            row_h - 6,
+            label_w + w + 4,
+            y + 14
+        );
+    }
+    out.push_str("</svg>\n");
 }

@@ -11,7 +11,7 @@ use crate::error::Diagnostic;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct InputEntry {
@@ -126,6 +126,23 @@ pub struct Report {
     pub summary: BTreeMap<String, u64>,
     #[serde(skip)]
     pub worklist_rows: BTreeMap<String, Worklist>,
+    /// Command-specific sections (e.g. `migration`), written as top-level keys of report.json.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+    /// Bar charts drawn inline (SVG) in report.html, after the summary.
+    #[serde(skip)]
+    pub charts: Vec<Chart>,
+    /// Files written elsewhere while streaming (e.g. a large `diff.csv`), copied into the report
+    /// folder under the given name. Their row counts belong in `worklists`.
+    #[serde(skip)]
+    pub attachments: BTreeMap<String, PathBuf>,
+}
+
+/// A simple bar chart: one labelled bar per value.
+#[derive(Clone, Debug, Serialize)]
+pub struct Chart {
+    pub title: String,
+    pub bars: Vec<(String, u64)>,
 }
 
 impl Report {
@@ -146,6 +163,9 @@ impl Report {
             flag_changes: Vec::new(),
             summary: BTreeMap::new(),
             worklist_rows: BTreeMap::new(),
+            extra: BTreeMap::new(),
+            charts: Vec::new(),
+            attachments: BTreeMap::new(),
         }
     }
 
@@ -189,6 +209,11 @@ impl Report {
                 s.push_str(&csv_line(&cells));
             }
             write_private(&dir.join(format!("{name}.csv")), s.as_bytes())?;
+        }
+        for (name, src) in &self.attachments {
+            let dst = dir.join(name);
+            std::fs::copy(src, &dst).with_context(|| format!("cannot write {}", dst.display()))?;
+            std::fs::File::open(&dst)?.sync_all()?;
         }
         Ok(())
     }

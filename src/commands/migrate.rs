@@ -1,0 +1,154 @@
+//! `nhi-linkage migrate`: bring the ledger in line with a snapshot or a legacy export.
+
+use super::Exit;
+use super::run::parse_as_of;
+use crate::domain::{Catalog, MunicipalityCode};
+use crate::engine::run::RunOptions;
+use crate::formats::writer::UnmappablePolicy;
+use crate::formats::{Format, Limits, TextEncoding};
+use crate::migrate::mapping::Mapping;
+use crate::migrate::{MigrateOptions, MigrateStatus, migrate};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+/// Migrate a ledger from a SubscriberLinkage snapshot (what the intermediate server holds) or a
+/// legacy export described by a mapping file; diff per subscriber and never lose a flag unnoticed.
+///
+/// Run with --dry-run first: the report lists new, changed, unchanged and absent subscribers and
+/// every flag the ledger holds that the source does not (flag losses). A real run with flag losses
+/// is refused unless --accept-flag-losses names exactly their number.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The SQLite ledger [default: ./var/ledger.sqlite]
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+    /// Source file, or a folder of .csv/.xml source files.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Mapping file (TOML) of a legacy export; without it the source is a SubscriberLinkage snapshot.
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// Processing date (基準日), YYYYMMDD [default: today]
+    #[arg(long, value_name = "YYYYMMDD")]
+    pub as_of: Option<String>,
+    /// Change nothing: write the full report only.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where the migration report is written.
+    #[arg(long)]
+    pub reports: PathBuf,
+    /// Where linkage files of the resulting changes are published [default: ./var/outbox]
+    #[arg(long)]
+    pub outbox: Option<PathBuf>,
+    /// Output syntax of linkage files [default: csv]
+    #[arg(long, value_enum)]
+    pub output_format: Option<Format>,
+    /// Output encoding of linkage files [default: shift_jis]
+    #[arg(long, value_enum)]
+    pub output_encoding: Option<TextEncoding>,
+    /// Characters Shift_JIS cannot hold: reject the subscriber or write ● [default: reject]
+    #[arg(long, value_enum)]
+    pub unmappable: Option<UnmappablePolicy>,
+    /// Accept exactly this many flag losses (subscribers listed in flag_losses.csv).
+    #[arg(long, value_name = "N")]
+    pub accept_flag_losses: Option<u64>,
+    /// MunicipalityCode for new 国保/後期 subscribers of a snapshot (the format does not carry it).
+    #[arg(long, value_name = "CODE")]
+    pub municipality: Option<String>,
+}
+
+pub fn run(a: Args) -> Result<Exit> {
+    let mapping = match &a.mapping {
+        Some(p) => Some((p.clone(), Mapping::load(p)?)),
+        None => None,
+    };
+    let municipality = match &a.municipality {
+        Some(m) => Some(MunicipalityCode::parse(m).map_err(|e| anyhow::anyhow!("--municipality: {e}"))?),
+        None => None,
+    };
+    if !a.from.exists() {
+        anyhow::bail!("--from {}: no such file or folder", a.from.display());
+    }
+    let o = MigrateOptions {
+        run: RunOptions {
+            inbox: a.from.clone(),
+            outbox: a.outbox.unwrap_or_else(|| "var/outbox".into()),
+            reports: a.reports,
+            ledger: a.ledger.unwrap_or_else(|| "var/ledger.sqlite".into()),
+            as_of: parse_as_of(a.as_of)?,
+            dry_run: a.dry_run,
+            format: a.output_format.unwrap_or(Format::Csv),
+            encoding: a.output_encoding.unwrap_or(TextEncoding::ShiftJis),
+            unmappable: a.unmappable.unwrap_or_default(),
+            catalog: Catalog::default_catalog(),
+            limits: Limits::default(),
+        },
+        from: a.from,
+        mapping,
+        accept_flag_losses: a.accept_flag_losses,
+        municipality,
+    };
+    let res = match migrate(&o) {
+        Ok(r) => r,
+        Err(e) if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() => {
+            eprintln!("nhi-linkage: {e}");
+            return Ok(Exit::Busy);
+        }
+        Err(e) => return Err(e).context("migration failed; nothing was committed"),
+    };
+    let r = &res.report;
+    let n = |k: &str| r.summary.get(k).copied().unwrap_or(0);
+    println!(
+        "migration {}{}: {} new, {} changed, {} unchanged, {} absent, {} rejected; {} flag loss(es)",
+        r.run_id,
+        if r.dry_run { " (dry run)" } else { "" },
+        n("migration_new"),
+        n("migration_changed"),
+        n("migration_unchanged"),
+        n("migration_absent"),
+        n("migration_rejected"),
+        res.flag_losses
+    );
+    if let Some(d) = r
+        .extra
+        .get("migration")
+        .and_then(|m| m.get("decision"))
+        .and_then(|d| d.as_str())
+    {
+        println!("decision: {d}");
+    }
+    match &res.outbox_dir {
+        Some(d) => println!("outputs: {}", d.display()),
+        None => println!("outputs: none"),
+    }
+    println!("report:  {}", res.report_dir.join("report.html").display());
+    Ok(match res.status {
+        MigrateStatus::SourceRejected => {
+            eprintln!("nhi-linkage: the source was rejected; nothing changed (see rejects.csv)");
+            Exit::Rejected
+        }
+        MigrateStatus::Refused => {
+            eprintln!(
+                "nhi-linkage: refused: {} flag loss(es); review flag_losses.csv and rerun with --accept-flag-losses {}",
+                res.flag_losses, res.flag_losses
+            );
+            Exit::Critical
+        }
+        MigrateStatus::Aborted => {
+            eprintln!(
+                "nhi-linkage: migration aborted, nothing committed or published: {}",
+                r.abort_reason.as_deref().unwrap_or("")
+            );
+            Exit::Aborted
+        }
+        _ if res.would_refuse => {
+            eprintln!(
+                "nhi-linkage: dry run: a real run would be refused ({} flag loss(es) not accepted)",
+                res.flag_losses
+            );
+            Exit::Critical
+        }
+        MigrateStatus::CompletedWithRejects => Exit::Rejected,
+        MigrateStatus::Completed => Exit::Ok,
+    })
+}

@@ -1,0 +1,530 @@
+//! `nhi-linkage migrate` end to end, driving the real binary.
+//!
+//! `samples/legacy/kokuho_export.csv` is a golden file rendered here from [`sample_rows`]
+//! (Shift_JIS, Japanese column names, 和暦 dates, full-width kana); `NHI_BLESS=1 cargo test --test
+//! migrate` rewrites it.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const HEAD: [&str; 20] = [
+    "被保険者枝番",
+    "記号",
+    "番号",
+    "枝番",
+    "個人番号",
+    "宛名番号",
+    "氏名",
+    "カナ氏名",
+    "性別",
+    "生年月日",
+    "資格取得日",
+    "取得事由",
+    "資格喪失日",
+    "喪失事由",
+    "本人家族",
+    "郵便番号",
+    "住所",
+    "自己情報提供不可",
+    "不開示該当",
+    "自動応答不可",
+];
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/legacy")
+}
+
+/// The sample export: five 国保 members of 00131045 (municipality 131041).
+fn sample_rows() -> Vec<Vec<String>> {
+    let r = |v: [&str; 20]| v.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let mn = |n: u64| my_number(n);
+    vec![
+        // DV-protected: 自己情報提供不可 (本人都合) and 不開示該当
+        r([
+            &key(101),
+            "国保",
+            "1001",
+            "00",
+            &mn(101),
+            "100101",
+            "山田　花子",
+            "ヤマダ　ハナコ",
+            "女",
+            "昭和２６年１２月２日",
+            "4310401",
+            "転入",
+            "",
+            "",
+            "本人",
+            "160-0023",
+            "東京都新宿区西新宿一丁目１番１号",
+            "本人都合",
+            "有",
+            "無",
+        ]),
+        r([
+            &key(102),
+            "国保",
+            "1002",
+            "00",
+            &mn(102),
+            "100102",
+            "佐藤　一郎",
+            "サトウ　イチロウ",
+            "男",
+            "昭和３５年４月１日",
+            "5010501",
+            "その他",
+            "",
+            "",
+            "本人",
+            "1600022",
+            "東京都新宿区新宿二丁目２番２号",
+            "無",
+            "無",
+            "無",
+        ]),
+        // 平成元年1月8日 (first day of 平成); lost in R06 (他保険加入)
+        r([
+            &key(103),
+            "",
+            "1003",
+            "01",
+            "",
+            "100103",
+            "鈴木　次郎",
+            "スズキ　ジロウ",
+            "男",
+            "平成元年１月８日",
+            "5040401",
+            "他保険喪失",
+            "R06.03.31",
+            "他保険加入",
+            "本人",
+            "",
+            "",
+            "無",
+            "無",
+            "無",
+        ]),
+        // 昭和64年1月7日 (last day of 昭和); 不開示該当 and 自動応答不可
+        r([
+            &key(104),
+            "国保",
+            "1004",
+            "02",
+            &mn(104),
+            "100104",
+            "高橋　美咲",
+            "タカハシ　ミサキ",
+            "女",
+            "昭和６４年１月７日",
+            "4300401",
+            "転入",
+            "",
+            "",
+            "家族",
+            "1600023",
+            "東京都新宿区西新宿三丁目３番３号",
+            "無",
+            "有",
+            "有",
+        ]),
+        r([
+            &key(105),
+            "国保",
+            "1004",
+            "03",
+            "",
+            "100105",
+            "高橋　蓮",
+            "タカハシ　レン",
+            "男",
+            "令和元年５月１日",
+            "5010501",
+            "その他",
+            "",
+            "",
+            "家族",
+            "1600023",
+            "東京都新宿区西新宿三丁目３番３号",
+            "無",
+            "無",
+            "無",
+        ]),
+    ]
+}
+
+fn render(rows: &[Vec<String>]) -> Vec<u8> {
+    let mut s = HEAD.join(",");
+    s.push_str("\r\n");
+    for r in rows {
+        s.push_str(&r.join(","));
+        s.push_str("\r\n");
+    }
+    let (b, _, unmappable) = encoding_rs::SHIFT_JIS.encode(&s);
+    assert!(!unmappable);
+    b.into_owned()
+}
+
+#[test]
+fn sample_export_is_current() {
+    let bytes = render(&sample_rows());
+    let p = samples().join("kokuho_export.csv");
+    if std::env::var("NHI_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(&p, &bytes).unwrap();
+        return;
+    }
+    assert!(
+        std::fs::read(&p).unwrap() == bytes,
+        "{} is stale: NHI_BLESS=1 cargo test --test migrate",
+        p.display()
+    );
+}
+
+struct Mig {
+    site: Site,
+}
+
+impl Mig {
+    fn new() -> Mig {
+        Mig { site: Site::new() }
+    }
+    fn ledger(&self) -> PathBuf {
+        self.site.p("ledger.sqlite")
+    }
+    /// Runs `migrate` with the given source and extra args; reports under `reports/`.
+    fn migrate(&self, from: &Path, extra: &[&str]) -> Output {
+        let out = Command::new(BIN)
+            .arg("migrate")
+            .arg("--ledger")
+            .arg(self.ledger())
+            .arg("--from")
+            .arg(from)
+            .arg("--reports")
+            .arg(self.site.p("reports"))
+            .arg("--outbox")
+            .arg(self.site.p("outbox"))
+            .args(["--as-of", "20261201"])
+            .args(extra)
+            .output()
+            .unwrap();
+        eprintln!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+    fn legacy(&self, from: &Path, extra: &[&str]) -> Output {
+        let mapping = samples().join("mapping.toml");
+        let mut args = vec!["--mapping", mapping.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.migrate(from, &args)
+    }
+}
+
+fn report_dir(out: &Output) -> PathBuf {
+    let s = String::from_utf8_lossy(&out.stdout);
+    let line = s
+        .lines()
+        .find_map(|l| l.strip_prefix("report:  "))
+        .expect("report line");
+    PathBuf::from(line).parent().unwrap().to_path_buf()
+}
+
+fn json(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+}
+
+fn csv_rows(p: &Path) -> Vec<Vec<String>> {
+    let mut r = csv::ReaderBuilder::new().has_headers(true).from_path(p).unwrap();
+    r.records()
+        .map(|x| x.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+fn ledger_flags(ledger: &Path, k: &str) -> Vec<String> {
+    let c = rusqlite::Connection::open(ledger).unwrap();
+    let mut st = c
+        .prepare("SELECT flag_type FROM flag WHERE subscriber_key = ?1 AND info_code = '' ORDER BY flag_type")
+        .unwrap();
+    st.query_map([k], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+fn ledger_name(ledger: &Path, k: &str) -> String {
+    let c = rusqlite::Connection::open(ledger).unwrap();
+    c.query_row("SELECT name FROM enrollment WHERE subscriber_key = ?1", [k], |r| {
+        r.get(0)
+    })
+    .unwrap()
+}
+
+/// No My Number, address or postal code of the samples in any report file.
+fn assert_private(dir: &Path) {
+    let rows = sample_rows();
+    for (name, bytes) in files_under(dir) {
+        let text = String::from_utf8_lossy(&bytes);
+        for r in &rows {
+            for (i, v) in [(4, &r[4]), (15, &r[15]), (16, &r[16])] {
+                if !v.is_empty() {
+                    assert!(!text.contains(v.as_str()), "{name} holds column {i} of a subscriber");
+                }
+            }
+        }
+        assert!(
+            !text.contains("1600023") && !text.contains("160-0022"),
+            "{name} holds a postal code"
+        );
+    }
+}
+
+#[test]
+fn legacy_sample_into_an_empty_ledger() {
+    let m = Mig::new();
+    let out = m.legacy(&samples().join("kokuho_export.csv"), &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let dir = report_dir(&out);
+    let j = json(&dir);
+    assert_eq!(j["migration"]["counts"]["new"], 5);
+    assert_eq!(j["migration"]["flag_losses"], 0);
+    assert_eq!(j["summary"]["flags_to_set"], 4);
+    for f in [
+        "report.json",
+        "report.html",
+        "diff.csv",
+        "flag_losses.csv",
+        "rejects.csv",
+    ] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("subscribers by change kind"));
+    let diff = csv_rows(&dir.join("diff.csv"));
+    assert_eq!(diff.len(), 5);
+    assert!(diff.iter().all(|r| r[2] == "new"));
+    assert_eq!(ledger_flags(&m.ledger(), &key(101)), ["2", "3"]);
+    assert_eq!(ledger_flags(&m.ledger(), &key(104)), ["1", "2"]);
+    // kana normalised, 和暦 converted
+    let c = rusqlite::Connection::open(m.ledger()).unwrap();
+    let (kana, birth): (String, String) = c
+        .query_row(
+            "SELECT name_kana, birthdate FROM enrollment WHERE subscriber_key = ?1",
+            [key(103)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((kana.as_str(), birth.as_str()), ("ｽｽﾞｷ ｼﾞﾛｳ", "19890108"));
+    let status: String = c
+        .query_row(
+            "SELECT status FROM enrollment WHERE subscriber_key = ?1",
+            [key(103)],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(status, "lost");
+    // linkage files published like `run`: flags stated in the 02 rows
+    let files = m.site.outbox_files();
+    let (_, linkage) = files
+        .iter()
+        .find(|(n, _)| n.contains("SubscriberLinkage_00131045"))
+        .expect("linkage");
+    let text = text_of(linkage);
+    assert_eq!(
+        control_of(&text, &key(101)).unwrap(),
+        ("2".into(), "1".into(), "0".into())
+    );
+    assert!(files.keys().any(|n| n.ends_with("MANIFEST.json")));
+    assert_private(&m.site.p("reports"));
+    // the same export again: nothing to do
+    let out = m.legacy(&samples().join("kokuho_export.csv"), &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json(&report_dir(&out))["migration"]["counts"]["unchanged"], 5);
+}
+
+/// The sample with subscriber 101's 不開示該当 dropped and 102's name changed.
+fn second_export(dir: &Path) -> PathBuf {
+    let mut rows = sample_rows();
+    rows[0][18] = "無".into();
+    rows[1][6] = "佐藤　一朗".into();
+    let p = dir.join("kokuho_export_2.csv");
+    std::fs::write(&p, render(&rows)).unwrap();
+    p
+}
+
+#[test]
+fn second_migration_shows_exactly_the_dropped_flag_and_the_name_and_refuses_without_acceptance() {
+    let m = Mig::new();
+    assert_eq!(
+        m.legacy(&samples().join("kokuho_export.csv"), &[]).status.code(),
+        Some(0)
+    );
+    let second = second_export(m.site.dir.path());
+
+    // dry run first: ledger byte-identical, full report
+    let wal = m.site.p("ledger.sqlite-wal");
+    let before = (std::fs::read(m.ledger()).unwrap(), std::fs::read(&wal).ok());
+    let out = m.legacy(&second, &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(5), "a real run would be refused");
+    assert_eq!((std::fs::read(m.ledger()).unwrap(), std::fs::read(&wal).ok()), before);
+    let dir = report_dir(&out);
+    assert!(dir.to_string_lossy().ends_with("-dry-run"));
+    let j = json(&dir);
+    assert_eq!(j["dry_run"], true);
+    assert_eq!(j["migration"]["would_be_refused"], true);
+    let diff = csv_rows(&dir.join("diff.csv"));
+    let changed: Vec<_> = diff.iter().filter(|r| r[2] != "unchanged").collect();
+    assert_eq!(changed.len(), 2, "{diff:?}");
+    assert_eq!(
+        (changed[0][1].as_str(), changed[0][3].as_str(), changed[0][5].as_str()),
+        (key(101).as_str(), "", "-NonDisclosure")
+    );
+    assert_eq!(
+        (changed[1][1].as_str(), changed[1][3].as_str(), changed[1][5].as_str()),
+        (key(102).as_str(), "Name", "")
+    );
+    let losses = csv_rows(&dir.join("flag_losses.csv"));
+    assert_eq!(losses.len(), 1);
+    assert_eq!(
+        (losses[0][0].as_str(), losses[0][1].as_str(), losses[0][2].as_str()),
+        ("00131045", key(101).as_str(), "NonDisclosure")
+    );
+    assert_private(&dir);
+
+    // a real run without the option: refused, nothing changed
+    let before = std::fs::read(m.ledger()).unwrap();
+    let out = m.legacy(&second, &[]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--accept-flag-losses 1"));
+    let dir = report_dir(&out);
+    let j = json(&dir);
+    assert_eq!(j["status"], "refused");
+    assert_eq!(j["migration"]["refused"], true);
+    assert_eq!(csv_rows(&dir.join("flag_losses.csv")).len(), 1);
+    assert_eq!(std::fs::read(m.ledger()).unwrap(), before);
+    assert_eq!(ledger_flags(&m.ledger(), &key(101)), ["2", "3"]);
+    // a wrong count is refused too
+    assert_eq!(m.legacy(&second, &["--accept-flag-losses", "2"]).status.code(), Some(5));
+    assert_eq!(ledger_name(&m.ledger(), &key(102)), "佐藤　一郎");
+
+    // accepted: committed, the choice recorded
+    let out = m.legacy(&second, &["--accept-flag-losses", "1"]);
+    assert_eq!(out.status.code(), Some(0));
+    let j = json(&report_dir(&out));
+    assert_eq!(j["migration"]["flag_losses_accepted"], true);
+    assert_eq!(j["summary"]["flag_losses_accepted"], 1);
+    assert_eq!(ledger_flags(&m.ledger(), &key(101)), ["3"]);
+    assert_eq!(ledger_name(&m.ledger(), &key(102)), "佐藤　一朗");
+    assert_private(&m.site.p("reports"));
+}
+
+#[test]
+fn wareki_edge_cases_are_rejected_records() {
+    let m = Mig::new();
+    let mut rows = sample_rows();
+    rows[1][9] = "昭和６４年１月８日".into();
+    rows[4][9] = "平成３１年５月１日".into();
+    let p = m.site.p("edge.csv");
+    std::fs::write(&p, render(&rows)).unwrap();
+    let out = m.legacy(&p, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let dir = report_dir(&out);
+    let rejects = csv_rows(&dir.join("rejects.csv"));
+    assert_eq!(rejects.len(), 2, "{rejects:?}");
+    for (r, line) in rejects.iter().zip(["3", "6"]) {
+        assert_eq!(
+            (r[2].as_str(), r[3].as_str(), r[4].as_str()),
+            (line, "Birthdate", "E_DATE")
+        );
+    }
+    let j = json(&dir);
+    assert_eq!(j["migration"]["counts"]["new"], 3);
+    assert_eq!(j["migration"]["counts"]["rejected"], 2);
+}
+
+#[test]
+fn snapshots_in_each_format_and_encoding_migrate() {
+    for (format, enc) in [
+        ("csv", "utf-8"),
+        ("csv", "shift_jis"),
+        ("xml", "utf-8"),
+        ("xml", "shift_jis"),
+    ] {
+        // the server's view: what the legacy migration published
+        let src = Mig::new();
+        let out = src.legacy(
+            &samples().join("kokuho_export.csv"),
+            &["--output-format", format, "--output-encoding", enc],
+        );
+        assert_eq!(out.status.code(), Some(0));
+        let files = src.site.outbox_files();
+        let (name, bytes) = files.iter().find(|(n, _)| n.contains("SubscriberLinkage_")).unwrap();
+        let snap = src.site.p(name.rsplit('/').next().unwrap());
+        std::fs::write(&snap, bytes).unwrap();
+
+        // into an empty ledger
+        let m = Mig::new();
+        let out = m.migrate(&snap, &["--municipality", MUNI]);
+        assert_eq!(out.status.code(), Some(0), "{format} {enc}");
+        let j = json(&report_dir(&out));
+        assert_eq!(j["migration"]["counts"]["new"], 5, "{format} {enc}");
+        assert_eq!(j["inputs"][0]["format"], format);
+        assert_eq!(ledger_flags(&m.ledger(), &key(101)), ["2", "3"]);
+        // and back against the ledger it came from: nothing differs
+        let out = src.migrate(&snap, &[]);
+        assert_eq!(out.status.code(), Some(0));
+        let j = json(&report_dir(&out));
+        assert_eq!(j["migration"]["counts"]["unchanged"], 5, "{format} {enc}");
+        assert_eq!(j["migration"]["flag_losses"], 0);
+
+        if format == "xml" && enc == "utf-8" {
+            // malformed XML: rejected whole with a clear code, nothing changed
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            let bad = m.site.p("bad.xml");
+            std::fs::write(&bad, text.replacen("</NameKana>", "</NameKan>", 1)).unwrap();
+            let before = std::fs::read(m.ledger()).unwrap();
+            let out = m.migrate(&bad, &[]);
+            assert_eq!(out.status.code(), Some(1));
+            let dir = report_dir(&out);
+            let rejects = csv_rows(&dir.join("rejects.csv"));
+            assert_eq!(rejects[0][4], "E_XML_SYNTAX");
+            assert_eq!(json(&dir)["status"], "rejected");
+            assert_eq!(std::fs::read(m.ledger()).unwrap(), before);
+        }
+    }
+}
+
+#[test]
+fn subscribers_absent_from_the_source_are_flag_losses_and_kept() {
+    let m = Mig::new();
+    assert_eq!(
+        m.legacy(&samples().join("kokuho_export.csv"), &[]).status.code(),
+        Some(0)
+    );
+    let rows: Vec<Vec<String>> = sample_rows().into_iter().skip(1).collect();
+    let p = m.site.p("partial.csv");
+    std::fs::write(&p, render(&rows)).unwrap();
+    let out = m.legacy(&p, &[]);
+    assert_eq!(out.status.code(), Some(5));
+    let losses = csv_rows(&report_dir(&out).join("flag_losses.csv"));
+    assert_eq!(losses.len(), 1);
+    assert!(losses[0][4].starts_with("absent"));
+    let out = m.legacy(&p, &["--accept-flag-losses", "1"]);
+    assert_eq!(out.status.code(), Some(0));
+    // never cancelled, flags kept
+    assert_eq!(ledger_flags(&m.ledger(), &key(101)), ["2", "3"]);
+    assert_eq!(json(&report_dir(&out))["migration"]["counts"]["absent"], 1);
+}
+
+#[test]
+fn dry_run_into_a_missing_ledger_creates_nothing() {
+    let m = Mig::new();
+    let out = m.legacy(&samples().join("kokuho_export.csv"), &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!m.ledger().exists());
+    assert_eq!(json(&report_dir(&out))["migration"]["counts"]["new"], 5);
+    assert!(m.site.outbox_files().is_empty());
+}
