@@ -9,10 +9,15 @@
 //! 5. record the run as `committed` with its staging paths, COMMIT (synchronous=FULL);
 //! 6. rename staging → final, mark the run `published`.
 //!
+//! SIGTERM/SIGINT ([`super::interrupt`]) are noticed after reading, after applying, before
+//! staging and before commit; the run then rolls back, removes its staging and returns
+//! [`super::interrupt::Interrupted`], so nothing partial is committed or published.
+//!
 //! A rerun first finishes any committed-but-unpublished run (renames) and removes staging left by
 //! uncommitted ones. Run ids are derived from the inputs, so a rerun after a crash has the same id.
 
 use super::batch::{Batch, BatchOutcome, SubKey, apply_batch};
+use super::interrupt;
 use super::state::*;
 use crate::domain::*;
 use crate::error::{Diagnostic, ErrorCode};
@@ -76,6 +81,18 @@ fn crash_at(name: &str) {
     if failpoint(name) {
         eprintln!("nhi-linkage: failpoint {name}: simulated crash");
         std::process::exit(86);
+    }
+}
+
+/// Test hook: `NHI_FAILPOINT=<name>` holds the run at that phase boundary until a signal
+/// arrives (at most 60 s), so signal tests hit each check deterministically.
+fn wait_at(name: &str) {
+    if failpoint(name) {
+        eprintln!("nhi-linkage: failpoint {name}: waiting for a signal");
+        let start = std::time::Instant::now();
+        while !interrupt::requested() && start.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
 
@@ -227,7 +244,14 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         limits: opts.limits,
     };
     tracing::info!(files = paths.len(), "reading inbox");
-    let mut files: Vec<LoadedFile> = paths.par_iter().map(|p| load(p, &opts.inbox, &ropts)).collect();
+    // a signal stops the reading of further files; what was read is discarded
+    let mut files: Vec<LoadedFile> = paths
+        .par_iter()
+        .map(|p| (!interrupt::requested()).then(|| load(p, &opts.inbox, &ropts)))
+        .collect::<Option<_>>()
+        .ok_or(interrupt::Interrupted { phase: "reading" })?;
+    wait_at("wait-after-read");
+    interrupt::check("after reading")?;
     for (f, p) in files.iter_mut().zip(&paths) {
         if f.sha.is_empty() {
             f.sha = sha_file(p).unwrap_or_default();
@@ -390,6 +414,8 @@ pub fn execute(
     let tx = conn.transaction()?;
     let outcome = apply_batch(&tx, &run_id, batch)?;
     in_tx(&tx, &mut report)?;
+    wait_at("wait-after-apply");
+    interrupt::check("after applying")?; // dropping `tx` rolls back
     report.rejects.extend(
         outcome
             .engine_rejects
@@ -512,6 +538,11 @@ pub fn execute(
         RunStatus::CompletedWithRejects
     };
 
+    if let Err(e) = interrupt::check("before staging") {
+        drop(tx);
+        std::fs::remove_dir_all(&out_stage).ok();
+        return Err(e.into());
+    }
     if opts.dry_run {
         drop(tx); // rollback: the ledger is untouched
         std::fs::remove_dir_all(&out_stage).ok();
@@ -538,6 +569,13 @@ pub fn execute(
     let publish_outbox = !written.entries.is_empty();
     if !publish_outbox {
         std::fs::remove_dir_all(&out_stage)?;
+    }
+    wait_at("wait-before-commit");
+    if let Err(e) = interrupt::check("before commit") {
+        drop(tx);
+        std::fs::remove_dir_all(&out_stage).ok();
+        std::fs::remove_dir_all(&rep_stage).ok();
+        return Err(e.into());
     }
     crash_at("after-stage");
     if ledger::run_exists(&tx, &run_id)? {
