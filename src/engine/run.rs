@@ -593,7 +593,7 @@ pub fn execute(
     ledger::insert_run(&tx, &row, opts.as_of)?;
     tx.commit().context("cannot commit the ledger")?;
     crash_at("after-commit");
-    publish(&conn, &row)?;
+    publish(conn, &row)?;
     Ok(RunResult {
         status,
         report,

@@ -1,6 +1,6 @@
 //! Shared helpers of the integration tests: write input files with the project's own writer, run
 //! the real binary, read linkage rows back.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::too_many_arguments)]
 
 use nhi_linkage::domain::{FileKind, InsurerNumber, Timestamp, ids};
 use nhi_linkage::formats::writer::{RecordWriter, UnmappablePolicy};
@@ -249,7 +249,7 @@ pub fn subscriber_linkage_for(site: &Site, insurer: &str) -> Option<String> {
         .into_iter()
         .filter(|(n, _)| n.contains(&format!("SubscriberLinkage_{insurer}")))
         .map(|(_, b)| text_of(&b))
-        .last()
+        .next_back()
 }
 
 pub const VARIANTS: [(Format, TextEncoding); 4] = [
