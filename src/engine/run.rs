@@ -9,8 +9,8 @@
 //! 5. record the run as `committed` with its staging paths, COMMIT (synchronous=FULL);
 //! 6. rename staging → final, mark the run `published`.
 //!
-//! SIGTERM/SIGINT ([`super::interrupt`]) are noticed after reading, after applying, before
-//! staging and before commit; the run then rolls back, removes its staging and returns
+//! SIGTERM/SIGINT ([`super::interrupt`]) are noticed after reading, after applying, after
+//! writing the outputs and before commit; the run then rolls back, removes its staging and returns
 //! [`super::interrupt::Interrupted`], so nothing partial is committed or published.
 //!
 //! A rerun first finishes any committed-but-unpublished run (renames) and removes staging left by
@@ -538,7 +538,7 @@ pub fn execute(
         RunStatus::CompletedWithRejects
     };
 
-    if let Err(e) = interrupt::check("before staging") {
+    if let Err(e) = interrupt::check("after writing outputs") {
         drop(tx);
         std::fs::remove_dir_all(&out_stage).ok();
         return Err(e.into());
