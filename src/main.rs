@@ -9,6 +9,13 @@ fn main() -> std::process::ExitCode {
     commands::init_logging(cli.verbose, cli.quiet);
     match commands::dispatch(cli) {
         Ok(status) => status.into(),
+        Err(e)
+            if e.downcast_ref::<nhi_linkage::engine::interrupt::Interrupted>()
+                .is_some() =>
+        {
+            eprintln!("nhi-linkage: {e}");
+            commands::Exit::Interrupted.into()
+        }
         Err(e) => {
             // Messages are built by this crate from typed values; sensitive types print masked.
             eprintln!("nhi-linkage: error: {e:#}");

@@ -619,7 +619,7 @@ fn cancellation_is_published_as_processing_code_15() {
         KOKUHO,
         "S2",
         "20261121230000",
-        &[cancel.clone()],
+        std::slice::from_ref(&cancel),
     );
     let o = site.run(&[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

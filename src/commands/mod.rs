@@ -24,6 +24,9 @@ pub enum Exit {
     /// Completed, but a critical finding needs a person now (e.g. missed age transitions,
     /// flag losses in a migration).
     Critical = 5,
+    /// A run was stopped by SIGTERM or SIGINT (Ctrl-C) before commit: nothing was committed or
+    /// published; run again to complete. 128 + SIGINT, as shells report an interrupted command.
+    Interrupted = 130,
 }
 
 impl From<Exit> for std::process::ExitCode {
@@ -69,6 +72,33 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::AgeTransition(a) => age_transition::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Migrate(a) => migrate::run(a),
+    }
+}
+
+/// Size limits for hostile inputs, shared by `run` and `validate`. Each flag overrides the
+/// config file's `[limits]` value; unset ones keep it (or the default).
+#[derive(Debug, Default, clap::Args)]
+pub struct LimitArgs {
+    /// Longest field value in bytes (input files) [default: 4096]
+    #[arg(long, value_name = "BYTES")]
+    pub max_field_bytes: Option<usize>,
+    /// Longest record (CSV row or XML record element) in bytes [default: 262144]
+    #[arg(long, value_name = "BYTES")]
+    pub max_record_bytes: Option<usize>,
+    /// Largest input file in bytes [default: 4294967296]
+    #[arg(long, value_name = "BYTES")]
+    pub max_file_bytes: Option<u64>,
+}
+
+impl LimitArgs {
+    /// `base` with the flags given on the command line applied.
+    pub fn apply(&self, base: crate::formats::Limits) -> crate::formats::Limits {
+        crate::formats::Limits {
+            max_field_bytes: self.max_field_bytes.unwrap_or(base.max_field_bytes),
+            max_record_bytes: self.max_record_bytes.unwrap_or(base.max_record_bytes),
+            max_file_bytes: self.max_file_bytes.unwrap_or(base.max_file_bytes),
+            ..base
+        }
     }
 }
 

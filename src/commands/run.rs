@@ -53,6 +53,8 @@ pub struct Args {
     /// Settings file (TOML) with the same options; command-line flags win.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: super::LimitArgs,
 }
 
 /// The config file: every option of `run`, by the same names with underscores.
@@ -122,12 +124,14 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
             Some(p) => Catalog::load(&p)?,
             None => Catalog::default_catalog(),
         },
-        limits: cfg.limits.unwrap_or_default(),
+        limits: a.limits.apply(cfg.limits.unwrap_or_default()),
     };
     setup_threads(a.threads.or(cfg.threads))?;
     if !opts.inbox.is_dir() {
         anyhow::bail!("inbox {} is not a folder", opts.inbox.display());
     }
+    // only `run` stops at phase boundaries; other commands keep the default (immediate) signals
+    crate::engine::interrupt::install().context("cannot install the SIGTERM/SIGINT handler")?;
     let res = match run(&opts) {
         Ok(r) => r,
         Err(e) if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() => {

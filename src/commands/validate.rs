@@ -45,6 +45,8 @@ pub struct Args {
     /// Output format: text for people, json for other programs.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    #[command(flatten)]
+    pub limits: super::LimitArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -105,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
     }
     let opts = ReadOptions {
         catalog: &catalog,
-        limits: Default::default(),
+        limits: args.limits.apply(Default::default()),
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod batch;
 pub mod extract;
+pub mod interrupt;
 pub mod run;
 pub mod state;
 

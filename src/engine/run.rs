@@ -9,10 +9,15 @@
 //! 5. record the run as `committed` with its staging paths, COMMIT (synchronous=FULL);
 //! 6. rename staging → final, mark the run `published`.
 //!
+//! SIGTERM/SIGINT ([`super::interrupt`]) are noticed after reading, after applying, after
+//! writing the outputs and before commit; the run then rolls back, removes its staging and returns
+//! [`super::interrupt::Interrupted`], so nothing partial is committed or published.
+//!
 //! A rerun first finishes any committed-but-unpublished run (renames) and removes staging left by
 //! uncommitted ones. Run ids are derived from the inputs, so a rerun after a crash has the same id.
 
 use super::batch::{Batch, BatchOutcome, SubKey, apply_batch};
+use super::interrupt;
 use super::state::*;
 use crate::domain::*;
 use crate::error::{Diagnostic, ErrorCode};
@@ -77,6 +82,18 @@ fn crash_at(name: &str) {
     if failpoint(name) {
         eprintln!("nhi-linkage: failpoint {name}: simulated crash");
         std::process::exit(86);
+    }
+}
+
+/// Test hook: `NHI_FAILPOINT=<name>` holds the run at that phase boundary until a signal
+/// arrives (at most 60 s), so signal tests hit each check deterministically.
+fn wait_at(name: &str) {
+    if failpoint(name) {
+        eprintln!("nhi-linkage: failpoint {name}: waiting for a signal");
+        let start = std::time::Instant::now();
+        while !interrupt::requested() && start.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
 
@@ -248,18 +265,22 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     tracing::info!(files = paths.len(), "reading inbox");
     let t0 = std::time::Instant::now();
     let bar = progress_span("reading inbox files", Some(paths.len() as u64));
-    let mut files: Vec<LoadedFile> = bar.in_scope(|| {
+    // a signal stops the reading of further files; what was read is discarded
+    let files: Option<Vec<LoadedFile>> = bar.in_scope(|| {
         paths
             .par_iter()
             .map(|p| {
-                let f = load(p, &opts.inbox, &ropts);
+                let f = (!interrupt::requested()).then(|| load(p, &opts.inbox, &ropts));
                 bar.pb_inc(1);
                 f
             })
             .collect()
     });
     drop(bar);
+    let mut files = files.ok_or(interrupt::Interrupted { phase: "reading" })?;
     tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "read inbox");
+    wait_at("wait-after-read");
+    interrupt::check("after reading")?;
     for (f, p) in files.iter_mut().zip(&paths) {
         if f.sha.is_empty() {
             f.sha = sha_file(p).unwrap_or_default();
@@ -430,6 +451,8 @@ pub fn execute(
         "applied and stored"
     );
     in_tx(&tx, &mut report)?;
+    wait_at("wait-after-apply");
+    interrupt::check("after applying")?; // dropping `tx` rolls back
     report.rejects.extend(
         outcome
             .engine_rejects
@@ -557,6 +580,11 @@ pub fn execute(
         RunStatus::CompletedWithRejects
     };
 
+    if let Err(e) = interrupt::check("after writing outputs") {
+        drop(tx);
+        std::fs::remove_dir_all(&out_stage).ok();
+        return Err(e.into());
+    }
     if opts.dry_run {
         drop(tx); // rollback: the ledger is untouched
         std::fs::remove_dir_all(&out_stage).ok();
@@ -583,6 +611,13 @@ pub fn execute(
     let publish_outbox = !written.entries.is_empty();
     if !publish_outbox {
         std::fs::remove_dir_all(&out_stage)?;
+    }
+    wait_at("wait-before-commit");
+    if let Err(e) = interrupt::check("before commit") {
+        drop(tx);
+        std::fs::remove_dir_all(&out_stage).ok();
+        std::fs::remove_dir_all(&rep_stage).ok();
+        return Err(e.into());
     }
     crash_at("after-stage");
     if ledger::run_exists(&tx, &run_id)? {

@@ -155,7 +155,7 @@ enum Quote {
     Unquoted,
     Quoted,
     /// A `"` inside a quoted field: either the closing quote or the first of `""`.
-    QuoteSeen,
+    ClosingOrDoubled,
 }
 
 /// RFC 4180 quoting check on the raw stream (the csv crate is lenient about stray quotes).
@@ -239,8 +239,8 @@ impl<R> QuoteCheck<R> {
             }
             self.state = match (self.state, b) {
                 (Quote::FieldStart, b'"') => Quote::Quoted,
-                (Quote::FieldStart | Quote::Unquoted | Quote::QuoteSeen, b',' | b'\r') => Quote::FieldStart,
-                (Quote::FieldStart | Quote::Unquoted | Quote::QuoteSeen, b'\n') => {
+                (Quote::FieldStart | Quote::Unquoted | Quote::ClosingOrDoubled, b',' | b'\r') => Quote::FieldStart,
+                (Quote::FieldStart | Quote::Unquoted | Quote::ClosingOrDoubled, b'\n') => {
                     self.at_line_start = true;
                     Quote::FieldStart
                 }
@@ -251,10 +251,10 @@ impl<R> QuoteCheck<R> {
                         "stray '\"' inside an unquoted field (quote the whole field and double the quotes inside)",
                     ));
                 }
-                (Quote::Quoted, b'"') => Quote::QuoteSeen,
+                (Quote::Quoted, b'"') => Quote::ClosingOrDoubled,
                 (Quote::Quoted, _) => Quote::Quoted,
-                (Quote::QuoteSeen, b'"') => Quote::Quoted,
-                (Quote::QuoteSeen, _) => {
+                (Quote::ClosingOrDoubled, b'"') => Quote::Quoted,
+                (Quote::ClosingOrDoubled, _) => {
                     return Err(self.fail(i, "text after the closing '\"' of a quoted field"));
                 }
                 (Quote::FieldStart, _) => unreachable!(),

@@ -484,6 +484,8 @@ pub(crate) fn parse_count(s: &str) -> Option<u64> {
 
 /// Checks a record's RecordSequence against the previous one (file-level `E_SEQUENCE`).
 /// RecordSequence is not sensitive, so the offending value is named when it is short and printable.
+// cold path (rejects the whole file): a boxed Diagnostic would only add noise at the callers
+#[allow(clippy::result_large_err)]
 pub(crate) fn check_sequence(raw: Option<&str>, prev: u64, display: &str, line: u64) -> Result<u64, Diagnostic> {
     let v = raw.unwrap_or("");
     let diag = |msg: String| {

@@ -373,6 +373,14 @@ impl<'a, R: Read> Parser<'a, R> {
                 self.err(ErrorCode::XmlSyntax, msg)
             }
             (quick_xml::Error::Syntax(s), _) => {
+                use quick_xml::errors::SyntaxError as S;
+                // A file cut inside a tag, comment or CDATA is a truncated file, like one cut
+                // between tags: inside the root that is the missing trailer (E_TRAILER_COUNT).
+                if matches!(s, S::UnclosedTag | S::UnclosedComment | S::UnclosedCData)
+                    && !matches!(self.phase, Phase::Prolog | Phase::Epilog)
+                {
+                    return self.eof().err().unwrap_or_default();
+                }
                 if matches!(s, quick_xml::errors::SyntaxError::UnclosedDoctype) {
                     return self.err(
                         ErrorCode::DtdForbidden,

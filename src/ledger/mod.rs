@@ -58,6 +58,19 @@ pub fn lock(ledger: &Path) -> Result<LedgerLock> {
 
 /// Opens (creating if needed) and migrates the ledger.
 pub fn open(path: &Path) -> Result<Connection> {
+    #[cfg(unix)]
+    {
+        // Create a new ledger as 0600 before SQLite touches it, so it is never readable by others,
+        // not even for a moment; SQLite gives its -wal/-shm files the database file's mode.
+        use std::os::unix::fs::OpenOptionsExt;
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("cannot open ledger {}", path.display()))?;
+    }
     let conn = Connection::open(path).with_context(|| format!("cannot open ledger {}", path.display()))?;
     #[cfg(unix)]
     {

@@ -1,6 +1,6 @@
 //! Shared helpers of the integration tests: write input files with the project's own writer, run
 //! the real binary, read linkage rows back.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::too_many_arguments)]
 
 use nhi_linkage::domain::{FileKind, InsurerNumber, Timestamp, ids};
 use nhi_linkage::formats::writer::{RecordWriter, UnmappablePolicy};
