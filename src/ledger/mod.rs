@@ -58,6 +58,12 @@ pub fn lock(ledger: &Path) -> Result<LedgerLock> {
 
 /// Opens (creating if needed) and migrates the ledger.
 pub fn open(path: &Path) -> Result<Connection> {
+    if path.as_os_str() == ":memory:" {
+        // an in-memory ledger (migrate's dry run against a ledger that does not exist yet)
+        let conn = Connection::open_in_memory()?;
+        migrate(&conn)?;
+        return Ok(conn);
+    }
     #[cfg(unix)]
     {
         // Create a new ledger as 0600 before SQLite touches it, so it is never readable by others,
