@@ -43,10 +43,15 @@ pub fn lock(ledger: &Path) -> Result<LedgerLock> {
     let mut name = ledger.as_os_str().to_owned();
     name.push(".lock");
     let path = PathBuf::from(name);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        // nothing is written in it, but everything beside the ledger is owner-only
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options
         .open(&path)
         .with_context(|| format!("cannot open lock file {}", path.display()))?;
     match file.try_lock() {
