@@ -108,10 +108,7 @@ fn run_extract(a: ExtractArgs) -> Result<Exit> {
                 .min()
                 .map(|t| t.to_string())
                 .unwrap_or_default();
-            let si = self_info_column(
-                e.flag(FlagType::SelfInfoProvisionProhibited)
-                    .map(|f| f.reason.unwrap_or(SelfInfoReason::ProviderReason)),
-            );
+            let si = self_info_column(e.self_info_reason());
             let b = |t| if e.flag(t).is_some() { "1" } else { "0" };
             let (ins_s, key_s) = (e.insurer.to_string(), e.key.to_string());
             let vals = [

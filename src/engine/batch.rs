@@ -38,6 +38,32 @@ pub struct BatchOutcome {
     pub handoffs_matched: u64,
 }
 
+/// The FlagLinkage row of a changed InfoCode-scoped flag: set (with its reason and time) or
+/// released (stamped with the time of the flag that was released).
+pub fn flag_row(
+    insurer: InsurerNumber,
+    key: Option<SubscriberKey>,
+    info_code: InfoCode,
+    flag_type: FlagType,
+    before: Option<&Flag>,
+    after: Option<&Flag>,
+) -> FlagRow {
+    let (set, reason, effective_time) = match (after, before) {
+        (Some(a), _) => (true, a.reason, a.effective_time),
+        (None, Some(b)) => (false, None, b.effective_time),
+        (None, None) => unreachable!("flag_diff yields only changed flags"),
+    };
+    FlagRow {
+        insurer,
+        key,
+        info_code,
+        flag_type,
+        set,
+        reason,
+        effective_time,
+    }
+}
+
 /// Ledger tables that were empty when the run started: lookups in them are skipped (a full load
 /// into a new ledger would otherwise spend most of its time on queries that cannot find anything).
 #[derive(Clone, Copy, Debug)]
@@ -197,9 +223,7 @@ fn resolve_carry(
                 from: (e.insurer, e.key),
                 rule,
                 via: "ledger",
-                self_info: e
-                    .flag(FlagType::SelfInfoProvisionProhibited)
-                    .map(|f| f.reason.unwrap_or(SelfInfoReason::ProviderReason)),
+                self_info: e.self_info_reason(),
                 non_disclosure: e.flag(FlagType::NonDisclosure).is_some(),
                 auto_response: e.flag(FlagType::AutoResponseProhibited).is_some(),
                 set_time: e.flags.values().map(|f| f.effective_time).min(),
@@ -367,32 +391,8 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
                 &format!("{ins} {info} {} op {}", f.flag_type.name_en(), f.operation.code()),
             )?;
         }
-        for k in before
-            .keys()
-            .chain(flags.keys())
-            .collect::<std::collections::BTreeSet<_>>()
-        {
-            match (before.get(k), flags.get(k)) {
-                (a, Some(b)) if a != Some(b) => out.flag_rows.push(FlagRow {
-                    insurer: ins,
-                    key: None,
-                    info_code: k.0,
-                    flag_type: k.1,
-                    set: true,
-                    reason: b.reason,
-                    effective_time: b.effective_time,
-                }),
-                (Some(a), None) => out.flag_rows.push(FlagRow {
-                    insurer: ins,
-                    key: None,
-                    info_code: k.0,
-                    flag_type: k.1,
-                    set: false,
-                    reason: None,
-                    effective_time: a.effective_time,
-                }),
-                _ => {}
-            }
+        for (k, b, a) in flag_diff(&before, &flags) {
+            out.flag_rows.push(flag_row(ins, None, k.0, k.1, b, a));
         }
         ledger::store_insurer_flags(conn, ins, &flags)?;
         insurer_flags.insert(ins, Arc::new(flags));

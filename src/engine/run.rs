@@ -16,7 +16,7 @@
 //! A rerun first finishes any committed-but-unpublished run (renames) and removes staging left by
 //! uncommitted ones. Run ids are derived from the inputs, so a rerun after a crash has the same id.
 
-use super::batch::{Batch, BatchOutcome, SubKey, apply_batch};
+use super::batch::{Batch, BatchOutcome, SubKey, apply_batch, flag_row};
 use super::interrupt;
 use super::state::*;
 use crate::domain::*;
@@ -675,9 +675,7 @@ fn abort(opts: &RunOptions, mut report: Report, reason: &str) -> Result<RunResul
 
 fn control_from(e: &Enrollment) -> ProvisionControl {
     ProvisionControl {
-        self_info: e
-            .flag(FlagType::SelfInfoProvisionProhibited)
-            .map(|f| f.reason.unwrap_or(SelfInfoReason::ProviderReason)),
+        self_info: e.self_info_reason(),
         non_disclosure: e.flag(FlagType::NonDisclosure).is_some(),
         auto_response: e.flag(FlagType::AutoResponseProhibited).is_some(),
     }
@@ -857,33 +855,9 @@ fn write_outputs(
         let after = &o.after[k];
         let empty = Default::default();
         let bflags = before.as_ref().map_or(&empty, |b| &b.flags);
-        for key in bflags
-            .keys()
-            .chain(after.flags.keys())
-            .filter(|(info, _)| info.is_some())
-            .collect::<BTreeSet<_>>()
-        {
-            let info = key.0.expect("filtered");
-            match (bflags.get(key), after.flags.get(key)) {
-                (b, Some(a)) if b != Some(a) => flag_rows.push(FlagRow {
-                    insurer: k.0,
-                    key: Some(k.1),
-                    info_code: info,
-                    flag_type: key.1,
-                    set: true,
-                    reason: a.reason,
-                    effective_time: a.effective_time,
-                }),
-                (Some(b), None) => flag_rows.push(FlagRow {
-                    insurer: k.0,
-                    key: Some(k.1),
-                    info_code: info,
-                    flag_type: key.1,
-                    set: false,
-                    reason: None,
-                    effective_time: b.effective_time,
-                }),
-                _ => {}
+        for (key, b, a) in flag_diff(bflags, &after.flags) {
+            if let Some(info) = key.0 {
+                flag_rows.push(flag_row(k.0, Some(k.1), info, key.1, b, a));
             }
         }
     }
@@ -1014,11 +988,11 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, opts: &RunOp
         let after = &o.after[k];
         let empty = Default::default();
         let bflags = before.as_ref().map_or(&empty, |b| &b.flags);
-        for key in bflags.keys().chain(after.flags.keys()).collect::<BTreeSet<_>>() {
-            let change = match (bflags.get(key), after.flags.get(key)) {
+        for (key, b, a) in flag_diff(bflags, &after.flags) {
+            let change = match (b, a) {
                 (None, Some(_)) => "set",
                 (Some(_), None) => "released",
-                (Some(a), Some(b)) if a.reason != b.reason => "reason_changed",
+                (Some(b), Some(a)) if b.reason != a.reason => "reason_changed",
                 _ => continue,
             };
             r.flag_changes.push(FlagChangeEntry {

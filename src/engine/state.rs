@@ -83,6 +83,13 @@ impl Enrollment {
     pub fn flag(&self, t: FlagType) -> Option<&Flag> {
         self.flags.get(&(None, t))
     }
+    /// The 自己情報提供不可 ReasonCode to state for this subscriber, if the flag is set. A flag
+    /// stored without a reason (only possible for data that predates the reason) is stated as `1`
+    /// (提供対象外（情報提供者都合）), never as `0`.
+    pub fn self_info_reason(&self) -> Option<SelfInfoReason> {
+        self.flag(FlagType::SelfInfoProvisionProhibited)
+            .map(|f| f.reason.unwrap_or(SelfInfoReason::ProviderReason))
+    }
     /// 自己情報提供不可 or 不開示該当 set on the whole subscriber.
     pub fn has_protective_flag(&self) -> bool {
         self.flag(FlagType::SelfInfoProvisionProhibited).is_some() || self.flag(FlagType::NonDisclosure).is_some()
@@ -107,6 +114,22 @@ impl Enrollment {
                 .iter()
                 .any(|p| p.qualification_date <= d && p.disqualification_date.is_none_or(|x| x >= d))
     }
+}
+
+/// The keys whose flag differs between `before` and `after` (set, released, or set again with
+/// other values), in key order, with the flag on each side.
+pub fn flag_diff<'a, K: Ord>(
+    before: &'a BTreeMap<K, Flag>,
+    after: &'a BTreeMap<K, Flag>,
+) -> Vec<(&'a K, Option<&'a Flag>, Option<&'a Flag>)> {
+    before
+        .keys()
+        .chain(after.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|k| (k, before.get(k), after.get(k)))
+        .filter(|(_, b, a)| b != a)
+        .collect()
 }
 
 /// What identifies a person across insurers: My Number when both sides have one, otherwise
