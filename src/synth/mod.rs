@@ -456,6 +456,31 @@ fn file_identifier(seed: u64, abbr: &str, sender: &str, as_of: Date) -> String {
     format!("G{:08X}-{abbr}-{sender}-{as_of}", mix64(seed) as u32)
 }
 
+/// Fills `fc` as a whole-subscriber (Scope 1) FlagChange row.
+#[allow(clippy::too_many_arguments)]
+fn subscriber_flag(
+    fc: &mut Row,
+    time: &str,
+    flag_type: &str,
+    operation: &str,
+    insurer: &str,
+    key: &str,
+    reason: &str,
+    source: &str,
+    support_end: &str,
+) {
+    fc.set("EffectiveTime", time)
+        .set("FlagType", flag_type)
+        .set("Operation", operation)
+        .set("Scope", "1")
+        .set("InsurerNumber", insurer)
+        .set("SubscriberKey", key)
+        .set("InfoCode", "")
+        .set("ReasonCode", reason)
+        .set("Source", source)
+        .set("SupportMeasureEndDate", support_end);
+}
+
 /// Opens one generated file: header, name `<Kind>_<sender>_<seq>.<ext>`, buffered writer.
 #[allow(clippy::too_many_arguments)]
 fn open_out(
@@ -584,19 +609,9 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> anyhow::Result<Vec<Genera
         // flags at the 国保 insurer
         if let Some(f) = &p.flags {
             let mut put = |o: &mut Out, flag_type: &str, reason: &str| -> anyhow::Result<()> {
-                fc.set("EffectiveTime", f.set_time.to_string())
-                    .set("FlagType", flag_type)
-                    .set("Operation", "1")
-                    .set("Scope", "1")
-                    .set("InsurerNumber", kokuho)
-                    .set("SubscriberKey", &key)
-                    .set("InfoCode", "")
-                    .set("ReasonCode", reason)
-                    .set("Source", f.source)
-                    .set(
-                        "SupportMeasureEndDate",
-                        f.support_end.map(|d| d.to_string()).unwrap_or_default(),
-                    );
+                let end = f.support_end.map(|d| d.to_string()).unwrap_or_default();
+                let time = f.set_time.to_string();
+                subscriber_flag(&mut fc, &time, flag_type, "1", kokuho, &key, reason, f.source, &end);
                 o.put(&mut fc)
             };
             if let Some(reason) = f.self_info {
@@ -799,32 +814,14 @@ pub fn generate_delta(opts: &GenerateOptions, changes: u64, out: &Path) -> anyho
                 change.put(&mut sc)?;
             }
             60..80 if !lost && !p.flags.as_ref().is_some_and(|f| f.non_disclosure) => {
-                fc.set("EffectiveTime", &time)
-                    .set("FlagType", "2")
-                    .set("Operation", "1")
-                    .set("Scope", "1")
-                    .set("InsurerNumber", kokuho)
-                    .set("SubscriberKey", &key)
-                    .set("InfoCode", "")
-                    .set("ReasonCode", "")
-                    .set("Source", "1")
-                    .set("SupportMeasureEndDate", "");
+                subscriber_flag(&mut fc, &time, "2", "1", kokuho, &key, "", "1", "");
                 flags.put(&mut fc)?;
             }
             80..90 if !lost && protective.is_some() => {
                 let f = protective.expect("checked");
                 let types = [("3", f.self_info.is_some()), ("2", f.non_disclosure)];
                 for (t, _) in types.iter().filter(|(_, on)| *on) {
-                    fc.set("EffectiveTime", &time)
-                        .set("FlagType", t)
-                        .set("Operation", "2")
-                        .set("Scope", "1")
-                        .set("InsurerNumber", kokuho)
-                        .set("SubscriberKey", &key)
-                        .set("InfoCode", "")
-                        .set("ReasonCode", "")
-                        .set("Source", "1")
-                        .set("SupportMeasureEndDate", "");
+                    subscriber_flag(&mut fc, &time, t, "2", kokuho, &key, "", "1", "");
                     flags.put(&mut fc)?;
                 }
             }
