@@ -1,41 +1,52 @@
 //! Applying a run's records to the ledger state: events per subscriber in two waves (everything
 //! but 後期 first, then 後期, so that a carry sees the 国保 state after this run), carry resolution
-//! between the waves (R3), hand-off matching in both directions, R5 and storage.
+//! before each 後期 subscriber is applied (R3), hand-off matching in both directions, R5 and
+//! storage.
+//!
+//! Memory is bounded by the chunk, not the load: records come from a [`Spool`] bucket by bucket
+//! (all events of a subscriber are in one bucket), each bucket is applied in parallel and stored
+//! at once inside the run's transaction, and what the publisher needs later (pre-run state of
+//! touched subscribers, 副本 changes, acquisitions for R5) goes to the scratch tables
+//! ([`ledger::scratch`]). Cross-subscriber steps (carry resolution, late hand-off matching, R5)
+//! read the ledger, which by then holds this run's earlier waves. Everything kept in memory is
+//! proportional to exceptions (rejects, carries, reviews), never to the input.
 
 use super::apply::*;
+use super::spool::{Spool, Wave};
 use super::state::*;
 use crate::domain::*;
 use crate::error::{Diagnostic, ErrorCode};
-use crate::formats::linkage::{FlagRow, FukuhonRow};
-use crate::ledger::{self, StoredHandoff};
+use crate::formats::linkage::FlagRow;
+use crate::ledger::{self, StoredHandoff, scratch};
 use anyhow::Result;
 use rayon::prelude::*;
 use rusqlite::Connection;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 pub type SubKey = (InsurerNumber, SubscriberKey);
 
-/// Everything the publisher and the report need from the apply phase.
+/// What the publisher and the report need from the apply phase, beyond the scratch tables.
 #[derive(Debug, Default)]
 pub struct BatchOutcome {
-    /// Subscribers written to the linkage (touched), with their state before the run.
-    pub touched: BTreeMap<SubKey, Option<Enrollment>>,
-    pub after: BTreeMap<SubKey, Enrollment>,
+    /// Subscribers touched (written to the linkage unless withheld or never published).
+    pub touched: u64,
     pub engine_rejects: Vec<(Diagnostic, bool)>,
     pub carries: Vec<CarryDone>,
     /// (subscriber, candidates, why)
     pub review: Vec<(SubKey, Vec<SubKey>, String)>,
     /// Transition registrations not published: ambiguous match with a flagged candidate.
-    pub withheld: Vec<SubKey>,
+    pub withheld: BTreeSet<SubKey>,
     /// R5 rows: (new enrollment, other enrollment, flags there, note)
     pub flag_confirmation: Vec<(SubKey, SubKey, Vec<FlagType>, String)>,
-    pub fukuhon_rows: Vec<FukuhonRow>,
+    /// FlagLinkage rows of insurer-wide (Scope 2) flags changed in this run.
     pub flag_rows: Vec<FlagRow>,
     pub pending_applied: usize,
     pub events_applied: u64,
     pub handoffs_received: u64,
     pub handoffs_matched: u64,
+    /// Buckets the input was applied in (1 = in memory).
+    pub buckets: u32,
 }
 
 /// The FlagLinkage row of a changed InfoCode-scoped flag: set (with its reason and time) or
@@ -93,21 +104,44 @@ struct Meta {
     insurer: InsurerNumber,
     key: SubscriberKey,
     before: Option<Enrollment>,
+    /// Whether a flagged candidate was among ambiguous carry sources.
+    any_flagged: bool,
 }
 
-impl Meta {
-    fn of(w: &Work) -> Meta {
-        Meta {
-            insurer: w.insurer,
-            key: w.key,
-            before: w.before.clone(),
-        }
-    }
+/// One input file of the batch: its name and R1 position (`None`: read but not applied — a
+/// skipped or rejected file whose records are ignored).
+#[derive(Clone, Debug)]
+pub struct BatchFile {
+    pub name: Arc<str>,
+    pub order: Option<u32>,
 }
 
-/// A run's input: records of the applied files in R1 file order.
+/// A run's input: the files (indexed by the tag their records were spooled with) and the records.
 pub struct Batch {
-    pub files: Vec<(Arc<str>, Vec<Record>)>,
+    pub files: Vec<BatchFile>,
+    pub spool: Spool,
+}
+
+impl Batch {
+    /// A batch held in memory, files applied in the order given (tests, small callers).
+    pub fn in_memory(files: Vec<(Arc<str>, Vec<Record>)>) -> Result<Batch> {
+        Batch::with_spool(files, Spool::in_memory())
+    }
+
+    /// Like [`Batch::in_memory`] but into the given spool.
+    pub fn with_spool(files: Vec<(Arc<str>, Vec<Record>)>, spool: Spool) -> Result<Batch> {
+        let mut out = Vec::new();
+        for (i, (name, records)) in files.into_iter().enumerate() {
+            for r in records {
+                spool.push(i as u32, r)?;
+            }
+            out.push(BatchFile {
+                name,
+                order: Some(i as u32),
+            });
+        }
+        Ok(Batch { files: out, spool })
+    }
 }
 
 fn person_of_change(c: &SubscriberChange) -> Option<PersonKey> {
@@ -139,7 +173,7 @@ fn stored_handoff(h: &AgeTransitionHandoff, origin: String) -> StoredHandoff {
     }
 }
 
-/// Index of in-memory enrollments by person key parts.
+/// Index of enrollments by person key parts (R5 over many acquisitions: flagged persons only).
 #[derive(Default)]
 struct PersonIndex {
     by_mn: HashMap<IndividualNumber, Vec<SubKey>>,
@@ -164,34 +198,26 @@ impl PersonIndex {
         if let (Some(m), Some(r)) = (p.municipality, p.resident.clone()) {
             v.extend(self.by_res.get(&(m, r, p.birthdate)).into_iter().flatten().copied());
         }
+        v.sort();
+        v.dedup();
         v
     }
 }
 
-/// Enrollments matching `person` (R3 rule), from memory first, then the ledger. `filter` selects insurers.
+/// Enrollments in the ledger (which holds this run's stored waves) matching `person` (R3 rule).
+/// `lookup` false: the ledger holds no enrollment at all. `filter` selects insurers.
 fn matching_enrollments(
     conn: &Connection,
-    empty: Empty,
+    lookup: bool,
     person: &PersonKey,
-    mem: &BTreeMap<SubKey, Enrollment>,
-    idx: &PersonIndex,
     filter: impl Fn(InsurerNumber) -> bool,
 ) -> Result<Vec<(Enrollment, MatchRule)>> {
-    let mut keys = if empty.enrollment {
-        Vec::new()
-    } else {
-        ledger::find_person(conn, person)?
-    };
-    keys.extend(idx.find(person));
-    keys.sort();
-    keys.dedup();
+    if !lookup {
+        return Ok(Vec::new());
+    }
     let mut out = Vec::new();
-    for k in keys.into_iter().filter(|k| filter(k.0)) {
-        let e = match mem.get(&k) {
-            Some(e) => Some(e.clone()),
-            None => ledger::load_enrollment(conn, k.0, k.1)?,
-        };
-        if let Some(e) = e.filter(|e| e.status != Status::Cancelled) {
+    for k in ledger::find_person(conn, person)?.into_iter().filter(|k| filter(k.0)) {
+        if let Some(e) = ledger::load_enrollment(conn, k.0, k.1)?.filter(|e| e.status != Status::Cancelled) {
             if let Some(rule) = person.matches(&e.person()) {
                 out.push((e, rule));
             }
@@ -206,17 +232,17 @@ struct Resolution {
     handoffs_used: Vec<SubKey>,
 }
 
-/// R3: which 国保 enrollment (ledger) or hand-off is this person's, and what it carries.
+/// R3: which 国保 enrollment (ledger, after this run's first wave) or hand-off is this person's,
+/// and what it carries.
 fn resolve_carry(
     conn: &Connection,
+    lookup: bool,
     empty: Empty,
     person: &PersonKey,
-    wave1: &BTreeMap<SubKey, Enrollment>,
-    idx: &PersonIndex,
     run_handoffs: &BTreeMap<SubKey, StoredHandoff>,
 ) -> Result<Resolution> {
     let mut cands: BTreeMap<SubKey, CarrySource> = BTreeMap::new();
-    for (e, rule) in matching_enrollments(conn, empty, person, wave1, idx, |i| i.is_kokuho())? {
+    for (e, rule) in matching_enrollments(conn, lookup, person, |i| i.is_kokuho())? {
         cands.insert(
             (e.insurer, e.key),
             CarrySource {
@@ -286,61 +312,442 @@ fn resolve_carry(
     })
 }
 
-/// Applies the batch to the state held in `conn` (inside the run's transaction) and stores it.
-pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<BatchOutcome> {
-    let mut out = BatchOutcome::default();
-    let empty = Empty::probe(conn)?;
-    let mut subs: BTreeMap<SubKey, Vec<Event>> = BTreeMap::new();
-    let mut scope2: BTreeMap<InsurerNumber, Vec<(Event, FlagChange)>> = BTreeMap::new();
-    let mut run_handoffs: BTreeMap<SubKey, StoredHandoff> = BTreeMap::new();
-    for (fo, (name, records)) in batch.files.into_iter().enumerate() {
-        for rec in records {
+/// The `published` value stored with an after-state; provisional: the writer clears it for
+/// groups it refuses.
+fn stored_published(e: &Enrollment, withheld: bool) -> bool {
+    match e.status {
+        Status::Cancelled => false,
+        _ if withheld => e.published,
+        _ => true,
+    }
+}
+
+/// State carried from bucket to bucket.
+struct Applier<'a> {
+    conn: &'a Connection,
+    run_id: &'a str,
+    files: &'a [BatchFile],
+    empty: Empty,
+    /// Whether the ledger may hold enrollments (it did at start, or this run stored some).
+    lookup: bool,
+    insurer_flags: HashMap<InsurerNumber, Arc<BTreeMap<(InfoCode, FlagType), Flag>>>,
+    run_handoffs: BTreeMap<SubKey, StoredHandoff>,
+    used_handoffs: BTreeMap<SubKey, SubKey>,
+    out: BatchOutcome,
+    /// (wave, subscriber, rejects): sorted at the end so reports do not depend on the buckets.
+    rejects: Vec<(Wave, SubKey, Vec<(Diagnostic, bool)>)>,
+    review: Vec<(SubKey, Vec<SubKey>, String)>,
+}
+
+impl Applier<'_> {
+    /// Applies one bucket of one wave and stores the results.
+    fn bucket(&mut self, wave: Wave, records: Vec<(u32, Record)>) -> Result<()> {
+        let conn = self.conn;
+        let mut subs: BTreeMap<SubKey, Vec<Event>> = BTreeMap::new();
+        for (tag, rec) in records {
+            let f = &self.files[tag as usize];
+            let Some(order) = f.order else { continue };
             let ev = |date, seq, kind| Event {
                 date,
-                file_order: fo as u32,
+                file_order: order,
                 seq,
-                file: name.clone(),
+                file: f.name.clone(),
                 kind,
             };
-            match rec {
-                Record::SubscriberChange(c) => {
-                    subs.entry((c.insurer, c.key))
-                        .or_default()
-                        .push(ev(c.effective_date, c.seq, EventKind::Change(c)));
+            let (k, e) = match rec {
+                Record::SubscriberChange(c) => ((c.insurer, c.key), ev(c.effective_date, c.seq, EventKind::Change(c))),
+                Record::Fukuhon(x) => ((x.insurer, x.key), ev(x.effective_date, x.seq, EventKind::Fukuhon(x))),
+                Record::FlagChange(x) => {
+                    let k = (x.insurer, x.key.expect("spooled by subscriber"));
+                    (k, ev(x.effective_time.date(), x.seq, EventKind::Flag(x)))
                 }
-                Record::FlagChange(f) => match f.key {
-                    Some(k) if f.scope == FlagScope::Subscriber => {
-                        subs.entry((f.insurer, k)).or_default().push(ev(
-                            f.effective_time.date(),
-                            f.seq,
-                            EventKind::Flag(f),
-                        ));
+                Record::AgeTransitionHandoff(_) => unreachable!("hand-offs are not spooled by subscriber"),
+            };
+            subs.entry(k).or_default().push(e);
+        }
+        if subs.is_empty() {
+            return Ok(());
+        }
+
+        // Load what each subscriber needs (indexed lookups only).
+        let mut works = Vec::with_capacity(subs.len());
+        for ((ins, key), events) in subs {
+            let before = if self.empty.enrollment {
+                None
+            } else {
+                ledger::load_enrollment(conn, ins, key)?
+            };
+            let pending = if before.is_none() && !self.empty.pending {
+                ledger::take_pending_flags(conn, ins, key)?
+            } else {
+                Vec::new()
+            };
+            let mut fukuhon_before = BTreeMap::new();
+            if !self.empty.fukuhon {
+                for e in &events {
+                    if let EventKind::Fukuhon(f) = &e.kind {
+                        if let Some(s) = ledger::load_fukuhon(conn, ins, key, f.info_code)? {
+                            fukuhon_before.insert(f.info_code, s);
+                        }
                     }
-                    _ => scope2
-                        .entry(f.insurer)
-                        .or_default()
-                        .push((ev(f.effective_time.date(), f.seq, EventKind::Flag(f.clone())), f)),
-                },
-                Record::Fukuhon(f) => {
-                    subs.entry((f.insurer, f.key)).or_default().push(ev(
-                        f.effective_date,
-                        f.seq,
-                        EventKind::Fukuhon(f),
-                    ));
                 }
-                Record::AgeTransitionHandoff(h) => {
-                    out.handoffs_received += 1;
-                    // a later file's hand-off for the same 国保 subscriber replaces an earlier one
-                    run_handoffs.insert(
-                        (h.source_insurer, h.source_key),
-                        stored_handoff(&h, format!("{name}#{}", h.seq)),
-                    );
+            }
+            let iflags = match self.insurer_flags.get(&ins) {
+                Some(f) => f.clone(),
+                None => {
+                    let f = Arc::new(ledger::load_insurer_flags(conn, ins)?);
+                    self.insurer_flags.insert(ins, f.clone());
+                    f
+                }
+            };
+            works.push(Work {
+                insurer: ins,
+                key,
+                before,
+                events,
+                pending,
+                fukuhon_before,
+                insurer_flags: iflags,
+                carry: None,
+            });
+        }
+
+        // Carry resolution for 後期 transition acquisitions (sequential: ledger lookups; the
+        // ledger holds every non-後期 subscriber of this run by now).
+        let mut any_flagged: BTreeMap<SubKey, bool> = BTreeMap::new();
+        if wave == Wave::Kouki {
+            for w in &mut works {
+                let mut acq = w.events.iter().filter_map(|e| match &e.kind {
+                    EventKind::Change(c)
+                        if c.change_type == ChangeType::Acquisition
+                            && c.reason_of_qualification.is_some_and(|r| r.is_transition()) =>
+                    {
+                        Some(c)
+                    }
+                    _ => None,
+                });
+                if let Some(person) = acq.next_back().and_then(person_of_change) {
+                    let r = resolve_carry(conn, self.lookup, self.empty, &person, &self.run_handoffs)?;
+                    if matches!(r.carry, Some(Carry::Flags(_))) {
+                        for h in r.handoffs_used {
+                            self.used_handoffs.insert(h, (w.insurer, w.key));
+                        }
+                    }
+                    any_flagged.insert((w.insurer, w.key), r.any_flagged);
+                    w.carry = r.carry;
                 }
             }
         }
+
+        // Apply, in parallel: pure per-subscriber work.
+        let outcomes: Vec<(Meta, Outcome)> = works
+            .into_par_iter()
+            .map(|w| {
+                let meta = Meta {
+                    insurer: w.insurer,
+                    key: w.key,
+                    before: w.before.clone(),
+                    any_flagged: any_flagged.get(&(w.insurer, w.key)).copied().unwrap_or(false),
+                };
+                (meta, apply(w))
+            })
+            .collect();
+
+        // Store, in key order.
+        let run_id = self.run_id;
+        for (m, o) in outcomes {
+            let k = (m.insurer, m.key);
+            for pf in &o.pending {
+                ledger::insert_pending_flag(conn, pf, run_id)?;
+            }
+            self.out.pending_applied += o.pending_applied;
+            if !o.rejects.is_empty() {
+                self.rejects.push((wave, k, o.rejects.clone()));
+            }
+            for (file, seq, ev, detail) in &o.journal {
+                ledger::journal(conn, run_id, Some(file), Some(*seq), Some(k), ev, detail)?;
+            }
+            self.out.events_applied += o
+                .journal
+                .iter()
+                .filter(|j| j.2 != "flag_pending" && j.2 != "carry")
+                .count() as u64;
+            let carried = !o.carries.is_empty();
+            self.out.carries.extend(o.carries.iter().cloned());
+            let mut withheld = false;
+            if let Some(c) = &o.ambiguous {
+                let lacks = o.after.as_ref().is_some_and(|e| !e.has_protective_flag());
+                let why = if m.any_flagged && lacks {
+                    withheld = true;
+                    self.out.withheld.insert(k);
+                    "several possible 国保 enrollments, one of them flagged: registration withheld until resolved"
+                        .to_owned()
+                } else {
+                    "several possible 国保 enrollments: no carry".to_owned()
+                };
+                self.review.push((k, c.clone(), why));
+            }
+            for c in &o.acquisitions {
+                if let Some(person) = person_of_change(c) {
+                    scratch::add_acquisition(conn, k.0, k.1, &person, carried || o.ambiguous.is_some())?;
+                }
+            }
+            for (info, (_, f)) in &o.fukuhon {
+                scratch::add_fukuhon_out(conn, m.insurer, m.key, *info, f)?;
+                let next = match f.operation {
+                    FukuhonOperation::Delete => None,
+                    _ => Some(ledger::StoredFukuhon {
+                        effective_date: f.effective_date,
+                        disclosure: f.disclosure,
+                        items: f.items.clone(),
+                        origin: format!("run {run_id}"),
+                    }),
+                };
+                ledger::store_fukuhon(conn, m.insurer, m.key, *info, next.as_ref())?;
+            }
+            if o.touched {
+                let mut after = o.after.expect("touched means enrolled");
+                after.published = stored_published(&after, withheld);
+                scratch::touch(conn, k.0, k.1, m.before.as_ref())?;
+                ledger::store_enrollment(conn, &after, m.before.is_some())?;
+                self.lookup = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hand-offs not consumed by a registration of this run: match registrations already held.
+    fn late_handoffs(&mut self) -> Result<Vec<CarryDone>> {
+        let conn = self.conn;
+        let mut late = Vec::new();
+        for (hk, mut h) in std::mem::take(&mut self.run_handoffs) {
+            if let Some(to) = self.used_handoffs.get(&hk) {
+                h.matched = Some(*to);
+                self.out.handoffs_matched += 1;
+                ledger::upsert_handoff(conn, &h)?;
+                continue;
+            }
+            let regs: Vec<(Enrollment, MatchRule)> =
+                matching_enrollments(conn, self.lookup, &h.person, |i| i.is_kouki())?
+                    .into_iter()
+                    .filter(|(e, _)| {
+                        e.current_period()
+                            .is_some_and(|p| p.reason_of_qualification.is_transition())
+                    })
+                    .collect();
+            match regs.len() {
+                0 => {}
+                1 => {
+                    let (e, rule) = regs.into_iter().next().expect("one");
+                    let k = (e.insurer, e.key);
+                    let mut after = e.clone();
+                    let time = h
+                        .flag_set_time
+                        .unwrap_or_else(|| Timestamp::start_of(h.transition_date));
+                    let carried = carry_onto(&mut after, h.self_info, h.non_disclosure, time, hk);
+                    let src = CarrySource {
+                        from: hk,
+                        rule,
+                        via: "handoff",
+                        self_info: h.self_info,
+                        non_disclosure: h.non_disclosure,
+                        auto_response: h.auto_response,
+                        set_time: h.flag_set_time,
+                    };
+                    ledger::journal(
+                        conn,
+                        self.run_id,
+                        Some(h.origin.split('#').next().unwrap_or("")),
+                        None,
+                        Some(k),
+                        "carry",
+                        &format!("flags carried from {}/{} (handoff after registration)", hk.0, hk.1),
+                    )?;
+                    late.push(CarryDone {
+                        source: src,
+                        to: k,
+                        qualification_date: after
+                            .current_period()
+                            .map(|p| p.qualification_date)
+                            .expect("has a period"),
+                        flags: carried.clone(),
+                    });
+                    if !carried.is_empty() {
+                        // the pre-run state is `e` unless this run touched it already
+                        scratch::touch(conn, k.0, k.1, Some(&e))?;
+                        after.published = stored_published(&after, self.out.withheld.contains(&k));
+                        ledger::store_enrollment(conn, &after, true)?;
+                    }
+                    h.matched = Some(k);
+                    self.out.handoffs_matched += 1;
+                }
+                _ => self.review.push((
+                    hk,
+                    regs.iter().map(|(e, _)| (e.insurer, e.key)).collect(),
+                    "hand-off matches several 後期 registrations: no carry".into(),
+                )),
+            }
+            ledger::upsert_handoff(conn, &h)?;
+        }
+        Ok(late)
+    }
+
+    /// R5: any other new enrollment of a person flagged elsewhere goes to flag confirmation.
+    fn flag_confirmation(&mut self, late: &[CarryDone]) -> Result<()> {
+        let conn = self.conn;
+        let n_acq = scratch::acquisition_count(conn)?;
+        if n_acq == 0 {
+            return Ok(());
+        }
+        // first carry to each subscriber (applied ones, then late ones), for 自動応答不可
+        let mut first_carry: HashMap<SubKey, &CarryDone> = HashMap::new();
+        for c in self.out.carries.iter().chain(late) {
+            first_carry.entry(c.to).or_insert(c);
+        }
+        // Only enrollments with a protective flag can produce a row. With many acquisitions (a
+        // full load) index those persons once; with few, look each acquisition up.
+        let n_flagged: i64 = conn.query_row(
+            "SELECT count(DISTINCT insurer || '/' || subscriber_key) FROM flag
+             WHERE subscriber_key != '' AND info_code = '' AND flag_type IN ('2', '3')",
+            [],
+            |r| r.get(0),
+        )?;
+        let index = if n_acq as i64 > 4 * n_flagged.max(1) / 3 {
+            let mut idx = PersonIndex::default();
+            let mut st = conn.prepare(
+                "SELECT DISTINCT insurer, subscriber_key FROM flag
+                 WHERE subscriber_key != '' AND info_code = '' AND flag_type IN ('2', '3')",
+            )?;
+            let keys: Vec<(String, String)> = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (i, k) in keys {
+                let (Ok(i), Ok(k)) = (InsurerNumber::parse(&i), SubscriberKey::parse(&k)) else {
+                    continue;
+                };
+                if let Some(e) = ledger::load_enrollment(conn, i, k)? {
+                    idx.add(&e);
+                }
+            }
+            Some(idx)
+        } else {
+            None
+        };
+        let mut rows: Vec<(bool, SubKey, SubKey, Vec<FlagType>, String)> = Vec::new();
+        let mut last = 0i64;
+        loop {
+            let page = scratch::acquisition_page(conn, last, 4096)?;
+            let Some(l) = page.last() else { break };
+            last = l.0;
+            for (_, ins, key, person, carried_or_ambiguous) in page {
+                let k = (ins, key);
+                if carried_or_ambiguous {
+                    if let Some(cd) = first_carry.get(&k).filter(|cd| cd.source.auto_response) {
+                        rows.push((
+                            ins.is_kouki(),
+                            k,
+                            cd.source.from,
+                            vec![FlagType::AutoResponseProhibited],
+                            "自動応答不可 at the previous insurer is not carried: confirm with the person".into(),
+                        ));
+                    }
+                    continue;
+                }
+                let matched: Vec<Enrollment> = match &index {
+                    Some(idx) => {
+                        let mut v = Vec::new();
+                        for (ci, ck) in idx.find(&person).into_iter().filter(|c| c.0 != ins) {
+                            if let Some(e) = ledger::load_enrollment(conn, ci, ck)?
+                                .filter(|e| e.status != Status::Cancelled && person.matches(&e.person()).is_some())
+                            {
+                                v.push(e);
+                            }
+                        }
+                        v
+                    }
+                    None => matching_enrollments(conn, self.lookup, &person, |i| i != ins)?
+                        .into_iter()
+                        .map(|(e, _)| e)
+                        .collect(),
+                };
+                if matched.is_empty() {
+                    continue;
+                }
+                let own = ledger::load_enrollment(conn, ins, key)?;
+                for e in matched {
+                    // only protections this enrollment lacks need a person's decision
+                    let flags: Vec<FlagType> = [
+                        FlagType::SelfInfoProvisionProhibited,
+                        FlagType::NonDisclosure,
+                        FlagType::AutoResponseProhibited,
+                    ]
+                    .into_iter()
+                    .filter(|t| e.flag(*t).is_some() && own.as_ref().is_none_or(|o| o.flag(*t).is_none()))
+                    .collect();
+                    if flags.iter().any(|t| t.is_protective()) {
+                        rows.push((
+                            ins.is_kouki(),
+                            k,
+                            (e.insurer, e.key),
+                            flags,
+                            "new enrollment of a person flagged at another insurer: ask the person and set the flags if needed"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+        }
+        // wave, then subscriber: the same order whatever the buckets (stable for equal keys)
+        rows.sort_by_key(|a| (a.0, a.1));
+        self.out
+            .flag_confirmation
+            .extend(rows.into_iter().map(|(_, k, o, f, n)| (k, o, f, n)));
+        Ok(())
+    }
+}
+
+/// Applies the batch to the state held in `conn` (inside the run's transaction) and stores it,
+/// bucket by bucket.
+pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<BatchOutcome> {
+    scratch::create(conn)?;
+    let empty = Empty::probe(conn)?;
+    let Batch { files, spool } = batch;
+    let mut out = BatchOutcome {
+        buckets: spool.buckets(),
+        ..Default::default()
+    };
+
+    // Hand-offs in R1 order: a later file's hand-off for the same 国保 subscriber replaces an
+    // earlier one.
+    let mut handoffs: Vec<(u32, AgeTransitionHandoff)> = spool
+        .take_handoffs()
+        .into_iter()
+        .filter_map(|(tag, h)| files[tag as usize].order.map(|_| (tag, h)))
+        .collect();
+    handoffs.sort_by_key(|(tag, h)| (files[*tag as usize].order, h.seq));
+    let mut run_handoffs: BTreeMap<SubKey, StoredHandoff> = BTreeMap::new();
+    for (tag, h) in handoffs {
+        out.handoffs_received += 1;
+        run_handoffs.insert(
+            (h.source_insurer, h.source_key),
+            stored_handoff(&h, format!("{}#{}", files[tag as usize].name, h.seq)),
+        );
     }
 
     // Insurer-wide InfoCode flags (Scope 2), in R1 order.
+    let mut scope2: BTreeMap<InsurerNumber, Vec<(Event, FlagChange)>> = BTreeMap::new();
+    for (tag, f) in spool.take_scope2() {
+        let file = &files[tag as usize];
+        let Some(order) = file.order else { continue };
+        let ev = Event {
+            date: f.effective_time.date(),
+            file_order: order,
+            seq: f.seq,
+            file: file.name.clone(),
+            kind: EventKind::Flag(f.clone()),
+        };
+        scope2.entry(f.insurer).or_default().push((ev, f));
+    }
     let mut insurer_flags: HashMap<InsurerNumber, Arc<BTreeMap<(InfoCode, FlagType), Flag>>> = HashMap::new();
     for (ins, mut evs) in scope2 {
         evs.sort_by_key(|(e, _)| e.order_key());
@@ -398,293 +805,42 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
         insurer_flags.insert(ins, Arc::new(flags));
     }
 
-    // Load what each subscriber needs (indexed lookups only).
-    let mut works = Vec::with_capacity(subs.len());
-    for ((ins, key), events) in subs {
-        let before = if empty.enrollment {
-            None
-        } else {
-            ledger::load_enrollment(conn, ins, key)?
-        };
-        let pending = if before.is_none() {
-            if empty.pending {
-                Vec::new()
-            } else {
-                ledger::take_pending_flags(conn, ins, key)?
-            }
-        } else {
-            Vec::new()
-        };
-        let mut fukuhon_before = BTreeMap::new();
-        for e in &events {
-            if let EventKind::Fukuhon(f) = &e.kind {
-                let stored = if empty.fukuhon {
-                    None
-                } else {
-                    ledger::load_fukuhon(conn, ins, key, f.info_code)?
-                };
-                if let Some(s) = stored {
-                    fukuhon_before.insert(f.info_code, s);
-                }
-            }
-        }
-        let iflags = match insurer_flags.get(&ins) {
-            Some(f) => f.clone(),
-            None => {
-                let f = Arc::new(ledger::load_insurer_flags(conn, ins)?);
-                insurer_flags.insert(ins, f.clone());
-                f
-            }
-        };
-        works.push(Work {
-            insurer: ins,
-            key,
-            before,
-            events,
-            pending,
-            fukuhon_before,
-            insurer_flags: iflags,
-            carry: None,
-        });
-    }
-    tracing::debug!(subscribers = works.len(), "loaded from the ledger");
-    let (mut wave2, wave1): (Vec<Work>, Vec<Work>) = works.into_iter().partition(|w| w.insurer.is_kouki());
-
-    // Wave 1: everything but 後期, in parallel.
-    let outcomes1: Vec<(Meta, Outcome)> = wave1.into_par_iter().map(|w| (Meta::of(&w), apply(w))).collect();
-    let mut mem: BTreeMap<SubKey, Enrollment> = BTreeMap::new();
-    let mut idx = PersonIndex::default();
-    for (_, o) in &outcomes1 {
-        if let Some(e) = &o.after {
-            idx.add(e);
-            mem.insert((e.insurer, e.key), e.clone());
+    let mut ap = Applier {
+        conn,
+        run_id,
+        files: &files,
+        empty,
+        lookup: !empty.enrollment,
+        insurer_flags,
+        run_handoffs,
+        used_handoffs: BTreeMap::new(),
+        out,
+        rejects: Vec::new(),
+        review: Vec::new(),
+    };
+    for wave in [Wave::NotKouki, Wave::Kouki] {
+        for b in 0..spool.buckets() {
+            let records = spool.take(wave, b)?;
+            ap.bucket(wave, records)?;
+            tracing::debug!(?wave, bucket = b, "bucket applied");
         }
     }
-
-    // Carry resolution for 後期 transition acquisitions (sequential: ledger lookups).
-    let mut used_handoffs: BTreeMap<SubKey, SubKey> = BTreeMap::new();
-    let mut any_flagged: BTreeMap<SubKey, bool> = BTreeMap::new();
-    for w in &mut wave2 {
-        let mut acq = w.events.iter().filter_map(|e| match &e.kind {
-            EventKind::Change(c)
-                if c.change_type == ChangeType::Acquisition
-                    && c.reason_of_qualification.is_some_and(|r| r.is_transition()) =>
-            {
-                Some(c)
-            }
-            _ => None,
-        });
-        if let Some(person) = acq.next_back().and_then(person_of_change) {
-            let r = resolve_carry(conn, empty, &person, &mem, &idx, &run_handoffs)?;
-            if matches!(r.carry, Some(Carry::Flags(_))) {
-                for h in r.handoffs_used {
-                    used_handoffs.insert(h, (w.insurer, w.key));
-                }
-            }
-            any_flagged.insert((w.insurer, w.key), r.any_flagged);
-            w.carry = r.carry;
-        }
-    }
-
-    // Wave 2: 後期, in parallel.
-    let outcomes2: Vec<(Meta, Outcome)> = wave2.into_par_iter().map(|w| (Meta::of(&w), apply(w))).collect();
-    let mut idx2 = PersonIndex::default();
-    let mut mem2: BTreeMap<SubKey, Enrollment> = BTreeMap::new();
-    for (_, o) in &outcomes2 {
-        if let Some(e) = &o.after {
-            idx2.add(e);
-            mem2.insert((e.insurer, e.key), e.clone());
-        }
-    }
-
-    let mut acquisitions: Vec<(SubKey, SubscriberChange, bool)> = Vec::new();
-    for (w, o) in outcomes1.into_iter().chain(outcomes2) {
-        let k = (w.insurer, w.key);
-        for pf in &o.pending {
-            ledger::insert_pending_flag(conn, pf, run_id)?;
-        }
-        out.pending_applied += o.pending_applied;
-        out.engine_rejects.extend(o.rejects.iter().cloned());
-        for (file, seq, ev, detail) in &o.journal {
-            ledger::journal(conn, run_id, Some(file), Some(*seq), Some(k), ev, detail)?;
-        }
-        out.events_applied += o
-            .journal
-            .iter()
-            .filter(|j| j.2 != "flag_pending" && j.2 != "carry")
-            .count() as u64;
-        let carried = !o.carries.is_empty();
-        out.carries.extend(o.carries.iter().cloned());
-        if let Some(c) = &o.ambiguous {
-            let flagged = any_flagged.get(&k).copied().unwrap_or(false);
-            let lacks = o.after.as_ref().is_some_and(|e| !e.has_protective_flag());
-            let why = if flagged && lacks {
-                out.withheld.push(k);
-                "several possible 国保 enrollments, one of them flagged: registration withheld until resolved"
-                    .to_owned()
-            } else {
-                "several possible 国保 enrollments: no carry".to_owned()
-            };
-            out.review.push((k, c.clone(), why));
-        }
-        for c in &o.acquisitions {
-            acquisitions.push((k, c.clone(), carried || o.ambiguous.is_some()));
-        }
-        for (info, (_, f)) in &o.fukuhon {
-            out.fukuhon_rows.push(FukuhonRow {
-                operation: f.operation,
-                effective_date: f.effective_date,
-                insurer: w.insurer,
-                key: w.key,
-                info_code: *info,
-                disclosure: f.disclosure,
-                items: f.items.clone(),
-            });
-            let next = match f.operation {
-                FukuhonOperation::Delete => None,
-                _ => Some(ledger::StoredFukuhon {
-                    effective_date: f.effective_date,
-                    disclosure: f.disclosure,
-                    items: f.items.clone(),
-                    origin: format!("run {run_id}"),
-                }),
-            };
-            ledger::store_fukuhon(conn, w.insurer, w.key, *info, next.as_ref())?;
-        }
-        if o.touched {
-            let after = o.after.clone().expect("touched means enrolled");
-            out.touched.insert(k, w.before.clone());
-            out.after.insert(k, after);
-        }
-    }
-
-    // Hand-offs not consumed by a registration of this run: match registrations already held.
-    for (hk, mut h) in run_handoffs {
-        if let Some(to) = used_handoffs.get(&hk) {
-            h.matched = Some(*to);
-            out.handoffs_matched += 1;
-            ledger::upsert_handoff(conn, &h)?;
-            continue;
-        }
-        let regs: Vec<(Enrollment, MatchRule)> =
-            matching_enrollments(conn, empty, &h.person, &mem2, &idx2, |i| i.is_kouki())?
-                .into_iter()
-                .filter(|(e, _)| {
-                    e.current_period()
-                        .is_some_and(|p| p.reason_of_qualification.is_transition())
-                })
-                .collect();
-        match regs.len() {
-            0 => {}
-            1 => {
-                let (e, rule) = regs.into_iter().next().expect("one");
-                let k = (e.insurer, e.key);
-                let before = out.touched.get(&k).cloned().unwrap_or_else(|| Some(e.clone()));
-                let mut after = out.after.get(&k).cloned().unwrap_or(e);
-                let time = h
-                    .flag_set_time
-                    .unwrap_or_else(|| Timestamp::start_of(h.transition_date));
-                let carried = carry_onto(&mut after, h.self_info, h.non_disclosure, time, hk);
-                let src = CarrySource {
-                    from: hk,
-                    rule,
-                    via: "handoff",
-                    self_info: h.self_info,
-                    non_disclosure: h.non_disclosure,
-                    auto_response: h.auto_response,
-                    set_time: h.flag_set_time,
-                };
-                ledger::journal(
-                    conn,
-                    run_id,
-                    Some(h.origin.split('#').next().unwrap_or("")),
-                    None,
-                    Some(k),
-                    "carry",
-                    &format!("flags carried from {}/{} (handoff after registration)", hk.0, hk.1),
-                )?;
-                out.carries.push(CarryDone {
-                    source: src,
-                    to: k,
-                    qualification_date: after
-                        .current_period()
-                        .map(|p| p.qualification_date)
-                        .expect("has a period"),
-                    flags: carried.clone(),
-                });
-                if !carried.is_empty() {
-                    out.touched.insert(k, before);
-                    out.after.insert(k, after);
-                }
-                h.matched = Some(k);
-                out.handoffs_matched += 1;
-            }
-            _ => out.review.push((
-                hk,
-                regs.iter().map(|(e, _)| (e.insurer, e.key)).collect(),
-                "hand-off matches several 後期 registrations: no carry".into(),
-            )),
-        }
-        ledger::upsert_handoff(conn, &h)?;
-    }
-
-    // R5: any other new enrollment of a person flagged elsewhere goes to flag confirmation.
-    let mut all_mem = mem;
-    all_mem.extend(mem2);
-    let mut all_idx = idx;
-    for e in all_mem.values().filter(|e| e.insurer.is_kouki()) {
-        all_idx.add(e);
-    }
-    for (k, c, carried_or_ambiguous) in acquisitions {
-        let Some(person) = person_of_change(&c) else { continue };
-        if carried_or_ambiguous {
-            if let Some(cd) = out
-                .carries
-                .iter()
-                .find(|cd| cd.to == k)
-                .filter(|cd| cd.source.auto_response)
-            {
-                out.flag_confirmation.push((
-                    k,
-                    cd.source.from,
-                    vec![FlagType::AutoResponseProhibited],
-                    "自動応答不可 at the previous insurer is not carried: confirm with the person".into(),
-                ));
-            }
-            continue;
-        }
-        let own = out.after.get(&k);
-        for (e, _) in matching_enrollments(conn, empty, &person, &all_mem, &all_idx, |i| i != k.0)? {
-            // only protections this enrollment lacks need a person's decision
-            let flags: Vec<FlagType> = [
-                FlagType::SelfInfoProvisionProhibited,
-                FlagType::NonDisclosure,
-                FlagType::AutoResponseProhibited,
-            ]
-            .into_iter()
-            .filter(|t| e.flag(*t).is_some() && own.is_none_or(|o| o.flag(*t).is_none()))
-            .collect();
-            if flags.iter().any(|t| t.is_protective()) {
-                out.flag_confirmation.push((
-                    k,
-                    (e.insurer, e.key),
-                    flags,
-                    "new enrollment of a person flagged at another insurer: ask the person and set the flags if needed"
-                        .into(),
-                ));
-            }
-        }
-    }
-
-    // Store the after-states. `published` is provisional: the writer clears it for groups it refuses.
-    for (k, e) in &out.after {
-        let mut e = e.clone();
-        e.published = match e.status {
-            Status::Cancelled => false,
-            _ if out.withheld.contains(k) => e.published,
-            _ => true,
-        };
-        ledger::store_enrollment(conn, &e, out.touched.get(k).is_some_and(|b| b.is_some()))?;
-    }
+    drop(spool);
+    // applied carries in subscriber order (as if one bucket)
+    ap.out.carries.sort_by_key(|c| (c.to, c.source.from));
+    ap.review.sort_by_key(|r| r.0);
+    let late = ap.late_handoffs()?;
+    ap.flag_confirmation(&late)?;
+    ap.out.carries.extend(late);
+    ap.rejects.sort_by_key(|r| (r.0, r.1));
+    let Applier {
+        mut out,
+        rejects,
+        review,
+        ..
+    } = ap;
+    out.engine_rejects.extend(rejects.into_iter().flat_map(|(_, _, r)| r));
+    out.review = review;
+    out.touched = scratch::touched_count(conn)?;
     Ok(out)
 }

@@ -6,6 +6,8 @@ pub mod batch;
 pub mod extract;
 pub mod interrupt;
 pub mod run;
+pub mod spill;
+pub mod spool;
 pub mod state;
 
 #[cfg(test)]

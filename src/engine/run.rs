@@ -16,21 +16,22 @@
 //! A rerun first finishes any committed-but-unpublished run (renames) and removes staging left by
 //! uncommitted ones. Run ids are derived from the inputs, so a rerun after a crash has the same id.
 
-use super::batch::{Batch, BatchOutcome, SubKey, apply_batch, flag_row};
+use super::batch::{Batch, BatchFile, BatchOutcome, SubKey, apply_batch, flag_row};
 use super::interrupt;
+use super::spool::{self, Spool};
 use super::state::*;
 use crate::domain::*;
 use crate::error::{Diagnostic, ErrorCode};
 use crate::formats::linkage::*;
 use crate::formats::writer::UnmappablePolicy;
 use crate::formats::{FileHeader, Format, Limits, ReadOptions, RecordOutcome, TextEncoding, hex, read_input};
-use crate::ledger;
+use crate::ledger::{self, scratch};
 use crate::report::*;
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tracing_indicatif::span_ext::IndicatifSpanExt;
@@ -49,7 +50,13 @@ pub struct RunOptions {
     pub unmappable: UnmappablePolicy,
     pub catalog: Catalog,
     pub limits: Limits,
+    /// Input bytes applied per chunk: larger inputs spill to disk and are applied chunk by
+    /// chunk, which bounds memory whatever the load.
+    pub chunk_bytes: u64,
 }
+
+/// Default [`RunOptions::chunk_bytes`]: about 100k subscribers' worth of XML.
+pub const DEFAULT_CHUNK_BYTES: u64 = 128 * 1024 * 1024;
 
 /// How the run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,7 +108,6 @@ struct LoadedFile {
     name: String,
     sha: String,
     header: Option<FileHeader>,
-    records: Vec<Record>,
     rejects: Vec<Diagnostic>,
     file_errors: Vec<Diagnostic>,
     total: u64,
@@ -132,24 +138,34 @@ fn list_inbox(inbox: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn load(path: &Path, inbox: &Path, opts: &ReadOptions) -> LoadedFile {
+/// Reads one file, spooling its accepted records under `tag`. A spool write error (disk full)
+/// is an environment error of the run, not a property of the file.
+fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32) -> Result<LoadedFile> {
     let name = path
         .strip_prefix(inbox)
         .unwrap_or(path)
         .to_string_lossy()
         .replace('\\', "/");
-    let mut records = Vec::new();
     let mut rejects = Vec::new();
+    let mut spool_error = None;
     let res = read_input(path, &name, opts, &mut |o| match o {
-        RecordOutcome::Accepted(r) => records.push(r),
+        RecordOutcome::Accepted(r) => {
+            if spool_error.is_none() {
+                if let Err(e) = spool.push(tag, r) {
+                    spool_error = Some(e);
+                }
+            }
+        }
         RecordOutcome::Rejected { faults, .. } => rejects.extend(faults),
     });
-    match res {
+    if let Some(e) = spool_error {
+        return Err(e);
+    }
+    Ok(match res {
         Ok(s) => LoadedFile {
             name,
             sha: hex(&s.sha256),
             header: Some(s.header),
-            records,
             rejects,
             file_errors: Vec::new(),
             total: s.records,
@@ -160,14 +176,13 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions) -> LoadedFile {
             name,
             sha: String::new(),
             header: r.header,
-            records: Vec::new(),
             rejects: Vec::new(),
             file_errors: r.diagnostics,
             total: 0,
             status: "rejected",
             note: None,
         },
-    }
+    })
 }
 
 /// A span that shows as a progress bar on a terminal (a spinner when `len` is unknown).
@@ -247,6 +262,14 @@ fn sync_dir(d: &Path) {
     }
 }
 
+/// Where spill folders go: beside the ledger (a filesystem sized for the data, as private).
+pub fn spill_dir(ledger: &Path) -> PathBuf {
+    match ledger.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Runs one batch. Errors are usage/environment problems; an R4 violation returns `Aborted`.
 pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let _lock = ledger::lock(&opts.ledger)?;
@@ -255,29 +278,44 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     std::fs::create_dir_all(&opts.reports)
         .with_context(|| format!("cannot create reports folder {}", opts.reports.display()))?;
     recover(&conn, &opts.outbox, &opts.reports)?;
+    spool::remove_leftovers(&spill_dir(&opts.ledger));
 
-    // 1. read
+    // 1. read, into a spool partitioned by subscriber (spilled to disk when the inbox is large)
     let paths = list_inbox(&opts.inbox)?;
     let ropts = ReadOptions {
         catalog: &opts.catalog,
         limits: opts.limits,
     };
-    tracing::info!(files = paths.len(), "reading inbox");
+    let input_bytes: u64 = paths
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let spool = Spool::new(
+        spool::buckets_for(input_bytes, opts.chunk_bytes),
+        &spill_dir(&opts.ledger),
+    )?;
+    tracing::info!(
+        files = paths.len(),
+        bytes = input_bytes,
+        buckets = spool.buckets(),
+        "reading inbox"
+    );
     let t0 = std::time::Instant::now();
     let bar = progress_span("reading inbox files", Some(paths.len() as u64));
     // a signal stops the reading of further files; what was read is discarded
-    let files: Option<Vec<LoadedFile>> = bar.in_scope(|| {
+    let files: Option<Result<Vec<LoadedFile>>> = bar.in_scope(|| {
         paths
             .par_iter()
-            .map(|p| {
-                let f = (!interrupt::requested()).then(|| load(p, &opts.inbox, &ropts));
+            .enumerate()
+            .map(|(tag, p)| {
+                let f = (!interrupt::requested()).then(|| load(p, &opts.inbox, &ropts, &spool, tag as u32));
                 bar.pb_inc(1);
                 f
             })
             .collect()
     });
     drop(bar);
-    let mut files = files.ok_or(interrupt::Interrupted { phase: "reading" })?;
+    let mut files = files.ok_or(interrupt::Interrupted { phase: "reading" })??;
     tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "read inbox");
     wait_at("wait-after-read");
     interrupt::check("after reading")?;
@@ -300,12 +338,10 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             Some(s) if s == f.sha => {
                 f.status = "skipped";
                 f.note = Some("already applied (same FileIdentifier and SHA-256)".into());
-                f.records.clear();
                 f.rejects.clear();
             }
             Some(_) => {
                 f.status = "rejected";
-                f.records.clear();
                 f.rejects.clear();
                 f.file_errors.push(
                     Diagnostic::new(
@@ -347,16 +383,20 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         ))
     });
 
+    // records of files not applied (skipped, rejected) stay in the spool and are ignored
+    let mut batch_files: Vec<BatchFile> = files
+        .iter()
+        .map(|f| BatchFile {
+            name: Arc::from(f.name.as_str()),
+            order: None,
+        })
+        .collect();
+    for (pos, &i) in order.iter().enumerate() {
+        batch_files[i].order = Some(pos as u32);
+    }
     let batch = Batch {
-        files: order
-            .iter()
-            .map(|&i| {
-                (
-                    Arc::<str>::from(files[i].name.as_str()),
-                    std::mem::take(&mut files[i].records),
-                )
-            })
-            .collect(),
+        files: batch_files,
+        spool,
     };
     let mut applied = Vec::new();
     for f in &files {
@@ -447,7 +487,8 @@ pub fn execute(
     drop(bar);
     tracing::info!(
         elapsed_ms = t0.elapsed().as_millis() as u64,
-        subscribers = outcome.touched.len(),
+        subscribers = outcome.touched,
+        buckets = outcome.buckets,
         "applied and stored"
     );
     in_tx(&tx, &mut report)?;
@@ -460,43 +501,8 @@ pub fn execute(
             .map(|(d, c)| RejectEntry::from_diag(d, *c)),
     );
 
-    // 3. linkage from the ledger + R4
-    let mut groups = build_groups(&tx, &outcome, opts.as_of)?;
-    if failpoint("writer-clear-flag") {
-        // test hook: a writer bug that would state 0 for a set flag
-        if let Some(g) = groups
-            .iter_mut()
-            .find(|g| g.control.self_info.is_some() || g.control.non_disclosure)
-        {
-            g.control = ProvisionControl {
-                self_info: None,
-                non_disclosure: false,
-                auto_response: g.control.auto_response,
-            };
-        }
-    }
-    if failpoint("writer-drop-carry") {
-        for g in groups.iter_mut().filter(|g| g.insurer.is_kouki()) {
-            g.control = ProvisionControl {
-                self_info: None,
-                non_disclosure: false,
-                auto_response: false,
-            };
-        }
-    }
-    let withheld: BTreeSet<(InsurerNumber, SubscriberKey)> = outcome.withheld.iter().copied().collect();
-    groups.retain(|g| !withheld.contains(&(g.insurer, g.key)));
-    tracing::info!(
-        elapsed_ms = t0.elapsed().as_millis() as u64,
-        groups = groups.len(),
-        "linkage built from the ledger"
-    );
-    if let Err(v) = verify_invariant(&tx, &groups, opts.as_of) {
-        drop(tx); // rollback
-        return abort(opts, report, &v.to_string());
-    }
-
-    // 4. write into staging
+    // 3+4. linkage streamed from the ledger (R2) into staging, each group checked against R4
+    // before it is written
     let out_stage = opts.outbox.join(format!(".staging-{run_id}"));
     let out_final = opts.outbox.join(&run_id);
     if out_stage.exists() {
@@ -506,7 +512,22 @@ pub fn execute(
     let layout = StandardLayout {
         policy: opts.unmappable,
     };
-    let written = write_outputs(&layout, &out_stage, &run_id, creation, opts, &groups, &outcome)?;
+    let bar = progress_span("writing linkage", Some(outcome.touched));
+    let written = bar.in_scope(|| write_outputs(&tx, &layout, &out_stage, &run_id, creation, opts, &outcome, &bar));
+    drop(bar);
+    let (written, derived) = match written? {
+        Ok(w) => w,
+        Err(v) => {
+            drop(tx); // rollback
+            std::fs::remove_dir_all(&out_stage).ok();
+            return abort(opts, report, &v.to_string());
+        }
+    };
+    tracing::info!(
+        elapsed_ms = t0.elapsed().as_millis() as u64,
+        files = written.entries.len(),
+        "linkage written from the ledger"
+    );
     let mut char_rows = Vec::new();
     for (kind, ins, key, chars, refused) in &written.unmappable {
         for c in chars {
@@ -567,7 +588,7 @@ pub fn execute(
         },
     );
     report.outputs = written.entries.clone();
-    fill_report(&tx, &mut report, &outcome, opts)?;
+    fill_report(&tx, &mut report, &outcome, derived, opts)?;
 
     report.status = if report.rejects.is_empty() {
         "completed".into()
@@ -681,53 +702,109 @@ fn control_from(e: &Enrollment) -> ProvisionControl {
     }
 }
 
-/// R2: each touched subscriber once, with its complete state re-read from the ledger.
-fn build_groups(conn: &Connection, o: &BatchOutcome, _as_of: Date) -> Result<Vec<SubscriberGroup>> {
-    let mut groups = Vec::with_capacity(o.touched.len());
-    for (k, before) in &o.touched {
-        let e = ledger::load_enrollment(conn, k.0, k.1)?.expect("stored in this run");
-        let was_published = before.as_ref().is_some_and(|b| b.published);
-        let processing = match e.status {
-            // never sent: nothing to delete at the server
-            Status::Cancelled if !was_published => continue,
-            Status::Cancelled => ProcessingCode::Delete,
-            _ if was_published => ProcessingCode::Update,
-            _ => ProcessingCode::FirstRegistration,
+/// What the report learns while the linkage is streamed (one pass over the touched subscribers).
+#[derive(Default)]
+struct Derived {
+    flag_changes: Vec<FlagChangeEntry>,
+    /// R9 certificate issuance rows
+    cert: Vec<Vec<String>>,
+    /// 後期 transition registrations by month of acquisition
+    kouki_months: BTreeMap<String, u64>,
+}
+
+/// R2: a touched subscriber's group, with its complete state re-read from the ledger; `None`
+/// when it is not written (cancelled before ever being sent, or withheld). Also records what the
+/// report needs about it (flag changes, certificates, transitions) and its changed InfoCode
+/// flags (FlagLinkage rows).
+fn group_for(
+    conn: &Connection,
+    insurer: InsurerNumber,
+    key: SubscriberKey,
+    before: &scratch::Before,
+    o: &BatchOutcome,
+    derived: &mut Derived,
+    info_rows: &mut Vec<FlagRow>,
+) -> Result<Option<SubscriberGroup>> {
+    let e = ledger::load_enrollment(conn, insurer, key)?.context("a touched subscriber is missing from the ledger")?;
+    for (fk, b, a) in flag_diff(&before.flags, &e.flags) {
+        if let Some(info) = fk.0 {
+            info_rows.push(flag_row(insurer, Some(key), info, fk.1, b, a));
+        }
+        let change = match (b, a) {
+            (None, Some(_)) => "set",
+            (Some(_), None) => "released",
+            (Some(b), Some(a)) if b.reason != a.reason => "reason_changed",
+            _ => continue,
         };
-        groups.push(SubscriberGroup {
-            processing,
-            insurer: e.insurer,
-            key: e.key,
-            individual_number: e.individual_number,
-            name: e.name.clone(),
-            name_kana: e.name_kana.clone(),
-            sex: e.sex,
-            birthdate: e.birthdate,
-            post_number: e.post_number,
-            address: e.address.clone(),
-            control: control_from(&e),
-            qualifications: e
-                .periods
-                .iter()
-                .map(|p| QualificationRow {
-                    insurer: e.insurer,
-                    card_symbol: p.card_symbol.clone(),
-                    card_number: p.card_number.clone(),
-                    branch: p.branch,
-                    qualification_date: p.qualification_date,
-                    disqualification_date: p.disqualification_date,
-                    reason_of_loss: p.reason_of_loss,
-                    personal_family: p.personal_family,
-                })
-                .collect(),
+        derived.flag_changes.push(FlagChangeEntry {
+            insurer: insurer.to_string(),
+            subscriber_key: key.to_string(),
+            info_code: fk.0.map(|i| i.to_string()),
+            flag_type: fk.1.name_en().to_owned(),
+            change: change.into(),
         });
     }
-    Ok(groups)
+    let si = (None, FlagType::SelfInfoProvisionProhibited);
+    if !before.flags.contains_key(&si) && e.status != Status::Cancelled {
+        if let Some(f) = e.flags.get(&si) {
+            derived.cert.push(vec![insurer.to_string(), key.to_string(), e.name.clone(), e.name_kana.clone(), f.reason.map_or("", |x| x.code()).to_owned(), f.effective_time.to_string(), "資格確認書を交付（申請不要）。交付方法は本人と調整すること／agree the delivery method with the person; never mail where the abuser may receive it".into()]);
+        }
+    }
+    if insurer.is_kouki() {
+        if let Some(p) = e.current_period().filter(|p| p.reason_of_qualification.is_transition()) {
+            *derived
+                .kouki_months
+                .entry(format!("kouki_transitions_{}", &p.qualification_date.to_string()[..6]))
+                .or_insert(0) += 1;
+        }
+    }
+    let processing = match e.status {
+        // never sent: nothing to delete at the server
+        Status::Cancelled if !before.was_published => return Ok(None),
+        Status::Cancelled => ProcessingCode::Delete,
+        _ if before.was_published => ProcessingCode::Update,
+        _ => ProcessingCode::FirstRegistration,
+    };
+    if o.withheld.contains(&(insurer, key)) {
+        return Ok(None);
+    }
+    Ok(Some(SubscriberGroup {
+        processing,
+        insurer: e.insurer,
+        key: e.key,
+        individual_number: e.individual_number,
+        name: e.name.clone(),
+        name_kana: e.name_kana.clone(),
+        sex: e.sex,
+        birthdate: e.birthdate,
+        post_number: e.post_number,
+        address: e.address.clone(),
+        control: control_from(&e),
+        qualifications: e
+            .periods
+            .iter()
+            .map(|p| QualificationRow {
+                insurer: e.insurer,
+                card_symbol: p.card_symbol.clone(),
+                card_number: p.card_number.clone(),
+                branch: p.branch,
+                qualification_date: p.qualification_date,
+                disqualification_date: p.disqualification_date,
+                reason_of_loss: p.reason_of_loss,
+                personal_family: p.personal_family,
+            })
+            .collect(),
+    }))
+}
+
+/// R4 over a set of groups (see [`verify_group`]).
+pub fn verify_invariant(conn: &Connection, groups: &[SubscriberGroup], as_of: Date) -> Result<(), FlagWouldBeCleared> {
+    groups.iter().try_for_each(|g| verify_group(conn, g, as_of))
 }
 
 /// R4, independent of R2/R3: re-reads the flag table and the matching 国保 enrollments and
-/// hand-offs with plain SQL, and checks every group that is about to be published.
-pub fn verify_invariant(conn: &Connection, groups: &[SubscriberGroup], as_of: Date) -> Result<(), FlagWouldBeCleared> {
+/// hand-offs with plain SQL, and checks one group that is about to be published.
+pub fn verify_group(conn: &Connection, g: &SubscriberGroup, as_of: Date) -> Result<(), FlagWouldBeCleared> {
     let err = |e: anyhow::Error| FlagWouldBeCleared(format!("cannot verify the ledger: {e}"));
     let flags_of = |ins: &str, key: &str| -> Result<Vec<(String, Option<String>)>> {
         let mut st = conn.prepare_cached(
@@ -736,82 +813,81 @@ pub fn verify_invariant(conn: &Connection, groups: &[SubscriberGroup], as_of: Da
         let rows = st.query_map([ins, key], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     };
-    for g in groups {
-        let (ins, key) = (g.insurer.to_string(), g.key.to_string());
-        let held = flags_of(&ins, &key).map_err(err)?;
-        for (ty, reason) in &held {
-            let written = match ty.as_str() {
-                "1" => g.control.auto_response.then(|| "1".to_owned()),
-                "2" => g.control.non_disclosure.then(|| "1".to_owned()),
-                _ => g.control.self_info.map(|r| r.code().to_owned()),
-            };
-            let ok = match (ty.as_str(), &written) {
-                ("3", Some(w)) => reason.as_deref().is_none_or(|r| r == w),
-                (_, Some(_)) => true,
-                _ => false,
-            };
-            if !ok {
-                return Err(FlagWouldBeCleared(format!(
-                    "the 02 row of subscriber {ins}/{key} would state flag type {ty} as {} while the ledger holds it as set",
-                    written.as_deref().unwrap_or("0")
-                )));
-            }
+    let (ins, key) = (g.insurer.to_string(), g.key.to_string());
+    let held = flags_of(&ins, &key).map_err(err)?;
+    for (ty, reason) in &held {
+        let written = match ty.as_str() {
+            "1" => g.control.auto_response.then(|| "1".to_owned()),
+            "2" => g.control.non_disclosure.then(|| "1".to_owned()),
+            _ => g.control.self_info.map(|r| r.code().to_owned()),
+        };
+        let ok = match (ty.as_str(), &written) {
+            ("3", Some(w)) => reason.as_deref().is_none_or(|r| r == w),
+            (_, Some(_)) => true,
+            _ => false,
+        };
+        if !ok {
+            return Err(FlagWouldBeCleared(format!(
+                "the 02 row of subscriber {ins}/{key} would state flag type {ty} as {} while the ledger holds it as set",
+                written.as_deref().unwrap_or("0")
+            )));
         }
-        if !g.insurer.is_kouki() {
+    }
+    if !g.insurer.is_kouki() {
+        return Ok(());
+    }
+    // a 後期 registration with a future QualificationDate must not go out unflagged while a
+    // matching 国保 enrollment (or hand-off) is flagged
+    let future = g.qualifications.last().is_some_and(|q| q.qualification_date > as_of);
+    if !future {
+        return Ok(());
+    }
+    let e = ledger::load_enrollment(conn, g.insurer, g.key)
+        .map_err(err)?
+        .ok_or_else(|| FlagWouldBeCleared(format!("subscriber {ins}/{key} is not in the ledger")))?;
+    let person = e.person();
+    let mut flagged_elsewhere: Vec<(String, bool, bool)> = Vec::new();
+    for (ci, ck) in ledger::find_person(conn, &person).map_err(err)? {
+        if !ci.is_kokuho() {
             continue;
         }
-        // a 後期 registration with a future QualificationDate must not go out unflagged while a
-        // matching 国保 enrollment (or hand-off) is flagged
-        let future = g.qualifications.last().is_some_and(|q| q.qualification_date > as_of);
-        if !future {
+        let Some(c) = ledger::load_enrollment(conn, ci, ck).map_err(err)? else {
+            continue;
+        };
+        if c.status == Status::Cancelled || person.matches(&c.person()).is_none() {
             continue;
         }
-        let e = ledger::load_enrollment(conn, g.insurer, g.key)
-            .map_err(err)?
-            .ok_or_else(|| FlagWouldBeCleared(format!("subscriber {ins}/{key} is not in the ledger")))?;
-        let person = e.person();
-        let mut flagged_elsewhere: Vec<(String, bool, bool)> = Vec::new();
-        for (ci, ck) in ledger::find_person(conn, &person).map_err(err)? {
-            if !ci.is_kokuho() {
-                continue;
-            }
-            let Some(c) = ledger::load_enrollment(conn, ci, ck).map_err(err)? else {
-                continue;
-            };
-            if c.status == Status::Cancelled || person.matches(&c.person()).is_none() {
-                continue;
-            }
-            let fl = flags_of(ci.as_str(), ck.as_str()).map_err(err)?;
+        let fl = flags_of(ci.as_str(), ck.as_str()).map_err(err)?;
+        flagged_elsewhere.push((
+            format!("{ci}/{ck}"),
+            fl.iter().any(|f| f.0 == "3"),
+            fl.iter().any(|f| f.0 == "2"),
+        ));
+    }
+    for h in ledger::find_handoffs(conn, &person).map_err(err)? {
+        if person.matches(&h.person).is_some() {
             flagged_elsewhere.push((
-                format!("{ci}/{ck}"),
-                fl.iter().any(|f| f.0 == "3"),
-                fl.iter().any(|f| f.0 == "2"),
+                format!("hand-off {}/{}", h.source_insurer, h.source_key),
+                h.self_info.is_some(),
+                h.non_disclosure,
             ));
         }
-        for h in ledger::find_handoffs(conn, &person).map_err(err)? {
-            if person.matches(&h.person).is_some() {
-                flagged_elsewhere.push((
-                    format!("hand-off {}/{}", h.source_insurer, h.source_key),
-                    h.self_info.is_some(),
-                    h.non_disclosure,
-                ));
-            }
-        }
-        for (src, si, nd) in flagged_elsewhere {
-            if (si && g.control.self_info.is_none()) || (nd && !g.control.non_disclosure) {
-                return Err(FlagWouldBeCleared(format!(
-                    "後期 registration {ins}/{key} with future QualificationDate {} would go out without the flags set at {src}",
-                    g.qualifications
-                        .last()
-                        .map(|q| q.qualification_date.to_string())
-                        .unwrap_or_default()
-                )));
-            }
+    }
+    for (src, si, nd) in flagged_elsewhere {
+        if (si && g.control.self_info.is_none()) || (nd && !g.control.non_disclosure) {
+            return Err(FlagWouldBeCleared(format!(
+                "後期 registration {ins}/{key} with future QualificationDate {} would go out without the flags set at {src}",
+                g.qualifications
+                    .last()
+                    .map(|q| q.qualification_date.to_string())
+                    .unwrap_or_default()
+            )));
         }
     }
     Ok(())
 }
 
+#[derive(Default)]
 struct WrittenSet {
     entries: Vec<OutputEntry>,
     /// (file kind, insurer, key, characters, refused?)
@@ -830,95 +906,241 @@ struct Manifest<'a> {
     files: &'a [OutputEntry],
 }
 
+/// A writer that counts and hashes what passes through (MANIFEST.json entries).
+struct HashingWriter<W: std::io::Write> {
+    inner: W,
+    sha: Sha256,
+    bytes: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes one linkage file (0600, fsynced) through `write`; returns what was written, its size
+/// and SHA-256.
+fn write_linkage_file(
+    path: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<Written, crate::formats::writer::WriteError>,
+) -> Result<(Written, u64, String)> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let f = o
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut hw = HashingWriter {
+        inner: std::io::BufWriter::with_capacity(1 << 20, f),
+        sha: Sha256::new(),
+        bytes: 0,
+    };
+    let w = write(&mut hw).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    let HashingWriter { inner, sha, bytes } = hw;
+    let f = inner
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error()))?;
+    f.sync_all()?;
+    Ok((w, bytes, hex(&sha.finalize())))
+}
+
+/// Touched subscribers of one insurer in key order, a page at a time.
+struct TouchedPager<'c> {
+    conn: &'c Connection,
+    insurer: InsurerNumber,
+    last: Option<SubscriberKey>,
+    page: std::collections::VecDeque<(SubscriberKey, scratch::Before)>,
+    done: bool,
+}
+
+impl TouchedPager<'_> {
+    fn next(&mut self) -> Result<Option<(SubscriberKey, scratch::Before)>> {
+        if self.page.is_empty() && !self.done {
+            let page = scratch::touched_page(self.conn, self.insurer, self.last, 1024)?;
+            self.done = page.len() < 1024;
+            self.last = page.last().map(|p| p.0);
+            self.page.extend(page);
+        }
+        Ok(self.page.pop_front())
+    }
+}
+
+/// Streams the run's linkage files into `dir` (staging): per insurer, SubscriberLinkage groups
+/// re-read from the ledger (R2) and checked against R4 one by one, FlagLinkage (insurer-wide and
+/// InfoCode flags changed), FukuhonLinkage; then MANIFEST.json. An R4 violation stops the
+/// writing and is returned as the inner `Err` (the caller aborts and removes the staging).
+#[allow(clippy::too_many_arguments)]
 fn write_outputs(
+    conn: &Connection,
     layout: &dyn LinkageLayout,
     dir: &Path,
     run_id: &str,
     creation: Timestamp,
     opts: &RunOptions,
-    groups: &[SubscriberGroup],
     o: &BatchOutcome,
-) -> Result<WrittenSet> {
-    let mut set = WrittenSet {
-        entries: Vec::new(),
-        unmappable: Vec::new(),
+    bar: &tracing::Span,
+) -> Result<Result<(WrittenSet, Derived), FlagWouldBeCleared>> {
+    let mut set = WrittenSet::default();
+    let mut derived = Derived::default();
+    let mut insurers: BTreeSet<InsurerNumber> = scratch::insurers(conn)?.into_iter().collect();
+    insurers.extend(o.flag_rows.iter().map(|r| r.insurer));
+    // test hooks: a writer bug that would state 0 for a set flag, or drop every carried flag
+    let mut clear_one = failpoint("writer-clear-flag");
+    let drop_carry = failpoint("writer-drop-carry");
+    let file_name =
+        |kind: FileKind, ins: InsurerNumber| format!("{}_{}_{}.{}", kind.name(), ins, run_id, opts.format.extension());
+    let header_of = |kind: FileKind, ins: InsurerNumber| {
+        linkage_header(
+            kind,
+            format!("{}-{}", kind.name(), run_id),
+            ins,
+            creation,
+            opts.format,
+            opts.encoding,
+        )
     };
-    let insurers: BTreeSet<InsurerNumber> = groups
-        .iter()
-        .map(|g| g.insurer)
-        .chain(o.flag_rows.iter().map(|r| r.insurer))
-        .chain(o.fukuhon_rows.iter().map(|r| r.insurer))
-        .collect();
-    // InfoCode-scoped subscriber flags after the run (FlagLinkage), from the touched subscribers
-    let mut flag_rows = o.flag_rows.clone();
-    for (k, before) in &o.touched {
-        let after = &o.after[k];
-        let empty = Default::default();
-        let bflags = before.as_ref().map_or(&empty, |b| &b.flags);
-        for (key, b, a) in flag_diff(bflags, &after.flags) {
-            if let Some(info) = key.0 {
-                flag_rows.push(flag_row(k.0, Some(k.1), info, key.1, b, a));
-            }
+    let note = |set: &mut WrittenSet, kind: FileKind, name: String, w: Written, bytes: u64, sha: String| {
+        for (i, k, chars) in w.refused {
+            set.unmappable.push((kind.name().to_owned(), i, k, chars, true));
         }
-    }
+        for (i, k, chars) in w.replaced {
+            set.unmappable.push((kind.name().to_owned(), i, k, chars, false));
+        }
+        set.entries.push(OutputEntry {
+            name,
+            kind: kind.name().to_owned(),
+            records: w.records,
+            bytes,
+            sha256: sha,
+        });
+    };
     for ins in insurers {
-        let kinds: [(FileKind, usize); 3] = [
-            (
-                FileKind::SubscriberLinkage,
-                groups.iter().filter(|g| g.insurer == ins).count(),
-            ),
-            (
-                FileKind::FlagLinkage,
-                flag_rows.iter().filter(|r| r.insurer == ins).count(),
-            ),
-            (
-                FileKind::FukuhonLinkage,
-                o.fukuhon_rows.iter().filter(|r| r.insurer == ins).count(),
-            ),
-        ];
-        for (kind, n) in kinds {
-            if n == 0 {
-                continue;
-            }
-            let name = format!("{}_{}_{}.{}", kind.name(), ins, run_id, opts.format.extension());
-            let header = linkage_header(
-                kind,
-                format!("{}-{}", kind.name(), run_id),
-                ins,
-                creation,
-                opts.format,
-                opts.encoding,
-            );
-            let mut buf: Vec<u8> = Vec::new();
-            let w = match kind {
-                FileKind::SubscriberLinkage => {
-                    let gs: Vec<SubscriberGroup> = groups.iter().filter(|g| g.insurer == ins).cloned().collect();
-                    layout.subscriber_linkage(&header, &gs, &mut buf)
+        // SubscriberLinkage, streamed
+        let mut info_rows: Vec<FlagRow> = Vec::new();
+        let mut violation: Option<FlagWouldBeCleared> = None;
+        let mut fatal: Option<anyhow::Error> = None;
+        let mut yielded = 0u64;
+        let name = file_name(FileKind::SubscriberLinkage, ins);
+        let path = dir.join(&name);
+        let (w, bytes, sha) = {
+            let mut pager = TouchedPager {
+                conn,
+                insurer: ins,
+                last: None,
+                page: Default::default(),
+                done: false,
+            };
+            let mut groups = std::iter::from_fn(|| {
+                while violation.is_none() && fatal.is_none() {
+                    let (key, before) = match pager.next() {
+                        Ok(Some(x)) => x,
+                        Ok(None) => return None,
+                        Err(e) => {
+                            fatal = Some(e);
+                            return None;
+                        }
+                    };
+                    bar.pb_inc(1);
+                    let mut g = match group_for(conn, ins, key, &before, o, &mut derived, &mut info_rows) {
+                        Ok(Some(g)) => g,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            fatal = Some(e);
+                            return None;
+                        }
+                    };
+                    if clear_one && (g.control.self_info.is_some() || g.control.non_disclosure) {
+                        clear_one = false;
+                        g.control = ProvisionControl {
+                            self_info: None,
+                            non_disclosure: false,
+                            auto_response: g.control.auto_response,
+                        };
+                    }
+                    if drop_carry && g.insurer.is_kouki() {
+                        g.control = ProvisionControl {
+                            self_info: None,
+                            non_disclosure: false,
+                            auto_response: false,
+                        };
+                    }
+                    if let Err(v) = verify_group(conn, &g, opts.as_of) {
+                        violation = Some(v);
+                        return None;
+                    }
+                    yielded += 1;
+                    return Some(g);
                 }
-                FileKind::FlagLinkage => {
-                    let rs: Vec<FlagRow> = flag_rows.iter().filter(|r| r.insurer == ins).cloned().collect();
-                    layout.flag_linkage(&header, &rs, &mut buf)
-                }
-                _ => {
-                    let rs: Vec<FukuhonRow> = o.fukuhon_rows.iter().filter(|r| r.insurer == ins).cloned().collect();
-                    layout.fukuhon_linkage(&header, &rs, &mut buf)
-                }
-            }
-            .map_err(|e| anyhow::anyhow!("cannot write {name}: {e}"))?;
-            for (i, k, chars) in w.refused {
-                set.unmappable.push((kind.name().to_owned(), i, k, chars, true));
-            }
-            for (i, k, chars) in w.replaced {
-                set.unmappable.push((kind.name().to_owned(), i, k, chars, false));
-            }
-            write_private(&dir.join(&name), &buf)?;
-            set.entries.push(OutputEntry {
-                name,
-                kind: kind.name().to_owned(),
-                records: w.records,
-                bytes: buf.len() as u64,
-                sha256: hex(&Sha256::digest(&buf)),
+                None
             });
+            let header = header_of(FileKind::SubscriberLinkage, ins);
+            write_linkage_file(&path, |out| layout.subscriber_linkage(&header, &mut groups, out))?
+        };
+        if let Some(e) = fatal {
+            return Err(e);
+        }
+        if let Some(v) = violation {
+            return Ok(Err(v));
+        }
+        if yielded == 0 {
+            std::fs::remove_file(&path)?;
+        } else {
+            note(&mut set, FileKind::SubscriberLinkage, name, w, bytes, sha);
+        }
+
+        // FlagLinkage: insurer-wide rows, then the subscribers' InfoCode flags, in key order
+        let mut flag_rows = o
+            .flag_rows
+            .iter()
+            .filter(|r| r.insurer == ins)
+            .cloned()
+            .chain(info_rows)
+            .peekable();
+        if flag_rows.peek().is_some() {
+            let name = file_name(FileKind::FlagLinkage, ins);
+            let header = header_of(FileKind::FlagLinkage, ins);
+            let (w, bytes, sha) = write_linkage_file(&dir.join(&name), |out| {
+                layout.flag_linkage(&header, &mut flag_rows, out)
+            })?;
+            note(&mut set, FileKind::FlagLinkage, name, w, bytes, sha);
+        }
+
+        // FukuhonLinkage, streamed from the scratch table in (key, InfoCode) order
+        if scratch::fukuhon_count(conn, ins)? > 0 {
+            let mut fatal: Option<anyhow::Error> = None;
+            let mut last = None;
+            let mut page = std::collections::VecDeque::new();
+            let mut rows = std::iter::from_fn(|| {
+                if page.is_empty() && fatal.is_none() {
+                    match scratch::fukuhon_page(conn, ins, last, 4096) {
+                        Ok(p) => {
+                            last = p.last().map(|r: &FukuhonRow| (r.key, r.info_code));
+                            page.extend(p);
+                        }
+                        Err(e) => fatal = Some(e),
+                    }
+                }
+                page.pop_front()
+            });
+            let name = file_name(FileKind::FukuhonLinkage, ins);
+            let header = header_of(FileKind::FukuhonLinkage, ins);
+            let (w, bytes, sha) =
+                write_linkage_file(&dir.join(&name), |out| layout.fukuhon_linkage(&header, &mut rows, out))?;
+            if let Some(e) = fatal {
+                return Err(e);
+            }
+            note(&mut set, FileKind::FukuhonLinkage, name, w, bytes, sha);
         }
     }
     let mut m = serde_json::to_vec_pretty(&Manifest {
@@ -928,14 +1150,14 @@ fn write_outputs(
     m.push(b'\n');
     write_private(&dir.join("MANIFEST.json"), &m)?;
     sync_dir(dir);
-    Ok(set)
+    Ok(Ok((set, derived)))
 }
 
 fn key_cells(k: &SubKey) -> [String; 2] {
     [k.0.to_string(), k.1.to_string()]
 }
 
-fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, opts: &RunOptions) -> Result<()> {
+fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, derived: Derived, opts: &RunOptions) -> Result<()> {
     let flag_names = |fs: &[FlagType]| fs.iter().map(|f| f.name_en().to_owned()).collect::<Vec<_>>();
     for c in &o.carries {
         let mut flags = Vec::new();
@@ -982,35 +1204,13 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, opts: &RunOp
     }
     r.pending_handoffs = ledger::list_pending_handoffs(conn)?.len() as u64;
 
-    // flag changes and R9 certificate issuance
-    let mut cert = Vec::new();
-    for (k, before) in &o.touched {
-        let after = &o.after[k];
-        let empty = Default::default();
-        let bflags = before.as_ref().map_or(&empty, |b| &b.flags);
-        for (key, b, a) in flag_diff(bflags, &after.flags) {
-            let change = match (b, a) {
-                (None, Some(_)) => "set",
-                (Some(_), None) => "released",
-                (Some(b), Some(a)) if b.reason != a.reason => "reason_changed",
-                _ => continue,
-            };
-            r.flag_changes.push(FlagChangeEntry {
-                insurer: k.0.to_string(),
-                subscriber_key: k.1.to_string(),
-                info_code: key.0.map(|i| i.to_string()),
-                flag_type: key.1.name_en().to_owned(),
-                change: change.into(),
-            });
-        }
-        let si = (None, FlagType::SelfInfoProvisionProhibited);
-        if !bflags.contains_key(&si) && after.status != Status::Cancelled {
-            if let Some(f) = after.flags.get(&si) {
-                let [i, s] = key_cells(k);
-                cert.push(vec![i, s, after.name.clone(), after.name_kana.clone(), f.reason.map_or("", |x| x.code()).to_owned(), f.effective_time.to_string(), "資格確認書を交付（申請不要）。交付方法は本人と調整すること／agree the delivery method with the person; never mail where the abuser may receive it".into()]);
-            }
-        }
-    }
+    // flag changes and R9 certificate issuance (collected while the linkage was written)
+    let Derived {
+        flag_changes,
+        cert,
+        kouki_months,
+    } = derived;
+    r.flag_changes.extend(flag_changes);
     r.add_worklist(
         "certificate_issuance",
         Worklist {
@@ -1091,11 +1291,8 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, opts: &RunOp
     );
 
     // union side: 後期 transition registrations of this run by month of acquisition
-    for e in o.after.values().filter(|e| e.insurer.is_kouki()) {
-        if let Some(p) = e.current_period().filter(|p| p.reason_of_qualification.is_transition()) {
-            let month = p.qualification_date.to_string()[..6].to_owned();
-            *r.summary.entry(format!("kouki_transitions_{month}")).or_insert(0) += 1;
-        }
+    for (k, n) in kouki_months {
+        *r.summary.entry(k).or_insert(0) += n;
     }
     let s = &mut r.summary;
     s.insert(
@@ -1112,7 +1309,7 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, opts: &RunOp
     );
     s.insert("records_rejected".into(), r.rejects.len() as u64);
     s.insert("events_applied".into(), o.events_applied);
-    s.insert("subscribers_written".into(), o.touched.len() as u64);
+    s.insert("subscribers_written".into(), o.touched);
     s.insert("carries".into(), o.carries.len() as u64);
     s.insert("withheld".into(), o.withheld.len() as u64);
     s.insert("pending_flags_applied".into(), o.pending_applied as u64);

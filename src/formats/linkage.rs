@@ -85,17 +85,23 @@ pub struct Written {
 
 /// A layout of the three linkage files.
 pub trait LinkageLayout: Sync {
+    /// Streams groups (a run's groups come from the ledger one by one: memory stays bounded).
     fn subscriber_linkage(
         &self,
         header: &FileHeader,
-        groups: &[SubscriberGroup],
+        groups: &mut dyn Iterator<Item = SubscriberGroup>,
         out: &mut dyn Write,
     ) -> Result<Written, WriteError>;
-    fn flag_linkage(&self, header: &FileHeader, rows: &[FlagRow], out: &mut dyn Write) -> Result<Written, WriteError>;
+    fn flag_linkage(
+        &self,
+        header: &FileHeader,
+        rows: &mut dyn Iterator<Item = FlagRow>,
+        out: &mut dyn Write,
+    ) -> Result<Written, WriteError>;
     fn fukuhon_linkage(
         &self,
         header: &FileHeader,
-        rows: &[FukuhonRow],
+        rows: &mut dyn Iterator<Item = FukuhonRow>,
         out: &mut dyn Write,
     ) -> Result<Written, WriteError>;
 }
@@ -191,7 +197,7 @@ impl LinkageLayout for StandardLayout {
     fn subscriber_linkage(
         &self,
         header: &FileHeader,
-        groups: &[SubscriberGroup],
+        groups: &mut dyn Iterator<Item = SubscriberGroup>,
         out: &mut dyn Write,
     ) -> Result<Written, WriteError> {
         let mut enc = FieldEncoder::new(header.encoding, self.policy);
@@ -211,7 +217,7 @@ impl LinkageLayout for StandardLayout {
         for g in groups {
             buf.clear();
             let id = (group_count + 1).to_string();
-            let rows = Self::group_rows(g, &id);
+            let rows = Self::group_rows(&g, &id);
             if header.format == Format::Xml {
                 buf.extend_from_slice(b"  <Subscriber>\n");
             }
@@ -270,9 +276,14 @@ impl LinkageLayout for StandardLayout {
         Ok(w)
     }
 
-    fn flag_linkage(&self, header: &FileHeader, rows: &[FlagRow], out: &mut dyn Write) -> Result<Written, WriteError> {
+    fn flag_linkage(
+        &self,
+        header: &FileHeader,
+        rows: &mut dyn Iterator<Item = FlagRow>,
+        out: &mut dyn Write,
+    ) -> Result<Written, WriteError> {
         let mut rw = RecordWriter::start(out, header.clone(), self.policy)?;
-        for (i, r) in rows.iter().enumerate() {
+        for (i, r) in rows.enumerate() {
             let seq = (i + 1).to_string();
             let (ins, key, info, ty) = (
                 r.insurer.to_string(),
@@ -304,12 +315,12 @@ impl LinkageLayout for StandardLayout {
     fn fukuhon_linkage(
         &self,
         header: &FileHeader,
-        rows: &[FukuhonRow],
+        rows: &mut dyn Iterator<Item = FukuhonRow>,
         out: &mut dyn Write,
     ) -> Result<Written, WriteError> {
         let mut rw = RecordWriter::start(out, header.clone(), self.policy)?;
         let mut w = Written::default();
-        for (i, r) in rows.iter().enumerate() {
+        for (i, r) in rows.enumerate() {
             let seq = (i + 1).to_string();
             let (date, ins, key, info) = (
                 r.effective_date.to_string(),

@@ -4,6 +4,7 @@
 //! subscribers it names), computes in memory, and writes everything back in one transaction.
 //! A lock file next to the database keeps a second run out while one is running.
 
+pub mod scratch;
 mod store;
 
 pub use store::*;

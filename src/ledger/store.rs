@@ -109,20 +109,31 @@ pub fn load_enrollment(conn: &Connection, insurer: InsurerNumber, key: Subscribe
             personal_family: p(PersonalFamilyClassification::parse(&pf), "PersonalFamilyClassification")?,
         });
     }
-    let mut st = conn.prepare_cached(
+    e.flags = load_subscriber_flags(conn, "main.flag", insurer, key)?;
+    Ok(Some(e))
+}
+
+/// A subscriber's flags from `table` (`main.flag`, or a scratch copy with the same columns).
+pub(crate) fn load_subscriber_flags(
+    conn: &Connection,
+    table: &str,
+    insurer: InsurerNumber,
+    key: SubscriberKey,
+) -> Result<BTreeMap<crate::engine::state::FlagKey, Flag>> {
+    let mut st = conn.prepare_cached(&format!(
         "SELECT info_code, flag_type, reason_code, source, effective_time, support_measure_end, origin
-         FROM flag WHERE insurer = ?1 AND subscriber_key = ?2",
-    )?;
+         FROM {table} WHERE insurer = ?1 AND subscriber_key = ?2"
+    ))?;
     let rows = st.query_map(params![insurer.as_str(), key.as_str()], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, flag_from_row(r, 2)?))
     })?;
+    let mut flags = BTreeMap::new();
     for row in rows {
         let (info, ty, f) = row?;
         let info = opt(Some(info), InfoCode::parse, "InfoCode")?;
-        e.flags
-            .insert((info, p(FlagType::parse(&ty), "FlagType")?), make_flag(f)?);
+        flags.insert((info, p(FlagType::parse(&ty), "FlagType")?), make_flag(f)?);
     }
-    Ok(Some(e))
+    Ok(flags)
 }
 
 /// Writes an enrollment with its periods and subscriber flags, replacing what the ledger held.
@@ -179,24 +190,26 @@ pub fn store_enrollment(conn: &Connection, e: &Enrollment, existed: bool) -> Res
             .execute(params![ins, key])?;
     }
     for ((info, ty), f) in &e.flags {
-        insert_flag(conn, e.insurer, Some(e.key), *info, *ty, f)?;
+        insert_flag(conn, "main.flag", e.insurer, Some(e.key), *info, *ty, f)?;
     }
     Ok(())
 }
 
-fn insert_flag(
+/// Writes one flag row into `table` (`main.flag`, or a scratch copy with the same columns).
+pub(crate) fn insert_flag(
     conn: &Connection,
+    table: &str,
     insurer: InsurerNumber,
     key: Option<SubscriberKey>,
     info: Option<InfoCode>,
     ty: FlagType,
     f: &Flag,
 ) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO flag (insurer, subscriber_key, info_code, flag_type, reason_code, source,
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO {table} (insurer, subscriber_key, info_code, flag_type, reason_code, source,
             effective_time, support_measure_end, origin)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ))?
     .execute(params![
         insurer.as_str(),
         key.as_ref().map_or("", SubscriberKey::as_str),
@@ -242,7 +255,7 @@ pub fn store_insurer_flags(
     conn.prepare_cached("DELETE FROM flag WHERE insurer = ?1 AND subscriber_key = ''")?
         .execute(params![insurer.as_str()])?;
     for ((info, ty), f) in flags {
-        insert_flag(conn, insurer, None, Some(*info), *ty, f)?;
+        insert_flag(conn, "main.flag", insurer, None, Some(*info), *ty, f)?;
     }
     Ok(())
 }

@@ -25,8 +25,9 @@ pub mod snapshot;
 pub mod source;
 
 use crate::domain::*;
-use crate::engine::batch::Batch;
-use crate::engine::run::{Prepared, RunOptions, RunStatus, execute, recover};
+use crate::engine::batch::{Batch, BatchFile};
+use crate::engine::run::{Prepared, RunOptions, RunStatus, execute, recover, spill_dir};
+use crate::engine::spool::{self, Spool};
 use crate::engine::state::{Enrollment, Flag, FlagKey, Status};
 use crate::error::{Diagnostic, ErrorCode};
 use crate::formats::hex;
@@ -94,7 +95,10 @@ struct Differ<'a> {
     conn: &'a Connection,
     as_of: Date,
     file: Arc<str>,
-    records: Vec<Record>,
+    /// The differences as engine records, partitioned by subscriber (spilled when large).
+    batch: Spool,
+    /// A spill write error (disk full), reported after the source is read.
+    batch_error: Option<anyhow::Error>,
     seq: u64,
     seen: HashMap<InsurerNumber, HashSet<u64>>,
     spool: std::io::BufWriter<std::fs::File>,
@@ -103,6 +107,16 @@ struct Differ<'a> {
     losses: Vec<Loss>,
     rejects: Vec<RejectEntry>,
     flag_sets: u64,
+}
+
+impl Differ<'_> {
+    fn push(&mut self, r: Record) {
+        if self.batch_error.is_none() {
+            if let Err(e) = self.batch.push(0, r) {
+                self.batch_error = Some(e);
+            }
+        }
+    }
 }
 
 fn key_num(k: SubscriberKey) -> u64 {
@@ -299,7 +313,7 @@ impl Differ<'_> {
             if set {
                 let seq = self.next_seq();
                 self.flag_sets += 1;
-                self.records.push(Record::FlagChange(FlagChange {
+                self.push(Record::FlagChange(FlagChange {
                     seq,
                     effective_time: Timestamp::start_of(self.as_of),
                     flag_type: t,
@@ -367,13 +381,13 @@ impl Differ<'_> {
         c.disqualification_date = None;
         c.reason_of_loss = None;
         c.personal_family = Some(p.personal_family);
-        self.records.push(Record::SubscriberChange(c));
+        self.push(Record::SubscriberChange(c));
         if let Some(dq) = p.disqualification_date {
             let seq = self.next_seq();
             let mut l = empty_change(seq, ChangeType::Loss, self.as_of, d.base.insurer, d.base.key);
             l.disqualification_date = Some(dq);
             l.reason_of_loss = Some(p.reason_of_loss.unwrap_or(ReasonOfLoss::Other));
-            self.records.push(Record::SubscriberChange(l));
+            self.push(Record::SubscriberChange(l));
         }
     }
 
@@ -498,7 +512,7 @@ impl Differ<'_> {
         }
         if !fields.is_empty() {
             u.seq = self.next_seq();
-            self.records.push(Record::SubscriberChange(u));
+            self.push(Record::SubscriberChange(u));
         }
         // periods the ledger does not hold yet: new acquisitions after the last one
         if sp > lp && (lp == 0 || b.status != Status::Active || d.periods[lp - 1].disqualification_date.is_some()) {
@@ -601,6 +615,7 @@ pub fn migrate(o: &MigrateOptions) -> Result<MigrateResult> {
     std::fs::create_dir_all(&opts.reports)
         .with_context(|| format!("cannot create reports folder {}", opts.reports.display()))?;
     recover(&conn, &opts.outbox, &opts.reports)?;
+    spool::remove_leftovers(&spill_dir(&opts.ledger));
 
     let sources = list_sources(&o.from)?;
     let spool_path = opts.reports.join(format!(".spool-migrate-{}.csv", std::process::id()));
@@ -632,7 +647,17 @@ fn migrate_with(
         conn,
         as_of: opts.as_of,
         file: Arc::from(""),
-        records: Vec::new(),
+        batch: Spool::new(
+            spool::buckets_for(
+                sources
+                    .iter()
+                    .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+                    .sum(),
+                opts.chunk_bytes,
+            ),
+            &spill_dir(&opts.ledger),
+        )?,
+        batch_error: None,
         seq: 0,
         seen: HashMap::new(),
         spool: std::io::BufWriter::with_capacity(256 * 1024, spool),
@@ -754,7 +779,7 @@ fn migrate_with(
         }
         for (ins, key, t) in rel {
             let seq = d.next_seq();
-            d.records.push(Record::FlagChange(FlagChange {
+            d.push(Record::FlagChange(FlagChange {
                 seq,
                 effective_time: Timestamp::start_of(as_of),
                 flag_type: t,
@@ -928,7 +953,10 @@ fn migrate_with(
         .collect::<Vec<_>>()
         .join("+");
     let file: Arc<str> = Arc::from(format!("migrate:{name}").as_str());
-    let records = std::mem::take(&mut d.records);
+    if let Some(e) = d.batch_error.take() {
+        return Err(e);
+    }
+    let spool = std::mem::replace(&mut d.batch, Spool::in_memory());
     let summary_line = format!(
         "migration from {name}: new {}, changed {}, unchanged {}, absent {}, rejected {}, flag losses {}{}",
         total("new"),
@@ -944,7 +972,11 @@ fn migrate_with(
         run_id,
         report,
         batch: Batch {
-            files: vec![(file.clone(), records)],
+            files: vec![BatchFile {
+                name: file.clone(),
+                order: Some(0),
+            }],
+            spool,
         },
         creation: creation.unwrap_or_else(|| Timestamp::start_of(opts.as_of)),
     };

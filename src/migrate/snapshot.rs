@@ -757,10 +757,11 @@ mod tests {
         }
         .subscriber_linkage(
             &h,
-            &[
+            &mut [
                 group("0000000000000001", Some(SelfInfoReason::PersonReason)),
                 group("0000000000000002", None),
-            ],
+            ]
+            .into_iter(),
             &mut out,
         )
         .unwrap();
@@ -826,7 +827,7 @@ mod tests {
             StandardLayout {
                 policy: UnmappablePolicy::Reject,
             }
-            .subscriber_linkage(&h, &groups, &mut out)
+            .subscriber_linkage(&h, &mut groups.into_iter(), &mut out)
             .unwrap();
             assert!(out.len() > 1024 * 1024 + 64 * 1024, "{}", out.len());
             let (r, items) = read(&out);

@@ -1,0 +1,330 @@
+//! Per-run scratch tables (SQLite TEMP tables of the run's connection).
+//!
+//! A full load touches millions of subscribers; what the publisher needs about each of them
+//! (its state before the run, its 副本 changes, its transition acquisitions) goes here instead of
+//! into memory. TEMP tables live in a temporary file SQLite deletes when the connection closes,
+//! are private to the connection, and are filled and read inside the run's transaction, so a
+//! rollback (dry run, abort, interrupt) leaves nothing behind. They hold personal data only for
+//! the length of the run, like the ledger itself.
+
+use super::store::{insert_flag, load_subscriber_flags};
+use crate::domain::*;
+use crate::engine::state::{Enrollment, Flag, FlagKey, PersonKey};
+use anyhow::{Context, Result, anyhow};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeMap;
+
+const SCRATCH: &str = "
+CREATE TEMP TABLE IF NOT EXISTS touched (
+    insurer         TEXT NOT NULL,
+    subscriber_key  TEXT NOT NULL,
+    existed         INTEGER NOT NULL,
+    was_published   INTEGER NOT NULL,
+    PRIMARY KEY (insurer, subscriber_key)
+) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS before_flag (
+    insurer              TEXT NOT NULL,
+    subscriber_key       TEXT NOT NULL,
+    info_code            TEXT NOT NULL,
+    flag_type            TEXT NOT NULL,
+    reason_code          TEXT,
+    source               TEXT NOT NULL,
+    effective_time       TEXT NOT NULL,
+    support_measure_end  TEXT,
+    origin               TEXT NOT NULL,
+    PRIMARY KEY (insurer, subscriber_key, info_code, flag_type)
+) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS fukuhon_out (
+    insurer         TEXT NOT NULL,
+    subscriber_key  TEXT NOT NULL,
+    info_code       TEXT NOT NULL,
+    operation       TEXT NOT NULL,
+    effective_date  TEXT NOT NULL,
+    disclosure      TEXT,
+    items           TEXT NOT NULL,
+    PRIMARY KEY (insurer, subscriber_key, info_code)
+) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS acquisition (
+    id                 INTEGER PRIMARY KEY,
+    insurer            TEXT NOT NULL,
+    subscriber_key     TEXT NOT NULL,
+    individual_number  TEXT,
+    municipality       TEXT,
+    resident_code      TEXT,
+    birthdate          TEXT NOT NULL,
+    carried            INTEGER NOT NULL
+);
+DELETE FROM temp.touched;
+DELETE FROM temp.before_flag;
+DELETE FROM temp.fukuhon_out;
+DELETE FROM temp.acquisition;
+";
+
+/// Creates (or empties) the scratch tables. Call inside the run's transaction.
+pub fn create(conn: &Connection) -> Result<()> {
+    conn.execute_batch(SCRATCH)
+        .context("cannot create the run's scratch tables")
+}
+
+/// What the publisher needs of a subscriber's state before the run.
+#[derive(Clone, Debug)]
+pub struct Before {
+    pub existed: bool,
+    pub was_published: bool,
+    pub flags: BTreeMap<FlagKey, Flag>,
+}
+
+/// Records that the run touched this subscriber, with its state before the run. The first call
+/// for a subscriber wins (a later touch in the same run must not overwrite the pre-run state).
+/// Returns whether this call recorded it.
+pub fn touch(
+    conn: &Connection,
+    insurer: InsurerNumber,
+    key: SubscriberKey,
+    before: Option<&Enrollment>,
+) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO temp.touched (insurer, subscriber_key, existed, was_published) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            insurer.as_str(),
+            key.as_str(),
+            before.is_some(),
+            before.is_some_and(|b| b.published)
+        ])?;
+    if n == 1 {
+        if let Some(b) = before {
+            for ((info, ty), f) in &b.flags {
+                insert_flag(conn, "temp.before_flag", insurer, Some(key), *info, *ty, f)?;
+            }
+        }
+    }
+    Ok(n == 1)
+}
+
+pub fn is_touched(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM temp.touched WHERE insurer = ?1 AND subscriber_key = ?2")?
+        .query_row(params![insurer.as_str(), key.as_str()], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+pub fn touched_count(conn: &Connection) -> Result<u64> {
+    Ok(conn.query_row("SELECT count(*) FROM temp.touched", [], |r| r.get::<_, i64>(0))? as u64)
+}
+
+/// Insurers with touched subscribers or 副本 changes, in order.
+pub fn insurers(conn: &Connection) -> Result<Vec<InsurerNumber>> {
+    let mut st =
+        conn.prepare("SELECT insurer FROM temp.touched UNION SELECT insurer FROM temp.fukuhon_out ORDER BY 1")?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    rows.map(|r| {
+        let s = r?;
+        InsurerNumber::parse(&s).map_err(|e| anyhow!("scratch holds an invalid InsurerNumber: {e}"))
+    })
+    .collect()
+}
+
+/// One page of an insurer's touched subscribers after `after` (key order), with their pre-run state.
+pub fn touched_page(
+    conn: &Connection,
+    insurer: InsurerNumber,
+    after: Option<SubscriberKey>,
+    limit: usize,
+) -> Result<Vec<(SubscriberKey, Before)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT subscriber_key, existed, was_published FROM temp.touched
+         WHERE insurer = ?1 AND subscriber_key > ?2 ORDER BY subscriber_key LIMIT ?3",
+    )?;
+    let rows: Vec<(String, bool, bool)> = st
+        .query_map(
+            params![
+                insurer.as_str(),
+                after.as_ref().map_or("", SubscriberKey::as_str),
+                limit as i64
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (k, existed, was_published) in rows {
+        let key = SubscriberKey::parse(&k).map_err(|e| anyhow!("scratch holds an invalid SubscriberKey: {e}"))?;
+        let flags = if existed {
+            load_subscriber_flags(conn, "temp.before_flag", insurer, key)?
+        } else {
+            BTreeMap::new()
+        };
+        out.push((
+            key,
+            Before {
+                existed,
+                was_published,
+                flags,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// A 副本 change to publish (FukuhonLinkage row), kept until the writer streams it.
+pub fn add_fukuhon_out(
+    conn: &Connection,
+    insurer: InsurerNumber,
+    key: SubscriberKey,
+    info: InfoCode,
+    f: &crate::engine::apply::FukuhonOut,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO temp.fukuhon_out (insurer, subscriber_key, info_code, operation, effective_date, disclosure, items)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        insurer.as_str(),
+        key.as_str(),
+        info.as_str(),
+        f.operation.code(),
+        f.effective_date.to_string(),
+        f.disclosure.map(DisclosureClassification::code),
+        serde_json::to_string(&f.items)?,
+    ])?;
+    Ok(())
+}
+
+/// One page of an insurer's 副本 changes after `(key, info)`, in (key, InfoCode) order.
+pub fn fukuhon_page(
+    conn: &Connection,
+    insurer: InsurerNumber,
+    after: Option<(SubscriberKey, InfoCode)>,
+    limit: usize,
+) -> Result<Vec<crate::formats::linkage::FukuhonRow>> {
+    let (ak, ai) = after.map_or((String::new(), String::new()), |(k, i)| {
+        (k.as_str().to_owned(), i.as_str().to_owned())
+    });
+    let mut st = conn.prepare_cached(
+        "SELECT subscriber_key, info_code, operation, effective_date, disclosure, items FROM temp.fukuhon_out
+         WHERE insurer = ?1 AND (subscriber_key, info_code) > (?2, ?3)
+         ORDER BY subscriber_key, info_code LIMIT ?4",
+    )?;
+    let rows: Vec<(String, String, String, String, Option<String>, String)> = st
+        .query_map(params![insurer.as_str(), ak, ai, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let bad = |what: &str, e: crate::error::FieldError| anyhow!("scratch holds an invalid {what}: {e}");
+    rows.into_iter()
+        .map(|(k, i, op, d, disc, items)| {
+            Ok(crate::formats::linkage::FukuhonRow {
+                operation: FukuhonOperation::parse(&op).map_err(|e| bad("Operation", e))?,
+                effective_date: Date::parse(&d).map_err(|e| bad("EffectiveDate", e))?,
+                insurer,
+                key: SubscriberKey::parse(&k).map_err(|e| bad("SubscriberKey", e))?,
+                info_code: InfoCode::parse(&i).map_err(|e| bad("InfoCode", e))?,
+                disclosure: disc
+                    .filter(|s| !s.is_empty())
+                    .map(|s| DisclosureClassification::parse(&s))
+                    .transpose()
+                    .map_err(|e| bad("DisclosureClassification", e))?,
+                items: serde_json::from_str(&items).context("scratch holds invalid 副本 items")?,
+            })
+        })
+        .collect()
+}
+
+/// A transition acquisition applied in this run, for R5 after every subscriber is stored.
+pub fn add_acquisition(
+    conn: &Connection,
+    insurer: InsurerNumber,
+    key: SubscriberKey,
+    person: &PersonKey,
+    carried_or_ambiguous: bool,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO temp.acquisition (insurer, subscriber_key, individual_number, municipality, resident_code, birthdate, carried)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        insurer.as_str(),
+        key.as_str(),
+        person.individual_number.as_ref().map(IndividualNumber::expose),
+        person.municipality.as_ref().map(MunicipalityCode::as_str),
+        person.resident.as_ref().map(ResidentCode::as_str),
+        person.birthdate.to_string(),
+        carried_or_ambiguous,
+    ])?;
+    Ok(())
+}
+
+pub fn acquisition_count(conn: &Connection) -> Result<u64> {
+    Ok(conn.query_row("SELECT count(*) FROM temp.acquisition", [], |r| r.get::<_, i64>(0))? as u64)
+}
+
+/// One page of acquisitions after row id `after`, in (insurer, key, id) order is not needed:
+/// callers sort what they derive. Returns (id, insurer, key, person, carried_or_ambiguous).
+pub fn acquisition_page(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<(i64, InsurerNumber, SubscriberKey, PersonKey, bool)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, insurer, subscriber_key, individual_number, municipality, resident_code, birthdate, carried
+         FROM temp.acquisition WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    type Row = (
+        i64,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+        bool,
+    );
+    let rows: Vec<Row> = st
+        .query_map(params![after, limit as i64], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let bad = |what: &str, e: crate::error::FieldError| anyhow!("scratch holds an invalid {what}: {e}");
+    rows.into_iter()
+        .map(|(id, ins, k, mn, muni, res, birth, carried)| {
+            Ok((
+                id,
+                InsurerNumber::parse(&ins).map_err(|e| bad("InsurerNumber", e))?,
+                SubscriberKey::parse(&k).map_err(|e| bad("SubscriberKey", e))?,
+                PersonKey {
+                    individual_number: mn
+                        .map(|s| IndividualNumber::parse(&s))
+                        .transpose()
+                        .map_err(|e| bad("IndividualNumber", e))?,
+                    municipality: muni
+                        .map(|s| MunicipalityCode::parse(&s))
+                        .transpose()
+                        .map_err(|e| bad("MunicipalityCode", e))?,
+                    resident: res
+                        .map(|s| ResidentCode::parse(&s))
+                        .transpose()
+                        .map_err(|e| bad("ResidentCode", e))?,
+                    birthdate: Date::parse(&birth).map_err(|e| bad("Birthdate", e))?,
+                },
+                carried,
+            ))
+        })
+        .collect()
+}
+
+pub fn fukuhon_count(conn: &Connection, insurer: InsurerNumber) -> Result<u64> {
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM temp.fukuhon_out WHERE insurer = ?1")?
+        .query_row([insurer.as_str()], |r| r.get::<_, i64>(0))? as u64)
+}
