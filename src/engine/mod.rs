@@ -6,6 +6,7 @@ pub mod batch;
 pub mod extract;
 pub mod interrupt;
 pub mod run;
+pub mod spill;
 pub mod state;
 
 #[cfg(test)]
