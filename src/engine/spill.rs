@@ -708,3 +708,6 @@ fn crc32c(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[cfg(test)]
+mod tests;
