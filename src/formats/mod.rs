@@ -152,8 +152,8 @@ impl Default for Limits {
         Limits {
             max_field_bytes: 4 * 1024,
             max_record_bytes: 256 * 1024,
-            // a run holds the records of its inbox in memory: 4 GiB is several nights of a
-            // large union; raise it in the config for a bulk migration
+            // several nights of a large union, or one 2M-subscriber full load; a run spools its
+            // records (memory is bounded by --chunk-size, not by this)
             max_file_bytes: 4 * 1024 * 1024 * 1024,
             max_depth: 16,
         }
