@@ -852,14 +852,14 @@ fn invariant_holds_on_the_handoff_path_too() {
     assert_eq!(site.report("")["summary"]["kouki_transitions_202701"], 1);
 }
 
-/// Bounded memory: a run whose input exceeds `--chunk-size` spills to disk and applies chunk
+/// Bounded memory: a run whose input exceeds `--chunk-records` spills to disk and applies chunk
 /// by chunk. The outbox and the reports must be byte-identical to an in-memory run, on a full
 /// load and on a delta (updates, losses, flag sets and releases, 後期 registrations), and no
 /// spill folder may be left behind.
 #[test]
 fn chunked_runs_publish_exactly_what_an_in_memory_run_publishes() {
     let mut results = Vec::new();
-    for chunk in [None, Some("4K"), Some("64K")] {
+    for chunk in [None, Some("50"), Some("700")] {
         let site = Site::new();
         let generate = |extra: &[&str], out: &std::path::Path| {
             let o = std::process::Command::new(BIN)
@@ -883,7 +883,7 @@ fn chunked_runs_publish_exactly_what_an_in_memory_run_publishes() {
         let args = |as_of: &'static str| {
             let mut a = vec!["--unmappable", "replace", "--as-of", as_of];
             if let Some(c) = chunk {
-                a.extend(["--chunk-size", c]);
+                a.extend(["--chunk-records", c]);
             }
             a
         };

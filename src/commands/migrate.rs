@@ -55,9 +55,9 @@ pub struct Args {
     /// MunicipalityCode for new 国保/後期 subscribers of a snapshot (the format does not carry it).
     #[arg(long, value_name = "CODE")]
     pub municipality: Option<String>,
-    /// Source bytes applied per chunk (see `run --chunk-size`) [default: 128M]
-    #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
-    pub chunk_size: Option<u64>,
+    /// Differences applied per chunk (see `run --chunk-records`) [default: 200000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_records: Option<u64>,
 }
 
 pub fn run(a: Args) -> Result<Exit> {
@@ -85,7 +85,7 @@ pub fn run(a: Args) -> Result<Exit> {
             unmappable: a.unmappable.unwrap_or_default(),
             catalog: Catalog::default_catalog(),
             limits: Limits::default(),
-            chunk_bytes: a.chunk_size.unwrap_or(crate::engine::run::DEFAULT_CHUNK_BYTES),
+            chunk_records: a.chunk_records.unwrap_or(crate::engine::spool::DEFAULT_CHUNK_RECORDS),
         },
         from: a.from,
         mapping,

@@ -136,37 +136,3 @@ pub fn init_logging(verbose: u8, quiet: bool) {
             .try_init();
     }
 }
-
-/// A size such as `128M`, `64K`, `2G` or plain bytes (binary units; at least 1 KiB).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&t[..i], 1u64 << 10),
-        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
-        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 128M, 64K, 2G or bytes)"))?;
-    let bytes = n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))?;
-    if bytes < 1024 {
-        return Err(format!("{s:?} is below the smallest chunk of 1K"));
-    }
-    Ok(bytes)
-}
-
-#[cfg(test)]
-mod size_tests {
-    #[test]
-    fn sizes() {
-        assert_eq!(super::parse_size("128M"), Ok(128 << 20));
-        assert_eq!(super::parse_size("2k"), Ok(2048));
-        assert_eq!(super::parse_size("1G"), Ok(1 << 30));
-        assert_eq!(super::parse_size("4096"), Ok(4096));
-        assert!(super::parse_size("12").is_err());
-        assert!(super::parse_size("lots").is_err());
-        assert!(super::parse_size("99999999999G").is_err());
-    }
-}

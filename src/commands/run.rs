@@ -50,11 +50,11 @@ pub struct Args {
     /// 副本 layout catalog (TOML) [default: the bundled one]
     #[arg(long)]
     pub catalog: Option<PathBuf>,
-    /// Input applied per chunk, e.g. 128M: a larger inbox is spilled to disk (beside the ledger)
-    /// and applied chunk by chunk in the same transaction, so memory stays bounded whatever the
-    /// load. Results do not depend on it. [default: 128M]
-    #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
-    pub chunk_size: Option<u64>,
+    /// Records applied per chunk: an inbox with more is spilled to disk (beside the ledger) and
+    /// applied chunk by chunk in the same transaction, so memory stays bounded (about 2.5 KB per
+    /// record of the chunk) whatever the load. Results do not depend on it. [default: 200000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_records: Option<u64>,
     /// Settings file (TOML) with the same options; command-line flags win.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -76,8 +76,7 @@ pub struct Config {
     pub unmappable: Option<UnmappablePolicy>,
     pub threads: Option<usize>,
     pub catalog: Option<PathBuf>,
-    /// e.g. "128M" (see `--chunk-size`)
-    pub chunk_size: Option<String>,
+    pub chunk_records: Option<u64>,
     #[serde(default)]
     pub limits: Option<Limits>,
 }
@@ -132,11 +131,11 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
             None => Catalog::default_catalog(),
         },
         limits: a.limits.apply(cfg.limits.unwrap_or_default()),
-        chunk_bytes: match (a.chunk_size, cfg.chunk_size) {
-            (Some(n), _) => n,
-            (None, Some(s)) => super::parse_size(&s).map_err(|e| anyhow::anyhow!("chunk_size in the config: {e}"))?,
-            (None, None) => crate::engine::run::DEFAULT_CHUNK_BYTES,
-        },
+        chunk_records: a
+            .chunk_records
+            .or(cfg.chunk_records)
+            .unwrap_or(crate::engine::spool::DEFAULT_CHUNK_RECORDS)
+            .max(1),
     };
     setup_threads(a.threads.or(cfg.threads))?;
     if !opts.inbox.is_dir() {

@@ -45,8 +45,8 @@ pub struct BatchOutcome {
     pub events_applied: u64,
     pub handoffs_received: u64,
     pub handoffs_matched: u64,
-    /// Buckets the input was applied in (1 = in memory).
-    pub buckets: u32,
+    /// Chunks the input was applied in (1 per wave when it fitted in memory).
+    pub chunks: u32,
 }
 
 /// The FlagLinkage row of a changed InfoCode-scoped flag: set (with its reason and time) or
@@ -712,10 +712,7 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
     scratch::create(conn)?;
     let empty = Empty::probe(conn)?;
     let Batch { files, spool } = batch;
-    let mut out = BatchOutcome {
-        buckets: spool.buckets(),
-        ..Default::default()
-    };
+    let mut out = BatchOutcome::default();
 
     // Hand-offs in R1 order: a later file's hand-off for the same 国保 subscriber replaces an
     // earlier one.
@@ -819,10 +816,12 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
         review: Vec::new(),
     };
     for wave in [Wave::NotKouki, Wave::Kouki] {
-        for b in 0..spool.buckets() {
-            let records = spool.take(wave, b)?;
+        for chunk in spool.chunks(wave) {
+            let records = spool.take(wave, chunk.clone())?;
+            let n = records.len();
             ap.bucket(wave, records)?;
-            tracing::debug!(?wave, bucket = b, "bucket applied");
+            ap.out.chunks += 1;
+            tracing::debug!(?wave, buckets = ?chunk, records = n, "chunk applied");
         }
     }
     drop(spool);

@@ -50,13 +50,10 @@ pub struct RunOptions {
     pub unmappable: UnmappablePolicy,
     pub catalog: Catalog,
     pub limits: Limits,
-    /// Input bytes applied per chunk: larger inputs spill to disk and are applied chunk by
-    /// chunk, which bounds memory whatever the load.
-    pub chunk_bytes: u64,
+    /// Records applied per chunk: a larger input spills to disk and is applied chunk by chunk,
+    /// which bounds memory whatever the load ([`spool::DEFAULT_CHUNK_RECORDS`]).
+    pub chunk_records: u64,
 }
-
-/// Default [`RunOptions::chunk_bytes`]: about 100k subscribers' worth of XML.
-pub const DEFAULT_CHUNK_BYTES: u64 = 128 * 1024 * 1024;
 
 /// How the run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -290,16 +287,8 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         .iter()
         .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
         .sum();
-    let spool = Spool::new(
-        spool::buckets_for(input_bytes, opts.chunk_bytes),
-        &spill_dir(&opts.ledger),
-    )?;
-    tracing::info!(
-        files = paths.len(),
-        bytes = input_bytes,
-        buckets = spool.buckets(),
-        "reading inbox"
-    );
+    let spool = Spool::new(opts.chunk_records, &spill_dir(&opts.ledger));
+    tracing::info!(files = paths.len(), bytes = input_bytes, "reading inbox");
     let t0 = std::time::Instant::now();
     let bar = progress_span("reading inbox files", Some(paths.len() as u64));
     // a signal stops the reading of further files; what was read is discarded
@@ -488,7 +477,7 @@ pub fn execute(
     tracing::info!(
         elapsed_ms = t0.elapsed().as_millis() as u64,
         subscribers = outcome.touched,
-        buckets = outcome.buckets,
+        chunks = outcome.chunks,
         "applied and stored"
     );
     in_tx(&tx, &mut report)?;

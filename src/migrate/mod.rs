@@ -647,16 +647,7 @@ fn migrate_with(
         conn,
         as_of: opts.as_of,
         file: Arc::from(""),
-        batch: Spool::new(
-            spool::buckets_for(
-                sources
-                    .iter()
-                    .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-                    .sum(),
-                opts.chunk_bytes,
-            ),
-            &spill_dir(&opts.ledger),
-        )?,
+        batch: Spool::new(opts.chunk_records, &spill_dir(&opts.ledger)),
         batch_error: None,
         seq: 0,
         seen: HashMap::new(),
