@@ -917,3 +917,45 @@ fn chunked_runs_publish_exactly_what_an_in_memory_run_publishes() {
         assert_eq!(r.2, results[0].2, "delta report differs when chunked");
     }
 }
+
+/// A crash while records are spilled leaves a private spill folder (personal data) beside the
+/// ledger; the next run removes it and publishes what a clean run publishes.
+#[test]
+fn a_crash_with_spilled_records_leaves_nothing_after_the_rerun() {
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::ShiftJis,
+    };
+    let clean = Site::new();
+    kokuho_then_kouki(&clean, &f);
+    assert!(clean.run(&[]).status.success());
+    let want = clean.outbox_files();
+
+    let site = Site::new();
+    kokuho_then_kouki(&site, &f);
+    let spill_dirs = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(site.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".nhi-spill-"))
+            .map(|e| e.path())
+            .collect()
+    };
+    let o = site.run_env(&["--chunk-records", "1"], &[("NHI_FAILPOINT", "after-read")]);
+    assert_eq!(o.status.code(), Some(86));
+    let left = spill_dirs();
+    assert_eq!(left.len(), 1, "the crash leaves its spill folder");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&left[0]).unwrap().permissions().mode() & 0o777, 0o700);
+        for e in std::fs::read_dir(&left[0]).unwrap() {
+            let m = e.unwrap().metadata().unwrap();
+            assert_eq!(m.permissions().mode() & 0o777, 0o600);
+        }
+    }
+    let o = site.run(&["--chunk-records", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(spill_dirs().is_empty(), "the rerun removed the leftover spill");
+    assert_eq!(site.outbox_files(), want);
+}

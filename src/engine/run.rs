@@ -306,6 +306,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     drop(bar);
     let mut files = files.ok_or(interrupt::Interrupted { phase: "reading" })??;
     tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "read inbox");
+    crash_at("after-read");
     wait_at("wait-after-read");
     interrupt::check("after reading")?;
     for (f, p) in files.iter_mut().zip(&paths) {

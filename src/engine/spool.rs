@@ -155,9 +155,15 @@ impl Spool {
     }
 
     fn create_disk(&self) -> Result<Disk> {
-        // tempfile creates the folder 0700: the spill holds personal data like the ledger
-        let dir = tempfile::Builder::new()
-            .prefix(SPILL_PREFIX)
+        // owner only, from creation: the spill holds personal data like the ledger
+        let mut b = tempfile::Builder::new();
+        b.prefix(SPILL_PREFIX);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            b.permissions(std::fs::Permissions::from_mode(0o700));
+        }
+        let dir = b
             .tempdir_in(&self.spill_in)
             .with_context(|| format!("cannot create a spill folder in {}", self.spill_in.display()))?;
         let mut files = Vec::new();
