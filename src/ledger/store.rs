@@ -120,10 +120,19 @@ pub(crate) fn load_subscriber_flags(
     insurer: InsurerNumber,
     key: SubscriberKey,
 ) -> Result<BTreeMap<crate::engine::state::FlagKey, Flag>> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT info_code, flag_type, reason_code, source, effective_time, support_measure_end, origin
-         FROM {table} WHERE insurer = ?1 AND subscriber_key = ?2"
-    ))?;
+    // constant SQL per table: no formatting on this hot path
+    let sql = match table {
+        "main.flag" => {
+            "SELECT info_code, flag_type, reason_code, source, effective_time, support_measure_end, origin
+             FROM main.flag WHERE insurer = ?1 AND subscriber_key = ?2"
+        }
+        "temp.before_flag" => {
+            "SELECT info_code, flag_type, reason_code, source, effective_time, support_measure_end, origin
+             FROM temp.before_flag WHERE insurer = ?1 AND subscriber_key = ?2"
+        }
+        _ => unreachable!("flags are read from main.flag or temp.before_flag"),
+    };
+    let mut st = conn.prepare_cached(sql)?;
     let rows = st.query_map(params![insurer.as_str(), key.as_str()], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, flag_from_row(r, 2)?))
     })?;
@@ -205,11 +214,20 @@ pub(crate) fn insert_flag(
     ty: FlagType,
     f: &Flag,
 ) -> Result<()> {
-    conn.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO {table} (insurer, subscriber_key, info_code, flag_type, reason_code, source,
-            effective_time, support_measure_end, origin)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-    ))?
+    let sql = match table {
+        "main.flag" => {
+            "INSERT OR REPLACE INTO main.flag (insurer, subscriber_key, info_code, flag_type, reason_code, source,
+                effective_time, support_measure_end, origin)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        }
+        "temp.before_flag" => {
+            "INSERT OR REPLACE INTO temp.before_flag (insurer, subscriber_key, info_code, flag_type, reason_code,
+                source, effective_time, support_measure_end, origin)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        }
+        _ => unreachable!("flags are written to main.flag or temp.before_flag"),
+    };
+    conn.prepare_cached(sql)?
     .execute(params![
         insurer.as_str(),
         key.as_ref().map_or("", SubscriberKey::as_str),
