@@ -82,6 +82,7 @@ pub fn run(a: Args) -> Result<Exit> {
             unmappable: a.unmappable.unwrap_or_default(),
             catalog: Catalog::default_catalog(),
             limits: Limits::default(),
+            shard: None,
         },
         from: a.from,
         mapping,

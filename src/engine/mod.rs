@@ -5,7 +5,9 @@ pub mod apply;
 pub mod batch;
 pub mod extract;
 pub mod interrupt;
+pub mod merge;
 pub mod run;
+pub mod shard;
 pub mod state;
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 
 use super::batch::{Batch, BatchOutcome, SubKey, apply_batch, flag_row};
 use super::interrupt;
+use super::shard::{Gate, Shard}; // scale-out hook (see shard.rs)
 use super::state::*;
 use crate::domain::*;
 use crate::error::{Diagnostic, ErrorCode};
@@ -49,6 +50,8 @@ pub struct RunOptions {
     pub unmappable: UnmappablePolicy,
     pub catalog: Catalog,
     pub limits: Limits,
+    /// `--shard I/N`: only this shard's subscribers (scale-out hook, see shard.rs).
+    pub shard: Option<Shard>,
 }
 
 /// How the run ended.
@@ -132,7 +135,7 @@ fn list_inbox(inbox: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn load(path: &Path, inbox: &Path, opts: &ReadOptions) -> LoadedFile {
+fn load(path: &Path, inbox: &Path, opts: &ReadOptions, gate: &Gate) -> LoadedFile {
     let name = path
         .strip_prefix(inbox)
         .unwrap_or(path)
@@ -141,7 +144,8 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions) -> LoadedFile {
     let mut records = Vec::new();
     let mut rejects = Vec::new();
     let res = read_input(path, &name, opts, &mut |o| match o {
-        RecordOutcome::Accepted(r) => records.push(r),
+        RecordOutcome::Accepted(r) if gate.admit(&r) => records.push(r), // shard hook
+        RecordOutcome::Accepted(_) => {}
         RecordOutcome::Rejected { faults, .. } => rejects.extend(faults),
     });
     match res {
@@ -262,6 +266,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         catalog: &opts.catalog,
         limits: opts.limits,
     };
+    let gate = Gate::new(opts.shard); // shard hook
     tracing::info!(files = paths.len(), "reading inbox");
     let t0 = std::time::Instant::now();
     let bar = progress_span("reading inbox files", Some(paths.len() as u64));
@@ -270,7 +275,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         paths
             .par_iter()
             .map(|p| {
-                let f = (!interrupt::requested()).then(|| load(p, &opts.inbox, &ropts));
+                let f = (!interrupt::requested()).then(|| load(p, &opts.inbox, &ropts, &gate));
                 bar.pb_inc(1);
                 f
             })
@@ -281,6 +286,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "read inbox");
     wait_at("wait-after-read");
     interrupt::check("after reading")?;
+    gate.check(&conn)?; // shard hook: refuses before anything is applied
     for (f, p) in files.iter_mut().zip(&paths) {
         if f.sha.is_empty() {
             f.sha = sha_file(p).unwrap_or_default();
@@ -331,7 +337,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             h.update(f.status);
             h.update(&f.sha);
         }
-        format!("{}-{}", opts.as_of, &hex(&h.finalize())[..12])
+        gate.run_id(format!("{}-{}", opts.as_of, &hex(&h.finalize())[..12])) // shard hook: -s{I}of{N}
     };
     let mut report = Report::new(run_id.clone(), opts.as_of.to_string(), opts.dry_run);
 
@@ -568,6 +574,7 @@ pub fn execute(
     );
     report.outputs = written.entries.clone();
     fill_report(&tx, &mut report, &outcome, opts)?;
+    super::shard::annotate(opts.shard, &tx, &mut report)?; // shard hook: what merge-shards needs
 
     report.status = if report.rejects.is_empty() {
         "completed".into()
