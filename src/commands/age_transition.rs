@@ -4,6 +4,7 @@ use super::Exit;
 use super::run::parse_as_of;
 use crate::domain::*;
 use crate::engine::extract::{extract, per_month};
+use crate::engine::shard::{Shard, ledger_shard};
 use crate::formats::writer::{RecordWriter, UnmappablePolicy, WriteError};
 use crate::formats::{FileHeader, Format, TextEncoding, hex};
 use crate::report::{OutputEntry, Report, Worklist, write_private};
@@ -53,6 +54,10 @@ pub struct ExtractArgs {
     /// Characters Shift_JIS cannot hold: refuse the record or write ● (文字同定)
     #[arg(long, value_enum, default_value = "reject")]
     pub unmappable: UnmappablePolicy,
+    /// The shard whose ledger this is (`run --shard I/N`): the hand-off file gets a name and a
+    /// FileIdentifier of its own (`…-s{I}of{N}`), so the union can read every shard's file.
+    #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
 }
 
 pub fn run(a: Args) -> Result<Exit> {
@@ -68,19 +73,34 @@ fn run_extract(a: ExtractArgs) -> Result<Exit> {
         anyhow::bail!("ledger {} does not exist", a.ledger.display());
     }
     let conn = crate::ledger::open(&a.ledger)?;
+    match (a.shard, ledger_shard(&conn)?) {
+        (Some(s), Some(l)) if s != l => anyhow::bail!("--shard {s}: this ledger belongs to shard {l}"),
+        (Some(s), None) => anyhow::bail!("--shard {s}: this ledger was not written by `run --shard {s}`"),
+        (None, Some(l)) => anyhow::bail!(
+            "this ledger belongs to shard {l}: pass --shard {l} so that its hand-off file gets a FileIdentifier of its own"
+        ),
+        _ => {}
+    }
+    let suffix = a.shard.map(|s| s.suffix()).unwrap_or_default();
     let x = extract(&conn, d, a.lead_months, a.missed_lookback_months)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
-    let run_id = format!("extract-{d}");
+    // not `…-s{I}of{N}`: that names `run`'s shard runs, which `merge-shards` looks for
+    let run_id = format!(
+        "extract-{d}{}",
+        a.shard
+            .map(|s| format!("-shard{}of{}", s.index, s.count))
+            .unwrap_or_default()
+    );
     let mut report = Report::new(run_id.clone(), d.to_string(), false);
     let mut blocked = Vec::new();
     let mut upcoming_rows = Vec::new();
     let creation = Timestamp::start_of(d);
     let insurers: std::collections::BTreeSet<InsurerNumber> = x.upcoming.iter().map(|u| u.enrollment.insurer).collect();
     for ins in insurers {
-        let name = format!("AgeTransitionHandoff_{ins}_{d}.{}", a.format.extension());
+        let name = format!("AgeTransitionHandoff_{ins}_{d}{suffix}.{}", a.format.extension());
         let header = FileHeader {
             kind: FileKind::AgeTransitionHandoff,
-            file_identifier: format!("ATH-{ins}-{d}"),
+            file_identifier: format!("ATH-{ins}-{d}{suffix}"),
             sender: ins,
             creation_time: creation,
             file_sequence: 1,

@@ -86,6 +86,7 @@ pub fn run(a: Args) -> Result<Exit> {
             catalog: Catalog::default_catalog(),
             limits: Limits::default(),
             chunk_records: a.chunk_records.unwrap_or(crate::engine::spool::DEFAULT_CHUNK_RECORDS),
+            shard: None,
         },
         from: a.from,
         mapping,

@@ -2,6 +2,7 @@
 
 pub mod age_transition;
 pub mod generate;
+pub mod merge_shards;
 pub mod migrate;
 pub mod run;
 pub mod validate;
@@ -63,6 +64,9 @@ pub enum Command {
     Generate(generate::Args),
     // help text: the doc comment of migrate::Args
     Migrate(migrate::Args),
+    // help text: the doc comment of merge_shards::Args
+    #[command(name = "merge-shards")]
+    MergeShards(merge_shards::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
@@ -72,6 +76,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::AgeTransition(a) => age_transition::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Migrate(a) => migrate::run(a),
+        Command::MergeShards(a) => merge_shards::run(a),
     }
 }
 

@@ -3,6 +3,7 @@
 use super::Exit;
 use crate::domain::{Catalog, Date};
 use crate::engine::run::{RunOptions, RunStatus, run};
+use crate::engine::shard::Shard;
 use crate::formats::writer::UnmappablePolicy;
 use crate::formats::{Format, Limits, TextEncoding};
 use anyhow::{Context, Result};
@@ -58,6 +59,11 @@ pub struct Args {
     /// Settings file (TOML) with the same options; command-line flags win.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Scale-out: process only shard I of N (the subscribers whose stable hash of InsurerNumber and
+    /// SubscriberKey modulo N is I; hand-offs and insurer-wide flags go to every shard). Give each
+    /// shard its own --ledger, --outbox and --reports, then join the runs with `merge-shards`.
+    #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
     #[command(flatten)]
     pub limits: super::LimitArgs,
 }
@@ -77,6 +83,8 @@ pub struct Config {
     pub threads: Option<usize>,
     pub catalog: Option<PathBuf>,
     pub chunk_records: Option<u64>,
+    /// `"I/N"`, as `--shard`
+    pub shard: Option<String>,
     #[serde(default)]
     pub limits: Option<Limits>,
 }
@@ -136,6 +144,11 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
             .or(cfg.chunk_records)
             .unwrap_or(crate::engine::spool::DEFAULT_CHUNK_RECORDS)
             .max(1),
+        shard: match (a.shard, cfg.shard) {
+            (Some(s), _) => Some(s),
+            (None, Some(s)) => Some(Shard::parse(&s).map_err(|e| anyhow::anyhow!("config `shard`: {e}"))?),
+            (None, None) => None,
+        },
     };
     setup_threads(a.threads.or(cfg.threads))?;
     if !opts.inbox.is_dir() {
@@ -153,6 +166,12 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
     };
     let r = &res.report;
     let n = |k: &str| r.summary.get(k).copied().unwrap_or(0);
+    if let Some(s) = opts.shard {
+        println!(
+            "shard {s}: merge the {} shard runs with `nhi-linkage merge-shards`",
+            s.count
+        );
+    }
     println!(
         "run {}{}: {} file(s) applied, {} skipped, {} rejected; {} subscriber(s) written, {} carr{}, {} reject(s)",
         r.run_id,

@@ -18,6 +18,7 @@
 
 use super::batch::{Batch, BatchFile, BatchOutcome, SubKey, apply_batch, flag_row};
 use super::interrupt;
+use super::shard::{Gate, Shard}; // scale-out hook (see shard.rs)
 use super::spool::{self, Spool};
 use super::state::*;
 use crate::domain::*;
@@ -53,6 +54,8 @@ pub struct RunOptions {
     /// Records applied per chunk: a larger input spills to disk and is applied chunk by chunk,
     /// which bounds memory whatever the load ([`spool::DEFAULT_CHUNK_RECORDS`]).
     pub chunk_records: u64,
+    /// `--shard I/N`: only this shard's subscribers (scale-out hook, see shard.rs).
+    pub shard: Option<Shard>,
 }
 
 /// How the run ended.
@@ -135,9 +138,10 @@ fn list_inbox(inbox: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Reads one file, spooling its accepted records under `tag`. A spool write error (disk full)
-/// is an environment error of the run, not a property of the file.
-fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32) -> Result<LoadedFile> {
+/// Reads one file, spooling the accepted records this process applies (`gate`: all of them, or
+/// this shard's) under `tag`. A spool write error (disk full) is an environment error of the
+/// run, not a property of the file.
+fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32, gate: &Gate) -> Result<LoadedFile> {
     let name = path
         .strip_prefix(inbox)
         .unwrap_or(path)
@@ -146,13 +150,14 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32) 
     let mut rejects = Vec::new();
     let mut spool_error = None;
     let res = read_input(path, &name, opts, &mut |o| match o {
-        RecordOutcome::Accepted(r) => {
+        RecordOutcome::Accepted(r) if gate.admit(&r) => {
             if spool_error.is_none() {
                 if let Err(e) = spool.push(tag, r) {
                     spool_error = Some(e);
                 }
             }
         }
+        RecordOutcome::Accepted(_) => {} // another shard's
         RecordOutcome::Rejected { faults, .. } => rejects.extend(faults),
     });
     if let Some(e) = spool_error {
@@ -288,6 +293,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
         .sum();
     let spool = Spool::new(opts.chunk_records, &spill_dir(&opts.ledger));
+    let gate = Gate::new(opts.shard); // shard hook
     tracing::info!(files = paths.len(), bytes = input_bytes, "reading inbox");
     let t0 = std::time::Instant::now();
     let bar = progress_span("reading inbox files", Some(paths.len() as u64));
@@ -297,7 +303,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             .par_iter()
             .enumerate()
             .map(|(tag, p)| {
-                let f = (!interrupt::requested()).then(|| load(p, &opts.inbox, &ropts, &spool, tag as u32));
+                let f = (!interrupt::requested()).then(|| load(p, &opts.inbox, &ropts, &spool, tag as u32, &gate));
                 bar.pb_inc(1);
                 f
             })
@@ -309,6 +315,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     crash_at("after-read");
     wait_at("wait-after-read");
     interrupt::check("after reading")?;
+    gate.check(&conn)?; // shard hook: refuses before anything is applied
     for (f, p) in files.iter_mut().zip(&paths) {
         if f.sha.is_empty() {
             f.sha = sha_file(p).unwrap_or_default();
@@ -357,7 +364,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             h.update(f.status);
             h.update(&f.sha);
         }
-        format!("{}-{}", opts.as_of, &hex(&h.finalize())[..12])
+        gate.run_id(format!("{}-{}", opts.as_of, &hex(&h.finalize())[..12])) // shard hook: -s{I}of{N}
     };
     let mut report = Report::new(run_id.clone(), opts.as_of.to_string(), opts.dry_run);
 
@@ -579,6 +586,7 @@ pub fn execute(
     );
     report.outputs = written.entries.clone();
     fill_report(&tx, &mut report, &outcome, derived, opts)?;
+    super::shard::annotate(opts.shard, &tx, &mut report)?; // shard hook: what merge-shards needs
 
     report.status = if report.rejects.is_empty() {
         "completed".into()

@@ -8,6 +8,7 @@ pub mod csv_reader;
 pub mod decode;
 pub mod encode;
 pub mod linkage;
+pub mod linkage_reader;
 pub mod writer;
 pub mod xml_reader;
 

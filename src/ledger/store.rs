@@ -227,8 +227,7 @@ pub(crate) fn insert_flag(
         }
         _ => unreachable!("flags are written to main.flag or temp.before_flag"),
     };
-    conn.prepare_cached(sql)?
-    .execute(params![
+    conn.prepare_cached(sql)?.execute(params![
         insurer.as_str(),
         key.as_ref().map_or("", SubscriberKey::as_str),
         info.as_ref().map_or("", InfoCode::as_str),

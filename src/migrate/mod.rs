@@ -611,6 +611,10 @@ pub fn migrate(o: &MigrateOptions) -> Result<MigrateResult> {
     } else {
         ledger::open(&opts.ledger)?
     };
+    // a full source would bring every shard's subscribers into one shard's ledger
+    if let Some(s) = crate::engine::shard::ledger_shard(&conn)? {
+        anyhow::bail!("this ledger belongs to shard {s} of a sharded deployment: migrate into an unsharded ledger");
+    }
     std::fs::create_dir_all(&opts.outbox).with_context(|| format!("cannot create outbox {}", opts.outbox.display()))?;
     std::fs::create_dir_all(&opts.reports)
         .with_context(|| format!("cannot create reports folder {}", opts.reports.display()))?;

@@ -1,0 +1,857 @@
+//! `merge-shards`: joins the N runs of `run --shard I/N` into the run folder a single unsharded
+//! process would have published — same name (the unsharded run id), same linkage files byte for
+//! byte, same MANIFEST.json — and one merged report.
+//!
+//! Each `--from` folder is one shard's folder holding `outbox/` and `reports/` as its runs wrote
+//! them. A shard run is recognised by its id, `<unsharded id>-s{I}of{N}`; the set to merge must
+//! be complete (every index 0..N−1 exactly once, one N, one unsharded id) or nothing is written.
+//!
+//! Linkage files are merged per insurer and kind in the order the single process writes them:
+//! groups and rows in subscriber-key order (each subscriber lives in exactly one shard, which is
+//! checked), FlagLinkage's insurer-wide (Scope 2) rows first and once (they are replicated to
+//! every shard, and must agree). They are re-written through [`StandardLayout`], which numbers
+//! RecordIdentificationNumber / RecordSequence and writes header and trailer, staged aside and
+//! renamed like `run` does.
+
+use super::shard::{REPLICATED_COUNTERS, Shard};
+use crate::domain::{FileKind, InsurerNumber, SubscriberKey, Timestamp};
+use crate::formats::linkage::{FlagRow, FukuhonRow, LinkageLayout, StandardLayout, SubscriberGroup, linkage_header};
+use crate::formats::linkage_reader::{LinkageFile, LinkageRows, read_linkage};
+use crate::formats::writer::UnmappablePolicy;
+use crate::formats::{Format, TextEncoding, hex};
+use crate::report::*;
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Options of `merge-shards`.
+#[derive(Clone, Debug)]
+pub struct MergeOptions {
+    /// One folder per shard, each with `outbox/` and `reports/`.
+    pub from: Vec<PathBuf>,
+    /// The unsharded run id to merge; `None`: every complete shard run not merged yet.
+    pub run_id: Option<String>,
+    pub outbox: PathBuf,
+    pub reports: PathBuf,
+}
+
+/// One merged run.
+#[derive(Debug)]
+pub struct Merged {
+    pub run_id: String,
+    pub report: Report,
+    pub report_dir: PathBuf,
+    pub outbox_dir: Option<PathBuf>,
+    /// The outbox already held this very run folder (a merge run again): left as it was.
+    pub already_published: bool,
+}
+
+/// A shard run found under a `--from` folder.
+#[derive(Clone, Debug)]
+struct Found {
+    from: usize,
+    shard: Shard,
+    run_id: String,
+}
+
+/// One shard run, read and checked.
+struct ShardRun {
+    shard: Shard,
+    run_id: String,
+    report: Value,
+    report_dir: PathBuf,
+    files: Vec<LinkageFile>,
+}
+
+fn from_reports(from: &Path) -> PathBuf {
+    from.join("reports")
+}
+fn from_outbox(from: &Path) -> PathBuf {
+    from.join("outbox")
+}
+
+/// Shard runs with a published report under `<from>/reports` (dry runs, aborted runs and staging
+/// folders are not shard runs).
+fn shard_runs(from: &Path, i: usize) -> Result<Vec<(String, Found)>> {
+    let dir = from_reports(from);
+    let rd = std::fs::read_dir(&dir).with_context(|| {
+        format!(
+            "--from {}: no reports/ folder; give each shard's folder, the one holding its outbox/ and reports/",
+            from.display()
+        )
+    })?;
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !e.path().join("report.json").is_file() {
+            continue;
+        }
+        if let Some((base, shard)) = Shard::split_run_id(&name) {
+            out.push((
+                base.to_owned(),
+                Found {
+                    from: i,
+                    shard,
+                    run_id: name.clone(),
+                },
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The complete shard set of one unsharded run id, in index order, or why it is incomplete.
+fn complete_set(base: &str, found: &[Found], froms: &[PathBuf]) -> Result<Vec<Found>> {
+    let counts: BTreeSet<u32> = found.iter().map(|f| f.shard.count).collect();
+    if counts.len() > 1 {
+        bail!(
+            "run {base}: the shard runs disagree on N ({}): mixed shard sets cannot be merged",
+            counts.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let n = *counts
+        .first()
+        .ok_or_else(|| anyhow!("run {base}: no shard run of it under any --from folder"))?;
+    for (i, f) in froms.iter().enumerate() {
+        let mine: Vec<&Found> = found.iter().filter(|x| x.from == i).collect();
+        match mine.len() {
+            0 => bail!(
+                "run {base}: --from {} has no shard run {base}-s?of{n}: the shard set is incomplete (did that shard \
+                 fail, or run on other inputs?)",
+                f.display()
+            ),
+            1 => {}
+            _ => bail!(
+                "run {base}: --from {} holds the runs of several shards ({}); each shard needs its own folder",
+                f.display(),
+                mine.iter().map(|x| x.shard.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+    if froms.len() != n as usize {
+        bail!(
+            "run {base}: its shard runs say N = {n}, but {} --from folder(s) were given",
+            froms.len()
+        );
+    }
+    let mut by_index: BTreeMap<u32, &Found> = BTreeMap::new();
+    for f in found {
+        if let Some(prev) = by_index.insert(f.shard.index, f) {
+            bail!(
+                "run {base}: shard {} appears under both --from {} and --from {}",
+                f.shard,
+                froms[prev.from].display(),
+                froms[f.from].display()
+            );
+        }
+    }
+    if let Some(missing) = (0..n).find(|i| !by_index.contains_key(i)) {
+        bail!("run {base}: shard {missing}/{n} is missing: the shard set is incomplete");
+    }
+    Ok(by_index.into_values().cloned().collect())
+}
+
+/// Whether every one of these shard runs applied no file and published nothing.
+fn applied_nothing(found: &[Found], froms: &[PathBuf]) -> Result<bool> {
+    for f in found {
+        let r = read_json(&from_reports(&froms[f.from]).join(&f.run_id).join("report.json"))?;
+        let applied = r["inputs"]
+            .as_array()
+            .is_none_or(|a| a.iter().any(|i| i["status"] == "applied"));
+        if applied || r["outputs"].as_array().is_none_or(|a| !a.is_empty()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Merges every selected run. Checks every shard set before writing anything.
+pub fn merge_shards(o: &MergeOptions) -> Result<Vec<Merged>> {
+    ensure!(!o.from.is_empty(), "give each shard's folder with --from");
+    let mut by_base: BTreeMap<String, Vec<Found>> = BTreeMap::new();
+    for (i, f) in o.from.iter().enumerate() {
+        for (base, found) in shard_runs(f, i)? {
+            by_base.entry(base).or_default().push(found);
+        }
+    }
+    let bases: Vec<String> = match &o.run_id {
+        Some(id) => {
+            if let Some((base, s)) = Shard::split_run_id(id) {
+                bail!("--run-id {id} is the id of shard {s}; give the unsharded run id {base}");
+            }
+            vec![id.clone()]
+        }
+        None => by_base
+            .keys()
+            .filter(|b| !o.reports.join(b).exists())
+            .cloned()
+            .collect(),
+    };
+    let mut sets = Vec::new();
+    for b in &bases {
+        let found = by_base.get(b).map(Vec::as_slice).unwrap_or_default();
+        match complete_set(b, found, &o.from) {
+            Ok(set) => sets.push((b.clone(), set)),
+            // a shard retried after it had committed reruns with every input skipped: a run id of
+            // its own that the other shards do not have, and nothing in it to merge
+            Err(e) if o.run_id.is_none() && applied_nothing(found, &o.from)? => {
+                tracing::warn!("shard runs of {b} not merged: they applied nothing, and {e:#}");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut runs = Vec::new();
+    for (base, set) in &sets {
+        let loaded = set
+            .iter()
+            .map(|f| load_shard(&o.from[f.from], f))
+            .collect::<Result<Vec<_>>>()?;
+        runs.push((base.clone(), loaded));
+    }
+    std::fs::create_dir_all(&o.outbox).with_context(|| format!("cannot create outbox {}", o.outbox.display()))?;
+    std::fs::create_dir_all(&o.reports)
+        .with_context(|| format!("cannot create reports folder {}", o.reports.display()))?;
+    runs.into_iter()
+        .map(|(base, shards)| merge_one(o, &base, &shards))
+        .collect()
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+fn load_shard(from: &Path, f: &Found) -> Result<ShardRun> {
+    let report_dir = from_reports(from).join(&f.run_id);
+    let report = read_json(&report_dir.join("report.json"))?;
+    let at = || format!("shard run {} ({})", f.run_id, report_dir.display());
+    ensure!(
+        report["run_id"] == f.run_id.as_str(),
+        "{}: report.json names another run",
+        at()
+    );
+    ensure!(report["dry_run"] == false, "{}: a dry run cannot be merged", at());
+    ensure!(
+        matches!(report["status"].as_str(), Some("completed" | "completed_with_rejects")),
+        "{}: the run did not complete",
+        at()
+    );
+    let sh = &report["shard"];
+    ensure!(
+        sh["index"] == f.shard.index && sh["count"] == f.shard.count,
+        "{}: report.json does not describe shard {}",
+        at(),
+        f.shard
+    );
+    let outputs = report["outputs"]
+        .as_array()
+        .ok_or_else(|| anyhow!("{}: report.json has no outputs list", at()))?;
+    let run_dir = from_outbox(from).join(&f.run_id);
+    let mut files = Vec::new();
+    if outputs.is_empty() {
+        ensure!(
+            !run_dir.exists(),
+            "{}: the report lists no linkage files, but {} exists",
+            at(),
+            run_dir.display()
+        );
+    } else {
+        let manifest = read_json(&run_dir.join("MANIFEST.json")).with_context(|| {
+            format!(
+                "{}: its linkage files are missing (expected {})",
+                at(),
+                run_dir.display()
+            )
+        })?;
+        ensure!(
+            manifest["run_id"] == f.run_id.as_str() && manifest["files"] == report["outputs"],
+            "{}: MANIFEST.json and report.json disagree",
+            at()
+        );
+        for e in outputs {
+            let name = e["name"].as_str().unwrap_or_default();
+            ensure!(
+                !name.is_empty() && !name.contains(['/', '\\']) && name != "MANIFEST.json",
+                "{}: a bad file name in MANIFEST.json",
+                at()
+            );
+            let path = run_dir.join(name);
+            let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            ensure!(
+                e["bytes"] == bytes.len() as u64 && e["sha256"] == hex(&Sha256::digest(&bytes)).as_str(),
+                "{}: {name} does not match its MANIFEST.json entry (size or SHA-256)",
+                at()
+            );
+            let file = read_linkage(&bytes).with_context(|| format!("{}: cannot read {name}", at()))?;
+            let h = &file.header;
+            let expected = format!("{}_{}_{}.{}", h.kind.name(), h.sender, f.run_id, h.format.extension());
+            ensure!(
+                name == expected && e["kind"] == h.kind.name(),
+                "{}: {name} is not named after its header",
+                at()
+            );
+            ensure!(
+                h.file_identifier == format!("{}-{}", h.kind.name(), f.run_id) && h.file_sequence == 1,
+                "{}: {name} has a FileIdentifier or FileSequence that run does not write",
+                at()
+            );
+            ensure!(
+                e["records"] == file.rows.len() as u64,
+                "{}: {name} holds another number of records than MANIFEST.json says",
+                at()
+            );
+            files.push(file);
+        }
+    }
+    Ok(ShardRun {
+        shard: f.shard,
+        run_id: f.run_id.clone(),
+        report,
+        report_dir,
+        files,
+    })
+}
+
+/// The key a row belongs to, checked against the shard it came from.
+fn owned(shard: Shard, run_id: &str, insurer: InsurerNumber, key: SubscriberKey) -> Result<SubscriberKey> {
+    ensure!(
+        shard.owns(insurer, key),
+        "shard run {run_id} published subscriber {insurer}/{key}, which belongs to shard {}/{}: the shards were \
+         not run with the same N, or a ledger was used by the wrong shard",
+        Shard::of_subscriber(shard.count, insurer, key),
+        shard.count
+    );
+    Ok(key)
+}
+
+/// Rows of one subscriber appear in one shard only, and once.
+fn no_duplicate_keys(keys: impl Iterator<Item = (SubscriberKey, u32)>, what: &str) -> Result<()> {
+    let mut seen: HashMap<SubscriberKey, u32> = HashMap::new();
+    let mut last: Option<(SubscriberKey, u32)> = None;
+    for (k, s) in keys {
+        match seen.get(&k) {
+            Some(prev) if *prev != s => bail!("{what}: subscriber {k} appears in shards {prev} and {s}"),
+            Some(_) if last.is_some_and(|l| l.0 != k) => bail!("{what}: the rows of subscriber {k} are not together"),
+            _ => {}
+        }
+        seen.insert(k, s);
+        last = Some((k, s));
+    }
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct Manifest<'a> {
+    run_id: &'a str,
+    files: &'a [OutputEntry],
+}
+
+fn sync_dir(d: &Path) {
+    if let Ok(f) = std::fs::File::open(d) {
+        let _ = f.sync_all();
+    }
+}
+
+/// Merges the linkage files into `dir`; returns the MANIFEST entries.
+fn write_linkage(dir: &Path, base: &str, shards: &[ShardRun]) -> Result<Vec<OutputEntry>> {
+    let all: Vec<(&ShardRun, &LinkageFile)> = shards
+        .iter()
+        .flat_map(|s| s.files.iter().map(move |f| (s, f)))
+        .collect();
+    let Some((_, first)) = all.first() else {
+        return Ok(Vec::new());
+    };
+    let (format, encoding, creation): (Format, TextEncoding, Timestamp) =
+        (first.header.format, first.header.encoding, first.header.creation_time);
+    for (s, f) in &all {
+        ensure!(
+            (f.header.format, f.header.encoding, f.header.creation_time) == (format, encoding, creation),
+            "shard run {} wrote its linkage files in another format, encoding or CreationTime than the others: \
+             the shards must run with the same options on the same inbox",
+            s.run_id
+        );
+    }
+    let mut sets: BTreeMap<(InsurerNumber, FileKind), Vec<(&ShardRun, &LinkageFile)>> = BTreeMap::new();
+    for (s, f) in all {
+        let slot = sets.entry((f.header.sender, f.header.kind)).or_default();
+        ensure!(
+            slot.iter().all(|(o, _)| o.shard != s.shard),
+            "shard run {} holds two {} files for insurer {}",
+            s.run_id,
+            f.header.kind.name(),
+            f.header.sender
+        );
+        slot.push((s, f));
+    }
+    let layout = StandardLayout {
+        policy: UnmappablePolicy::Reject,
+    };
+    let mut entries = Vec::new();
+    for ((ins, kind), parts) in sets {
+        let what = format!("{} of insurer {ins}", kind.name());
+        let name = format!("{}_{}_{}.{}", kind.name(), ins, base, format.extension());
+        let header = linkage_header(
+            kind,
+            format!("{}-{}", kind.name(), base),
+            ins,
+            creation,
+            format,
+            encoding,
+        );
+        let mut buf: Vec<u8> = Vec::new();
+        let written = match kind {
+            FileKind::SubscriberLinkage => {
+                let mut rows: Vec<(SubscriberKey, u32, &SubscriberGroup)> = Vec::new();
+                for (s, f) in &parts {
+                    let LinkageRows::Subscribers(gs) = &f.rows else {
+                        unreachable!("by kind")
+                    };
+                    for g in gs {
+                        ensure!(g.insurer == ins, "{what}: a group of another insurer");
+                        rows.push((owned(s.shard, &s.run_id, g.insurer, g.key)?, s.shard.index, g));
+                    }
+                }
+                rows.sort_by_key(|r| r.0); // stable: a subscriber's rows keep their order
+                no_duplicate_keys(rows.iter().map(|r| (r.0, r.1)), &what)?;
+                layout.subscriber_linkage(&header, &mut rows.into_iter().map(|r| r.2.clone()), &mut buf)
+            }
+            FileKind::FlagLinkage => {
+                // Scope 2 rows come first in every shard and are the same in every shard
+                let mut insurer_wide: Option<Vec<FlagRow>> = None;
+                let mut keyed: Vec<(SubscriberKey, u32, &FlagRow)> = Vec::new();
+                for s in shards {
+                    let rs: &[FlagRow] = match parts.iter().find(|(o, _)| o.shard == s.shard) {
+                        Some((_, f)) => match &f.rows {
+                            LinkageRows::Flags(rs) => rs,
+                            _ => unreachable!("by kind"),
+                        },
+                        None => &[],
+                    };
+                    let n_wide = rs.iter().take_while(|r| r.key.is_none()).count();
+                    ensure!(
+                        rs[n_wide..].iter().all(|r| r.key.is_some()),
+                        "{what}: shard run {} mixes insurer-wide rows among subscriber rows",
+                        s.run_id
+                    );
+                    let wide = rs[..n_wide].to_vec();
+                    match &insurer_wide {
+                        Some(w) if *w != wide => bail!(
+                            "{what}: shard runs {} and {} disagree on the insurer-wide (Scope 2) flags, which every \
+                             shard holds: were their ledgers changed apart?",
+                            shards[0].run_id,
+                            s.run_id
+                        ),
+                        _ => insurer_wide = Some(wide),
+                    }
+                    for r in &rs[n_wide..] {
+                        ensure!(r.insurer == ins, "{what}: a row of another insurer");
+                        let k = r.key.expect("checked");
+                        keyed.push((owned(s.shard, &s.run_id, r.insurer, k)?, s.shard.index, r));
+                    }
+                }
+                keyed.sort_by_key(|r| r.0);
+                no_duplicate_keys(keyed.iter().map(|r| (r.0, r.1)), &what)?;
+                let mut rows = insurer_wide.unwrap_or_default();
+                rows.extend(keyed.into_iter().map(|r| r.2.clone()));
+                layout.flag_linkage(&header, &mut rows.into_iter(), &mut buf)
+            }
+            FileKind::FukuhonLinkage => {
+                let mut rows: Vec<(SubscriberKey, u32, &FukuhonRow)> = Vec::new();
+                for (s, f) in &parts {
+                    let LinkageRows::Fukuhon(rs) = &f.rows else {
+                        unreachable!("by kind")
+                    };
+                    for r in rs {
+                        ensure!(r.insurer == ins, "{what}: a row of another insurer");
+                        rows.push((owned(s.shard, &s.run_id, r.insurer, r.key)?, s.shard.index, r));
+                    }
+                }
+                rows.sort_by_key(|r| r.0);
+                no_duplicate_keys(rows.iter().map(|r| (r.0, r.1)), &what)?;
+                layout.fukuhon_linkage(&header, &mut rows.into_iter().map(|r| r.2.clone()), &mut buf)
+            }
+            k => bail!("{} is not a linkage kind", k.name()),
+        }
+        .map_err(|e| anyhow!("cannot write {name}: {e}"))?;
+        ensure!(
+            written.refused.is_empty() && written.replaced.is_empty(),
+            "cannot write {name}: characters the shard runs wrote do not encode again"
+        );
+        write_private(&dir.join(&name), &buf)?;
+        entries.push(OutputEntry {
+            name,
+            kind: kind.name().to_owned(),
+            records: written.records,
+            bytes: buf.len() as u64,
+            sha256: hex(&Sha256::digest(&buf)),
+        });
+    }
+    let mut m = serde_json::to_vec_pretty(&Manifest {
+        run_id: base,
+        files: &entries,
+    })?;
+    m.push(b'\n');
+    write_private(&dir.join("MANIFEST.json"), &m)?;
+    sync_dir(dir);
+    Ok(entries)
+}
+
+fn merge_one(o: &MergeOptions, base: &str, shards: &[ShardRun]) -> Result<Merged> {
+    let first = &shards[0];
+    for s in shards {
+        ensure!(
+            s.report["as_of"] == first.report["as_of"],
+            "shard runs {} and {} have different as-of dates",
+            first.run_id,
+            s.run_id
+        );
+        ensure!(
+            s.report["inputs"] == first.report["inputs"],
+            "shard runs {} and {} read different inputs: every shard must read the same inbox",
+            first.run_id,
+            s.run_id
+        );
+    }
+    // linkage files: staged, then renamed (or found already published, unchanged)
+    let stage = o.outbox.join(format!(".staging-merge-{base}"));
+    let fin = o.outbox.join(base);
+    if stage.exists() {
+        std::fs::remove_dir_all(&stage)?;
+    }
+    std::fs::create_dir_all(&stage)?;
+    let entries = match write_linkage(&stage, base, shards) {
+        Ok(e) => e,
+        Err(e) => {
+            std::fs::remove_dir_all(&stage).ok();
+            return Err(e);
+        }
+    };
+    let mut already_published = false;
+    let outbox_dir = if entries.is_empty() {
+        std::fs::remove_dir_all(&stage)?;
+        None
+    } else {
+        if fin.exists() {
+            let same = std::fs::read(fin.join("MANIFEST.json")).ok() == std::fs::read(stage.join("MANIFEST.json")).ok();
+            std::fs::remove_dir_all(&stage)?;
+            ensure!(
+                same,
+                "{} already holds a different run folder {base}: refusing to replace published linkage files",
+                o.outbox.display()
+            );
+            already_published = true;
+        } else {
+            std::fs::rename(&stage, &fin).with_context(|| format!("cannot publish {}", fin.display()))?;
+            sync_dir(&o.outbox);
+        }
+        Some(fin)
+    };
+
+    let report = merged_report(base, shards, entries)?;
+    let rstage = o.reports.join(format!(".staging-merge-{base}"));
+    let rfin = o.reports.join(base);
+    if rstage.exists() {
+        std::fs::remove_dir_all(&rstage)?;
+    }
+    report.write_to(&rstage)?;
+    sync_dir(&rstage);
+    if rfin.exists() {
+        std::fs::remove_dir_all(&rfin)?;
+    }
+    std::fs::rename(&rstage, &rfin).with_context(|| format!("cannot publish {}", rfin.display()))?;
+    sync_dir(&o.reports);
+    Ok(Merged {
+        run_id: base.to_owned(),
+        report,
+        report_dir: rfin,
+        outbox_dir,
+        already_published,
+    })
+}
+
+fn text(v: &Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_default().to_owned()
+}
+fn opt_text(v: &Value, k: &str) -> Option<String> {
+    v[k].as_str().map(str::to_owned)
+}
+fn num(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or(0)
+}
+
+/// Entries of a list in several shards, each as often as in the shard holding it most often
+/// (replicated entries appear in every shard, a subscriber's in one), in order of first sight.
+fn union_by_max_count<'a>(lists: impl Iterator<Item = &'a [Value]>) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    let mut taken: HashMap<String, usize> = HashMap::new();
+    for list in lists {
+        let mut here: HashMap<String, usize> = HashMap::new();
+        for v in list {
+            let k = v.to_string();
+            let n = here.entry(k.clone()).or_default();
+            *n += 1;
+            let t = taken.entry(k).or_default();
+            if *n > *t {
+                *t += 1;
+                out.push(v.clone());
+            }
+        }
+    }
+    out
+}
+
+fn list<'a>(r: &'a Value, k: &str) -> &'a [Value] {
+    r[k].as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+/// A worklist column name for [`Worklist`] (which holds `&'static str`, as the columns of a
+/// run are literals). A merge makes a handful of them once per process.
+fn column(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn read_worklist(dir: &Path, name: &str, expected: u64) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    let path = dir.join(format!("{name}.csv"));
+    let mut rd = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_path(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let columns: Vec<String> = rd
+        .headers()
+        .with_context(|| format!("{} has no header row", path.display()))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let mut rows = Vec::new();
+    for r in rd.records() {
+        let r = r.with_context(|| format!("{} is not well-formed CSV", path.display()))?;
+        rows.push(r.iter().map(str::to_owned).collect::<Vec<_>>());
+    }
+    ensure!(
+        rows.len() as u64 == expected,
+        "{} holds {} rows, report.json says {expected}",
+        path.display(),
+        rows.len()
+    );
+    Ok((columns, rows))
+}
+
+fn merged_report(base: &str, shards: &[ShardRun], outputs: Vec<OutputEntry>) -> Result<Report> {
+    let first = &shards[0].report;
+    let n = shards.len() as u64;
+    let mut r = Report::new(base.to_owned(), text(first, "as_of"), false);
+    for i in list(first, "inputs") {
+        r.inputs.push(InputEntry {
+            name: text(i, "name"),
+            kind: text(i, "kind"),
+            format: text(i, "format"),
+            encoding: text(i, "encoding"),
+            status: match i["status"].as_str() {
+                Some("applied") => "applied",
+                Some("skipped") => "skipped",
+                Some("rejected") => "rejected",
+                _ => bail!("shard run {}: an input with an unknown status", shards[0].run_id),
+            },
+            records: num(i, "records"),
+            rejected: num(i, "rejected"),
+            note: opt_text(i, "note"),
+        });
+    }
+    for e in union_by_max_count(shards.iter().map(|s| list(&s.report, "rejects"))) {
+        r.rejects.push(RejectEntry {
+            file: text(&e, "file"),
+            record_sequence: e["record_sequence"].as_u64(),
+            line: e["line"].as_u64(),
+            field: opt_text(&e, "field"),
+            code: text(&e, "code"),
+            message: text(&e, "message"),
+            critical: e["critical"] == true,
+        });
+    }
+    for s in shards {
+        for c in list(&s.report, "carries") {
+            r.carries.push(CarryEntry {
+                from_insurer: text(c, "from_insurer"),
+                from_subscriber_key: text(c, "from_subscriber_key"),
+                to_insurer: text(c, "to_insurer"),
+                to_subscriber_key: text(c, "to_subscriber_key"),
+                flags: c["flags"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default(),
+                rule: text(c, "rule"),
+                via: text(c, "via"),
+                qualification_date: text(c, "qualification_date"),
+                future_dated: c["future_dated"] == true,
+            });
+        }
+        for p in list(&s.report, "pending_flags") {
+            r.pending_flags.push(PendingEntry {
+                insurer: text(p, "insurer"),
+                subscriber_key: text(p, "subscriber_key"),
+                flag_type: text(p, "flag_type"),
+                operation: text(p, "operation"),
+                info_code: opt_text(p, "info_code"),
+                file: text(p, "file"),
+                record_sequence: num(p, "record_sequence"),
+            });
+        }
+        for f in list(&s.report, "flag_changes") {
+            r.flag_changes.push(FlagChangeEntry {
+                insurer: text(f, "insurer"),
+                subscriber_key: text(f, "subscriber_key"),
+                info_code: opt_text(f, "info_code"),
+                flag_type: text(f, "flag_type"),
+                change: text(f, "change"),
+            });
+        }
+    }
+    // subscriber order, as a single run lists them (stable: a subscriber's entries keep theirs)
+    r.carries
+        .sort_by(|a, b| (&a.to_insurer, &a.to_subscriber_key).cmp(&(&b.to_insurer, &b.to_subscriber_key)));
+    r.pending_flags
+        .sort_by(|a, b| (&a.insurer, &a.subscriber_key).cmp(&(&b.insurer, &b.subscriber_key)));
+    r.flag_changes
+        .sort_by(|a, b| (&a.insurer, &a.subscriber_key).cmp(&(&b.insurer, &b.subscriber_key)));
+
+    // a hand-off is pending only if no shard matched it
+    let mut pending: Option<BTreeSet<String>> = None;
+    for s in shards {
+        let here: BTreeSet<String> = list(&s.report["shard"], "pending_handoffs")
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        pending = Some(match pending {
+            None => here,
+            Some(p) => p.intersection(&here).cloned().collect(),
+        });
+    }
+    r.pending_handoffs = pending.map_or(0, |p| p.len() as u64);
+
+    // worklists: rows of every shard (replicated rows once), sorted
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    for s in shards {
+        if let Some(w) = s.report["worklists"].as_object() {
+            names.extend(w.keys().cloned());
+        }
+    }
+    for name in names {
+        let mut columns: Option<Vec<String>> = None;
+        let mut lists: Vec<Vec<Value>> = Vec::new();
+        for s in shards {
+            let (cols, rows) = read_worklist(&s.report_dir, &name, num(&s.report["worklists"], &name))?;
+            match &columns {
+                Some(c) if *c != cols => bail!("worklist {name}: the shard runs wrote different columns"),
+                _ => columns = Some(cols),
+            }
+            lists.push(rows.into_iter().map(Value::from).collect());
+        }
+        let mut rows: Vec<Vec<String>> = union_by_max_count(lists.iter().map(Vec::as_slice))
+            .into_iter()
+            .map(|v| serde_json::from_value(v).expect("rows of strings"))
+            .collect();
+        rows.sort();
+        let title = shards
+            .iter()
+            .find_map(|s| s.report["shard"]["worklist_titles"][name.as_str()].as_str())
+            .unwrap_or(name.as_str())
+            .to_owned();
+        r.add_worklist(
+            &name,
+            Worklist {
+                title,
+                columns: columns.unwrap_or_default().into_iter().map(column).collect(),
+                rows,
+            },
+        );
+    }
+    r.outputs = outputs;
+
+    // counters: summed, less the N−1 extra copies of what every shard counted (replicated records)
+    let mut summary: BTreeMap<String, u64> = BTreeMap::new();
+    for s in shards {
+        for (k, v) in s.report["summary"].as_object().into_iter().flatten() {
+            *summary.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
+        }
+    }
+    for c in REPLICATED_COUNTERS {
+        let reps: BTreeSet<u64> = shards
+            .iter()
+            .map(|s| num(&s.report["shard"]["replicated"], c))
+            .collect();
+        ensure!(
+            reps.len() == 1,
+            "the shard runs disagree on the replicated (insurer-level) part of {c}: were their ledgers changed apart?"
+        );
+        let rep = reps.first().copied().unwrap_or(0);
+        let total = summary.entry(c.to_owned()).or_default();
+        *total = total
+            .checked_sub((n - 1) * rep)
+            .ok_or_else(|| anyhow!("the shard runs' counters of {c} do not add up"))?;
+    }
+    let count = |st: &str| r.inputs.iter().filter(|i| i.status == st).count() as u64;
+    summary.insert("files_applied".into(), count("applied"));
+    summary.insert("files_skipped".into(), count("skipped"));
+    summary.insert("files_rejected".into(), count("rejected"));
+    summary.insert("records_rejected".into(), r.rejects.len() as u64);
+    r.summary = summary;
+    r.status = if r.rejects.is_empty() {
+        "completed".into()
+    } else {
+        "completed_with_rejects".into()
+    };
+    r.extra.insert(
+        "sharded".into(),
+        serde_json::json!({
+            "count": n,
+            "shard_runs": shards.iter().map(|s| s.run_id.clone()).collect::<Vec<_>>(),
+            "key": "fnv1a64(InsurerNumber 0x1F SubscriberKey) mod count",
+        }),
+    );
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicated_entries_count_once_partitioned_ones_add_up() {
+        let a = [Value::from("x"), Value::from("y"), Value::from("x")];
+        let b = [Value::from("x"), Value::from("z"), Value::from("x")];
+        let got = union_by_max_count([&a[..], &b[..]].into_iter());
+        assert_eq!(
+            got,
+            vec![Value::from("x"), Value::from("y"), Value::from("x"), Value::from("z")]
+        );
+    }
+
+    fn found(from: usize, index: u32, count: u32) -> Found {
+        Found {
+            from,
+            shard: Shard { index, count },
+            run_id: format!("b-s{index}of{count}"),
+        }
+    }
+
+    #[test]
+    fn incomplete_or_mixed_shard_sets_are_refused() {
+        let froms: Vec<PathBuf> = (0..3).map(|i| PathBuf::from(format!("shard-{i}"))).collect();
+        let ok = [found(0, 0, 3), found(1, 1, 3), found(2, 2, 3)];
+        assert_eq!(complete_set("b", &ok, &froms).unwrap().len(), 3);
+        let cases: [(&[Found], &str); 5] = [
+            (&[found(0, 0, 3), found(1, 1, 3)], "incomplete"),
+            (&[found(0, 0, 3), found(1, 1, 3), found(2, 1, 3)], "appears under both"),
+            (&[found(0, 0, 3), found(1, 1, 3), found(2, 1, 2)], "disagree on N"),
+            (&[found(0, 0, 2), found(1, 1, 2), found(2, 1, 2)], "N = 2"),
+            (&[found(0, 0, 3), found(0, 1, 3), found(2, 2, 3)], "several shards"),
+        ];
+        for (set, why) in cases {
+            let e = complete_set("b", set, &froms).unwrap_err().to_string();
+            assert!(e.contains(why), "{why}: {e}");
+        }
+    }
+}
