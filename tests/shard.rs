@@ -567,8 +567,19 @@ fn n_shard_processes_and_a_merge_equal_one_process() {
             report["rejects"]
         );
         assert_eq!(
-            report["pending_handoffs"], 1,
-            "person 27's hand-off: no registration in any shard"
+            report["pending_handoffs"], 3,
+            "person 27's hand-off (no registration in any shard) and person 6's ambiguous pair (in review)"
+        );
+        // R3: several candidates carry nothing, not even later in the run
+        let to6 = union_key(6);
+        assert!(
+            !report["carries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["to_subscriber_key"] == to6.as_str()),
+            "person 6 was carried: {}",
+            report["carries"]
         );
         // FlagLinkage holds the insurer-wide rows once
         let flag_linkage = files_under(&d.merged().join("outbox"))
@@ -637,7 +648,7 @@ fn n_shard_processes_and_a_merge_equal_one_process() {
             0,
             "applied with its enrollment"
         );
-        assert_eq!(report["pending_handoffs"], 1);
+        assert_eq!(report["pending_handoffs"], 3, "person 6's pair waits in review");
         let linkage: String = files_under(&d.merged().join("outbox").join(&id2))
             .into_iter()
             .filter(|(n, _)| n.starts_with("SubscriberLinkage_"))
@@ -947,4 +958,68 @@ fn sharded_kokuho_extracts_feed_a_sharded_union() {
         let c = control_of(&linkage, &k).unwrap();
         assert_eq!((c.0, c.1), (si, nd), "subscriber {k}");
     }
+}
+
+/// R3 on the late path: a registration published in an earlier run, then two hand-offs of two
+/// different 国保 enrollments of the same person in one later run. Several candidates: no carry,
+/// the registration goes to review, both hand-offs stay pending — in a single process and in
+/// shards alike. A single hand-off in a later night carries.
+#[test]
+fn two_late_handoffs_for_one_registration_carry_nothing() {
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::Utf8,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("site");
+    let inbox = dir.path().join("inbox");
+    // night 1: the registrations of persons 4 and 5, no hand-off yet
+    write_file(
+        &inbox,
+        "SubscriberChange_r",
+        FileKind::SubscriberChange,
+        &f,
+        KOUKI,
+        "R-1",
+        "20261120230000",
+        &[
+            registration(4, "01", &transition(4), &birth(4)),
+            registration(5, "01", &transition(5), &birth(5)),
+        ],
+    );
+    let o = run_at(&inbox, &root, &[]);
+    assert!(o.status.success(), "{}", out_text(&o));
+    // night 2: two 国保 enrollments' hand-offs for person 4, one for person 5
+    write_file(
+        &inbox,
+        "AgeTransitionHandoff_h",
+        FileKind::AgeTransitionHandoff,
+        &f,
+        KOKUHO,
+        "H-1",
+        "20261121230000",
+        &[
+            handoff(4, 4, &birth(4), &transition(4)),
+            handoff(4, 104, &birth(4), &transition(4)),
+            handoff(5, 5, &birth(5), &transition(5)),
+        ],
+    );
+    let o = run_at(&inbox, &root, &[]);
+    assert!(o.status.success(), "{}", out_text(&o));
+    let reports = files_under(&root.join("reports"));
+    let (_, json) = reports
+        .iter()
+        .filter(|(n, _)| n.ends_with("report.json"))
+        .max_by_key(|(n, _)| n.as_str())
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(json).unwrap();
+    let carried_to: Vec<&str> = r["carries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["to_subscriber_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(carried_to, [union_key(5).as_str()], "{}", r["carries"]);
+    assert_eq!(r["worklists"]["review"], 1);
+    assert_eq!(r["pending_handoffs"], 2, "person 4's pair waits in review");
 }

@@ -333,6 +333,8 @@ struct Applier<'a> {
     insurer_flags: HashMap<InsurerNumber, Arc<BTreeMap<(InfoCode, FlagType), Flag>>>,
     run_handoffs: BTreeMap<SubKey, StoredHandoff>,
     used_handoffs: BTreeMap<SubKey, SubKey>,
+    /// Hand-offs among the candidates of an ambiguous resolution in this run.
+    ambiguous_handoffs: BTreeSet<SubKey>,
     out: BatchOutcome,
     /// (wave, subscriber, rejects): sorted at the end so reports do not depend on the buckets.
     rejects: Vec<(Wave, SubKey, Vec<(Diagnostic, bool)>)>,
@@ -428,10 +430,15 @@ impl Applier<'_> {
                 });
                 if let Some(person) = acq.next_back().and_then(person_of_change) {
                     let r = resolve_carry(conn, self.lookup, self.empty, &person, &self.run_handoffs)?;
-                    if matches!(r.carry, Some(Carry::Flags(_))) {
-                        for h in r.handoffs_used {
-                            self.used_handoffs.insert(h, (w.insurer, w.key));
+                    match r.carry {
+                        Some(Carry::Flags(_)) => {
+                            for h in r.handoffs_used {
+                                self.used_handoffs.insert(h, (w.insurer, w.key));
+                            }
                         }
+                        // in review with this registration: never carried later in the run
+                        Some(Carry::Ambiguous(_)) => self.ambiguous_handoffs.extend(r.handoffs_used),
+                        None => {}
                     }
                     any_flagged.insert((w.insurer, w.key), r.any_flagged);
                     w.carry = r.carry;
@@ -517,78 +524,108 @@ impl Applier<'_> {
     }
 
     /// Hand-offs not consumed by a registration of this run: match registrations already held.
+    ///
+    /// A registration the hand-offs point at is resolved like a new one (R3 over the ledger's
+    /// 国保 enrollments and every hand-off, stored or of this run): one candidate carries, several
+    /// go to review and carry nothing. Hand-offs that took part in an ambiguous resolution in
+    /// this run stay pending (they are in the review worklist already).
     fn late_handoffs(&mut self) -> Result<Vec<CarryDone>> {
         let conn = self.conn;
         let mut late = Vec::new();
-        for (hk, mut h) in std::mem::take(&mut self.run_handoffs) {
-            if let Some(to) = self.used_handoffs.get(&hk) {
-                h.matched = Some(*to);
-                self.out.handoffs_matched += 1;
-                ledger::upsert_handoff(conn, &h)?;
+        let run_handoffs = std::mem::take(&mut self.run_handoffs);
+        let mut matched: BTreeMap<SubKey, SubKey> = BTreeMap::new();
+        // registration → the unconsumed hand-offs that point at it
+        let mut targets: BTreeMap<SubKey, Vec<SubKey>> = BTreeMap::new();
+        for (hk, h) in &run_handoffs {
+            if let Some(to) = self.used_handoffs.get(hk) {
+                matched.insert(*hk, *to);
                 continue;
             }
-            let regs: Vec<(Enrollment, MatchRule)> =
-                matching_enrollments(conn, self.lookup, &h.person, |i| i.is_kouki())?
-                    .into_iter()
-                    .filter(|(e, _)| {
-                        e.current_period()
-                            .is_some_and(|p| p.reason_of_qualification.is_transition())
-                    })
-                    .collect();
+            if self.ambiguous_handoffs.contains(hk) {
+                continue;
+            }
+            let regs: Vec<SubKey> = matching_enrollments(conn, self.lookup, &h.person, |i| i.is_kouki())?
+                .into_iter()
+                .filter(|(e, _)| {
+                    e.current_period()
+                        .is_some_and(|p| p.reason_of_qualification.is_transition())
+                })
+                .map(|(e, _)| (e.insurer, e.key))
+                .collect();
             match regs.len() {
                 0 => {}
-                1 => {
-                    let (e, rule) = regs.into_iter().next().expect("one");
-                    let k = (e.insurer, e.key);
-                    let mut after = e.clone();
-                    let time = h
-                        .flag_set_time
-                        .unwrap_or_else(|| Timestamp::start_of(h.transition_date));
-                    let carried = carry_onto(&mut after, h.self_info, h.non_disclosure, time, hk);
-                    let src = CarrySource {
-                        from: hk,
-                        rule,
-                        via: "handoff",
-                        self_info: h.self_info,
-                        non_disclosure: h.non_disclosure,
-                        auto_response: h.auto_response,
-                        set_time: h.flag_set_time,
-                    };
-                    ledger::journal(
-                        conn,
-                        self.run_id,
-                        Some(h.origin.split('#').next().unwrap_or("")),
-                        None,
-                        Some(k),
-                        "carry",
-                        &format!("flags carried from {}/{} (handoff after registration)", hk.0, hk.1),
-                    )?;
-                    late.push(CarryDone {
-                        source: src,
-                        to: k,
-                        qualification_date: after
-                            .current_period()
-                            .map(|p| p.qualification_date)
-                            .expect("has a period"),
-                        flags: carried.clone(),
-                    });
-                    if !carried.is_empty() {
-                        // the pre-run state is `e` unless this run touched it already
-                        scratch::touch(conn, k.0, k.1, Some(&e))?;
-                        after.published = stored_published(&after, self.out.withheld.contains(&k));
-                        ledger::store_enrollment(conn, &after, true)?;
-                    }
-                    h.matched = Some(k);
-                    self.out.handoffs_matched += 1;
-                }
+                1 => targets.entry(regs[0]).or_default().push(*hk),
                 _ => self.review.push((
-                    hk,
-                    regs.iter().map(|(e, _)| (e.insurer, e.key)).collect(),
+                    *hk,
+                    regs,
                     "hand-off matches several 後期 registrations: no carry".into(),
                 )),
             }
+        }
+        for (k, hks) in targets {
+            if self.out.withheld.contains(&k) {
+                continue; // resolved as ambiguous in this run already
+            }
+            let Some(e) = ledger::load_enrollment(conn, k.0, k.1)? else {
+                continue;
+            };
+            let r = resolve_carry(conn, self.lookup, self.empty, &e.person(), &run_handoffs)?;
+            let src = match r.carry {
+                Some(Carry::Flags(src)) => src,
+                Some(Carry::Ambiguous(cands)) => {
+                    self.review.push((
+                        k,
+                        cands,
+                        "hand-off for a registration with several possible 国保 enrollments: no carry".into(),
+                    ));
+                    continue;
+                }
+                None => continue,
+            };
+            let h = run_handoffs.get(&hks[0]).expect("a hand-off of this run");
+            let mut after = e.clone();
+            let time = src.set_time.unwrap_or_else(|| Timestamp::start_of(h.transition_date));
+            let carried = carry_onto(&mut after, src.self_info, src.non_disclosure, time, src.from);
+            ledger::journal(
+                conn,
+                self.run_id,
+                Some(h.origin.split('#').next().unwrap_or("")),
+                None,
+                Some(k),
+                "carry",
+                &format!(
+                    "flags carried from {}/{} (handoff after registration)",
+                    src.from.0, src.from.1
+                ),
+            )?;
+            for hk in r.handoffs_used.iter().filter(|hk| run_handoffs.contains_key(hk)) {
+                matched.insert(*hk, k);
+            }
+            late.push(CarryDone {
+                source: src,
+                to: k,
+                qualification_date: after
+                    .current_period()
+                    .map(|p| p.qualification_date)
+                    .expect("has a period"),
+                flags: carried.clone(),
+            });
+            if !carried.is_empty() {
+                // the pre-run state is `e` unless this run touched it already
+                scratch::touch(conn, k.0, k.1, Some(&e))?;
+                after.published = stored_published(&after, false);
+                ledger::store_enrollment(conn, &after, true)?;
+            }
+        }
+        for (hk, mut h) in run_handoffs {
+            if let Some(to) = matched.get(&hk) {
+                h.matched = Some(*to);
+                self.out.handoffs_matched += 1;
+            }
             ledger::upsert_handoff(conn, &h)?;
         }
+        // in hand-off order, as before
+        late.sort_by_key(|c| c.source.from);
         Ok(late)
     }
 
@@ -811,6 +848,7 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
         insurer_flags,
         run_handoffs,
         used_handoffs: BTreeMap::new(),
+        ambiguous_handoffs: BTreeSet::new(),
         out,
         rejects: Vec::new(),
         review: Vec::new(),
