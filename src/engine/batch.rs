@@ -855,6 +855,8 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
     };
     for wave in [Wave::NotKouki, Wave::Kouki] {
         for chunk in spool.chunks(wave) {
+            // a long load stops between chunks on SIGTERM/SIGINT (the caller rolls back)
+            super::interrupt::check("while applying")?;
             let records = spool.take(wave, chunk.clone())?;
             let n = records.len();
             ap.bucket(wave, records)?;
