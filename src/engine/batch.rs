@@ -342,7 +342,7 @@ struct Applier<'a> {
 }
 
 impl Applier<'_> {
-    /// Applies one bucket of one wave and stores the results.
+    /// Applies one chunk of one wave (whole subscribers, in key order) and stores the results.
     fn bucket(&mut self, wave: Wave, records: Vec<(u32, Record)>) -> Result<()> {
         let conn = self.conn;
         let mut subs: BTreeMap<SubKey, Vec<Event>> = BTreeMap::new();
@@ -854,14 +854,15 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
         review: Vec::new(),
     };
     for wave in [Wave::NotKouki, Wave::Kouki] {
-        for chunk in spool.chunks(wave) {
+        let mut chunks = spool.chunks(wave)?;
+        loop {
             // a long load stops between chunks on SIGTERM/SIGINT (the caller rolls back)
             super::interrupt::check("while applying")?;
-            let records = spool.take(wave, chunk.clone())?;
+            let Some(records) = chunks.next_chunk()? else { break };
             let n = records.len();
             ap.bucket(wave, records)?;
             ap.out.chunks += 1;
-            tracing::debug!(?wave, buckets = ?chunk, records = n, "chunk applied");
+            tracing::debug!(?wave, records = n, "chunk applied");
         }
     }
     drop(spool);

@@ -1,34 +1,37 @@
-//! The run's input records, partitioned by subscriber so that a load of any size is applied
-//! chunk by chunk with bounded memory.
+//! The run's input records, ordered by subscriber so that a load of any size is applied chunk
+//! by chunk with bounded memory.
 //!
-//! Records addressed to a subscriber go to one of [`BUCKETS`] buckets by a stable hash of
-//! (InsurerNumber, SubscriberKey), separately for the two waves (everything but 後期, then 後期).
-//! All events of a subscriber are therefore in one bucket, which is all the per-subscriber apply
-//! needs; the engine applies chunk after chunk (a run of adjacent buckets holding about
-//! `chunk_records` records) inside the run's one transaction.
+//! The spool is an external sort by (wave, InsurerNumber, SubscriberKey), the waves being
+//! everything but 後期 first, then 後期 (so that a carry sees the 国保 state after this run). It
+//! holds records in memory until there are `chunk_records` of them; then it sorts them and writes
+//! them as a sorted run ([`super::spill`] frames, checksummed) to a private temporary folder next
+//! to the ledger, and starts again. At apply time the runs of a wave are merged (one buffered
+//! reader per run) and handed out in chunks of about `chunk_records` records, never splitting a
+//! subscriber's records. A small run never touches the disk.
 //!
-//! The spool counts records, not bytes, because memory follows records whatever the syntax (a
-//! CSV row and an XML element of the same record differ threefold in size). It holds records in
-//! memory until there are more than `chunk_records`; then it moves them, and everything after, to
-//! checksummed bucket files ([`super::spill`]) in a private temporary folder next to the ledger,
-//! removed when the spool is dropped (and by the next run's recovery after a crash). A small run
-//! never touches the disk.
+//! Chunks come in subscriber order whatever their size, so the ledger is written in key order
+//! (B-tree appends, not random page writes all over the tables) and the result — ledger, outbox,
+//! reports — does not depend on the chunk size. The folder is removed when the spool is dropped,
+//! and by the next run's recovery after a crash.
 //!
-//! Insurer-wide flag changes (Scope 2) and hand-offs are few and needed by every chunk: they are
-//! kept in memory.
+//! The spool counts records, not bytes, because memory follows records whatever the syntax (a CSV
+//! row and an XML element of the same record differ threefold in size). Insurer-wide flag
+//! changes (Scope 2) and hand-offs are few and needed by every chunk: they stay in memory.
 
 use crate::domain::*;
 use anyhow::{Context, Result};
-use std::io::{BufWriter, Write};
-use std::ops::Range;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Prefix of the spill folders (the next run removes leftovers of a crashed one).
 pub const SPILL_PREFIX: &str = ".nhi-spill-";
-/// Buckets per wave once the spool spills (two files per bucket are open while reading).
-pub const BUCKETS: u32 = 128;
-/// Default records applied per chunk: about 2.5 KB of memory each at peak, so ≈ 500 MB.
+/// Runs of one wave merged into one when there are this many (so a tiny chunk size cannot
+/// exhaust file handles at merge time; the default chunk never gets here below ~25M records).
+const MAX_RUNS: usize = 128;
+/// Default records per chunk: about 2.5 KB of memory each at peak, so ≈ 500 MB.
 pub const DEFAULT_CHUNK_RECORDS: u64 = 200_000;
 
 /// The two apply waves: 後期 subscribers are applied after everybody else, so that a carry sees
@@ -59,27 +62,38 @@ pub fn subscriber_hash(insurer: InsurerNumber, key: SubscriberKey) -> u64 {
     h
 }
 
-fn bucket_of(insurer: InsurerNumber, key: SubscriberKey, buckets: u32) -> u32 {
-    (subscriber_hash(insurer, key) % u64::from(buckets)) as u32
+type SubKey = (InsurerNumber, SubscriberKey);
+
+/// The subscriber a spooled record belongs to (hand-offs and Scope 2 flags are not spooled).
+fn sub_key(rec: &Record) -> SubKey {
+    match rec {
+        Record::SubscriberChange(c) => (c.insurer, c.key),
+        Record::Fukuhon(f) => (f.insurer, f.key),
+        Record::FlagChange(f) => (f.insurer, f.key.expect("subscriber-scoped")),
+        Record::AgeTransitionHandoff(_) => unreachable!("hand-offs are not spooled by subscriber"),
+    }
+}
+
+struct State {
+    /// [wave] → records not yet written to a run
+    mem: [Vec<(u32, Record)>; 2],
+    held: u64,
+    /// Sorted runs on disk, once the spool spilled.
+    disk: Option<Disk>,
 }
 
 struct Disk {
     dir: tempfile::TempDir,
-    /// [wave][bucket] → writer, records
-    files: Vec<(BufWriter<std::fs::File>, u64)>,
+    /// [wave] → run files
+    runs: [Vec<PathBuf>; 2],
+    next: usize,
 }
 
-enum Store {
-    /// [wave] → records
-    Memory([Vec<(u32, Record)>; 2], u64),
-    Disk(Disk),
-}
-
-/// Records of a run, by wave and bucket. `tag` is the caller's file index.
+/// Records of a run, sorted by subscriber. `tag` is the caller's file index.
 pub struct Spool {
     chunk_records: u64,
     spill_in: PathBuf,
-    store: Mutex<Store>,
+    state: Mutex<State>,
     scope2: Mutex<Vec<(u32, FlagChange)>>,
     handoffs: Mutex<Vec<(u32, AgeTransitionHandoff)>>,
 }
@@ -90,19 +104,25 @@ impl Spool {
         Spool::new(u64::MAX, Path::new("."))
     }
 
-    /// A spool that spills to a private folder under `spill_in` past `chunk_records` records.
+    /// A spool that spills sorted runs of `chunk_records` records to a private folder under
+    /// `spill_in`.
     pub fn new(chunk_records: u64, spill_in: &Path) -> Spool {
         Spool {
             chunk_records: chunk_records.max(1),
             spill_in: spill_in.to_path_buf(),
-            store: Mutex::new(Store::Memory([Vec::new(), Vec::new()], 0)),
+            state: Mutex::new(State {
+                mem: [Vec::new(), Vec::new()],
+                held: 0,
+                disk: None,
+            }),
             scope2: Mutex::new(Vec::new()),
             handoffs: Mutex::new(Vec::new()),
         }
     }
 
+    /// Whether records went to disk.
     pub fn spills(&self) -> bool {
-        matches!(*self.store.lock().expect("spool lock"), Store::Disk(_))
+        self.state.lock().expect("spool lock").disk.is_some()
     }
 
     /// Adds one record of file `tag`. Safe to call from several reading threads.
@@ -126,98 +146,79 @@ impl Spool {
                 return Ok(());
             }
         };
-        let wave = Wave::of(ins) as usize;
-        thread_local! {
-            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        let mut st = self.state.lock().expect("spool lock");
+        st.mem[Wave::of(ins) as usize].push((tag, rec));
+        st.held += 1;
+        if st.held >= self.chunk_records {
+            self.write_runs(&mut st)?;
         }
-        let mut store = self.store.lock().expect("spool lock");
-        let held = match &mut *store {
-            Store::Memory(v, n) if *n < self.chunk_records => {
-                v[wave].push((tag, rec));
-                *n += 1;
-                return Ok(());
-            }
-            Store::Memory(v, n) => {
-                tracing::info!(records = *n + 1, "spilling the run's records to disk");
-                Some(std::mem::take(v))
-            }
-            Store::Disk(_) => None,
-        };
-        if let Some(held) = held {
-            let mut d = self.create_disk()?;
-            for (tag, r) in held.into_iter().flatten() {
-                BUF.with_borrow_mut(|buf| d.write(buf, tag, &r))?;
-            }
-            *store = Store::Disk(d);
-        }
-        let Store::Disk(d) = &mut *store else { unreachable!() };
-        BUF.with_borrow_mut(|buf| d.write(buf, tag, &rec))
+        Ok(())
     }
 
-    fn create_disk(&self) -> Result<Disk> {
-        // owner only, from creation: the spill holds personal data like the ledger
-        let mut b = tempfile::Builder::new();
-        b.prefix(SPILL_PREFIX);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            b.permissions(std::fs::Permissions::from_mode(0o700));
+    /// Sorts what memory holds and writes it as one run per wave.
+    fn write_runs(&self, st: &mut State) -> Result<()> {
+        if st.disk.is_none() {
+            tracing::info!(
+                records = st.held,
+                "spilling the run's records to disk, sorted by subscriber"
+            );
+            st.disk = Some(Disk {
+                dir: private_dir(&self.spill_in)?,
+                runs: [Vec::new(), Vec::new()],
+                next: 0,
+            });
         }
-        let dir = b
-            .tempdir_in(&self.spill_in)
-            .with_context(|| format!("cannot create a spill folder in {}", self.spill_in.display()))?;
-        let mut files = Vec::new();
-        for i in 0..2 * BUCKETS {
-            let path = dir.path().join(format!("bucket-{i:03}"));
+        let disk = st.disk.as_mut().expect("created");
+        let mut buf = Vec::with_capacity(1 << 16);
+        for (w, recs) in st.mem.iter_mut().enumerate() {
+            if recs.is_empty() {
+                continue;
+            }
+            recs.sort_by_key(|(_, r)| sub_key(r));
+            let path = disk.dir.path().join(format!("run-{:05}", disk.next));
+            disk.next += 1;
             let f = private_file(&path).with_context(|| format!("cannot create {}", path.display()))?;
-            files.push((BufWriter::with_capacity(64 * 1024, f), 0));
-        }
-        Ok(Disk { dir, files })
-    }
-
-    /// The chunks to apply for `wave`, as bucket ranges of about `chunk_records` records each.
-    pub fn chunks(&self, wave: Wave) -> Vec<Range<u32>> {
-        match &*self.store.lock().expect("spool lock") {
-            Store::Memory(..) => std::iter::once(0..1).collect(),
-            Store::Disk(d) => {
-                let mut out = Vec::new();
-                let (mut start, mut n) = (0u32, 0u64);
-                for b in 0..BUCKETS {
-                    let c = d.files[Disk::slot(wave, b)].1;
-                    if n > 0 && n + c > self.chunk_records {
-                        out.push(start..b);
-                        (start, n) = (b, 0);
-                    }
-                    n += c;
-                }
-                out.push(start..BUCKETS);
-                out
+            let mut out = BufWriter::with_capacity(1 << 20, f);
+            for (tag, r) in recs.drain(..) {
+                buf.clear();
+                super::spill::encode_frame(tag, &r, &mut buf);
+                out.write_all(&buf).context("cannot write the spill")?;
+            }
+            out.flush().context("cannot write the spill")?;
+            disk.runs[w].push(path);
+            if disk.runs[w].len() >= MAX_RUNS {
+                disk.compact(w)?;
             }
         }
+        st.mem.iter_mut().for_each(|v| v.shrink_to(0));
+        st.held = 0;
+        Ok(())
     }
 
-    /// Takes the records of one chunk of one wave (in no particular order: the engine orders
-    /// events by R1 keys, which are unique per subscriber).
-    pub fn take(&self, wave: Wave, chunk: Range<u32>) -> Result<Vec<(u32, Record)>> {
-        let mut store = self.store.lock().expect("spool lock");
-        match &mut *store {
-            Store::Memory(v, _) => Ok(std::mem::take(&mut v[wave as usize])),
-            Store::Disk(d) => {
-                let mut out = Vec::new();
-                for b in chunk {
-                    let slot = Disk::slot(wave, b);
-                    d.files[slot].0.flush().context("cannot write the spill")?;
-                    let path = d.dir.path().join(format!("bucket-{slot:03}"));
-                    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-                    // free the disk space at once; nothing is written to this bucket again
-                    let _ = std::fs::remove_file(&path);
-                    for r in super::spill::FrameReader::new(&bytes) {
-                        out.push(r.context("the spill is corrupt")?);
-                    }
-                }
-                Ok(out)
-            }
+    /// The chunks of one wave, in subscriber order. Call once per wave, after all pushes.
+    pub fn chunks(&self, wave: Wave) -> Result<Chunks> {
+        let mut st = self.state.lock().expect("spool lock");
+        if st.disk.is_none() {
+            let mut recs = std::mem::take(&mut st.mem[wave as usize]);
+            recs.sort_by_key(|(_, r)| sub_key(r));
+            return Ok(Chunks {
+                limit: self.chunk_records,
+                source: Source::Memory(Some(recs)),
+            });
         }
+        if st.held > 0 {
+            self.write_runs(&mut st)?;
+        }
+        let disk = st.disk.as_ref().expect("spilled");
+        let mut readers = disk.runs[wave as usize]
+            .iter()
+            .map(|p| RunReader::open(p))
+            .collect::<Result<Vec<_>>>()?;
+        let merge = Merge::new(&mut readers)?;
+        Ok(Chunks {
+            limit: self.chunk_records,
+            source: Source::Runs { readers, merge },
+        })
     }
 
     pub fn take_scope2(&self) -> Vec<(u32, FlagChange)> {
@@ -230,25 +231,142 @@ impl Spool {
 }
 
 impl Disk {
-    fn slot(wave: Wave, bucket: u32) -> usize {
-        wave as usize * BUCKETS as usize + bucket as usize
-    }
-
-    fn write(&mut self, buf: &mut Vec<u8>, tag: u32, rec: &Record) -> Result<()> {
-        let (ins, key) = match rec {
-            Record::SubscriberChange(c) => (c.insurer, c.key),
-            Record::Fukuhon(f) => (f.insurer, f.key),
-            Record::FlagChange(f) => (f.insurer, f.key.expect("subscriber-scoped")),
-            Record::AgeTransitionHandoff(_) => unreachable!("hand-offs stay in memory"),
-        };
-        let slot = Disk::slot(Wave::of(ins), bucket_of(ins, key, BUCKETS));
-        buf.clear();
-        super::spill::encode_frame(tag, rec, buf);
-        let f = &mut self.files[slot];
-        f.0.write_all(buf).context("cannot write the spill")?;
-        f.1 += 1;
+    /// Merges the runs of wave `w` into one sorted run.
+    fn compact(&mut self, w: usize) -> Result<()> {
+        let paths = std::mem::take(&mut self.runs[w]);
+        let mut readers = paths.iter().map(|p| RunReader::open(p)).collect::<Result<Vec<_>>>()?;
+        let path = self.dir.path().join(format!("run-{:05}", self.next));
+        self.next += 1;
+        let f = private_file(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut out = BufWriter::with_capacity(1 << 20, f);
+        let mut merge = Merge::new(&mut readers)?;
+        let mut buf = Vec::with_capacity(1 << 16);
+        while let Some((tag, r)) = merge.next(&mut readers)? {
+            buf.clear();
+            super::spill::encode_frame(tag, &r, &mut buf);
+            out.write_all(&buf).context("cannot write the spill")?;
+        }
+        out.flush().context("cannot write the spill")?;
+        for p in &paths {
+            let _ = std::fs::remove_file(p);
+        }
+        self.runs[w].push(path);
         Ok(())
     }
+}
+
+/// A k-way merge of sorted runs by subscriber (ties in run order, so deterministic).
+struct Merge {
+    heads: Vec<Option<(u32, Record)>>,
+    heap: BinaryHeap<Reverse<(SubKey, usize)>>,
+}
+
+impl Merge {
+    fn new(readers: &mut [RunReader]) -> Result<Merge> {
+        let mut heads = Vec::with_capacity(readers.len());
+        let mut heap = BinaryHeap::new();
+        for (i, r) in readers.iter_mut().enumerate() {
+            let head = r.next()?;
+            if let Some((_, rec)) = &head {
+                heap.push(Reverse((sub_key(rec), i)));
+            }
+            heads.push(head);
+        }
+        Ok(Merge { heads, heap })
+    }
+
+    fn peek_key(&self) -> Option<SubKey> {
+        self.heap.peek().map(|Reverse((k, _))| *k)
+    }
+
+    fn next(&mut self, readers: &mut [RunReader]) -> Result<Option<(u32, Record)>> {
+        let Some(Reverse((_, i))) = self.heap.pop() else {
+            return Ok(None);
+        };
+        let rec = self.heads[i].take().expect("a head for every heap entry");
+        self.heads[i] = readers[i].next()?;
+        if let Some((_, r)) = &self.heads[i] {
+            self.heap.push(Reverse((sub_key(r), i)));
+        }
+        Ok(Some(rec))
+    }
+}
+
+/// One sorted run, read frame by frame.
+struct RunReader {
+    input: BufReader<std::fs::File>,
+    frame: Vec<u8>,
+}
+
+impl RunReader {
+    fn open(path: &Path) -> Result<RunReader> {
+        let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(RunReader {
+            input: BufReader::with_capacity(1 << 16, f),
+            frame: Vec::new(),
+        })
+    }
+
+    fn next(&mut self) -> Result<Option<(u32, Record)>> {
+        if self.input.fill_buf().context("cannot read the spill")?.is_empty() {
+            return Ok(None);
+        }
+        self.frame.resize(8, 0);
+        self.input
+            .read_exact(&mut self.frame[..8])
+            .context("the spill is truncated")?;
+        let len = u32::from_le_bytes(self.frame[..4].try_into().expect("4 bytes")) as usize;
+        self.frame.resize(8 + len, 0);
+        self.input
+            .read_exact(&mut self.frame[8..])
+            .context("the spill is truncated")?;
+        match super::spill::FrameReader::new(&self.frame).next() {
+            Some(r) => Ok(Some(r.context("the spill is corrupt")?)),
+            None => anyhow::bail!("the spill is corrupt"),
+        }
+    }
+}
+
+enum Source {
+    Memory(Option<Vec<(u32, Record)>>),
+    Runs { readers: Vec<RunReader>, merge: Merge },
+}
+
+/// The chunks of one wave: each about `limit` records, subscribers never split, in order.
+pub struct Chunks {
+    limit: u64,
+    source: Source,
+}
+
+impl Chunks {
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<(u32, Record)>>> {
+        match &mut self.source {
+            Source::Memory(v) => Ok(v.take().filter(|v| !v.is_empty())),
+            Source::Runs { readers, merge } => {
+                let mut out: Vec<(u32, Record)> = Vec::new();
+                while let Some(k) = merge.peek_key() {
+                    if out.len() as u64 >= self.limit && out.last().is_some_and(|(_, r)| sub_key(r) != k) {
+                        break;
+                    }
+                    out.extend(merge.next(readers)?);
+                }
+                Ok((!out.is_empty()).then_some(out))
+            }
+        }
+    }
+}
+
+fn private_dir(spill_in: &Path) -> Result<tempfile::TempDir> {
+    // owner only, from creation: the spill holds personal data like the ledger
+    let mut b = tempfile::Builder::new();
+    b.prefix(SPILL_PREFIX);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    b.tempdir_in(spill_in)
+        .with_context(|| format!("cannot create a spill folder in {}", spill_in.display()))
 }
 
 fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
@@ -289,13 +407,13 @@ mod tests {
     }
 
     #[test]
-    fn spills_past_the_chunk_and_groups_buckets_into_chunks() {
+    fn spills_sorted_runs_and_merges_them_into_ordered_chunks() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(10, dir.path());
         let ins = InsurerNumber::parse("131045").unwrap();
-        let rec = |n: u64| {
+        let rec = |n: u64, seq: u64| {
             Record::Fukuhon(Fukuhon {
-                seq: n,
+                seq,
                 operation: FukuhonOperation::parse("1").unwrap(),
                 effective_date: Date::parse("20261201").unwrap(),
                 insurer: ins,
@@ -305,26 +423,64 @@ mod tests {
                 items: Vec::new(),
             })
         };
-        for n in 1..=10 {
-            spool.push(0, rec(n)).unwrap();
+        // subscriber n gets records n and n+100 (in different runs), pushed out of order
+        let order: Vec<u64> = (1..=20).rev().chain(1..=20).collect();
+        for (i, n) in order.iter().enumerate() {
+            assert_eq!(spool.spills(), i >= 10, "{i}");
+            spool.push(0, rec(*n, if i < 20 { *n } else { *n + 100 })).unwrap();
         }
-        assert!(!spool.spills());
-        assert_eq!(spool.chunks(Wave::NotKouki), vec![0..1]);
-        for n in 11..=40 {
-            spool.push(0, rec(n)).unwrap();
+        let mut chunks = spool.chunks(Wave::NotKouki).unwrap();
+        let mut all = Vec::new();
+        while let Some(c) = chunks.next_chunk().unwrap() {
+            assert!(c.len() <= 11, "a chunk is about the limit: {}", c.len());
+            // a subscriber is never split: both of its records are in the same chunk
+            let keys: std::collections::BTreeSet<_> = c.iter().map(|(_, r)| sub_key(r).1).collect();
+            assert_eq!(keys.len() * 2, c.len());
+            all.extend(c.into_iter().map(|(_, r)| (sub_key(&r).1, r.seq())));
         }
-        assert!(spool.spills());
-        let chunks = spool.chunks(Wave::NotKouki);
-        assert!(chunks.len() >= 4, "{chunks:?}");
-        assert_eq!(chunks.first().unwrap().start, 0);
-        assert_eq!(chunks.last().unwrap().end, BUCKETS);
-        let mut seen: Vec<u64> = chunks
-            .into_iter()
-            .flat_map(|c| spool.take(Wave::NotKouki, c).unwrap())
-            .map(|(_, r)| r.seq())
-            .collect();
-        seen.sort();
-        assert_eq!(seen, (1..=40).collect::<Vec<_>>());
-        assert!(spool.take(Wave::Kouki, 0..BUCKETS).unwrap().is_empty());
+        let keys: Vec<_> = all.iter().map(|x| x.0).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted, "chunks come in subscriber order");
+        let mut seqs: Vec<u64> = all.iter().map(|x| x.1).collect();
+        seqs.sort();
+        assert_eq!(seqs, (1..=20).chain(101..=120).collect::<Vec<_>>());
+        assert!(spool.chunks(Wave::Kouki).unwrap().next_chunk().unwrap().is_none());
+    }
+
+    #[test]
+    fn many_runs_are_compacted_and_still_merge_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(1, dir.path());
+        let ins = InsurerNumber::parse("131045").unwrap();
+        let n = MAX_RUNS as u64 * 2 + 7;
+        for i in (1..=n).rev() {
+            spool
+                .push(
+                    0,
+                    Record::Fukuhon(Fukuhon {
+                        seq: i,
+                        operation: FukuhonOperation::parse("1").unwrap(),
+                        effective_date: Date::parse("20261201").unwrap(),
+                        insurer: ins,
+                        key: SubscriberKey::parse(&format!("{i:016}")).unwrap(),
+                        info_code: InfoCode::parse("TM00000000000001").unwrap(),
+                        disclosure: None,
+                        items: Vec::new(),
+                    }),
+                )
+                .unwrap();
+        }
+        let files = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+            .count();
+        assert!(files < MAX_RUNS, "{files} run files");
+        let mut c = spool.chunks(Wave::NotKouki).unwrap();
+        let mut seqs = Vec::new();
+        while let Some(part) = c.next_chunk().unwrap() {
+            seqs.extend(part.into_iter().map(|(_, r)| r.seq()));
+        }
+        assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
     }
 }
