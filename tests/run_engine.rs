@@ -577,6 +577,70 @@ fn a_generated_delta_applies_cleanly_on_its_population() {
     assert_eq!(r["rejects"].as_array().unwrap().len(), 0);
 }
 
+/// A generated delta also registers at the union the members whose 75th birthday enters the
+/// 6-month window that day (reason 01, future-dated) and hands off the flagged ones: applied on its
+/// population, every kind of change goes through without a reject and the flagged member's
+/// registration is carried.
+#[test]
+fn a_generated_delta_registers_members_turning_75_and_carries_their_flags() {
+    let generate = |seed: &str, extra: &[&str], out: &std::path::Path| -> String {
+        let o = std::process::Command::new(BIN)
+            .args([
+                "generate",
+                "--subscribers",
+                "2000",
+                "--seed",
+                seed,
+                "--as-of",
+                "20261201",
+            ])
+            .args(["--flagged-ratio", "0.3", "--format", "csv", "--encoding", "utf-8"])
+            .args(extra)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    // records written per file kind, from the command's listing
+    let records = |listing: &str, prefix: &str| -> u64 {
+        listing
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    // a day's birthdays are few: find a seed where a flagged member turns 75 on the new day
+    let scratch = tempfile::tempdir().unwrap();
+    let seed = (1..=300)
+        .map(|s| s.to_string())
+        .find(|s| {
+            let listing = generate(s, &["--delta", "100"], &scratch.path().join(s));
+            records(&listing, "AgeTransitionHandoff_") > 0
+        })
+        .expect("a seed whose delta hands off a flagged member");
+
+    let site = Site::new();
+    generate(&seed, &[], &site.inbox());
+    let o = site.run(&["--unmappable", "replace"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    std::fs::remove_dir_all(site.inbox()).unwrap();
+    let listing = generate(&seed, &["--delta", "100"], &site.inbox());
+    assert!(records(&listing, "SubscriberChange_39") > 0, "{listing}");
+    assert!(records(&listing, "FlagChange_") > 0, "{listing}");
+    let o = site.run(&["--unmappable", "replace", "--as-of", "20261202"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    let r = site.report("");
+    let s = &r["summary"];
+    assert_eq!(r["rejects"].as_array().unwrap().len(), 0);
+    assert_eq!(s["subscribers_written"], 100);
+    assert!(s["kouki_transitions_202706"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["handoffs_received"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["carries"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["withheld"], 0);
+}
+
 #[test]
 fn cancellation_is_published_as_processing_code_15() {
     let site = Site::new();

@@ -490,6 +490,36 @@ fn generated_files_validate() {
         }
         assert_eq!(kinds.len(), 4, "{kinds:?}");
     }
+    // the generator's options and a delta (with its union registrations and hand-offs)
+    for extra in [
+        &["--flagged-ratio", "0.3", "--fukuhon-per-subscriber", "4"][..],
+        &["--flagged-ratio", "0.3", "--delta", "150"][..],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_nhi-linkage"))
+            .args([
+                "generate",
+                "--subscribers",
+                "200",
+                "--seed",
+                "11",
+                "--as-of",
+                "20261201",
+            ])
+            .args(extra)
+            .arg("--out")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut files = Vec::new();
+        xml_files_under(dir.path(), &mut files);
+        assert!(!files.is_empty());
+        for f in &files {
+            let (ok, msg) = xmllint_file(f);
+            assert!(ok, "{} must validate:\n{msg}", f.display());
+        }
+    }
 }
 
 /// Every XML file the engine writes (linkage files of a run over the sample inbox, in both

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 
 /// Write a deterministic synthetic inbox (国保 and 後期 files) for tests and demos
 ///
-/// For four Tokyo municipalities: a 国保 SubscriberChange, FlagChange (about 2% DV-flagged
-/// members), Fukuhon (副本) and AgeTransitionHandoff file; plus the union's SubscriberChange with
-/// the 後期 registrations: members turning 75 within 6 months of --as-of (future-dated, reason 01)
-/// and 障害認定 members aged 65–74 (reason 02).
+/// For four Tokyo municipalities: a 国保 SubscriberChange, FlagChange (2% of members flagged
+/// unless --flagged-ratio says otherwise), Fukuhon (副本) and AgeTransitionHandoff file; plus the
+/// union's SubscriberChange with the 後期 registrations: members turning 75 within 6 months of
+/// --as-of (future-dated, reason 01) and 障害認定 members aged 65–74 (reason 02).
 ///
 /// All names, numbers and addresses are invented; My Numbers carry valid check digits but are
 /// synthetic. The output folder is created if needed; files of the same name are overwritten.
@@ -38,11 +38,36 @@ pub struct Args {
     /// Defaults to today; give it for reproducible output.
     #[arg(long, value_name = "YYYYMMDD")]
     pub as_of: Option<String>,
-    /// Write a nightly delta of N changes (address changes, losses, flag settings and releases)
-    /// against the population that the same --seed, --subscribers and --as-of generate, instead of
-    /// that population. The changes are dated the next day: run them with --as-of one day later.
-    #[arg(long, value_name = "N")]
+    /// Share of 国保 members with flags, 0 to 1 (0.05 = 5%). The mix of the flagged stays: 70% both
+    /// protective flags with ReasonCode 2 (50% 住基支援措置 with its end date), 10% 自己情報提供不可
+    /// alone with ReasonCode 1, 12% 不開示該当 alone, 8% 自動応答不可 alone.
+    #[arg(long, value_name = "R", default_value = "0.02", value_parser = parse_ratio, allow_hyphen_values = true)]
+    pub flagged_ratio: u32,
+    /// 副本 records per subscriber, 0 to 4: the first K InfoCodes of the bundled catalog (資格情報,
+    /// 高額療養費, 限度額適用認定, 特定健診). Without it: 資格情報 for everyone and the others by
+    /// chance (about 1.6 per subscriber).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(0..=4))]
+    pub fukuhon_per_subscriber: Option<u32>,
+    /// Write a nightly delta of N changes instead of the population: against the population that
+    /// the same --seed, --subscribers, --as-of and --flagged-ratio generate, the union's 後期
+    /// registrations of the members whose 75th birthday enters the 6-month window that day (with
+    /// the hand-offs of the flagged), new 国保 members, address changes, losses, flag settings and
+    /// releases, each for a different person. The changes are dated the next day: run them with
+    /// --as-of one day later. --fukuhon-per-subscriber does not change a delta.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=99_999_999))]
     pub delta: Option<u64>,
+}
+
+/// `--flagged-ratio`: a decimal from 0 to 1, kept in millionths.
+fn parse_ratio(s: &str) -> Result<u32, String> {
+    let r: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number: give a share from 0 to 1, such as 0.05"))?;
+    if !(0.0..=1.0).contains(&r) {
+        return Err(format!("{s} is outside 0 to 1: give a share such as 0.05 for 5%"));
+    }
+    Ok((r * 1e6).round() as u32)
 }
 
 pub fn run(a: Args) -> anyhow::Result<Exit> {
@@ -51,11 +76,9 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         None => Date(chrono::Local::now().date_naive()),
     };
     let opts = GenerateOptions {
-        subscribers: a.subscribers,
-        seed: a.seed,
-        format: a.format,
-        encoding: a.encoding,
-        as_of,
+        flagged_per_million: a.flagged_ratio,
+        fukuhon_per_subscriber: a.fukuhon_per_subscriber,
+        ..GenerateOptions::new(a.subscribers, a.seed, a.format, a.encoding, as_of)
     };
     let started = std::time::Instant::now();
     let files = match a.delta {

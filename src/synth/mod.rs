@@ -162,6 +162,18 @@ fn plus_days(d: Date, n: u64) -> Date {
     Date(d.0.checked_add_days(Days::new(n)).expect("date in range"))
 }
 
+/// Share of 国保 members with flags when `--flagged-ratio` is not given: 2%, in millionths.
+pub const DEFAULT_FLAGGED_PER_MILLION: u32 = 20_000;
+
+/// The 副本 InfoCodes the generator writes, in the order `--fukuhon-per-subscriber K` takes the
+/// first K of them (all are in the bundled layout catalog).
+pub const FUKUHON_INFO_CODES: [&str; 4] = [
+    "TM00000000000001",
+    "TM00000000000002",
+    "TM00000000000003",
+    "TM00000000000004",
+];
+
 /// Options of `nhi-linkage generate`.
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {
@@ -170,6 +182,55 @@ pub struct GenerateOptions {
     pub format: Format,
     pub encoding: TextEncoding,
     pub as_of: Date,
+    /// Share of 国保 members holding flags, in millionths (0 to 1000000); see
+    /// [`DEFAULT_FLAGGED_PER_MILLION`].
+    pub flagged_per_million: u32,
+    /// 副本 records per subscriber (0 to 4, the first K of [`FUKUHON_INFO_CODES`]); `None`: 資格情報
+    /// for everyone and the other three by chance (about 1.6 per subscriber).
+    pub fukuhon_per_subscriber: Option<u32>,
+}
+
+impl GenerateOptions {
+    /// Options with the default flag share and 副本 mix.
+    pub fn new(subscribers: u64, seed: u64, format: Format, encoding: TextEncoding, as_of: Date) -> GenerateOptions {
+        GenerateOptions {
+            subscribers,
+            seed,
+            format,
+            encoding,
+            as_of,
+            flagged_per_million: DEFAULT_FLAGGED_PER_MILLION,
+            fukuhon_per_subscriber: None,
+        }
+    }
+
+    /// Checks the combination (the command line checks each value's range).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=99_999_999).contains(&self.subscribers),
+            "--subscribers must be between 1 and 99999999"
+        );
+        anyhow::ensure!(
+            self.flagged_per_million <= 1_000_000,
+            "--flagged-ratio must be between 0 and 1"
+        );
+        if let Some(k) = self.fukuhon_per_subscriber {
+            anyhow::ensure!(
+                k as usize <= FUKUHON_INFO_CODES.len(),
+                "--fukuhon-per-subscriber must be between 0 and {} (the InfoCodes of the bundled catalog)",
+                FUKUHON_INFO_CODES.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// True with probability `per_million / 1000000`. Draws one number; for whole per-mille values it
+/// decides exactly as [`SplitMix64::chance`] would (the per-mille part is the draw's low digits).
+fn chance_per_million(r: &mut SplitMix64, per_million: u32) -> bool {
+    let x = r.next_u64();
+    let v = (x % 1000) * 1000 + (x / 1000) % 1000;
+    v < u64::from(per_million)
 }
 
 /// One file written by [`generate`].
@@ -230,7 +291,7 @@ struct Person {
 
 const LEAD_MONTHS: u32 = 6;
 
-fn person(seed: u64, i: u64, as_of: Date) -> Person {
+fn person(seed: u64, i: u64, as_of: Date, flagged_per_million: u32) -> Person {
     let mut r = SplitMix64::new(mix64(seed) ^ mix64(i.wrapping_add(0x5DEE_CE66_D1CE_4E5B)));
     let muni = r.below(MUNICIPALITIES_LEN) as usize;
     let m = &data::MUNICIPALITIES[muni];
@@ -333,7 +394,13 @@ fn person(seed: u64, i: u64, as_of: Date) -> Person {
         address.push_str(&zenkaku_digits((1 + r.below(8)) * 100 + 1 + r.below(12)));
         address.push_str("号室");
     }
-    let flagged = role == 0 || role == 1 || role == 3 || (role == 100 && r.chance(20));
+    // the fixed roles keep their example flags unless no one is to be flagged (role 2 is the
+    // unflagged transition unless everyone is)
+    let flagged = match role {
+        0 | 1 | 3 => flagged_per_million > 0,
+        2 => flagged_per_million >= 1_000_000,
+        _ => chance_per_million(&mut r, flagged_per_million),
+    };
     let flags = flagged.then(|| {
         let set_date = minus_days(as_of, 1 + r.below(720));
         let set_time = ts(set_date, 9 + r.below(8) as u32, r.below(60) as u32, r.below(60) as u32);
@@ -481,6 +548,96 @@ fn subscriber_flag(
         .set("SupportMeasureEndDate", support_end);
 }
 
+/// A 国保 member's SubscriberKey: the insurer number without its leading zeros, then the index.
+fn kokuho_key(kokuho: &str, i: u64) -> String {
+    format!("{}{:010}", &kokuho[2..], i + 1)
+}
+
+/// Fills `sc` as the person's 国保 資格取得 on `since` (every field set).
+fn fill_acquisition(sc: &mut Row, p: &Person, kokuho: &str, muni_code: &str, since: Date, reason: &str) {
+    let i = p.index;
+    sc.set("ChangeType", "1")
+        .set("EffectiveDate", since.to_string())
+        .set("InsurerNumber", kokuho)
+        .set("SubscriberKey", kokuho_key(kokuho, i))
+        .set("InsuredCardSymbol", &kokuho[4..7])
+        .set("InsuredIdentificationNumber", format!("{:08}", i + 1))
+        .set("InsuredBranchNumber", if p.family == "1" { "01" } else { "02" })
+        .set("IndividualNumber", p.my_number.as_deref().unwrap_or(""))
+        .set("MunicipalityCode", muni_code)
+        .set("ResidentCode", format!("{:010}", i + 1))
+        .set("Name", &p.name)
+        .set("NameKana", &p.kana)
+        .set("Sex1", p.sex)
+        .set("Birthdate", p.birth.to_string())
+        .set("QualificationDate", since.to_string())
+        .set("ReasonOfQualification", reason)
+        .set("DisqualificationDate", "")
+        .set("ReasonOfLoss", "")
+        .set("PersonalFamilyClassification", p.family)
+        .set("PostNumber", p.post)
+        .set("Address", &p.address);
+}
+
+/// Turns `sc`, filled by [`fill_acquisition`] for the same person, into the union's 後期 資格取得 on
+/// `q` (identity, municipality, 宛名番号 and address kept, so that the carry can match).
+fn fill_union_registration(sc: &mut Row, p: &Person, kouki: &str, q: Date, reason: &str) {
+    sc.set("ChangeType", "1")
+        .set("EffectiveDate", q.to_string())
+        .set("InsurerNumber", kouki)
+        .set("SubscriberKey", format!("{kouki}{:08}", p.index + 1))
+        .set("InsuredCardSymbol", "")
+        .set("InsuredIdentificationNumber", format!("{:08}", 10_000_000 + p.index))
+        .set("InsuredBranchNumber", "00")
+        .set("QualificationDate", q.to_string())
+        .set("ReasonOfQualification", reason)
+        .set("PersonalFamilyClassification", "1");
+}
+
+/// Fills `ho` as the 国保's hand-off of a flagged member turning 75 on `a`.
+fn fill_handoff(ho: &mut Row, p: &Person, kokuho: &str, muni_code: &str, a: Date, f: &Flags) {
+    ho.set("SourceInsurerNumber", kokuho)
+        .set("SourceSubscriberKey", kokuho_key(kokuho, p.index))
+        .set("IndividualNumber", p.my_number.as_deref().unwrap_or(""))
+        .set("MunicipalityCode", muni_code)
+        .set("ResidentCode", format!("{:010}", p.index + 1))
+        .set("Name", &p.name)
+        .set("NameKana", &p.kana)
+        .set("Sex1", p.sex)
+        .set("Birthdate", p.birth.to_string())
+        .set("AgeTransitionDate", a.to_string())
+        .set("SelfInfoProvisionProhibitedFlg", f.self_info.unwrap_or("0"))
+        .set("NonDisclosureFlg", if f.non_disclosure { "1" } else { "0" })
+        .set("AutoResponseProhibitedFlg", if f.auto_response { "1" } else { "0" })
+        .set("FlagSetTime", f.set_time.to_string());
+}
+
+/// Writes the person's flags as Scope-1 settings (自己情報提供不可, 不開示該当, 自動応答不可 in that
+/// order) at `time`.
+fn put_flags(
+    out: &mut Out,
+    fc: &mut Row,
+    f: &Flags,
+    time: &str,
+    end: &str,
+    kokuho: &str,
+    key: &str,
+) -> anyhow::Result<()> {
+    if let Some(reason) = f.self_info {
+        subscriber_flag(fc, time, "3", "1", kokuho, key, reason, f.source, end);
+        out.put(fc)?;
+    }
+    if f.non_disclosure {
+        subscriber_flag(fc, time, "2", "1", kokuho, key, "", f.source, end);
+        out.put(fc)?;
+    }
+    if f.auto_response {
+        subscriber_flag(fc, time, "1", "1", kokuho, key, "", f.source, end);
+        out.put(fc)?;
+    }
+    Ok(())
+}
+
 /// Opens one generated file: header, name `<Kind>_<sender>_<seq>.<ext>`, buffered writer.
 #[allow(clippy::too_many_arguments)]
 fn open_out(
@@ -514,6 +671,7 @@ fn open_out(
 /// Fukuhon and AgeTransitionHandoff file, and the union's SubscriberChange file with the 後期
 /// registrations. Streams: one pass over the population, every file open at once.
 pub fn generate(opts: &GenerateOptions, out: &Path) -> anyhow::Result<Vec<GeneratedFile>> {
+    opts.validate()?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let as_of = opts.as_of;
     let night = as_of.pred();
@@ -554,46 +712,19 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> anyhow::Result<Vec<Genera
         })
         .collect();
     for i in 0..opts.subscribers {
-        let p = person(opts.seed, i, as_of);
+        let p = person(opts.seed, i, as_of, opts.flagged_per_million);
         let mut r = SplitMix64::new(mix64(opts.seed ^ 0xF00D) ^ mix64(i));
         let (muni_code, kokuho, kouki) = &codes[p.muni];
         let o = &mut munis[p.muni];
-        let key = format!("{}{:010}", &kokuho[2..], i + 1);
-        let resident = format!("{:010}", i + 1);
-        let card = format!("{:08}", i + 1);
-        let symbol = &kokuho[4..7];
-        let branch = if p.family == "1" { "01" } else { "02" };
-        let my_number = p.my_number.as_deref().unwrap_or("");
+        let key = kokuho_key(kokuho, i);
 
         // 国保 資格取得 (and, on the disability route, the loss on the certification date)
-        sc.set("ChangeType", "1")
-            .set("EffectiveDate", p.kokuho_since.to_string())
-            .set("InsurerNumber", kokuho)
-            .set("SubscriberKey", &key)
-            .set("InsuredCardSymbol", symbol)
-            .set("InsuredIdentificationNumber", &card)
-            .set("InsuredBranchNumber", branch)
-            .set("IndividualNumber", my_number)
-            .set("MunicipalityCode", muni_code)
-            .set("ResidentCode", &resident)
-            .set("Name", &p.name)
-            .set("NameKana", &p.kana)
-            .set("Sex1", p.sex)
-            .set("Birthdate", p.birth.to_string())
-            .set("QualificationDate", p.kokuho_since.to_string())
-            .set(
-                "ReasonOfQualification",
-                if p.birth.age_on(p.kokuho_since) == 0 {
-                    "99"
-                } else {
-                    "04"
-                },
-            )
-            .set("DisqualificationDate", "")
-            .set("ReasonOfLoss", "")
-            .set("PersonalFamilyClassification", p.family)
-            .set("PostNumber", p.post)
-            .set("Address", &p.address);
+        let reason = if p.birth.age_on(p.kokuho_since) == 0 {
+            "99"
+        } else {
+            "04"
+        };
+        fill_acquisition(&mut sc, &p, kokuho, muni_code, p.kokuho_since, reason);
         o.change.put(&mut sc)?;
         if let Some(Transition::Disability(cert)) = p.transition {
             let mut loss = Row::new(FileKind::SubscriberChange);
@@ -608,24 +739,12 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> anyhow::Result<Vec<Genera
 
         // flags at the 国保 insurer
         if let Some(f) = &p.flags {
-            let mut put = |o: &mut Out, flag_type: &str, reason: &str| -> anyhow::Result<()> {
-                let end = f.support_end.map(|d| d.to_string()).unwrap_or_default();
-                let time = f.set_time.to_string();
-                subscriber_flag(&mut fc, &time, flag_type, "1", kokuho, &key, reason, f.source, &end);
-                o.put(&mut fc)
-            };
-            if let Some(reason) = f.self_info {
-                put(&mut o.flags, "3", reason)?;
-            }
-            if f.non_disclosure {
-                put(&mut o.flags, "2", "")?;
-            }
-            if f.auto_response {
-                put(&mut o.flags, "1", "")?;
-            }
+            let end = f.support_end.map(|d| d.to_string()).unwrap_or_default();
+            put_flags(&mut o.flags, &mut fc, f, &f.set_time.to_string(), &end, kokuho, &key)?;
         }
 
-        // 副本: 資格情報 always, the others by chance
+        // 副本: 資格情報 always, the others by chance (or the first K InfoCodes)
+        let fixed = |n: usize| opts.fukuhon_per_subscriber.map(|k| n < k as usize);
         let non_disclosure = p.flags.as_ref().is_some_and(|f| f.non_disclosure);
         let disclosure = |r: &mut SplitMix64| {
             if non_disclosure {
@@ -645,23 +764,25 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> anyhow::Result<Vec<Genera
                 .set("InfoCode", code)
                 .set("DisclosureClassification", disc);
         };
-        let d = disclosure(&mut r);
-        base(&mut fk, "TM00000000000001", p.kokuho_since, d);
-        fk.item("001", kokuho.as_str()).item("002", p.kokuho_since.to_string());
-        if let Some(Transition::Disability(cert)) = p.transition {
-            fk.item("003", cert.to_string());
+        if fixed(0).unwrap_or(true) {
+            let d = disclosure(&mut r);
+            base(&mut fk, FUKUHON_INFO_CODES[0], p.kokuho_since, d);
+            fk.item("001", kokuho.as_str()).item("002", p.kokuho_since.to_string());
+            if let Some(Transition::Disability(cert)) = p.transition {
+                fk.item("003", cert.to_string());
+            }
+            fk.item("004", p.family);
+            o.fukuhon.put(&mut fk)?;
         }
-        fk.item("004", p.family);
-        o.fukuhon.put(&mut fk)?;
-        if r.chance(200) {
+        if fixed(1).unwrap_or_else(|| r.chance(200)) {
             // 診療年月 one to six months back
             let ym = minus_days(as_of, 30 * (1 + r.below(6))).to_string()[..6].to_owned();
             let d = disclosure(&mut r);
-            base(&mut fk, "TM00000000000002", night.max(p.kokuho_since), d);
+            base(&mut fk, FUKUHON_INFO_CODES[1], night.max(p.kokuho_since), d);
             fk.item("001", ym).item("002", (8_000 + r.below(300_000)).to_string());
             o.fukuhon.put(&mut fk)?;
         }
-        if p.birth.age_on(as_of) >= 18 && r.chance(250) {
+        if fixed(2).unwrap_or_else(|| p.birth.age_on(as_of) >= 18 && r.chance(250)) {
             use chrono::Datelike;
             let y = if as_of.0.month() >= 8 {
                 as_of.0.year() + 1
@@ -669,16 +790,16 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> anyhow::Result<Vec<Genera
                 as_of.0.year()
             };
             let d = disclosure(&mut r);
-            base(&mut fk, "TM00000000000003", night.max(p.kokuho_since), d);
+            base(&mut fk, FUKUHON_INFO_CODES[2], night.max(p.kokuho_since), d);
             fk.item("001", *r.pick(data::LIMIT_CLASSES))
                 .item("002", format!("{y}0731"));
             o.fukuhon.put(&mut fk)?;
         }
-        if (40..75).contains(&p.birth.age_on(as_of)) && r.chance(300) {
+        if fixed(3).unwrap_or_else(|| (40..75).contains(&p.birth.age_on(as_of)) && r.chance(300)) {
             // a 特定健診 of this insurer: not before the member joined it (R1 would apply it first)
             let exam = minus_days(as_of, 20 + r.below(330)).max(p.kokuho_since);
             let d = disclosure(&mut r);
-            base(&mut fk, "TM00000000000004", exam, d);
+            base(&mut fk, FUKUHON_INFO_CODES[3], exam, d);
             fk.item("001", exam.to_string()).item("002", *r.pick(data::FINDINGS));
             o.fukuhon.put(&mut fk)?;
         }
@@ -689,32 +810,10 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> anyhow::Result<Vec<Genera
                 Transition::AgeReached(a) => (a, "01"),
                 Transition::Disability(c) => (c, "02"),
             };
-            sc.set("ChangeType", "1")
-                .set("EffectiveDate", q.to_string())
-                .set("InsurerNumber", kouki)
-                .set("SubscriberKey", format!("{kouki}{:08}", i + 1))
-                .set("InsuredCardSymbol", "")
-                .set("InsuredIdentificationNumber", format!("{:08}", 10_000_000 + p.index))
-                .set("InsuredBranchNumber", "00")
-                .set("QualificationDate", q.to_string())
-                .set("ReasonOfQualification", reason)
-                .set("PersonalFamilyClassification", "1");
+            fill_union_registration(&mut sc, &p, kouki, q, reason);
             union.put(&mut sc)?;
             if let (Transition::AgeReached(a), Some(f)) = (t, p.flags.as_ref().filter(|f| f.protective())) {
-                ho.set("SourceInsurerNumber", kokuho)
-                    .set("SourceSubscriberKey", &key)
-                    .set("IndividualNumber", my_number)
-                    .set("MunicipalityCode", muni_code)
-                    .set("ResidentCode", &resident)
-                    .set("Name", &p.name)
-                    .set("NameKana", &p.kana)
-                    .set("Sex1", p.sex)
-                    .set("Birthdate", p.birth.to_string())
-                    .set("AgeTransitionDate", a.to_string())
-                    .set("SelfInfoProvisionProhibitedFlg", f.self_info.unwrap_or("0"))
-                    .set("NonDisclosureFlg", if f.non_disclosure { "1" } else { "0" })
-                    .set("AutoResponseProhibitedFlg", if f.auto_response { "1" } else { "0" })
-                    .set("FlagSetTime", f.set_time.to_string());
+                fill_handoff(&mut ho, &p, kokuho, muni_code, a, f);
                 o.handoff.put(&mut ho)?;
             }
         }
@@ -744,17 +843,41 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> anyhow::Result<Vec<Genera
 }
 
 /// Writes a nightly delta of `changes` changes against the population [`generate`] wrote with
-/// the same seed, `subscribers` and as-of: address changes (記載事項変更), losses (資格喪失), flag
-/// settings and releases, and new 国保 members. Changes are dated the day after the base as-of
-/// (run the delta with `--as-of` one day later); each touches a different person.
+/// the same seed, `subscribers`, as-of and flag share. Changes are dated the day after the base
+/// as-of (run the delta with `--as-of` one day later) and each touches a different person:
+///
+/// - the union's 後期 registrations (資格取得, reason 01, future-dated) of every member whose 75th
+///   birthday enters the 6-month lead window that day, with the 国保's hand-off of the flagged
+///   ones, so that the run carries their flags;
+/// - one in twenty of the other changes: new 国保 members (資格取得, 転入), with their flags if they
+///   hold any;
+/// - the rest: address changes (記載事項変更), losses (資格喪失), flag settings and releases.
 pub fn generate_delta(opts: &GenerateOptions, changes: u64, out: &Path) -> anyhow::Result<Vec<GeneratedFile>> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    opts.validate()?;
     anyhow::ensure!(
         changes <= opts.subscribers,
-        "a delta touches each person once: at most --subscribers changes"
+        "--delta {changes}: a delta touches each person once, so at most --subscribers ({}) changes",
+        opts.subscribers
     );
     let base = opts.as_of;
     let day = base.succ();
+    // members not registered at the union whose 75th birthday enters the lead window on `day`
+    let (window_start, window_end) = (base.add_months(LEAD_MONTHS), day.add_months(LEAD_MONTHS));
+    let turning: Vec<Person> = (0..opts.subscribers)
+        .map(|i| person(opts.seed, i, base, opts.flagged_per_million))
+        .filter(|p| {
+            let a = p.birth.kouki_acquisition_date();
+            p.transition.is_none() && window_start < a && a <= window_end
+        })
+        .collect();
+    anyhow::ensure!(
+        turning.len() as u64 <= changes,
+        "--delta {changes}: on {day} the 75th birthdays of {} members enter the {LEAD_MONTHS}-month window and \
+         their 後期 registrations are part of the delta: give at least --delta {}",
+        turning.len(),
+        turning.len()
+    );
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let policy = match opts.encoding {
         TextEncoding::Utf8 => UnmappablePolicy::Reject,
         TextEncoding::ShiftJis => UnmappablePolicy::Replace,
@@ -765,40 +888,96 @@ pub fn generate_delta(opts: &GenerateOptions, changes: u64, out: &Path) -> anyho
         minute += 5;
         open_out(opts, out, policy, kind, sender, seq, abbr, day, creation)
     };
-    let codes: Vec<(String, String)> = data::MUNICIPALITIES
+    let codes: Vec<(String, String, String)> = data::MUNICIPALITIES
         .iter()
-        .map(|m| (municipality_code(m.code_body), kokuho_insurer_number(m.code_body)))
+        .map(|m| {
+            (
+                municipality_code(m.code_body),
+                kokuho_insurer_number(m.code_body),
+                kouki_insurer_number(m.code_body),
+            )
+        })
         .collect();
     let mut outs = Vec::new();
-    for (_, k) in &codes {
+    for (_, k, _) in &codes {
         outs.push((
             open(FileKind::SubscriberChange, k, 5, "DSC")?,
             open(FileKind::FlagChange, k, 6, "DFC")?,
+            open(FileKind::AgeTransitionHandoff, k, 7, "DHO")?,
         ));
     }
+    let mut union = open(
+        FileKind::SubscriberChange,
+        &kouki_insurer_number(data::MUNICIPALITIES[0].code_body),
+        2,
+        "DSC",
+    )?;
     let mut sc = Row::new(FileKind::SubscriberChange);
     let mut fc = Row::new(FileKind::FlagChange);
-    let mut seen = std::collections::HashSet::new();
+    let mut ho = Row::new(FileKind::AgeTransitionHandoff);
+    let time = ts(day, 9, 0, 0).to_string();
+
+    // 後期 registrations of the members entering the window (and the hand-offs of the flagged)
+    for p in &turning {
+        let (muni_code, kokuho, kouki) = &codes[p.muni];
+        let a = p.birth.kouki_acquisition_date();
+        fill_acquisition(&mut sc, p, kokuho, muni_code, p.kokuho_since, "04");
+        fill_union_registration(&mut sc, p, kouki, a, "01");
+        union.put(&mut sc)?;
+        if let Some(f) = p.flags.as_ref().filter(|f| f.protective()) {
+            fill_handoff(&mut ho, p, kokuho, muni_code, a, f);
+            outs[p.muni].2.put(&mut ho)?;
+        }
+    }
+
+    let others = changes - turning.len() as u64;
+    let newcomers = others / 20;
     let mut r = SplitMix64::new(mix64(opts.seed ^ 0xDE17A) ^ mix64(day.to_string().parse::<u64>().expect("digits")));
-    let mut picked = Vec::with_capacity(changes as usize);
-    while (picked.len() as u64) < changes {
+    let mut seen: std::collections::HashSet<u64> = turning.iter().map(|p| p.index).collect();
+    let mut picked = Vec::with_capacity((others - newcomers) as usize);
+    while (picked.len() as u64) < others - newcomers {
         let i = r.below(opts.subscribers);
         if seen.insert(i) {
             picked.push(i);
         }
     }
     picked.sort_unstable();
-    let time = ts(day, 9, 0, 0).to_string();
+
+    // new 国保 members (転入), indices after the population's; those who would turn 75 within the
+    // lead window are left out (they would need a 後期 registration too)
+    let mut written = 0;
+    for j in opts.subscribers.. {
+        if written == newcomers {
+            break;
+        }
+        let p = person(opts.seed, j, base, opts.flagged_per_million);
+        if p.transition.is_some() {
+            continue;
+        }
+        let (muni_code, kokuho, _) = &codes[p.muni];
+        let (change, flags, _) = &mut outs[p.muni];
+        fill_acquisition(&mut sc, &p, kokuho, muni_code, day, "03");
+        change.put(&mut sc)?;
+        if let Some(f) = &p.flags {
+            let end = f
+                .support_end
+                .map(|_| minus_days(day.add_months(12), 1).to_string())
+                .unwrap_or_default();
+            put_flags(flags, &mut fc, f, &time, &end, kokuho, &kokuho_key(kokuho, j))?;
+        }
+        written += 1;
+    }
+
     let clear = |row: &mut Row| {
         for f in FileKind::SubscriberChange.fields().iter().skip(1) {
             row.set(f, "");
         }
     };
     for i in picked {
-        let p = person(opts.seed, i, base);
-        let (_, kokuho) = &codes[p.muni];
-        let (change, flags) = &mut outs[p.muni];
-        let key = format!("{}{:010}", &kokuho[2..], i + 1);
+        let p = person(opts.seed, i, base, opts.flagged_per_million);
+        let (_, kokuho, _) = &codes[p.muni];
+        let (change, flags, _) = &mut outs[p.muni];
+        let key = kokuho_key(kokuho, i);
         let lost = matches!(p.transition, Some(Transition::Disability(_)));
         let protective = p.flags.as_ref().filter(|f| f.protective());
         let what = r.below(100);
@@ -840,20 +1019,25 @@ pub fn generate_delta(opts: &GenerateOptions, changes: u64, out: &Path) -> anyho
         }
     }
     let mut done = Vec::new();
-    for (c, f) in outs {
-        for (o, kind) in [(c, FileKind::SubscriberChange), (f, FileKind::FlagChange)] {
-            let (mut bw, records, bytes) = o.w.finish().with_context(|| format!("writing {}", o.name))?;
-            bw.flush()?;
-            bw.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-            done.push(GeneratedFile {
-                name: o.name,
-                kind,
-                records,
-                bytes,
-                replaced: o.replaced,
-            });
-        }
+    let mut finish = |o: Out, kind: FileKind| -> anyhow::Result<()> {
+        let (mut bw, records, bytes) = o.w.finish().with_context(|| format!("writing {}", o.name))?;
+        bw.flush()?;
+        bw.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        done.push(GeneratedFile {
+            name: o.name,
+            kind,
+            records,
+            bytes,
+            replaced: o.replaced,
+        });
+        Ok(())
+    };
+    for (c, f, h) in outs {
+        finish(c, FileKind::SubscriberChange)?;
+        finish(f, FileKind::FlagChange)?;
+        finish(h, FileKind::AgeTransitionHandoff)?;
     }
+    finish(union, FileKind::SubscriberChange)?;
     Ok(done)
 }
 
@@ -894,7 +1078,7 @@ mod tests {
     fn people_are_plausible() {
         let as_of = Date::parse("20261201").unwrap();
         for i in 0..5000 {
-            let p = person(7, i, as_of);
+            let p = person(7, i, as_of, DEFAULT_FLAGGED_PER_MILLION);
             assert!(p.birth.age_on(as_of) < 75, "{i}");
             assert!(p.kokuho_since <= as_of && p.kokuho_since >= p.birth, "{i}");
             match p.transition {
@@ -908,17 +1092,12 @@ mod tests {
                 None => {}
             }
         }
-        assert!(person(7, 0, as_of).flags.is_some() && person(7, 0, as_of).transition.is_some());
+        let p0 = person(7, 0, as_of, DEFAULT_FLAGGED_PER_MILLION);
+        assert!(p0.flags.is_some() && p0.transition.is_some());
     }
 
     fn opts(seed: u64, format: Format) -> GenerateOptions {
-        GenerateOptions {
-            subscribers: 3000,
-            seed,
-            format,
-            encoding: TextEncoding::Utf8,
-            as_of: Date::parse("20261201").unwrap(),
-        }
+        GenerateOptions::new(3000, seed, format, TextEncoding::Utf8, Date::parse("20261201").unwrap())
     }
 
     fn read_all(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -950,24 +1129,17 @@ mod tests {
         assert_ne!(read_all(a.path()), read_all(c.path()));
     }
 
-    /// Every generated record passes the shared record builder, and the union's registrations,
-    /// flags and hand-offs are consistent with each other.
-    #[test]
-    fn generated_records_are_valid_and_consistent() {
+    /// Every record of the generated CSV files, built (and so validated) by the shared record
+    /// builder, with the name of its file. Checks RecordSequence and the trailer's count.
+    fn records_of(dir: &Path, files: &[GeneratedFile]) -> Vec<(String, crate::domain::Record)> {
         use crate::domain::{Catalog, RawRecord, build};
-        let dir = tempfile::tempdir().unwrap();
-        let stats = generate(&opts(9, Format::Csv), dir.path()).unwrap();
-        assert_eq!(stats.len(), 17);
         let catalog = Catalog::default_catalog();
-        let as_of = Date::parse("20261201").unwrap();
-        let mut counts = std::collections::HashMap::<&str, u64>::new();
-        let mut union_future = std::collections::HashSet::new();
-        let mut handoff_dates = Vec::new();
-        for f in &stats {
+        let mut out = Vec::new();
+        for f in files {
             let mut rd = csv::ReaderBuilder::new()
                 .has_headers(false)
                 .flexible(true)
-                .from_path(dir.path().join(&f.name))
+                .from_path(dir.join(&f.name))
                 .unwrap();
             let mut kind = None;
             let mut n = 0u64;
@@ -996,44 +1168,61 @@ mod tests {
                         n += 1;
                         assert_eq!(row[1].parse::<u64>().unwrap(), n);
                         let rec = build(kind, n, &raw, &catalog).unwrap_or_else(|e| panic!("{} #{n}: {e:?}", f.name));
-                        use crate::domain::Record;
-                        match rec {
-                            Record::SubscriberChange(r) if r.insurer.is_kouki() => {
-                                let q = r.qualification_date.unwrap();
-                                match r.reason_of_qualification.unwrap().code() {
-                                    "01" => {
-                                        assert_eq!(q, r.birthdate.unwrap().kouki_acquisition_date());
-                                        assert!(q > as_of && q <= as_of.add_months(6));
-                                        union_future.insert((r.resident.unwrap().as_str().to_owned(), q));
-                                        *counts.entry("kouki01").or_default() += 1;
-                                    }
-                                    "02" => *counts.entry("kouki02").or_default() += 1,
-                                    other => panic!("union reason {other}"),
-                                }
-                            }
-                            Record::SubscriberChange(r) => {
-                                assert!(r.insurer.is_kokuho());
-                                *counts
-                                    .entry(if r.individual_number.is_some() {
-                                        "mynumber"
-                                    } else {
-                                        "no_mynumber"
-                                    })
-                                    .or_default() += 1;
-                            }
-                            Record::FlagChange(_) => *counts.entry("flags").or_default() += 1,
-                            Record::Fukuhon(_) => *counts.entry("fukuhon").or_default() += 1,
-                            Record::AgeTransitionHandoff(h) => {
-                                assert!(h.self_info.is_some() || h.non_disclosure);
-                                handoff_dates.push((h.resident.as_str().to_owned(), h.transition_date));
-                            }
-                        }
+                        out.push((f.name.clone(), rec));
                     }
                     "T" => assert_eq!(row[1].parse::<u64>().unwrap(), n),
                     other => panic!("row kind {other}"),
                 }
             }
-            assert_eq!(n, f.records);
+            assert_eq!(n, f.records, "{}", f.name);
+        }
+        out
+    }
+
+    /// Every generated record passes the shared record builder, and the union's registrations,
+    /// flags and hand-offs are consistent with each other.
+    #[test]
+    fn generated_records_are_valid_and_consistent() {
+        use crate::domain::Record;
+        let dir = tempfile::tempdir().unwrap();
+        let stats = generate(&opts(9, Format::Csv), dir.path()).unwrap();
+        assert_eq!(stats.len(), 17);
+        let as_of = Date::parse("20261201").unwrap();
+        let mut counts = std::collections::HashMap::<&str, u64>::new();
+        let mut union_future = std::collections::HashSet::new();
+        let mut handoff_dates = Vec::new();
+        for (_, rec) in records_of(dir.path(), &stats) {
+            match rec {
+                Record::SubscriberChange(r) if r.insurer.is_kouki() => {
+                    let q = r.qualification_date.unwrap();
+                    match r.reason_of_qualification.unwrap().code() {
+                        "01" => {
+                            assert_eq!(q, r.birthdate.unwrap().kouki_acquisition_date());
+                            assert!(q > as_of && q <= as_of.add_months(6));
+                            union_future.insert((r.resident.unwrap().as_str().to_owned(), q));
+                            *counts.entry("kouki01").or_default() += 1;
+                        }
+                        "02" => *counts.entry("kouki02").or_default() += 1,
+                        other => panic!("union reason {other}"),
+                    }
+                }
+                Record::SubscriberChange(r) => {
+                    assert!(r.insurer.is_kokuho());
+                    *counts
+                        .entry(if r.individual_number.is_some() {
+                            "mynumber"
+                        } else {
+                            "no_mynumber"
+                        })
+                        .or_default() += 1;
+                }
+                Record::FlagChange(_) => *counts.entry("flags").or_default() += 1,
+                Record::Fukuhon(_) => *counts.entry("fukuhon").or_default() += 1,
+                Record::AgeTransitionHandoff(h) => {
+                    assert!(h.self_info.is_some() || h.non_disclosure);
+                    handoff_dates.push((h.resident.as_str().to_owned(), h.transition_date));
+                }
+            }
         }
         assert!(!handoff_dates.is_empty());
         for h in &handoff_dates {
@@ -1044,5 +1233,195 @@ mod tests {
         let share = c("mynumber") as f64 / (c("mynumber") + c("no_mynumber")) as f64;
         assert!((0.85..0.95).contains(&share), "My Number share {share}");
         assert!(c("fukuhon") > 3000 && c("flags") > 40, "{counts:?}");
+    }
+
+    #[test]
+    fn per_million_draws_agree_with_per_mille_ones() {
+        let (mut a, mut b) = (SplitMix64::new(42), SplitMix64::new(42));
+        for pm in [0u32, 1, 20, 500, 999, 1000] {
+            for _ in 0..2000 {
+                assert_eq!(a.chance(u64::from(pm)), chance_per_million(&mut b, pm * 1000));
+            }
+        }
+    }
+
+    #[test]
+    fn flagged_ratio_sets_the_share_of_flagged_members() {
+        let as_of = Date::parse("20261201").unwrap();
+        let n = 20_000;
+        for ppm in [0u32, 20_000, 100_000, 500_000, 1_000_000] {
+            let people: Vec<Person> = (0..n).map(|i| person(7, i, as_of, ppm)).collect();
+            let flagged = people.iter().filter(|p| p.flags.is_some()).count() as f64;
+            let share = flagged / n as f64;
+            let want = f64::from(ppm) / 1e6;
+            assert!((share - want).abs() < 0.01, "{ppm}: {share}");
+            if ppm == 0 || ppm == 1_000_000 {
+                assert_eq!(share, want, "{ppm}");
+            }
+            if ppm >= 100_000 {
+                // the mix stays: both ReasonCodes, every flag type
+                let f = || people.iter().filter_map(|p| p.flags.as_ref());
+                assert!(f().any(|f| f.self_info == Some("1")) && f().any(|f| f.self_info == Some("2")));
+                assert!(f().any(|f| f.self_info.is_none() && f.non_disclosure));
+                assert!(f().any(|f| f.auto_response) && f().any(|f| f.support_end.is_some()));
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_options_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(1, Format::Csv);
+        o.flagged_per_million = 1_000_001;
+        assert!(
+            generate(&o, dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("--flagged-ratio")
+        );
+        let mut o = opts(1, Format::Csv);
+        o.fukuhon_per_subscriber = Some(5);
+        assert!(
+            generate(&o, dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("--fukuhon-per-subscriber")
+        );
+        let o = opts(1, Format::Csv);
+        assert!(
+            generate_delta(&o, 3001, dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("--delta 3001")
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+    }
+
+    /// `--fukuhon-per-subscriber K`: exactly K records per subscriber, the first K InfoCodes, all
+    /// valid against the bundled catalog; the rest of the population is unchanged.
+    #[test]
+    fn fukuhon_per_subscriber_writes_k_info_codes_each() {
+        use crate::domain::Record;
+        let base = tempfile::tempdir().unwrap();
+        let mut o = opts(4, Format::Csv);
+        o.subscribers = 400;
+        generate(&o, base.path()).unwrap();
+        for k in 0..=4u32 {
+            let dir = tempfile::tempdir().unwrap();
+            o.fukuhon_per_subscriber = Some(k);
+            let stats = generate(&o, dir.path()).unwrap();
+            let mut per_key = std::collections::BTreeMap::<String, Vec<String>>::new();
+            for (_, rec) in records_of(dir.path(), &stats) {
+                if let Record::Fukuhon(f) = rec {
+                    per_key
+                        .entry(f.key.as_str().to_owned())
+                        .or_default()
+                        .push(f.info_code.as_str().to_owned());
+                }
+            }
+            let want: Vec<String> = FUKUHON_INFO_CODES[..k as usize].iter().map(|c| c.to_string()).collect();
+            assert_eq!(per_key.len(), if k == 0 { 0 } else { 400 });
+            assert!(per_key.values().all(|codes| *codes == want), "K={k}");
+            // only the Fukuhon files differ from the default population
+            for f in &stats {
+                let (a, b) = (
+                    std::fs::read(dir.path().join(&f.name)).unwrap(),
+                    std::fs::read(base.path().join(&f.name)).unwrap(),
+                );
+                assert_eq!(a == b, f.kind != FileKind::Fukuhon, "K={k} {}", f.name);
+            }
+        }
+    }
+
+    /// A delta: deterministic, every kind of change present, all records valid, the 後期
+    /// registrations exactly the members whose 75th birthday enters the window that day.
+    #[test]
+    fn a_delta_holds_every_kind_of_change() {
+        use crate::domain::Record;
+        let mut o = opts(0, Format::Csv);
+        o.subscribers = 4000;
+        o.flagged_per_million = 300_000;
+        let day = o.as_of.succ();
+        // the window gains one day of birthdays: find a seed where one of them is flagged
+        let (dir, stats) = (1..200)
+            .find_map(|seed| {
+                o.seed = seed;
+                let dir = tempfile::tempdir().unwrap();
+                let stats = generate_delta(&o, 300, dir.path()).unwrap();
+                let handoffs: u64 = stats
+                    .iter()
+                    .filter(|f| f.kind == FileKind::AgeTransitionHandoff)
+                    .map(|f| f.records)
+                    .sum();
+                (handoffs > 0).then_some((dir, stats))
+            })
+            .expect("a seed with a flagged member turning 75");
+        let again = tempfile::tempdir().unwrap();
+        generate_delta(&o, 300, again.path()).unwrap();
+        assert_eq!(
+            read_all(dir.path()),
+            read_all(again.path()),
+            "same arguments, same bytes"
+        );
+
+        let mut kinds = std::collections::BTreeMap::<&str, u64>::new();
+        let mut keys = std::collections::HashSet::new();
+        let mut registered = std::collections::BTreeSet::new();
+        let mut handoffs = Vec::new();
+        for (_, rec) in records_of(dir.path(), &stats) {
+            let kind = match &rec {
+                Record::SubscriberChange(r) if r.insurer.is_kouki() => {
+                    assert_eq!(r.reason_of_qualification.unwrap().code(), "01");
+                    let q = r.qualification_date.unwrap();
+                    assert_eq!(q, r.birthdate.unwrap().kouki_acquisition_date());
+                    assert!(q > day.pred().add_months(6) && q <= day.add_months(6), "{q}");
+                    registered.insert(r.resident.as_ref().unwrap().as_str().to_owned());
+                    "registration"
+                }
+                Record::SubscriberChange(r) => {
+                    assert!(keys.insert(r.key.as_str().to_owned()), "one change per person");
+                    match (r.change_type.code(), r.reason_of_qualification.map(|q| q.code())) {
+                        ("1", Some("03")) => "newcomer",
+                        ("2", _) => "update",
+                        ("3", _) => "loss",
+                        other => panic!("{other:?}"),
+                    }
+                }
+                Record::FlagChange(f) if f.operation.code() == "1" => "flag_set",
+                Record::FlagChange(_) => "flag_release",
+                Record::AgeTransitionHandoff(h) => {
+                    handoffs.push(h.resident.as_str().to_owned());
+                    "handoff"
+                }
+                Record::Fukuhon(_) => panic!("no 副本 in a delta"),
+            };
+            *kinds.entry(kind).or_default() += 1;
+        }
+        for k in [
+            "registration",
+            "newcomer",
+            "update",
+            "loss",
+            "flag_set",
+            "flag_release",
+            "handoff",
+        ] {
+            assert!(kinds.get(k).copied().unwrap_or(0) > 0, "{k} missing: {kinds:?}");
+        }
+        // exactly the members entering the window
+        let want: std::collections::BTreeSet<String> = (0..o.subscribers)
+            .map(|i| person(o.seed, i, o.as_of, o.flagged_per_million))
+            .filter(|p| {
+                let a = p.birth.kouki_acquisition_date();
+                a > o.as_of.add_months(6) && a <= day.add_months(6)
+            })
+            .map(|p| format!("{:010}", p.index + 1))
+            .collect();
+        assert_eq!(registered, want);
+        assert!(
+            handoffs.iter().all(|h| registered.contains(h)),
+            "hand-offs of registered members"
+        );
+        assert_eq!(kinds["newcomer"], (300 - want.len() as u64) / 20);
     }
 }

@@ -565,13 +565,7 @@ fn throughput() {
     let dir = tempfile::tempdir().unwrap();
     let t = Instant::now();
     generate(
-        &GenerateOptions {
-            subscribers: n,
-            seed: 7,
-            format: Format::Csv,
-            encoding: TextEncoding::Utf8,
-            as_of: Date::parse("20261201").unwrap(),
-        },
+        &GenerateOptions::new(n, 7, Format::Csv, TextEncoding::Utf8, Date::parse("20261201").unwrap()),
         dir.path(),
     )
     .unwrap();
