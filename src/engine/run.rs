@@ -1,11 +1,12 @@
 //! `run`: one nightly (or age-transition) batch, end to end.
 //!
 //! Order of work, chosen so that a kill at any moment loses and doubles nothing (R12):
-//! 1. read every inbox file (in parallel), R10 check, order files (R1);
-//! 2. in one ledger transaction: apply wave 1 (everything but 後期), resolve carries, apply
-//!    wave 2 (後期), match hand-offs, store;
-//! 3. build the linkage from the ledger, verify the safety invariant (R4) against the ledger;
-//! 4. write outputs and report into staging folders, fsync, MANIFEST.json;
+//! 1. read every inbox file (in parallel) into the spool (sorted by subscriber, spilled to disk
+//!    past `--chunk-records`), R10 check, order files (R1);
+//! 2. in one ledger transaction, chunk by chunk: apply wave 1 (everything but 後期), then wave 2
+//!    (後期) with carries resolved against the ledger; match hand-offs; R5; store;
+//! 3+4. stream the linkage from the ledger into staging folders, verifying the safety invariant
+//!    (R4) group by group; report; fsync; MANIFEST.json;
 //! 5. record the run as `committed` with its staging paths, COMMIT (synchronous=FULL);
 //! 6. rename staging → final, mark the run `published`.
 //!

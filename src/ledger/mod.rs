@@ -1,7 +1,8 @@
 //! The durable ledger: SQLite (rusqlite, bundled) in WAL mode, committed with synchronous=FULL.
 //!
 //! A run reads what it needs by key (indexed lookups only, so a nightly delta touches just the
-//! subscribers it names), computes in memory, and writes everything back in one transaction.
+//! subscribers it names), computes a chunk of subscribers in memory, writes it back, and commits
+//! all chunks in one transaction; what the publisher needs later sits in [`scratch`] tables.
 //! A lock file next to the database keeps a second run out while one is running.
 
 pub mod scratch;
