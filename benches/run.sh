@@ -24,10 +24,6 @@ case $N in '' | *[!0-9]*) echo "SUBSCRIBERS must be a number, not '$N'" >&2; exi
 DELTA=$((N / 200 > 1000 ? N / 200 : 1000))
 # a delta touches each person once: no more changes than subscribers
 DELTA=$((DELTA < N ? DELTA : N))
-if [ -n "${CHUNK_SIZE:-}" ]; then
-    echo "CHUNK_SIZE is not used: run sizes its chunks in records; set CHUNK_RECORDS (e.g. CHUNK_RECORDS=200000)" >&2
-    exit 2
-fi
 GEN_OPTS=()
 [ -n "${FLAGGED_RATIO:-}" ] && GEN_OPTS+=(--flagged-ratio "$FLAGGED_RATIO")
 RUN_OPTS=(--unmappable replace)
