@@ -87,6 +87,19 @@ at l3; measure run_sjis_2threads "$BIN" run "${AT[@]}" --threads 2 --inbox "$WOR
 # only l1 is needed further on: at 2M each full ledger and outbox takes gigabytes
 rm -rf "$WORK/l2" "$WORK/l3"
 
+# migrate: the full load's 国保 SubscriberLinkage (what the server holds) as a snapshot, into an
+# empty ledger (first load) and again (nothing differs)
+rm -rf "$WORK/snap" "$WORK/m"; mkdir -p "$WORK/snap"
+cp "$WORK"/l1/out/*/SubscriberLinkage_00*.csv "$WORK/snap/"
+SBYTES=$(cat "$WORK"/snap/*.csv | wc -c)
+SGROUPS=$(cat "$WORK"/snap/*.csv | grep -ac '^01,')
+echo "# migrate: snapshot of $SGROUPS subscribers, $SBYTES bytes (CSV, Shift_JIS)"
+MIG=(migrate --ledger "$WORK/m/ledger.sqlite" --from "$WORK/snap" --reports "$WORK/m/rep" --outbox "$WORK/m/out"
+     --as-of $AS_OF --municipality 131041 --unmappable replace ${CHUNK_RECORDS:+--chunk-records "$CHUNK_RECORDS"})
+MBYTES=$SBYTES MRECORDS=$SGROUPS measure migrate_first_load "$BIN" "${MIG[@]}"
+MBYTES=$SBYTES MRECORDS=$SGROUPS measure migrate_again "$BIN" "${MIG[@]}"
+rm -rf "$WORK/m"
+
 DBYTES=$(cat "$WORK"/delta/*.xml | wc -c)
 DRECORDS=$(count_records "$WORK"/delta/*.xml)
 DREG=$(count_records "$WORK"/delta/SubscriberChange_39*.xml)
@@ -108,3 +121,4 @@ echo "full load / xmllint --stream --schema:                         $(ratio rss
 echo "1 thread / 2 threads:                                          $(ratio rss.run_utf8_1thread rss.run_utf8_2threads)"
 echo "delta on full ledger / delta on empty ledger:                  $(ratio rss.delta_on_full_ledger rss.delta_on_empty_ledger)"
 echo "delta on full ledger / full load:                              $(ratio rss.delta_on_full_ledger rss.run_utf8_2threads)"
+echo "migrate first load, MB ($SGROUPS subscribers):                 $(printf '%.0f' "$(echo "$(cat "$WORK/rss.migrate_first_load") / 1024" | bc -l)")"
