@@ -7,8 +7,11 @@
 mod common;
 use common::*;
 use nhi_linkage::domain::{FileKind, InsurerNumber, Timestamp};
+use nhi_linkage::formats::linkage::{LinkageLayout, StandardLayout};
+use nhi_linkage::formats::linkage_reader::{LinkageItem, LinkageReader, LinkageRows, read_linkage};
 use nhi_linkage::formats::writer::{RecordWriter, UnmappablePolicy};
-use nhi_linkage::formats::{FileHeader, Format, TextEncoding};
+use nhi_linkage::formats::{FileHeader, Format, TextEncoding, hex};
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -130,6 +133,41 @@ impl Deployment {
         self.assert_same_report(&id);
         self.assert_same_ledger();
         id
+    }
+
+    /// On every linkage file the shard runs and the merge published, the streaming reader gives,
+    /// group by group and row by row, what the whole-file parse gives, and the file's digest.
+    fn assert_streaming_reader_agrees(&self) {
+        let mut roots = self.shards();
+        roots.push(self.merged());
+        let mut files = 0;
+        for root in roots {
+            let outbox = root.join("outbox");
+            for (name, bytes) in files_under(&outbox) {
+                if name.ends_with("MANIFEST.json") {
+                    continue;
+                }
+                let whole = read_linkage(&bytes).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                let mut r = LinkageReader::open(&outbox.join(&name)).unwrap();
+                assert_eq!(*r.header(), whole.header, "{name}");
+                let items: Vec<LinkageItem> = r.by_ref().collect::<anyhow::Result<_>>().unwrap();
+                let expected: Vec<LinkageItem> = match whole.rows {
+                    LinkageRows::Subscribers(v) => v.into_iter().map(LinkageItem::Subscriber).collect(),
+                    LinkageRows::Flags(v) => v.into_iter().map(LinkageItem::Flag).collect(),
+                    LinkageRows::Fukuhon(v) => v.into_iter().map(LinkageItem::Fukuhon).collect(),
+                };
+                assert!(!items.is_empty(), "{name}");
+                assert_eq!(items, expected, "{name}");
+                let (sha, n) = r.finish().unwrap();
+                assert_eq!(
+                    (hex(&sha), n),
+                    (hex(&Sha256::digest(&bytes)), bytes.len() as u64),
+                    "{name}"
+                );
+                files += 1;
+            }
+        }
+        assert!(files >= 4 * N as usize, "{files} linkage files");
     }
 
     fn assert_same_outbox(&self) {
@@ -532,6 +570,7 @@ fn n_shard_processes_and_a_merge_equal_one_process() {
         let d = Deployment::new();
         night_1(&d.inbox(), &f);
         let id1 = d.run_both(&args);
+        d.assert_streaming_reader_agrees();
 
         // the shards really split the union: every shard wrote some of it, none all of it
         let groups = |root: PathBuf| -> usize {
@@ -639,6 +678,7 @@ fn n_shard_processes_and_a_merge_equal_one_process() {
         night_2(&d.inbox(), &f);
         let id2 = d.run_both(&args);
         assert_ne!(id1, id2);
+        d.assert_streaming_reader_agrees();
         let report: serde_json::Value =
             serde_json::from_slice(&std::fs::read(d.merged().join("reports").join(&id2).join("report.json")).unwrap())
                 .unwrap();
@@ -658,6 +698,110 @@ fn n_shard_processes_and_a_merge_equal_one_process() {
             let c = control_of(&linkage, &union_key(i)).expect("published again");
             assert_ne!((c.0.as_str(), c.1.as_str()), ("0", "0"), "person {i} carries the flags");
         }
+    }
+}
+
+/// Replaces a published linkage file of a shard run and updates its MANIFEST.json and report.json
+/// entries (size, SHA-256), so that only reading the file itself can tell what is wrong with it.
+fn replace_shard_file(root: &Path, run_id: &str, name: &str, bytes: &[u8]) {
+    std::fs::write(root.join("outbox").join(run_id).join(name), bytes).unwrap();
+    for (path, key) in [
+        (root.join("outbox").join(run_id).join("MANIFEST.json"), "files"),
+        (root.join("reports").join(run_id).join("report.json"), "outputs"),
+    ] {
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let e = v[key]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|e| e["name"] == name)
+            .unwrap();
+        e["bytes"] = bytes.len().into();
+        e["sha256"] = hex(&Sha256::digest(bytes)).into();
+        std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn a_shard_file_out_of_key_order_or_truncated_stops_the_merge_and_publishes_nothing() {
+    for (format, encoding, args) in [
+        (Format::Csv, TextEncoding::ShiftJis, vec![]),
+        (
+            Format::Xml,
+            TextEncoding::Utf8,
+            vec!["--output-format", "xml", "--output-encoding", "utf-8"],
+        ),
+    ] {
+        let f = Files { format, encoding };
+        let d = Deployment::new();
+        night_1(&d.inbox(), &f);
+        let mut id = String::new();
+        for i in 0..N {
+            let s = format!("{i}/{N}");
+            let o = run_at(&d.inbox(), &d.shard(i), &[args.as_slice(), &["--shard", &s]].concat());
+            assert!(matches!(o.status.code(), Some(0 | 1)), "{}", out_text(&o));
+            id = run_id(&o).trim_end_matches(&format!("-s{i}of{N}")).to_owned();
+        }
+        // a SubscriberLinkage file of a shard with at least three groups
+        let (shard, run, name, original) = (0..N)
+            .find_map(|i| {
+                let run = format!("{id}-s{i}of{N}");
+                files_under(&d.shard(i).join("outbox").join(&run))
+                    .into_iter()
+                    .find(|(n, b)| {
+                        n.starts_with("SubscriberLinkage_") && read_linkage(b).is_ok_and(|l| l.rows.len() >= 3)
+                    })
+                    .map(|(n, b)| (i, run, n, b))
+            })
+            .expect("a shard file with three groups");
+        let file = read_linkage(&original).unwrap();
+        let LinkageRows::Subscribers(groups) = &file.rows else {
+            unreachable!("a SubscriberLinkage file")
+        };
+        // the same groups with the second and third swapped, numbered and counted as run would
+        let mut swapped = groups.clone();
+        swapped.swap(1, 2);
+        let mut out_of_order = Vec::new();
+        StandardLayout {
+            policy: UnmappablePolicy::Reject,
+        }
+        .subscriber_linkage(&file.header, &mut swapped.into_iter(), &mut out_of_order)
+        .unwrap();
+        // cut after the last group, as a copy that stopped there would be: well-formed up to the end
+        let text = text_of(&original);
+        let last_group_end = match format {
+            Format::Csv => text.rfind("\r\nT,").unwrap() + 2,
+            Format::Xml => text.rfind("</Subscriber>").unwrap() + "</Subscriber>\n".len(),
+        };
+        let truncated = original[..original.len() - (text.len() - last_group_end)].to_vec();
+        let cases: [(&[u8], &str); 2] = [
+            (&out_of_order, "is not in subscriber-key order"),
+            (&truncated, "truncated"),
+        ];
+        for (bytes, why) in cases {
+            replace_shard_file(&d.shard(shard), &run, &name, bytes);
+            let o = merge(&d.shards(), &d.merged());
+            assert_eq!(o.status.code(), Some(2), "{why}: {}", out_text(&o));
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(err.contains(why) && err.contains(&name), "{why}: {}", out_text(&o));
+            for dir in ["outbox", "reports"] {
+                let left: Vec<_> = std::fs::read_dir(d.merged().join(dir))
+                    .map(|rd| rd.map(|e| e.unwrap().file_name()).collect())
+                    .unwrap_or_default();
+                assert!(left.is_empty(), "{why}: {dir} holds {left:?}");
+            }
+        }
+        // the file as the shard wrote it: the merge goes through
+        replace_shard_file(&d.shard(shard), &run, &name, &original);
+        let o = merge(&d.shards(), &d.merged());
+        assert!(matches!(o.status.code(), Some(0 | 1)), "{}", out_text(&o));
+        assert!(
+            d.merged()
+                .join("outbox")
+                .join(&id)
+                .join(name.replace(&run, &id))
+                .is_file()
+        );
     }
 }
 

@@ -9,20 +9,26 @@
 //! Linkage files are merged per insurer and kind in the order the single process writes them:
 //! groups and rows in subscriber-key order (each subscriber lives in exactly one shard, which is
 //! checked), FlagLinkage's insurer-wide (Scope 2) rows first and once (they are replicated to
-//! every shard, and must agree). They are re-written through [`StandardLayout`], which numbers
-//! RecordIdentificationNumber / RecordSequence and writes header and trailer, staged aside and
-//! renamed like `run` does.
+//! every shard, and must agree). The merge streams: every shard file is checked against its
+//! MANIFEST.json entry and its header read before anything is written, then per insurer and kind
+//! a k-way merge by subscriber key pulls one group or row at a time from each shard's
+//! [`LinkageReader`] (checking each file's key order as it goes) and hands it to
+//! [`StandardLayout`], which numbers RecordIdentificationNumber / RecordSequence and writes
+//! header and trailer straight into the staged file (size and SHA-256 computed on the way). A
+//! reader's error stops the merge and nothing is published; the staging is renamed like `run`
+//! does. Memory holds one item per shard (and the few insurer-wide FlagLinkage rows), whatever
+//! the number of subscribers.
 
+use super::output::{file_digest, sync_dir, write_linkage_file};
 use super::shard::{REPLICATED_COUNTERS, Shard};
 use crate::domain::{FileKind, InsurerNumber, SubscriberKey, Timestamp};
-use crate::formats::linkage::{FlagRow, FukuhonRow, LinkageLayout, StandardLayout, SubscriberGroup, linkage_header};
-use crate::formats::linkage_reader::{LinkageFile, LinkageRows, read_linkage};
+use crate::formats::linkage::{FlagRow, LinkageLayout, StandardLayout, Written, linkage_header};
+use crate::formats::linkage_reader::{LinkageItem, LinkageReader};
 use crate::formats::writer::UnmappablePolicy;
-use crate::formats::{Format, TextEncoding, hex};
+use crate::formats::{FileHeader, Format, TextEncoding, hex};
 use crate::report::*;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -56,13 +62,25 @@ struct Found {
     run_id: String,
 }
 
-/// One shard run, read and checked.
+/// One shard run, checked: its report, and its linkage files checked against MANIFEST.json
+/// with their headers read (their groups and rows are streamed when merged).
 struct ShardRun {
     shard: Shard,
     run_id: String,
     report: Value,
     report_dir: PathBuf,
-    files: Vec<LinkageFile>,
+    files: Vec<ShardFile>,
+}
+
+/// One linkage file of a shard run.
+struct ShardFile {
+    name: String,
+    path: PathBuf,
+    header: FileHeader,
+    /// Groups (SubscriberLinkage) or records, as MANIFEST.json says.
+    records: u64,
+    bytes: u64,
+    sha256: String,
 }
 
 fn from_reports(from: &Path) -> PathBuf {
@@ -279,14 +297,18 @@ fn load_shard(from: &Path, f: &Found) -> Result<ShardRun> {
                 at()
             );
             let path = run_dir.join(name);
-            let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            // the whole file is checked before anything is merged; its groups and rows are read
+            // (and hashed again) only while merging, one at a time
+            let (bytes, sha256) = file_digest(&path)?;
             ensure!(
-                e["bytes"] == bytes.len() as u64 && e["sha256"] == hex(&Sha256::digest(&bytes)).as_str(),
+                e["bytes"] == bytes && e["sha256"] == sha256.as_str(),
                 "{}: {name} does not match its MANIFEST.json entry (size or SHA-256)",
                 at()
             );
-            let file = read_linkage(&bytes).with_context(|| format!("{}: cannot read {name}", at()))?;
-            let h = &file.header;
+            let h = LinkageReader::open(&path)
+                .with_context(|| format!("{}: cannot read {name}", at()))?
+                .header()
+                .clone();
             let expected = format!("{}_{}_{}.{}", h.kind.name(), h.sender, f.run_id, h.format.extension());
             ensure!(
                 name == expected && e["kind"] == h.kind.name(),
@@ -298,12 +320,17 @@ fn load_shard(from: &Path, f: &Found) -> Result<ShardRun> {
                 "{}: {name} has a FileIdentifier or FileSequence that run does not write",
                 at()
             );
-            ensure!(
-                e["records"] == file.rows.len() as u64,
-                "{}: {name} holds another number of records than MANIFEST.json says",
-                at()
-            );
-            files.push(file);
+            let records = e["records"]
+                .as_u64()
+                .ok_or_else(|| anyhow!("{}: {name} has no record count in MANIFEST.json", at()))?;
+            files.push(ShardFile {
+                name: name.to_owned(),
+                path,
+                header: h,
+                records,
+                bytes,
+                sha256,
+            });
         }
     }
     Ok(ShardRun {
@@ -327,20 +354,263 @@ fn owned(shard: Shard, run_id: &str, insurer: InsurerNumber, key: SubscriberKey)
     Ok(key)
 }
 
-/// Rows of one subscriber appear in one shard only, and once.
-fn no_duplicate_keys(keys: impl Iterator<Item = (SubscriberKey, u32)>, what: &str) -> Result<()> {
-    let mut seen: HashMap<SubscriberKey, u32> = HashMap::new();
-    let mut last: Option<(SubscriberKey, u32)> = None;
-    for (k, s) in keys {
-        match seen.get(&k) {
-            Some(prev) if *prev != s => bail!("{what}: subscriber {k} appears in shards {prev} and {s}"),
-            Some(_) if last.is_some_and(|l| l.0 != k) => bail!("{what}: the rows of subscriber {k} are not together"),
+/// One shard's file of a merge: its reader, the next subscriber's item (read ahead), the key
+/// before it.
+struct Part<'a> {
+    run: &'a ShardRun,
+    file: &'a ShardFile,
+    reader: LinkageReader<std::fs::File>,
+    head: Option<(SubscriberKey, LinkageItem)>,
+    last: Option<SubscriberKey>,
+}
+
+impl Part<'_> {
+    fn at(&self) -> String {
+        format!("shard run {} ({})", self.run.run_id, self.run.report_dir.display())
+    }
+
+    fn read(&mut self) -> Result<Option<LinkageItem>> {
+        self.reader
+            .next_item()
+            .with_context(|| format!("{}: cannot read {}", self.at(), self.file.name))
+    }
+
+    /// Takes `item` (the next one of this file) as the head: of the insurer, of a subscriber of
+    /// this shard, in key order after the previous one (strictly so when `one_per_key`).
+    fn accept(&mut self, item: Option<LinkageItem>, what: &str, ins: InsurerNumber, one_per_key: bool) -> Result<()> {
+        let Some(item) = item else {
+            self.head = None;
+            return Ok(());
+        };
+        let row = if one_per_key { "group" } else { "row" };
+        ensure!(item.insurer() == ins, "{what}: a {row} of another insurer");
+        let Some(k) = item.key() else {
+            bail!(
+                "{what}: shard run {} mixes insurer-wide rows among subscriber rows",
+                self.run.run_id
+            );
+        };
+        owned(self.run.shard, &self.run.run_id, ins, k)?;
+        match self.last {
+            Some(prev) if k < prev => bail!(
+                "{what}: {} of shard run {} is not in subscriber-key order (subscriber {k} after {prev}); run writes \
+                 every linkage file in key order, so this file was not written by run as it is",
+                self.file.name,
+                self.run.run_id
+            ),
+            Some(prev) if k == prev && one_per_key => bail!(
+                "{what}: subscriber {k} appears twice in {} of shard run {}",
+                self.file.name,
+                self.run.run_id
+            ),
             _ => {}
         }
-        seen.insert(k, s);
-        last = Some((k, s));
+        self.last = Some(k);
+        self.head = Some((k, item));
+        Ok(())
     }
-    Ok(())
+
+    fn advance(&mut self, what: &str, ins: InsurerNumber, one_per_key: bool) -> Result<()> {
+        let item = self.read()?;
+        self.accept(item, what, ins, one_per_key)
+    }
+
+    /// The insurer-wide (Scope 2) rows a FlagLinkage file starts with; reads up to the first
+    /// subscriber row, which becomes the head.
+    fn insurer_wide(&mut self, what: &str, ins: InsurerNumber) -> Result<Vec<FlagRow>> {
+        let mut wide = Vec::new();
+        loop {
+            match self.read()? {
+                Some(LinkageItem::Flag(r)) if r.key.is_none() => {
+                    ensure!(r.insurer == ins, "{what}: a row of another insurer");
+                    wide.push(r);
+                }
+                other => {
+                    self.accept(other, what, ins, false)?;
+                    return Ok(wide);
+                }
+            }
+        }
+    }
+}
+
+/// A k-way merge, by subscriber key, of one insurer's files of one kind across the shards. Each
+/// file is in key order (checked as it is read) and a subscriber lives in one shard only
+/// (checked), so the merged sequence is the order one process writes.
+struct KWay<'a> {
+    what: String,
+    ins: InsurerNumber,
+    /// SubscriberLinkage: one group per subscriber.
+    one_per_key: bool,
+    parts: Vec<Part<'a>>,
+}
+
+impl KWay<'_> {
+    fn next(&mut self) -> Result<Option<LinkageItem>> {
+        let mut best: Option<(usize, SubscriberKey)> = None;
+        for (i, p) in self.parts.iter().enumerate() {
+            let Some((k, _)) = &p.head else { continue };
+            match best {
+                Some((b, bk)) if *k == bk => bail!(
+                    "{}: subscriber {k} appears in shards {} and {}",
+                    self.what,
+                    self.parts[b].run.shard.index,
+                    p.run.shard.index
+                ),
+                Some((_, bk)) if *k > bk => {}
+                _ => best = Some((i, *k)),
+            }
+        }
+        let Some((b, _)) = best else {
+            return Ok(None);
+        };
+        let (_, item) = self.parts[b].head.take().expect("the smallest head");
+        self.parts[b].advance(&self.what, self.ins, self.one_per_key)?;
+        Ok(Some(item))
+    }
+
+    /// Once the merge is through (every file read to its end and its trailer checked): each file
+    /// held the number of records MANIFEST.json says, and its bytes are still those it lists.
+    fn finish(self) -> Result<()> {
+        for p in self.parts {
+            let (at, name) = (p.at(), &p.file.name);
+            ensure!(
+                p.reader.items() == p.file.records,
+                "{at}: {name} holds another number of records than MANIFEST.json says"
+            );
+            let (sha, bytes) = p.reader.finish().with_context(|| format!("{at}: cannot read {name}"))?;
+            ensure!(
+                bytes == p.file.bytes && hex(&sha) == p.file.sha256,
+                "{at}: {name} changed while it was merged (no longer the size or SHA-256 of its MANIFEST.json entry)"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The merged items as the writers take them: an error (a reader's, a failed check) is stashed
+/// in `fatal` and ends the sequence, so the caller can tell a complete merge from a cut one.
+fn stream<'m, T: 'm>(
+    merge: &'m mut KWay<'_>,
+    fatal: &'m mut Option<anyhow::Error>,
+    take: fn(LinkageItem) -> Option<T>,
+) -> impl Iterator<Item = T> + 'm {
+    std::iter::from_fn(move || {
+        if fatal.is_some() {
+            return None;
+        }
+        match merge.next() {
+            Ok(Some(item)) => match take(item) {
+                Some(t) => Some(t),
+                None => {
+                    *fatal = Some(anyhow!("{}: a row of another kind than the file's", merge.what));
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                *fatal = Some(e);
+                None
+            }
+        }
+    })
+}
+
+/// Merges one insurer's files of one kind straight into `path` (0600, fsynced); returns what
+/// was written, its size and SHA-256. Holds one item per shard, plus the insurer-wide FlagLinkage
+/// rows.
+fn merge_set(
+    path: &Path,
+    header: &FileHeader,
+    layout: &dyn LinkageLayout,
+    shards: &[ShardRun],
+    parts: &[(&ShardRun, &ShardFile)],
+) -> Result<(Written, u64, String)> {
+    let (ins, kind) = (header.sender, header.kind);
+    let what = format!("{} of insurer {ins}", kind.name());
+    let mut merge = KWay {
+        one_per_key: kind == FileKind::SubscriberLinkage,
+        parts: parts
+            .iter()
+            .map(|(run, file)| {
+                let reader = LinkageReader::open(&file.path)
+                    .with_context(|| format!("shard run {}: cannot read {}", run.run_id, file.name))?;
+                Ok(Part {
+                    run,
+                    file,
+                    reader,
+                    head: None,
+                    last: None,
+                })
+            })
+            .collect::<Result<_>>()?,
+        what,
+        ins,
+    };
+    let mut insurer_wide: Vec<FlagRow> = Vec::new();
+    if kind == FileKind::FlagLinkage {
+        // Scope 2 rows come first in every shard and are the same in every shard (a shard
+        // without the file has none)
+        let mut first: Option<Vec<FlagRow>> = None;
+        for s in shards {
+            let wide = match merge.parts.iter_mut().find(|p| p.run.shard == s.shard) {
+                Some(p) => p.insurer_wide(&merge.what, ins)?,
+                None => Vec::new(),
+            };
+            match &first {
+                Some(w) if *w != wide => bail!(
+                    "{}: shard runs {} and {} disagree on the insurer-wide (Scope 2) flags, which every shard holds: \
+                     were their ledgers changed apart?",
+                    merge.what,
+                    shards[0].run_id,
+                    s.run_id
+                ),
+                Some(_) => {}
+                None => first = Some(wide),
+            }
+        }
+        insurer_wide = first.unwrap_or_default();
+    } else {
+        let (what, one) = (merge.what.clone(), merge.one_per_key);
+        for p in &mut merge.parts {
+            p.advance(&what, ins, one)?;
+        }
+    }
+    let mut fatal: Option<anyhow::Error> = None;
+    let written = {
+        let items = &mut merge;
+        match kind {
+            FileKind::SubscriberLinkage => {
+                let mut groups = stream(items, &mut fatal, |i| match i {
+                    LinkageItem::Subscriber(g) => Some(g),
+                    _ => None,
+                });
+                write_linkage_file(path, |out| layout.subscriber_linkage(header, &mut groups, out))
+            }
+            FileKind::FlagLinkage => {
+                let keyed = stream(items, &mut fatal, |i| match i {
+                    LinkageItem::Flag(r) => Some(r),
+                    _ => None,
+                });
+                let mut rows = insurer_wide.into_iter().chain(keyed);
+                write_linkage_file(path, |out| layout.flag_linkage(header, &mut rows, out))
+            }
+            FileKind::FukuhonLinkage => {
+                let mut rows = stream(items, &mut fatal, |i| match i {
+                    LinkageItem::Fukuhon(r) => Some(r),
+                    _ => None,
+                });
+                write_linkage_file(path, |out| layout.fukuhon_linkage(header, &mut rows, out))
+            }
+            k => bail!("{} is not a linkage kind", k.name()),
+        }
+    };
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    let written = written?;
+    merge.finish()?;
+    Ok(written)
 }
 
 #[derive(serde::Serialize)]
@@ -349,15 +619,10 @@ struct Manifest<'a> {
     files: &'a [OutputEntry],
 }
 
-fn sync_dir(d: &Path) {
-    if let Ok(f) = std::fs::File::open(d) {
-        let _ = f.sync_all();
-    }
-}
-
-/// Merges the linkage files into `dir`; returns the MANIFEST entries.
+/// Merges the linkage files into `dir`, one file at a time, each streamed from the shards' files;
+/// returns the MANIFEST entries.
 fn write_linkage(dir: &Path, base: &str, shards: &[ShardRun]) -> Result<Vec<OutputEntry>> {
-    let all: Vec<(&ShardRun, &LinkageFile)> = shards
+    let all: Vec<(&ShardRun, &ShardFile)> = shards
         .iter()
         .flat_map(|s| s.files.iter().map(move |f| (s, f)))
         .collect();
@@ -374,7 +639,7 @@ fn write_linkage(dir: &Path, base: &str, shards: &[ShardRun]) -> Result<Vec<Outp
             s.run_id
         );
     }
-    let mut sets: BTreeMap<(InsurerNumber, FileKind), Vec<(&ShardRun, &LinkageFile)>> = BTreeMap::new();
+    let mut sets: BTreeMap<(InsurerNumber, FileKind), Vec<(&ShardRun, &ShardFile)>> = BTreeMap::new();
     for (s, f) in all {
         let slot = sets.entry((f.header.sender, f.header.kind)).or_default();
         ensure!(
@@ -391,7 +656,6 @@ fn write_linkage(dir: &Path, base: &str, shards: &[ShardRun]) -> Result<Vec<Outp
     };
     let mut entries = Vec::new();
     for ((ins, kind), parts) in sets {
-        let what = format!("{} of insurer {ins}", kind.name());
         let name = format!("{}_{}_{}.{}", kind.name(), ins, base, format.extension());
         let header = linkage_header(
             kind,
@@ -401,92 +665,18 @@ fn write_linkage(dir: &Path, base: &str, shards: &[ShardRun]) -> Result<Vec<Outp
             format,
             encoding,
         );
-        let mut buf: Vec<u8> = Vec::new();
-        let written = match kind {
-            FileKind::SubscriberLinkage => {
-                let mut rows: Vec<(SubscriberKey, u32, &SubscriberGroup)> = Vec::new();
-                for (s, f) in &parts {
-                    let LinkageRows::Subscribers(gs) = &f.rows else {
-                        unreachable!("by kind")
-                    };
-                    for g in gs {
-                        ensure!(g.insurer == ins, "{what}: a group of another insurer");
-                        rows.push((owned(s.shard, &s.run_id, g.insurer, g.key)?, s.shard.index, g));
-                    }
-                }
-                rows.sort_by_key(|r| r.0); // stable: a subscriber's rows keep their order
-                no_duplicate_keys(rows.iter().map(|r| (r.0, r.1)), &what)?;
-                layout.subscriber_linkage(&header, &mut rows.into_iter().map(|r| r.2.clone()), &mut buf)
-            }
-            FileKind::FlagLinkage => {
-                // Scope 2 rows come first in every shard and are the same in every shard
-                let mut insurer_wide: Option<Vec<FlagRow>> = None;
-                let mut keyed: Vec<(SubscriberKey, u32, &FlagRow)> = Vec::new();
-                for s in shards {
-                    let rs: &[FlagRow] = match parts.iter().find(|(o, _)| o.shard == s.shard) {
-                        Some((_, f)) => match &f.rows {
-                            LinkageRows::Flags(rs) => rs,
-                            _ => unreachable!("by kind"),
-                        },
-                        None => &[],
-                    };
-                    let n_wide = rs.iter().take_while(|r| r.key.is_none()).count();
-                    ensure!(
-                        rs[n_wide..].iter().all(|r| r.key.is_some()),
-                        "{what}: shard run {} mixes insurer-wide rows among subscriber rows",
-                        s.run_id
-                    );
-                    let wide = rs[..n_wide].to_vec();
-                    match &insurer_wide {
-                        Some(w) if *w != wide => bail!(
-                            "{what}: shard runs {} and {} disagree on the insurer-wide (Scope 2) flags, which every \
-                             shard holds: were their ledgers changed apart?",
-                            shards[0].run_id,
-                            s.run_id
-                        ),
-                        _ => insurer_wide = Some(wide),
-                    }
-                    for r in &rs[n_wide..] {
-                        ensure!(r.insurer == ins, "{what}: a row of another insurer");
-                        let k = r.key.expect("checked");
-                        keyed.push((owned(s.shard, &s.run_id, r.insurer, k)?, s.shard.index, r));
-                    }
-                }
-                keyed.sort_by_key(|r| r.0);
-                no_duplicate_keys(keyed.iter().map(|r| (r.0, r.1)), &what)?;
-                let mut rows = insurer_wide.unwrap_or_default();
-                rows.extend(keyed.into_iter().map(|r| r.2.clone()));
-                layout.flag_linkage(&header, &mut rows.into_iter(), &mut buf)
-            }
-            FileKind::FukuhonLinkage => {
-                let mut rows: Vec<(SubscriberKey, u32, &FukuhonRow)> = Vec::new();
-                for (s, f) in &parts {
-                    let LinkageRows::Fukuhon(rs) = &f.rows else {
-                        unreachable!("by kind")
-                    };
-                    for r in rs {
-                        ensure!(r.insurer == ins, "{what}: a row of another insurer");
-                        rows.push((owned(s.shard, &s.run_id, r.insurer, r.key)?, s.shard.index, r));
-                    }
-                }
-                rows.sort_by_key(|r| r.0);
-                no_duplicate_keys(rows.iter().map(|r| (r.0, r.1)), &what)?;
-                layout.fukuhon_linkage(&header, &mut rows.into_iter().map(|r| r.2.clone()), &mut buf)
-            }
-            k => bail!("{} is not a linkage kind", k.name()),
-        }
-        .map_err(|e| anyhow!("cannot write {name}: {e}"))?;
+        let (written, bytes, sha256) = merge_set(&dir.join(&name), &header, &layout, shards, &parts)
+            .map_err(|e| e.context(format!("cannot merge {name}")))?;
         ensure!(
             written.refused.is_empty() && written.replaced.is_empty(),
             "cannot write {name}: characters the shard runs wrote do not encode again"
         );
-        write_private(&dir.join(&name), &buf)?;
         entries.push(OutputEntry {
             name,
             kind: kind.name().to_owned(),
             records: written.records,
-            bytes: buf.len() as u64,
-            sha256: hex(&Sha256::digest(&buf)),
+            bytes,
+            sha256,
         });
     }
     let mut m = serde_json::to_vec_pretty(&Manifest {

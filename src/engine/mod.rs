@@ -6,6 +6,7 @@ pub mod batch;
 pub mod extract;
 pub mod interrupt;
 pub mod merge;
+mod output;
 pub mod run;
 pub mod shard;
 pub mod spill;

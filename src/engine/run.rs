@@ -19,6 +19,7 @@
 
 use super::batch::{Batch, BatchFile, BatchOutcome, SubKey, apply_batch, flag_row};
 use super::interrupt;
+use super::output::{sync_dir, write_linkage_file};
 use super::shard::{Gate, Shard}; // scale-out hook (see shard.rs)
 use super::spool::{self, Spool};
 use super::state::*;
@@ -257,12 +258,6 @@ pub fn recover(conn: &Connection, outbox: &Path, reports: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn sync_dir(d: &Path) {
-    if let Ok(f) = std::fs::File::open(d) {
-        let _ = f.sync_all();
-    }
 }
 
 /// Where spill folders go: beside the ledger (a filesystem sized for the data, as private).
@@ -903,55 +898,6 @@ struct WrittenSet {
 struct Manifest<'a> {
     run_id: &'a str,
     files: &'a [OutputEntry],
-}
-
-/// A writer that counts and hashes what passes through (MANIFEST.json entries).
-struct HashingWriter<W: std::io::Write> {
-    inner: W,
-    sha: Sha256,
-    bytes: u64,
-}
-
-impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.sha.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Writes one linkage file (0600, fsynced) through `write`; returns what was written, its size
-/// and SHA-256.
-fn write_linkage_file(
-    path: &Path,
-    write: impl FnOnce(&mut dyn std::io::Write) -> Result<Written, crate::formats::writer::WriteError>,
-) -> Result<(Written, u64, String)> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let f = o
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    let mut hw = HashingWriter {
-        inner: std::io::BufWriter::with_capacity(1 << 20, f),
-        sha: Sha256::new(),
-        bytes: 0,
-    };
-    let w = write(&mut hw).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    let HashingWriter { inner, sha, bytes } = hw;
-    let f = inner
-        .into_inner()
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error()))?;
-    f.sync_all()?;
-    Ok((w, bytes, hex(&sha.finalize())))
 }
 
 /// Touched subscribers of one insurer in key order, a page at a time.
