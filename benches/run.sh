@@ -10,7 +10,7 @@
 #
 # Environment (optional):
 #   FLAGGED_RATIO=0.05     generate --flagged-ratio (share of 国保 members with flags; default 0.02)
-#   CHUNK_RECORDS=200000   run --chunk-records (records applied per chunk; default: run's own)
+#   CHUNK_RECORDS=100000   run --chunk-records (records applied per chunk; default: run's own)
 #
 # Needs xmllint (apt-get install -y libxml2-utils), GNU time (apt-get install -y time) and bc.
 set -euo pipefail

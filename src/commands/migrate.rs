@@ -55,7 +55,7 @@ pub struct Args {
     /// MunicipalityCode for new 国保/後期 subscribers of a snapshot (the format does not carry it).
     #[arg(long, value_name = "CODE")]
     pub municipality: Option<String>,
-    /// Differences applied per chunk (see `run --chunk-records`) [default: 200000]
+    /// Differences applied per chunk (see `run --chunk-records`) [default: 100000]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub chunk_records: Option<u64>,
 }

@@ -52,8 +52,8 @@ pub struct Args {
     #[arg(long)]
     pub catalog: Option<PathBuf>,
     /// Records applied per chunk: an inbox with more is spilled to disk (beside the ledger) and
-    /// applied chunk by chunk in the same transaction, so memory stays bounded (about 2.5 KB per
-    /// record of the chunk) whatever the load. Results do not depend on it. [default: 200000]
+    /// applied chunk by chunk in the same transaction, so memory stays bounded (2.5–4.5 KB per
+    /// record of the chunk) whatever the load. Results do not depend on it. [default: 100000]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub chunk_records: Option<u64>,
     /// Settings file (TOML) with the same options; command-line flags win.

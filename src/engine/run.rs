@@ -5,10 +5,10 @@
 //!    past `--chunk-records`), R10 check, order files (R1);
 //! 2. in one ledger transaction, chunk by chunk: apply wave 1 (everything but 後期), then wave 2
 //!    (後期) with carries resolved against the ledger; match hand-offs; R5; store;
-//! 3+4. stream the linkage from the ledger into staging folders, verifying the safety invariant
+//! 3. stream the linkage from the ledger into staging folders, verifying the safety invariant
 //!    (R4) group by group; report; fsync; MANIFEST.json;
-//! 5. record the run as `committed` with its staging paths, COMMIT (synchronous=FULL);
-//! 6. rename staging → final, mark the run `published`.
+//! 4. record the run as `committed` with its staging paths, COMMIT (synchronous=FULL);
+//! 5. rename staging → final, mark the run `published`.
 //!
 //! SIGTERM/SIGINT ([`super::interrupt`]) are noticed after reading, after applying, after
 //! writing the outputs and before commit; the run then rolls back, removes its staging and returns
@@ -494,7 +494,7 @@ pub fn execute(
             .map(|(d, c)| RejectEntry::from_diag(d, *c)),
     );
 
-    // 3+4. linkage streamed from the ledger (R2) into staging, each group checked against R4
+    // 3. linkage streamed from the ledger (R2) into staging, each group checked against R4
     // before it is written
     let out_stage = opts.outbox.join(format!(".staging-{run_id}"));
     let out_final = opts.outbox.join(&run_id);

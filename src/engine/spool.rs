@@ -31,8 +31,9 @@ pub const SPILL_PREFIX: &str = ".nhi-spill-";
 /// Runs of one wave merged into one when there are this many (so a tiny chunk size cannot
 /// exhaust file handles at merge time; the default chunk never gets here below ~25M records).
 const MAX_RUNS: usize = 128;
-/// Default records per chunk: about 2.5 KB of memory each at peak, so ≈ 500 MB.
-pub const DEFAULT_CHUNK_RECORDS: u64 = 200_000;
+/// Default records per chunk: 2.5–4.5 KB of memory each at peak (a migration's records are all
+/// full registrations), so under 500 MB.
+pub const DEFAULT_CHUNK_RECORDS: u64 = 100_000;
 
 /// The two apply waves: 後期 subscribers are applied after everybody else, so that a carry sees
 /// the 国保 state after this run.
