@@ -1,10 +1,11 @@
 //! Reader throughput: `read_input` on ~30 MB of SubscriberChange records (XML and CSV, UTF-8 and
-//! Shift_JIS), against a raw quick-xml event scan and a raw csv ByteRecord scan as reference.
+//! Shift_JIS), serial and in pieces on pools of 1 and 2 threads, against a raw quick-xml event
+//! scan and a raw csv ByteRecord scan as reference.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use nhi_linkage::domain::{Catalog, FileKind, InsurerNumber, Timestamp};
 use nhi_linkage::formats::writer::{RecordWriter, UnmappablePolicy};
-use nhi_linkage::formats::{FileHeader, Format, ReadOptions, TextEncoding, read_input};
+use nhi_linkage::formats::{FileHeader, Format, ParallelConfig, ReadOptions, ReadPath, TextEncoding, read_input_with};
 use std::hint::black_box;
 use std::io::Write;
 
@@ -73,21 +74,37 @@ fn bench(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("readers");
     g.sample_size(10);
+    let serial = ParallelConfig {
+        min_file_bytes: u64::MAX,
+        ..Default::default()
+    };
+    let pieces = ParallelConfig {
+        single_thread: true,
+        ..Default::default()
+    };
+    let pools: Vec<(usize, rayon::ThreadPool)> = [1, 2]
+        .into_iter()
+        .map(|n| (n, rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()))
+        .collect();
     for format in [Format::Xml, Format::Csv] {
         for enc in [TextEncoding::Utf8, TextEncoding::ShiftJis] {
             let f = write_file(format, enc);
             let path = f.path().to_owned();
             let len = std::fs::metadata(&path).unwrap().len();
             g.throughput(Throughput::Bytes(len));
-            let name = format!("read_input/{}/{:?}", format.extension(), enc);
-            g.bench_function(&name, |b| {
-                b.iter(|| {
-                    let mut n = 0u64;
-                    let s = read_input(&path, "bench", &opts, &mut |_| n += 1).unwrap();
-                    assert_eq!(s.rejected, 0);
-                    black_box(n)
-                })
-            });
+            let read = |config: &ParallelConfig| {
+                let mut n = 0u64;
+                let (s, how) = read_input_with(&path, "bench", &opts, &mut |_| n += 1, config);
+                assert_eq!(s.unwrap().rejected, 0);
+                assert!(!matches!(how, ReadPath::Fallback { .. }));
+                black_box(n)
+            };
+            let name = format!("read_input/{}/{:?}/serial", format.extension(), enc);
+            g.bench_function(&name, |b| b.iter(|| read(&serial)));
+            for (threads, pool) in &pools {
+                let name = format!("read_input/{}/{:?}/pieces-{threads}-threads", format.extension(), enc);
+                g.bench_function(&name, |b| b.iter(|| pool.install(|| read(&pieces))));
+            }
             if enc == TextEncoding::Utf8 {
                 match format {
                     Format::Xml => g.bench_function("raw/quick-xml events", |b| {

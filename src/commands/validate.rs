@@ -45,6 +45,10 @@ pub struct Args {
     /// Output format: text for people, json for other programs.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Worker threads for reading a large file in pieces [default: all cores]. Results are
+    /// identical whatever the number.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     #[command(flatten)]
     pub limits: super::LimitArgs,
 }
@@ -86,6 +90,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 pub fn run(args: Args) -> anyhow::Result<Exit> {
+    super::run::setup_threads(args.threads)?;
     let catalog = match &args.catalog {
         Some(p) => Catalog::load(p).with_context(|| format!("cannot load the layout catalog {}", p.display()))?,
         None => Catalog::default_catalog(),

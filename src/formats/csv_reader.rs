@@ -21,6 +21,7 @@
 //! Blank lines are skipped (the csv crate's behaviour); they carry no data.
 
 use super::decode::{self, Output, StopReason, StrictDecoder, StructFault};
+use super::parallel::{LIMIT_MARGIN, Piece, PieceOut};
 use super::*;
 use crate::domain::RawRecord;
 use csv::ByteRecord;
@@ -75,24 +76,7 @@ pub fn read_from<R: Read>(
     dec.count_lines(false);
     dec.set_limit(opts.limits.max_record_bytes as u64 + READ_AHEAD);
     let qc = QuoteCheck::new(dec, bom);
-    let rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(qc);
-    let mut p = CsvParser {
-        rdr,
-        encoding,
-        display,
-        opts,
-        kind: FileKind::SubscriberChange,
-        header: None,
-        records: 0,
-        rejected: 0,
-        prev_seq: 0,
-        trailer: None,
-        raw: RawRecord::default(),
-        faults: Vec::new(),
-    };
+    let mut p = CsvParser::new(qc, encoding, display, opts);
     if let Err(d) = p.run(on_record) {
         return Err(FileRejected {
             diagnostics: d,
@@ -113,6 +97,50 @@ pub fn read_from<R: Read>(
         rejected: p.rejected,
         sha256,
         bytes,
+    })
+}
+
+/// Parses one piece of a file read in pieces ([`super::parallel`]): `bytes` start at a row (or at
+/// the start of the file) and the piece is parsed as the serial reader would parse these bytes
+/// there. `None` when anything is unclear: an error of any kind, a piece that does not end after
+/// a row outside quotes, a row too close to the size limit to tell how the serial reader's
+/// buffering would judge it. The caller then reads the file serially.
+pub(crate) fn read_piece(bytes: &[u8], piece: &Piece, display: &str, opts: &ReadOptions) -> Option<PieceOut> {
+    let resumed = piece.offset > 0;
+    let mut dec = if resumed {
+        StrictDecoder::resume(bytes, piece.encoding, Output::Validated, piece.offset, piece.line)
+    } else {
+        StrictDecoder::new(bytes, piece.encoding, Output::Validated)
+    }
+    .without_digest();
+    dec.count_lines(false);
+    dec.set_limit(opts.limits.max_record_bytes as u64 + READ_AHEAD);
+    let bom = if !resumed && bytes.starts_with(b"\xEF\xBB\xBF") {
+        3
+    } else {
+        0
+    };
+    let mut qc = QuoteCheck::new(dec, piece.offset + bom);
+    qc.line = piece.line;
+    let mut p = CsvParser::new(qc, piece.encoding, display, opts);
+    p.piece = Some(PieceState {
+        last: piece.last,
+        row_end: 0,
+    });
+    if resumed {
+        p.expect_header = false;
+        p.kind = piece.kind;
+    }
+    let mut outcomes = Vec::new();
+    p.run(&mut |o| outcomes.push(o)).ok()?;
+    Some(PieceOut {
+        outcomes,
+        records: p.records,
+        rejected: p.rejected,
+        first_seq: p.first_seq,
+        last_seq: p.prev_seq,
+        header: p.header.take(),
+        trailer: p.trailer,
     })
 }
 
@@ -289,6 +317,19 @@ impl<R: Read> Read for QuoteCheck<R> {
 
 type FileErr = Vec<Diagnostic>;
 
+/// What a piece parser found unclear; never shown (the file is read again serially).
+fn unclear() -> FileErr {
+    Vec::new()
+}
+
+/// Parsing a piece of a file rather than a whole file.
+struct PieceState {
+    /// The piece ends the file (else it must end after a row, outside quotes).
+    last: bool,
+    /// The csv reader's byte position after the previous row.
+    row_end: u64,
+}
+
 struct CsvParser<'a, R: Read> {
     rdr: csv::Reader<QuoteCheck<StrictDecoder<R>>>,
     encoding: TextEncoding,
@@ -302,9 +343,56 @@ struct CsvParser<'a, R: Read> {
     trailer: Option<u64>,
     raw: RawRecord,
     faults: Vec<StructFault>,
+    /// The next row is the file's first, the H row.
+    expect_header: bool,
+    piece: Option<PieceState>,
+    first_seq: Option<u64>,
 }
 
-impl<R: Read> CsvParser<'_, R> {
+impl<'a, R: Read> CsvParser<'a, R> {
+    fn new(
+        qc: QuoteCheck<StrictDecoder<R>>,
+        encoding: TextEncoding,
+        display: &'a str,
+        opts: &'a ReadOptions<'a>,
+    ) -> Self {
+        let rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(qc);
+        CsvParser {
+            rdr,
+            encoding,
+            display,
+            opts,
+            kind: FileKind::SubscriberChange,
+            header: None,
+            records: 0,
+            rejected: 0,
+            prev_seq: 0,
+            trailer: None,
+            raw: RawRecord::default(),
+            faults: Vec::new(),
+            expect_header: true,
+            piece: None,
+            first_seq: None,
+        }
+    }
+
+    /// Piece parsing: the bytes since the previous row (blank lines and this row, or what
+    /// follows the last row) must stay clear of the row limit. The serial reader's own checks
+    /// measure nearly the same span, but one of them only when its buffers run dry.
+    fn piece_span(&mut self, max_row: u64) -> Result<(), FileErr> {
+        let end = self.rdr.position().byte();
+        if let Some(p) = &mut self.piece {
+            if end - p.row_end + LIMIT_MARGIN > max_row {
+                return Err(unclear());
+            }
+            p.row_end = end;
+        }
+        Ok(())
+    }
+
     fn err(&self, line: u64, code: ErrorCode, msg: impl Into<String>) -> FileErr {
         vec![Diagnostic::new(self.display, code, msg).line(line)]
     }
@@ -354,17 +442,27 @@ impl<R: Read> CsvParser<'_, R> {
 
     fn run(&mut self, on_record: &mut dyn FnMut(RecordOutcome)) -> Result<(), FileErr> {
         let mut rec = ByteRecord::new();
-        let mut first = true;
         let max_row = self.opts.limits.max_record_bytes as u64;
         loop {
             match self.rdr.read_byte_record(&mut rec) {
                 Ok(true) => {}
-                Ok(false) => break,
+                Ok(false) => {
+                    self.piece_span(max_row)?;
+                    break;
+                }
                 Err(e) => return Err(self.read_error(e)),
             }
+            self.piece_span(max_row)?;
             self.rdr.get_mut().inner.mark();
             let pos = rec.position().expect("csv sets positions");
-            let line = self.rdr.get_mut().starts.pop_front().unwrap_or(0);
+            let line = match self.rdr.get_mut().starts.pop_front() {
+                Some(line) => line,
+                // A row that does not start a line (after a lone CR): QuoteCheck did not note it,
+                // and rows from here on get the lines of later rows. The serial reader's lines
+                // then depend on what came before the piece.
+                None if self.piece.is_some() => return Err(unclear()),
+                None => 0,
+            };
             if self.rdr.position().byte() - pos.byte() > max_row {
                 return Err(self.err(
                     line,
@@ -373,8 +471,8 @@ impl<R: Read> CsvParser<'_, R> {
                 ));
             }
             let row_kind = &rec[0];
-            if first {
-                first = false;
+            if self.expect_header {
+                self.expect_header = false;
                 self.header_row(&rec, line)?;
                 continue;
             }
@@ -401,8 +499,21 @@ impl<R: Read> CsvParser<'_, R> {
             }
         }
         let end_line = self.rdr.get_ref().line;
-        if first {
+        if self.expect_header {
             return Err(self.err(1, ErrorCode::Schema, "the file is empty"));
+        }
+        if let Some(p) = &self.piece {
+            let qc = self.rdr.get_ref();
+            // ... and each of its rows started a line, as QuoteCheck noted them
+            let after_row = qc.state == Quote::FieldStart && qc.at_line_start && qc.starts.is_empty();
+            return match (p.last, self.trailer) {
+                // the last piece holds the T row; its count covers every piece: compared when
+                // they are merged
+                (true, Some(_)) => Ok(()),
+                // any other piece ends after a row, outside quotes, and before the T row
+                (false, None) if after_row => Ok(()),
+                _ => Err(unclear()),
+            };
         }
         match self.trailer {
             None => Err(self.err(
@@ -479,6 +590,7 @@ impl<R: Read> CsvParser<'_, R> {
         let seq = decode::check_sequence(rec.get(1).map(|_| seq_text.as_str()), self.prev_seq, self.display, line)
             .map_err(|d| vec![d])?;
         self.prev_seq = seq;
+        self.first_seq.get_or_insert(seq);
         self.records += 1;
         let cols = rec.len() - 1;
         let has_items = self.kind.has_items();

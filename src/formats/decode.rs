@@ -66,7 +66,8 @@ pub struct StrictDecoder<R> {
     out_len: usize,
     /// Consumer position in `out` (Utf8) or `raw` (Validated).
     pos: usize,
-    hasher: Sha256,
+    /// `None` when the caller hashes the file itself ([`Self::without_digest`]).
+    hasher: Option<Sha256>,
     total: u64,
     eof: bool,
     started: bool,
@@ -106,7 +107,7 @@ impl<R: Read> StrictDecoder<R> {
             out: vec![0; out_cap],
             out_len: 0,
             pos: 0,
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
             total: 0,
             eof: false,
             started: false,
@@ -119,6 +120,26 @@ impl<R: Read> StrictDecoder<R> {
             mark: 0,
             limit: u64::MAX,
         }
+    }
+
+    /// A decoder for a piece of a file that starts at byte `offset` on line `line` (both of the file
+    /// as stored), right after a character boundary: no byte order mark is looked for, and
+    /// positions in errors and [`Self::line`] are those of the whole file. The piece ends where
+    /// `inner` ends: a character cut there is an encoding error, as at the end of a file.
+    pub fn resume(inner: R, encoding: TextEncoding, output: Output, offset: u64, line: u64) -> Self {
+        let mut d = Self::new(inner, encoding, output);
+        d.started = true;
+        d.base = offset;
+        d.raw_lines = line.saturating_sub(1);
+        d.lines = line.max(1);
+        d
+    }
+
+    /// Skips the SHA-256 (a caller reading a file in pieces hashes it in order itself);
+    /// [`Self::finish_digest`] then returns the digest of nothing.
+    pub fn without_digest(mut self) -> Self {
+        self.hasher = None;
+        self
     }
 
     /// Whether to count newlines in consumed output (for [`Self::line`]); on by default.
@@ -170,11 +191,14 @@ impl<R: Read> StrictDecoder<R> {
                 if n == 0 {
                     break;
                 }
-                self.hasher.update(&buf[..n]);
+                if let Some(h) = &mut self.hasher {
+                    h.update(&buf[..n]);
+                }
                 self.total += n as u64;
             }
         }
-        Ok((self.hasher.finalize().into(), self.total))
+        let digest = self.hasher.unwrap_or_default().finalize().into();
+        Ok((digest, self.total))
     }
 
     fn available(&self) -> usize {
@@ -220,7 +244,9 @@ impl<R: Read> StrictDecoder<R> {
             if n == 0 {
                 self.eof = true;
             } else {
-                self.hasher.update(&self.raw[self.raw_len..self.raw_len + n]);
+                if let Some(h) = &mut self.hasher {
+                    h.update(&self.raw[self.raw_len..self.raw_len + n]);
+                }
                 self.total += n as u64;
                 self.raw_len += n;
             }

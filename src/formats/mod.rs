@@ -9,11 +9,13 @@ pub mod decode;
 pub mod encode;
 pub mod linkage;
 pub mod linkage_reader;
+pub mod parallel;
 pub mod writer;
 pub mod xml_reader;
 
 use crate::domain::{Catalog, FileKind, InsurerNumber, Record, Timestamp};
 use crate::error::{Diagnostic, ErrorCode};
+pub use parallel::{ParallelConfig, ReadPath, read_input_with};
 use serde::Serialize;
 use std::path::Path;
 
@@ -184,41 +186,16 @@ pub fn sniff_format(first: &[u8]) -> Option<Format> {
 /// Reads one input file of any kind, format and encoding, streaming. `on_record` receives every
 /// record in file order. On `Err`, the file is rejected whole and the caller must discard whatever
 /// `on_record` received. `display` is the name used in diagnostics.
+///
+/// A large file is parsed in pieces on the threads of the current rayon pool
+/// ([`parallel`]); outcomes, summary and diagnostics are the same as from the serial reader.
 pub fn read_input(
     path: &Path,
     display: &str,
     opts: &ReadOptions,
     on_record: &mut dyn FnMut(RecordOutcome),
 ) -> Result<FileSummary, FileRejected> {
-    use std::io::Read;
-    let reject = |code, msg: String| FileRejected {
-        diagnostics: vec![Diagnostic::new(display, code, msg)],
-        header: None,
-    };
-    let mut f = std::fs::File::open(path).map_err(|e| reject(ErrorCode::Schema, format!("cannot open file: {e}")))?;
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if len > opts.limits.max_file_bytes {
-        return Err(reject(
-            ErrorCode::Schema,
-            format!(
-                "file is {len} bytes, over the limit of {} bytes",
-                opts.limits.max_file_bytes
-            ),
-        ));
-    }
-    let mut head = [0u8; 64];
-    let n = f
-        .read(&mut head)
-        .map_err(|e| reject(ErrorCode::Schema, format!("cannot read file: {e}")))?;
-    drop(f);
-    match sniff_format(&head[..n]) {
-        Some(Format::Xml) => xml_reader::read(path, display, opts, on_record),
-        Some(Format::Csv) => csv_reader::read(path, display, opts, on_record),
-        None => Err(reject(
-            ErrorCode::Schema,
-            "neither XML (starts with '<') nor CSV (starts with an H row)".into(),
-        )),
-    }
+    parallel::read_input_with(path, display, opts, on_record, &ParallelConfig::default()).0
 }
 
 /// Lowercase hex of a digest.

@@ -22,6 +22,7 @@
 //! with an optional `<Items>` of `<Item><ItemCode/><Value/></Item>` (both children required).
 
 use super::decode::{self, Output, StopReason, StrictDecoder, StructFault};
+use super::parallel::{LIMIT_MARGIN, Piece, PieceOut};
 use super::writer::XML_NS;
 use super::*;
 use crate::domain::RawRecord;
@@ -81,6 +82,45 @@ pub fn read_from<R: Read>(
         rejected: rejected_n,
         sha256,
         bytes,
+    })
+}
+
+/// Parses one piece of a file read in pieces ([`super::parallel`]): `bytes` start at a record
+/// element (or at the start of the file) and the piece is parsed as the serial reader would parse
+/// these bytes there. `None` when anything is unclear: an error of any kind, a piece that does
+/// not end between two records, an event or record too close to a size limit to tell how the
+/// serial reader's buffering would judge it. The caller then reads the file serially.
+pub(crate) fn read_piece(bytes: &[u8], piece: &Piece, display: &str, opts: &ReadOptions) -> Option<PieceOut> {
+    let resumed = piece.offset > 0;
+    let dec = if resumed {
+        StrictDecoder::resume(bytes, piece.encoding, Output::Utf8, piece.offset, piece.line)
+    } else {
+        StrictDecoder::new(bytes, piece.encoding, Output::Utf8)
+    };
+    let mut p = Parser::new(dec.without_digest(), piece.encoding, display, opts);
+    p.piece = Some(PieceState {
+        last: piece.last,
+        resumed,
+        mark: 0,
+    });
+    if resumed {
+        // between two records of the root element, whose start tag an earlier piece read
+        p.phase = Phase::Body;
+        p.depth = 1;
+        p.kind = piece.kind;
+        // quick-xml has not seen the root's start tag: its end tag is checked in `run`
+        p.xr.config_mut().allow_unmatched_ends = true;
+    }
+    let mut outcomes = Vec::new();
+    p.run(&mut |o| outcomes.push(o)).ok()?;
+    Some(PieceOut {
+        outcomes,
+        records: p.records,
+        rejected: p.rejected,
+        first_seq: p.first_seq,
+        last_seq: p.prev_seq,
+        header: p.header.take(),
+        trailer: p.trailer_count,
     })
 }
 
@@ -164,6 +204,21 @@ const HEADER_FIELDS: [&str; 4] = ["FileIdentifier", "SenderInsurerNumber", "Crea
 
 type FileErr = Vec<Diagnostic>;
 
+/// What a piece parser found unclear; never shown (the file is read again serially).
+fn unclear() -> FileErr {
+    Vec::new()
+}
+
+/// Parsing a piece of a file rather than a whole file.
+struct PieceState {
+    /// The piece ends the file (else it must end between two records).
+    last: bool,
+    /// The piece starts at a record element, inside the root (else at the start of the file).
+    resumed: bool,
+    /// Consumed output at the end of the previous event.
+    mark: u64,
+}
+
 struct Parser<'a, R: Read> {
     xr: Reader<StrictDecoder<R>>,
     encoding: TextEncoding,
@@ -200,6 +255,9 @@ struct Parser<'a, R: Read> {
     count_seen: bool,
     count_text: String,
     trailer_count: Option<u64>,
+    // pieces
+    piece: Option<PieceState>,
+    first_seq: Option<u64>,
 }
 
 impl<'a, R: Read> Parser<'a, R> {
@@ -245,6 +303,8 @@ impl<'a, R: Read> Parser<'a, R> {
             count_seen: false,
             count_text: String::new(),
             trailer_count: None,
+            piece: None,
+            first_seq: None,
         }
     }
 
@@ -266,13 +326,23 @@ impl<'a, R: Read> Parser<'a, R> {
 
     fn run(&mut self, on_record: &mut dyn FnMut(RecordOutcome)) -> Result<(), FileErr> {
         let mut buf = Vec::with_capacity(4096);
-        let mut first = true;
+        let mut first = !self.piece.as_ref().is_some_and(|p| p.resumed);
         loop {
             buf.clear();
             let ev = match self.xr.read_event_into(&mut buf) {
                 Ok(ev) => ev,
                 Err(e) => return Err(self.xml_error(e)),
             };
+            if let Some(p) = &mut self.piece {
+                // The serial reader fails an event once more than the limit was consumed when its
+                // decoder is asked for more; when that happens depends on where its buffers end.
+                // An event that comes close to the limit is left to the serial reader.
+                let consumed = self.xr.get_ref().consumed();
+                if consumed - p.mark + LIMIT_MARGIN > self.opts.limits.max_record_bytes as u64 {
+                    return Err(unclear());
+                }
+                p.mark = consumed;
+            }
             self.xr.get_mut().mark();
             match ev {
                 Event::Decl(_) if first => {}
@@ -299,7 +369,15 @@ impl<'a, R: Read> Parser<'a, R> {
                 }
                 Event::Start(e) => self.start(&e, false, on_record)?,
                 Event::Empty(e) => self.start(&e, true, on_record)?,
-                Event::End(_) => self.end(on_record)?,
+                Event::End(e) => {
+                    if self.depth <= 1 && self.piece.as_ref().is_some_and(|p| p.resumed) {
+                        // the root's end tag, which quick-xml could not match to its start tag
+                        if self.depth == 0 || e.name().as_ref() != self.kind.root().as_bytes() {
+                            return Err(unclear());
+                        }
+                    }
+                    self.end(on_record)?
+                }
                 Event::Text(t) => {
                     let s = t
                         .xml10_content()
@@ -760,6 +838,7 @@ impl<'a, R: Read> Parser<'a, R> {
         )
         .map_err(|d| vec![d])?;
         self.prev_seq = seq;
+        self.first_seq.get_or_insert(seq);
         self.records += 1;
         let out = decode::record_outcome(
             self.kind,
@@ -784,6 +863,9 @@ impl<'a, R: Read> Parser<'a, R> {
                 "FileTrailer is missing before the end of the root element",
             ));
         };
+        if self.piece.is_some() {
+            return Ok(()); // the count covers every piece: compared when they are merged
+        }
         if count != self.records {
             return Err(self.err(
                 ErrorCode::TrailerCount,
@@ -794,6 +876,14 @@ impl<'a, R: Read> Parser<'a, R> {
     }
 
     fn eof(&self) -> Result<(), FileErr> {
+        if self.piece.as_ref().is_some_and(|p| !p.last) {
+            // a piece other than the last ends between two records, or it is unclear
+            let between = self.phase == Phase::Body
+                && self.depth == 1
+                && self.capture == Capture::None
+                && self.skip_depth.is_none();
+            return if between { Ok(()) } else { Err(unclear()) };
+        }
         match self.phase {
             Phase::Epilog => Ok(()),
             Phase::Prolog => Err(self.err(ErrorCode::XmlSyntax, "no root element")),
