@@ -156,7 +156,7 @@ impl Default for Limits {
             max_field_bytes: 4 * 1024,
             max_record_bytes: 256 * 1024,
             // several nights of a large union, or one 2M-subscriber full load; a run spools its
-            // records (memory is bounded by --chunk-size, not by this)
+            // records (memory is bounded by --chunk-records, not by this)
             max_file_bytes: 4 * 1024 * 1024 * 1024,
             max_depth: 16,
         }
