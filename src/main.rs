@@ -4,6 +4,10 @@
 use clap::Parser;
 use nhi_linkage::commands::{self, Cli};
 
+// glibc malloc spent a quarter of a full load's cycles in malloc/free/consolidate
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     commands::init_logging(cli.verbose, cli.quiet);

@@ -16,6 +16,11 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 const SCHEMA_V1: &str = include_str!("schema.sql");
+/// Page cache of the ledger itself, MiB (upper bound; SQLite allocates pages on demand).
+const LEDGER_CACHE_MIB: i64 = 256;
+/// Page cache of the run's scratch tables (TEMP schema), MiB.
+const SCRATCH_CACHE_MIB: i64 = 128;
+
 /// Current schema version (PRAGMA user_version).
 pub const SCHEMA_VERSION: i64 = 1;
 
@@ -94,6 +99,12 @@ pub fn open(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Page caches are allocated as pages are used: a nightly delta stays small, while a full
+    // load stops re-reading index pages it spilled (2 MiB default) and the run's scratch tables
+    // (TEMP, read back for the linkage) stay out of their temporary file. Measured on a 500k
+    // full load: 61.8 s → 40.8 s together with mimalloc; peak RSS 288 → 660 MB.
+    conn.pragma_update(None, "cache_size", -(LEDGER_CACHE_MIB * 1024))?;
+    conn.pragma_update(Some("temp"), "cache_size", -(SCRATCH_CACHE_MIB * 1024))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     migrate(&conn)?;
     Ok(conn)
