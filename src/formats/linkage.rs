@@ -9,6 +9,40 @@ use super::{FileHeader, Format, TextEncoding};
 use crate::domain::*;
 use std::io::Write;
 
+/// Columns of the `01` row after the row kind (what the readers of linkage files expect).
+pub const BASIC_COLUMNS: &[&str] = &[
+    "RecordIdentificationNumber",
+    "ProcessingCode",
+    "InsurerNumber",
+    "SubscriberKey",
+    "IndividualNumber",
+    "Name",
+    "NameKana",
+    "Sex1",
+    "Birthdate",
+    "PostNumber",
+    "Address",
+];
+/// Columns of the `02` row.
+pub const CONTROL_COLUMNS: &[&str] = &[
+    "RecordIdentificationNumber",
+    "SelfInfoProvisionProhibitedFlg",
+    "NonDisclosureFlg",
+    "AutoResponseProhibitedFlg",
+];
+/// Columns of a `04` row.
+pub const QUALIFICATION_COLUMNS: &[&str] = &[
+    "RecordIdentificationNumber",
+    "InsurerNumber",
+    "InsuredCardSymbol",
+    "InsuredIdentificationNumber",
+    "InsuredBranchNumber",
+    "QualificationDate",
+    "DisqualificationDate",
+    "ReasonOfLoss",
+    "PersonalFamilyClassification",
+];
+
 /// 02 provision-control values, filled from the ledger (R2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProvisionControl {

@@ -17,7 +17,10 @@
 //! name the row and the field, never a value (a My Number or an address cannot leak).
 
 use super::decode::{Output, StopReason, StrictDecoder};
-use super::linkage::{FlagRow, FukuhonRow, ProvisionControl, QualificationRow, SubscriberGroup};
+use super::linkage::{
+    BASIC_COLUMNS as BASIC, CONTROL_COLUMNS as CONTROL, FlagRow, FukuhonRow, ProvisionControl,
+    QUALIFICATION_COLUMNS as QUALIFICATION, QualificationRow, SubscriberGroup,
+};
 use super::{FileHeader, Format, TextEncoding, csv_reader, sniff_format, xml_reader};
 use crate::domain::*;
 use crate::error::FieldError;
@@ -25,40 +28,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use quick_xml::events::Event;
 use std::io::{Chain, Cursor, Read};
 use std::path::Path;
-
-/// Columns of the `01` row after the row kind.
-const BASIC: &[&str] = &[
-    "RecordIdentificationNumber",
-    "ProcessingCode",
-    "InsurerNumber",
-    "SubscriberKey",
-    "IndividualNumber",
-    "Name",
-    "NameKana",
-    "Sex1",
-    "Birthdate",
-    "PostNumber",
-    "Address",
-];
-/// Columns of the `02` row.
-const CONTROL: &[&str] = &[
-    "RecordIdentificationNumber",
-    "SelfInfoProvisionProhibitedFlg",
-    "NonDisclosureFlg",
-    "AutoResponseProhibitedFlg",
-];
-/// Columns of a `04` row.
-const QUALIFICATION: &[&str] = &[
-    "RecordIdentificationNumber",
-    "InsurerNumber",
-    "InsuredCardSymbol",
-    "InsuredIdentificationNumber",
-    "InsuredBranchNumber",
-    "QualificationDate",
-    "DisqualificationDate",
-    "ReasonOfLoss",
-    "PersonalFamilyClassification",
-];
 
 /// Bytes one CSV row or one XML event (a tag, a text) may take: far beyond anything the writer
 /// produces, and what bounds the streaming reader's buffers.

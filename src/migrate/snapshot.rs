@@ -15,46 +15,15 @@ use super::source::*;
 use crate::domain::*;
 use crate::error::{Diagnostic, ErrorCode, FieldError};
 use crate::formats::decode::{Output, StopReason, StrictDecoder, type_header};
+use crate::formats::linkage::{
+    BASIC_COLUMNS as BASIC, CONTROL_COLUMNS as CONTROL, QUALIFICATION_COLUMNS as QUALIFICATION,
+};
 use crate::formats::{FileHeader, Format, csv_reader, xml_reader};
 use anyhow::{Context, Result};
 use quick_xml::events::Event;
 use std::collections::HashMap;
 use std::io::{Cursor, Read};
 use std::path::Path;
-
-/// Columns of the `01` row after the row kind (see `formats::linkage`).
-pub const BASIC: &[&str] = &[
-    "RecordIdentificationNumber",
-    "ProcessingCode",
-    "InsurerNumber",
-    "SubscriberKey",
-    "IndividualNumber",
-    "Name",
-    "NameKana",
-    "Sex1",
-    "Birthdate",
-    "PostNumber",
-    "Address",
-];
-/// Columns of the `02` row.
-pub const CONTROL: &[&str] = &[
-    "RecordIdentificationNumber",
-    "SelfInfoProvisionProhibitedFlg",
-    "NonDisclosureFlg",
-    "AutoResponseProhibitedFlg",
-];
-/// Columns of a `04` row.
-pub const QUALIFICATION: &[&str] = &[
-    "RecordIdentificationNumber",
-    "InsurerNumber",
-    "InsuredCardSymbol",
-    "InsuredIdentificationNumber",
-    "InsuredBranchNumber",
-    "QualificationDate",
-    "DisqualificationDate",
-    "ReasonOfLoss",
-    "PersonalFamilyClassification",
-];
 
 fn columns(kind: RowKind) -> &'static [&'static str] {
     match kind {
