@@ -194,6 +194,42 @@ pub struct SubscriberChange {
     pub address: Option<Address>,
 }
 
+impl SubscriberChange {
+    /// A change naming only its keys: every optional field absent (keeps the ledger's values).
+    pub fn keys_only(
+        seq: u64,
+        change_type: ChangeType,
+        effective_date: Date,
+        insurer: InsurerNumber,
+        key: SubscriberKey,
+    ) -> SubscriberChange {
+        SubscriberChange {
+            seq,
+            change_type,
+            effective_date,
+            insurer,
+            key,
+            card_symbol: None,
+            card_number: None,
+            branch: None,
+            individual_number: None,
+            municipality: None,
+            resident: None,
+            name: None,
+            name_kana: None,
+            sex: None,
+            birthdate: None,
+            qualification_date: None,
+            reason_of_qualification: None,
+            disqualification_date: None,
+            reason_of_loss: None,
+            personal_family: None,
+            post_number: None,
+            address: None,
+        }
+    }
+}
+
 /// フラグ設定
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlagChange {

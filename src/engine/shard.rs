@@ -387,30 +387,13 @@ mod tests {
     }
 
     fn change(insurer: &str, k: &str) -> Record {
-        Record::SubscriberChange(SubscriberChange {
-            seq: 1,
-            change_type: ChangeType::Update,
-            effective_date: Date::parse("20261201").unwrap(),
-            insurer: ins(insurer),
-            key: key(k),
-            card_symbol: None,
-            card_number: None,
-            branch: None,
-            individual_number: None,
-            municipality: None,
-            resident: None,
-            name: None,
-            name_kana: None,
-            sex: None,
-            birthdate: None,
-            qualification_date: None,
-            reason_of_qualification: None,
-            disqualification_date: None,
-            reason_of_loss: None,
-            personal_family: None,
-            post_number: None,
-            address: None,
-        })
+        Record::SubscriberChange(SubscriberChange::keys_only(
+            1,
+            ChangeType::Update,
+            Date::parse("20261201").unwrap(),
+            ins(insurer),
+            key(k),
+        ))
     }
 
     fn flag(scope: FlagScope, k: Option<&str>) -> Record {

@@ -123,33 +123,6 @@ fn key_num(k: SubscriberKey) -> u64 {
     k.as_str().parse().expect("16 digits")
 }
 
-fn empty_change(seq: u64, ct: ChangeType, as_of: Date, ins: InsurerNumber, key: SubscriberKey) -> SubscriberChange {
-    SubscriberChange {
-        seq,
-        change_type: ct,
-        effective_date: as_of,
-        insurer: ins,
-        key,
-        card_symbol: None,
-        card_number: None,
-        branch: None,
-        individual_number: None,
-        municipality: None,
-        resident: None,
-        name: None,
-        name_kana: None,
-        sex: None,
-        birthdate: None,
-        qualification_date: None,
-        reason_of_qualification: None,
-        disqualification_date: None,
-        reason_of_loss: None,
-        personal_family: None,
-        post_number: None,
-        address: None,
-    }
-}
-
 const FLAG_TYPES: [FlagType; 3] = [
     FlagType::SelfInfoProvisionProhibited,
     FlagType::NonDisclosure,
@@ -384,7 +357,7 @@ impl Differ<'_> {
         self.push(Record::SubscriberChange(c));
         if let Some(dq) = p.disqualification_date {
             let seq = self.next_seq();
-            let mut l = empty_change(seq, ChangeType::Loss, self.as_of, d.base.insurer, d.base.key);
+            let mut l = SubscriberChange::keys_only(seq, ChangeType::Loss, self.as_of, d.base.insurer, d.base.key);
             l.disqualification_date = Some(dq);
             l.reason_of_loss = Some(p.reason_of_loss.unwrap_or(ReasonOfLoss::Other));
             self.push(Record::SubscriberChange(l));
@@ -406,7 +379,7 @@ impl Differ<'_> {
         unapplied: &mut Vec<String>,
     ) {
         let c = &d.base;
-        let mut u = empty_change(0, ChangeType::Update, self.as_of, c.insurer, c.key);
+        let mut u = SubscriberChange::keys_only(0, ChangeType::Update, self.as_of, c.insurer, c.key);
         macro_rules! opt {
             ($name:literal, $src:expr, $dst:expr, $ledger:expr) => {
                 if $src.is_some() && $src != $ledger {
