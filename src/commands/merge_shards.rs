@@ -45,22 +45,10 @@ pub fn run(a: Args) -> Result<Exit> {
     let mut exit = Exit::Ok;
     for m in &merged {
         let r = &m.report;
-        let n = |k: &str| r.summary.get(k).copied().unwrap_or(0);
-        println!(
-            "merged run {} from {} shard(s): {} file(s) applied, {} skipped, {} rejected; {} subscriber(s) written, {} carr{}, {} reject(s)",
-            m.run_id,
-            r.extra["sharded"]["count"],
-            n("files_applied"),
-            n("files_skipped"),
-            n("files_rejected"),
-            n("subscribers_written"),
-            n("carries"),
-            if n("carries") == 1 { "y" } else { "ies" },
-            r.rejects.len()
+        super::print_outcome(
+            &format!("merged run {} from {} shard(s)", m.run_id, r.extra["sharded"]["count"]),
+            r,
         );
-        for (name, count) in r.worklists.iter().filter(|(_, c)| **c > 0) {
-            println!("worklist {name}: {count}");
-        }
         match &m.outbox_dir {
             Some(d) if m.already_published => println!("outputs: {} (already published, unchanged)", d.display()),
             Some(d) => println!("outputs: {}", d.display()),

@@ -107,6 +107,25 @@ impl LimitArgs {
     }
 }
 
+/// Prints a run's outcome on stdout: `{what}: <file and subscriber counts>`, then one line per
+/// non-empty worklist (shared by `run` and `merge-shards`, which operators read alike).
+fn print_outcome(what: &str, r: &crate::report::Report) {
+    let n = |k: &str| r.summary.get(k).copied().unwrap_or(0);
+    println!(
+        "{what}: {} file(s) applied, {} skipped, {} rejected; {} subscriber(s) written, {} carr{}, {} reject(s)",
+        n("files_applied"),
+        n("files_skipped"),
+        n("files_rejected"),
+        n("subscribers_written"),
+        n("carries"),
+        if n("carries") == 1 { "y" } else { "ies" },
+        r.rejects.len()
+    );
+    for (name, count) in r.worklists.iter().filter(|(_, c)| **c > 0) {
+        println!("worklist {name}: {count}");
+    }
+}
+
 /// Logs go to stderr through tracing. `NHI_LOG` overrides the level filter. On a terminal, long
 /// phases show progress bars (tracing-indicatif); piped or redirected, nothing but the log lines.
 pub fn init_logging(verbose: u8, quiet: bool) {

@@ -165,28 +165,16 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
         Err(e) => return Err(e),
     };
     let r = &res.report;
-    let n = |k: &str| r.summary.get(k).copied().unwrap_or(0);
     if let Some(s) = opts.shard {
         println!(
             "shard {s}: merge the {} shard runs with `nhi-linkage merge-shards`",
             s.count
         );
     }
-    println!(
-        "run {}{}: {} file(s) applied, {} skipped, {} rejected; {} subscriber(s) written, {} carr{}, {} reject(s)",
-        r.run_id,
-        if r.dry_run { " (dry run)" } else { "" },
-        n("files_applied"),
-        n("files_skipped"),
-        n("files_rejected"),
-        n("subscribers_written"),
-        n("carries"),
-        if n("carries") == 1 { "y" } else { "ies" },
-        r.rejects.len()
+    super::print_outcome(
+        &format!("run {}{}", r.run_id, if r.dry_run { " (dry run)" } else { "" }),
+        r,
     );
-    for (name, count) in r.worklists.iter().filter(|(_, c)| **c > 0) {
-        println!("worklist {name}: {count}");
-    }
     if !r.pending_flags.is_empty() {
         println!("pending flags (waiting for enrollment): {}", r.pending_flags.len());
     }
