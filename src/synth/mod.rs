@@ -502,6 +502,20 @@ struct Out {
 }
 
 impl Out {
+    /// Writes the trailer, flushes and syncs the file.
+    fn finish(self, kind: FileKind) -> anyhow::Result<GeneratedFile> {
+        let (mut bw, records, bytes) = self.w.finish().with_context(|| format!("writing {}", self.name))?;
+        bw.flush()?;
+        bw.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok(GeneratedFile {
+            name: self.name,
+            kind,
+            records,
+            bytes,
+            replaced: self.replaced,
+        })
+    }
+
     fn put(&mut self, row: &mut Row) -> anyhow::Result<()> {
         let replaced = row
             .write_to(&mut self.w)
@@ -820,16 +834,7 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> anyhow::Result<Vec<Genera
     }
     let mut done = Vec::new();
     let mut finish = |o: Out, kind: FileKind| -> anyhow::Result<()> {
-        let (mut bw, records, bytes) = o.w.finish().with_context(|| format!("writing {}", o.name))?;
-        bw.flush()?;
-        bw.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        done.push(GeneratedFile {
-            name: o.name,
-            kind,
-            records,
-            bytes,
-            replaced: o.replaced,
-        });
+        done.push(o.finish(kind)?);
         Ok(())
     };
     for m in munis {
@@ -1020,16 +1025,7 @@ pub fn generate_delta(opts: &GenerateOptions, changes: u64, out: &Path) -> anyho
     }
     let mut done = Vec::new();
     let mut finish = |o: Out, kind: FileKind| -> anyhow::Result<()> {
-        let (mut bw, records, bytes) = o.w.finish().with_context(|| format!("writing {}", o.name))?;
-        bw.flush()?;
-        bw.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        done.push(GeneratedFile {
-            name: o.name,
-            kind,
-            records,
-            bytes,
-            replaced: o.replaced,
-        });
+        done.push(o.finish(kind)?);
         Ok(())
     };
     for (c, f, h) in outs {
