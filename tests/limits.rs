@@ -3,37 +3,13 @@
 //! One test in this binary, so that the allocation counter sees only it.
 
 mod common;
+mod heap;
 mod malformed;
 
 use common::*;
 use nhi_linkage::domain::Catalog;
 use nhi_linkage::formats::{Limits, ReadOptions, read_input};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Counts live heap bytes and their peak.
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(l.size(), Ordering::SeqCst) + l.size();
-            PEAK.fetch_max(now, Ordering::SeqCst);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        LIVE.fetch_sub(l.size(), Ordering::SeqCst);
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
 
 /// Peak heap growth while reading `path`, and the codes of the file's diagnostics.
 fn read_peak(path: &std::path::Path, limits: Limits) -> (usize, Vec<String>) {
@@ -42,15 +18,14 @@ fn read_peak(path: &std::path::Path, limits: Limits) -> (usize, Vec<String>) {
         catalog: &catalog,
         limits,
     };
-    let base = LIVE.load(Ordering::SeqCst);
-    PEAK.store(base, Ordering::SeqCst);
     let mut record_codes = Vec::new();
-    let res = read_input(path, "big", &opts, &mut |o| {
-        if let nhi_linkage::formats::RecordOutcome::Rejected { faults, .. } = o {
-            record_codes.extend(faults.iter().map(|d| d.code.as_str().to_owned()));
-        }
+    let (res, peak) = heap::peak_during(|| {
+        read_input(path, "big", &opts, &mut |o| {
+            if let nhi_linkage::formats::RecordOutcome::Rejected { faults, .. } = o {
+                record_codes.extend(faults.iter().map(|d| d.code.as_str().to_owned()));
+            }
+        })
     });
-    let peak = PEAK.load(Ordering::SeqCst) - base;
     let codes = match res {
         Ok(_) => record_codes,
         Err(r) => r.diagnostics.iter().map(|d| d.code.as_str().to_owned()).collect(),

@@ -1,34 +1,11 @@
 //! Reading in pieces keeps memory bounded by the pieces in flight: twice the file costs no more
 //! heap. One test in this binary, so that the allocation counter sees only it.
 
+mod heap;
+
 use nhi_linkage::domain::Catalog;
 use nhi_linkage::formats::{ParallelConfig, ReadOptions, ReadPath, read_input_with};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Counts live heap bytes and their peak.
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(l.size(), Ordering::SeqCst) + l.size();
-            PEAK.fetch_max(now, Ordering::SeqCst);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        LIVE.fetch_sub(l.size(), Ordering::SeqCst);
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
 
 /// A valid Shift_JIS CSV SubscriberChange file of `records` rows.
 fn write_csv(path: &std::path::Path, records: u64) {
@@ -56,11 +33,9 @@ fn read_peak(path: &std::path::Path, catalog: &Catalog, config: &ParallelConfig)
         limits: Default::default(),
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-    let base = LIVE.load(Ordering::SeqCst);
-    PEAK.store(base, Ordering::SeqCst);
     let mut n = 0u64;
-    let (r, how) = pool.install(|| read_input_with(path, "mem", &opts, &mut |_| n += 1, config));
-    let peak = PEAK.load(Ordering::SeqCst) - base;
+    let ((r, how), peak) =
+        heap::peak_during(|| pool.install(|| read_input_with(path, "mem", &opts, &mut |_| n += 1, config)));
     let s = r.unwrap();
     assert_eq!((s.records, s.rejected, n), (s.records, 0, s.records));
     assert!(matches!(how, ReadPath::Parallel { pieces } if pieces > 50), "{how:?}");

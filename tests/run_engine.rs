@@ -544,26 +544,8 @@ fn no_my_number_or_flagged_address_in_reports_or_logs() {
 fn a_generated_delta_applies_cleanly_on_its_population() {
     let site = Site::new();
     let generate = |extra: &[&str], out: &std::path::Path| {
-        let o = std::process::Command::new(BIN)
-            .args([
-                "generate",
-                "--subscribers",
-                "400",
-                "--seed",
-                "3",
-                "--as-of",
-                "20261201",
-                "--format",
-                "csv",
-                "--encoding",
-                "shift_jis",
-            ])
-            .args(extra)
-            .arg("--out")
-            .arg(out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let args = [&["--format", "csv", "--encoding", "shift_jis"][..], extra].concat();
+        common::generate(400, "3", &args, out);
     };
     generate(&[], &site.inbox());
     let o = site.run(&["--unmappable", "replace"]);
@@ -584,24 +566,12 @@ fn a_generated_delta_applies_cleanly_on_its_population() {
 #[test]
 fn a_generated_delta_registers_members_turning_75_and_carries_their_flags() {
     let generate = |seed: &str, extra: &[&str], out: &std::path::Path| -> String {
-        let o = std::process::Command::new(BIN)
-            .args([
-                "generate",
-                "--subscribers",
-                "2000",
-                "--seed",
-                seed,
-                "--as-of",
-                "20261201",
-            ])
-            .args(["--flagged-ratio", "0.3", "--format", "csv", "--encoding", "utf-8"])
-            .args(extra)
-            .arg("--out")
-            .arg(out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8(o.stdout).unwrap()
+        let args = [
+            &["--flagged-ratio", "0.3", "--format", "csv", "--encoding", "utf-8"][..],
+            extra,
+        ]
+        .concat();
+        common::generate(2000, seed, &args, out)
     };
     // records written per file kind, from the command's listing
     let records = |listing: &str, prefix: &str| -> u64 {
@@ -926,23 +896,8 @@ fn chunked_runs_publish_exactly_what_an_in_memory_run_publishes() {
     for chunk in [None, Some("50"), Some("700")] {
         let site = Site::new();
         let generate = |extra: &[&str], out: &std::path::Path| {
-            let o = std::process::Command::new(BIN)
-                .args([
-                    "generate",
-                    "--subscribers",
-                    "500",
-                    "--seed",
-                    "11",
-                    "--as-of",
-                    "20261201",
-                ])
-                .args(["--format", "xml", "--encoding", "utf-8"])
-                .args(extra)
-                .arg("--out")
-                .arg(out)
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let args = [&["--format", "xml", "--encoding", "utf-8"][..], extra].concat();
+            common::generate(500, "11", &args, out);
         };
         let args = |as_of: &'static str| {
             let mut a = vec!["--unmappable", "replace", "--as-of", as_of];

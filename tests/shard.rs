@@ -556,16 +556,22 @@ fn night_2(inbox: &Path, f: &Files) {
     );
 }
 
-#[test]
-fn n_shard_processes_and_a_merge_equal_one_process() {
-    for (format, encoding, args) in [
+/// The two ends of the format matrix: inputs in CSV/Shift_JIS with default outputs, and inputs
+/// in XML/UTF-8 with XML/UTF-8 outputs (the `run` options that ask for them).
+fn both_syntaxes() -> [(Format, TextEncoding, Vec<&'static str>); 2] {
+    [
         (Format::Csv, TextEncoding::ShiftJis, vec![]),
         (
             Format::Xml,
             TextEncoding::Utf8,
             vec!["--output-format", "xml", "--output-encoding", "utf-8"],
         ),
-    ] {
+    ]
+}
+
+#[test]
+fn n_shard_processes_and_a_merge_equal_one_process() {
+    for (format, encoding, args) in both_syntaxes() {
         let f = Files { format, encoding };
         let d = Deployment::new();
         night_1(&d.inbox(), &f);
@@ -724,14 +730,7 @@ fn replace_shard_file(root: &Path, run_id: &str, name: &str, bytes: &[u8]) {
 
 #[test]
 fn a_shard_file_out_of_key_order_or_truncated_stops_the_merge_and_publishes_nothing() {
-    for (format, encoding, args) in [
-        (Format::Csv, TextEncoding::ShiftJis, vec![]),
-        (
-            Format::Xml,
-            TextEncoding::Utf8,
-            vec!["--output-format", "xml", "--output-encoding", "utf-8"],
-        ),
-    ] {
+    for (format, encoding, args) in both_syntaxes() {
         let f = Files { format, encoding };
         let d = Deployment::new();
         night_1(&d.inbox(), &f);

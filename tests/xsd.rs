@@ -6,6 +6,8 @@
 //! the spec's Shift_JIS (= Windows-31J) allows. The schema constrains content, not bytes, so
 //! validating the decoded text is the same check.
 
+mod common;
+
 use nhi_linkage::domain::{FileKind, InsurerNumber, Timestamp};
 use nhi_linkage::formats::writer::{RecordWriter, UnmappablePolicy};
 use nhi_linkage::formats::{FileHeader, Format, TextEncoding};
@@ -454,23 +456,7 @@ fn generated_files_validate() {
     }
     for enc in ["utf-8", "shift_jis"] {
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_nhi-linkage"))
-            .args([
-                "generate",
-                "--subscribers",
-                "200",
-                "--seed",
-                "11",
-                "--as-of",
-                "20261201",
-                "--encoding",
-                enc,
-                "--out",
-            ])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        common::generate(200, "11", &["--encoding", enc], dir.path());
         let mut files = Vec::new();
         xml_files_under(dir.path(), &mut files);
         assert_eq!(files.len(), 17, "4 municipalities × 4 kinds + the union's file");
@@ -496,22 +482,7 @@ fn generated_files_validate() {
         &["--flagged-ratio", "0.3", "--delta", "150"][..],
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_nhi-linkage"))
-            .args([
-                "generate",
-                "--subscribers",
-                "200",
-                "--seed",
-                "11",
-                "--as-of",
-                "20261201",
-            ])
-            .args(extra)
-            .arg("--out")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        common::generate(200, "11", extra, dir.path());
         let mut files = Vec::new();
         xml_files_under(dir.path(), &mut files);
         assert!(!files.is_empty());

@@ -17,6 +17,21 @@ pub const KOKUHO: &str = "131045";
 pub const KOUKI: &str = "39130018";
 pub const MUNI: &str = "131041";
 
+/// Runs `generate --subscribers N --seed S --as-of 20261201 <extra> --out DIR` and returns its
+/// listing (stdout); fails the test if the command fails.
+pub fn generate(subscribers: u32, seed: &str, extra: &[&str], out: &Path) -> String {
+    let o = Command::new(BIN)
+        .args(["generate", "--subscribers", &subscribers.to_string(), "--seed", seed])
+        .args(["--as-of", "20261201"])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
 pub fn my_number(body: u64) -> String {
     let b = format!("{body:011}");
     format!("{b}{}", ids::individual_number_check_digit(b.as_bytes()))
