@@ -154,6 +154,7 @@ pub fn run(a: Args) -> Result<Exit> {
             Exit::Critical
         }
         MigrateStatus::CompletedWithRejects => Exit::Rejected,
+        MigrateStatus::CompletedWithCriticalFindings => Exit::Critical,
         MigrateStatus::Completed => Exit::Ok,
     })
 }

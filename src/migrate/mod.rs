@@ -60,6 +60,8 @@ pub struct MigrateOptions {
 pub enum MigrateStatus {
     Completed,
     CompletedWithRejects,
+    /// Completed, but a group was withheld or a critical case is on the review worklist.
+    CompletedWithCriticalFindings,
     /// Flag losses not accepted: nothing changed.
     Refused,
     /// A source file was rejected whole: nothing changed.
@@ -941,6 +943,7 @@ fn migrate_with(
         report,
         batch: Batch {
             files: vec![BatchFile {
+                key: file.clone(),
                 name: file.clone(),
                 order: Some(0),
             }],
@@ -954,6 +957,7 @@ fn migrate_with(
     let status = match r.status {
         RunStatus::Completed => MigrateStatus::Completed,
         RunStatus::CompletedWithRejects => MigrateStatus::CompletedWithRejects,
+        RunStatus::CompletedWithCriticalFindings => MigrateStatus::CompletedWithCriticalFindings,
         RunStatus::Aborted => MigrateStatus::Aborted,
     };
     Ok(MigrateResult {
