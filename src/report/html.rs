@@ -101,12 +101,22 @@ th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left;font-size:.9em}}
     );
     table(
         &mut o,
-        &["file", "RecordSequence", "line", "field", "code", "critical", "message"],
+        &[
+            "file",
+            "RecordSequence",
+            "line",
+            "byte offset",
+            "field",
+            "code",
+            "critical",
+            "message",
+        ],
         r.rejects.iter().map(|x| {
             vec![
                 x.file.clone(),
                 x.record_sequence.map(|s| s.to_string()).unwrap_or_default(),
                 x.line.map(|s| s.to_string()).unwrap_or_default(),
+                x.byte_offset.map(|s| s.to_string()).unwrap_or_default(),
                 x.field.clone().unwrap_or_default(),
                 x.code.clone(),
                 if x.critical { "CRITICAL".into() } else { String::new() },

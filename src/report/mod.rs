@@ -32,10 +32,13 @@ pub struct RejectEntry {
     pub file: String,
     pub record_sequence: Option<u64>,
     pub line: Option<u64>,
+    /// 0-based byte offset in the file as stored, where the error names one (encoding errors):
+    /// the same offset `validate` prints (§7).
+    pub byte_offset: Option<u64>,
     pub field: Option<String>,
     pub code: String,
     pub message: String,
-    /// A rejected FlagChange is critical: a protection may be missing.
+    /// A rejected FlagChange or AgeTransitionHandoff record is critical: a protection may be missing.
     pub critical: bool,
 }
 
@@ -45,6 +48,7 @@ impl RejectEntry {
             file: d.file.clone(),
             record_sequence: d.record_sequence,
             line: d.line,
+            byte_offset: d.byte_offset,
             field: d.field.clone(),
             code: d.code.as_str().to_owned(),
             message: d.message.clone(),
@@ -189,6 +193,7 @@ impl Report {
             "code",
             "critical",
             "message",
+            "byte_offset",
         ]);
         for r in &self.rejects {
             rejects.push_str(&csv_line(&[
@@ -199,6 +204,7 @@ impl Report {
                 &r.code,
                 if r.critical { "critical" } else { "" },
                 &r.message,
+                &r.byte_offset.map(|o| o.to_string()).unwrap_or_default(),
             ]));
         }
         write_private(&dir.join("rejects.csv"), rejects.as_bytes())?;
