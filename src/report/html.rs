@@ -65,6 +65,9 @@ th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left;font-size:.9em}}
         let _ = write!(o, "<span class=\"box\">worklist {}: <b>{v}</b></span>", esc(k));
     }
     o.push_str("</div>\n");
+    for n in &r.notes {
+        let _ = writeln!(o, "<p class=\"note\">{}</p>", esc(n));
+    }
     for c in &r.charts {
         chart(&mut o, c);
     }

@@ -108,6 +108,19 @@ pub struct Worklist {
     pub rows: Vec<Vec<String>>,
 }
 
+impl Worklist {
+    /// The worklist's CSV file, exactly as written into the report folder (column row, then
+    /// one CRLF-terminated row per entry).
+    pub fn to_csv(&self) -> String {
+        let mut s = csv_line(&self.columns);
+        for row in &self.rows {
+            let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+            s.push_str(&csv_line(&cells));
+        }
+        s
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub run_id: String,
@@ -133,6 +146,10 @@ pub struct Report {
     /// Command-specific sections (e.g. `migration`), written as top-level keys of report.json.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+    /// Lines shown in report.html under the summary (e.g. an operator's decision); what they say
+    /// belongs in `extra` too, for report.json.
+    #[serde(skip)]
+    pub notes: Vec<String>,
     /// Bar charts drawn inline (SVG) in report.html, after the summary.
     #[serde(skip)]
     pub charts: Vec<Chart>,
@@ -168,6 +185,7 @@ impl Report {
             summary: BTreeMap::new(),
             worklist_rows: BTreeMap::new(),
             extra: BTreeMap::new(),
+            notes: Vec::new(),
             charts: Vec::new(),
             attachments: BTreeMap::new(),
         }
@@ -209,12 +227,7 @@ impl Report {
         }
         write_private(&dir.join("rejects.csv"), rejects.as_bytes())?;
         for (name, wl) in &self.worklist_rows {
-            let mut s = csv_line(&wl.columns);
-            for row in &wl.rows {
-                let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-                s.push_str(&csv_line(&cells));
-            }
-            write_private(&dir.join(format!("{name}.csv")), s.as_bytes())?;
+            write_private(&dir.join(format!("{name}.csv")), wl.to_csv().as_bytes())?;
         }
         for (name, src) in &self.attachments {
             let dst = dir.join(name);
