@@ -624,6 +624,9 @@ fn chunked_migration_equals_in_memory_migration() {
     assert_eq!(results[0], results[1]);
 }
 
+type MakeSource = Box<dyn Fn(bool) -> PathBuf>;
+type RunMigrate<'a> = Box<dyn Fn(&Path, &[&str], &[(&str, Option<&str>)]) -> Output + 'a>;
+
 /// Issue 12 item 13: the flag-loss gate binds a list, not a count. A dry run shows 1 loss (不開示該当
 /// of 101); a second source drops both of 101's flags: the first list's hash is refused (naming
 /// both hashes), a count is no longer accepted, acceptance needs a reason, and the accepted run
@@ -634,10 +637,7 @@ fn flag_loss_gate_accepts_exactly_the_list_the_dry_run_showed() {
         let m = Mig::new();
         // the ledger holds 101 with 自己情報提供不可 and 不開示該当; `variant(drop_self_info)` is a
         // source without 101's 不開示該当 (and without its 自己情報提供不可 too)
-        let (variant, run): (
-            Box<dyn Fn(bool) -> PathBuf>,
-            Box<dyn Fn(&Path, &[&str], &[(&str, Option<&str>)]) -> Output>,
-        ) = if syntax == "legacy csv" {
+        let (variant, run): (MakeSource, RunMigrate) = if syntax == "legacy csv" {
             assert_eq!(
                 m.legacy(&samples().join("kokuho_export.csv"), &[]).status.code(),
                 Some(0)

@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use nhi_linkage::domain::FileKind;
-use nhi_linkage::formats::{Format, TextEncoding};
+use nhi_linkage::formats::Format;
 use std::process::Command;
 
 /// Issue 12 item 9: a file with bytes invalid in its declared encoding, in both syntaxes and
