@@ -446,6 +446,63 @@ fn two_extracts_on_one_day_get_file_identifiers_of_their_own() {
         assert!(o.status.success());
         assert_eq!(handoff_files(&kokuho), both);
 
+        // a union that collects both files at once applies both
+        {
+            let union = Site::new();
+            std::fs::create_dir_all(union.inbox()).unwrap();
+            for (n, b) in &both {
+                std::fs::write(union.inbox().join(n), b).unwrap();
+            }
+            write_file(
+                &union.inbox(),
+                "SubscriberChange_u",
+                FileKind::SubscriberChange,
+                &f,
+                KOUKI,
+                "U-1",
+                "20261120230000",
+                &[
+                    acquisition(
+                        KOUKI,
+                        &key(900001),
+                        Some(&my_number(111)),
+                        "1001",
+                        BIRTH,
+                        "20270110",
+                        "01",
+                        "山田　花子",
+                    ),
+                    acquisition(
+                        KOUKI,
+                        &key(900006),
+                        Some(&my_number(666)),
+                        "1006",
+                        BIRTH6,
+                        "20270315",
+                        "01",
+                        "佐藤　菊子",
+                    ),
+                ],
+            );
+            let o = union.run(&[]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let r = union.report("");
+            assert!(
+                r["inputs"].as_array().unwrap().iter().all(|i| i["status"] == "applied"),
+                "{r}"
+            );
+            assert!(r["rejects"].as_array().unwrap().is_empty(), "{r}");
+            let linkage = subscriber_linkage_for(&union, KOUKI).unwrap();
+            assert_eq!(
+                control_of(&linkage, &key(900001)).unwrap(),
+                ("2".into(), "1".into(), "0".into())
+            );
+            assert_eq!(
+                control_of(&linkage, &key(900006)).unwrap(),
+                ("2".into(), "0".into(), "0".into())
+            );
+        }
+
         // the union applies the first file with one registration, then the second with another
         let union = Site::new();
         std::fs::create_dir_all(union.inbox()).unwrap();
