@@ -858,6 +858,7 @@ fn merged_report(base: &str, shards: &[ShardRun], outputs: Vec<OutputEntry>) -> 
             file: text(&e, "file"),
             record_sequence: e["record_sequence"].as_u64(),
             line: e["line"].as_u64(),
+            byte_offset: e["byte_offset"].as_u64(),
             field: opt_text(&e, "field"),
             code: text(&e, "code"),
             message: text(&e, "message"),

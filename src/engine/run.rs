@@ -418,7 +418,8 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             note: f.note.clone(),
         });
         for d in f.file_errors.iter().chain(&f.rejects) {
-            let critical = h.is_some_and(|h| h.kind == FileKind::FlagChange) || f.status == "rejected";
+            let critical = h.is_some_and(|h| matches!(h.kind, FileKind::FlagChange | FileKind::AgeTransitionHandoff))
+                || f.status == "rejected";
             report.rejects.push(RejectEntry::from_diag(d, critical));
         }
         if f.status == "applied" {
@@ -685,6 +686,7 @@ fn abort(opts: &RunOptions, mut report: Report, reason: &str) -> Result<RunResul
         file: String::new(),
         record_sequence: None,
         line: None,
+        byte_offset: None,
         field: Some("ProvisionControl".into()),
         code: ErrorCode::FlagWouldBeCleared.as_str().into(),
         message: reason.to_owned(),
