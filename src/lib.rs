@@ -14,6 +14,7 @@ pub mod commands;
 pub mod engine;
 pub mod formats;
 pub mod ledger;
+pub mod logging;
 pub mod migrate;
 pub mod report;
 pub mod synth;

@@ -19,20 +19,38 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn have_xmllint() -> bool {
-    let ok = Command::new("xmllint")
+/// xmllint must be there: a test that skipped the schemas would pass without checking any. A
+/// missing xmllint fails every XSD test with the way to install it (CI installs it).
+fn require_xmllint() {
+    require_program("xmllint");
+}
+
+fn require_program(program: &str) {
+    let ok = Command::new(program)
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!(
-            "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-             !! xmllint is not installed: XSD validation tests are SKIPPED.      !!\n\
-             !! Install it (apt-get install libxml2-utils) to run them; CI does. !!\n\
-             !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-        );
-    }
-    ok
+    assert!(
+        ok,
+        "{program} is not installed: the XSD tests need it and fail without it (they never skip). \
+         Install libxml2-utils: apt-get install -y libxml2-utils (Debian/Ubuntu), \
+         dnf install libxml2 (Fedora), brew install libxml2 (macOS)"
+    );
+}
+
+/// For tests written with `if !have_xmllint() { return; }`: never returns false, fails instead.
+#[allow(dead_code)]
+fn have_xmllint() -> bool {
+    require_xmllint();
+    true
+}
+
+#[test]
+fn a_missing_xmllint_fails_instead_of_skipping() {
+    let e = std::panic::catch_unwind(|| require_program("xmllint-that-is-not-installed"))
+        .expect_err("a missing xmllint must fail the test");
+    let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("apt-get install -y libxml2-utils"), "{msg}");
 }
 
 /// The schema for a file: from its root element (`<SubscriberChangeFile …>`).
@@ -102,9 +120,7 @@ fn xml_files_under(dir: &Path, out: &mut Vec<PathBuf>) {
 
 #[test]
 fn every_sample_xml_validates() {
-    if !have_xmllint() {
-        return;
-    }
+    require_xmllint();
     let mut files = Vec::new();
     for sub in ["inbox", "formats"] {
         xml_files_under(&root().join("samples").join(sub), &mut files);
@@ -140,9 +156,7 @@ fn must_pass(name: &str, xml: &str, original: &str) {
 
 #[test]
 fn derived_invalid_inputs_are_rejected() {
-    if !have_xmllint() {
-        return;
-    }
+    require_xmllint();
     let sc = subscriber_change_sample();
     let (ok, msg) = xmllint_text(&schema_for(&sc), &sc);
     assert!(ok, "{msg}");
@@ -310,9 +324,7 @@ fn linkage_header(kind: FileKind) -> FileHeader {
 
 #[test]
 fn output_kinds_validate() {
-    if !have_xmllint() {
-        return;
-    }
+    require_xmllint();
     // FlagLinkage and FukuhonLinkage share the §3 shape, written by RecordWriter
     let mut w = RecordWriter::start(
         Vec::new(),
@@ -451,9 +463,7 @@ fn output_kinds_validate() {
 
 #[test]
 fn generated_files_validate() {
-    if !have_xmllint() {
-        return;
-    }
+    require_xmllint();
     for enc in ["utf-8", "shift_jis"] {
         let dir = tempfile::tempdir().unwrap();
         common::generate(200, "11", &["--encoding", enc], dir.path());
@@ -497,9 +507,7 @@ fn generated_files_validate() {
 /// encodings, and the age-transition hand-off) validates against its schema.
 #[test]
 fn engine_outputs_validate() {
-    if !have_xmllint() {
-        return;
-    }
+    require_xmllint();
     let bin = env!("CARGO_BIN_EXE_nhi-linkage");
     for enc in ["utf-8", "shift_jis"] {
         let dir = tempfile::tempdir().unwrap();

@@ -30,7 +30,10 @@ pub enum Sub {
 #[derive(Debug, clap::Args)]
 pub struct ExtractArgs {
     /// The SQLite ledger [default: ./var/ledger.sqlite]
-    #[arg(long, default_value = "var/ledger.sqlite")]
+    #[arg(long = "ledger", value_name = "LEDGER")]
+    pub ledger_arg: Option<PathBuf>,
+    /// `--ledger`, else the config file's, else the default
+    #[arg(skip)]
     pub ledger: PathBuf,
     /// 基準日 D, YYYYMMDD [default: today]
     #[arg(long, value_name = "YYYYMMDD")]
@@ -47,19 +50,31 @@ pub struct ExtractArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Folder for the report [default: ./var/reports]
-    #[arg(long, default_value = "var/reports")]
+    #[arg(long = "reports", value_name = "REPORTS")]
+    pub reports_arg: Option<PathBuf>,
+    /// `--reports`, else the config file's, else the default
+    #[arg(skip)]
     pub reports: PathBuf,
     #[arg(long, value_enum, default_value = "csv")]
     pub format: Format,
     #[arg(long, value_enum, default_value = "shift_jis")]
     pub encoding: TextEncoding,
-    /// Characters Shift_JIS cannot hold: refuse the record or write ● (文字同定)
-    #[arg(long, value_enum, default_value = "reject")]
+    /// Characters Shift_JIS cannot hold: refuse the record or write ● (文字同定) [default: reject]
+    #[arg(long = "unmappable", value_enum, value_name = "UNMAPPABLE")]
+    pub unmappable_arg: Option<UnmappablePolicy>,
+    /// `--unmappable`, else the config file's, else reject
+    #[arg(skip)]
     pub unmappable: UnmappablePolicy,
     /// The shard whose ledger this is (`run --shard I/N`): the hand-off file gets a name and a
     /// FileIdentifier of its own (`…-s{I}of{N}`), so the union can read every shard's file.
     #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
     pub shard: Option<Shard>,
+    /// Settings file (TOML) of `run`: its `ledger`, `as_of`, `reports`, `unmappable` and
+    /// `report_encoding` apply here too; command-line flags win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub report: super::ReportArgs,
 }
 
 pub fn run(a: Args) -> Result<Exit> {
@@ -68,7 +83,21 @@ pub fn run(a: Args) -> Result<Exit> {
     }
 }
 
-fn run_extract(a: ExtractArgs) -> Result<Exit> {
+fn run_extract(mut a: ExtractArgs) -> Result<Exit> {
+    let cfg = super::run::load_config(a.config.as_ref())?;
+    a.report.apply(cfg.report_encoding);
+    a.ledger = a
+        .ledger_arg
+        .take()
+        .or(cfg.ledger)
+        .unwrap_or_else(|| "var/ledger.sqlite".into());
+    a.reports = a
+        .reports_arg
+        .take()
+        .or(cfg.reports)
+        .unwrap_or_else(|| "var/reports".into());
+    a.unmappable = a.unmappable_arg.or(cfg.unmappable).unwrap_or_default();
+    a.as_of = a.as_of.or(cfg.as_of);
     let d = parse_as_of(a.as_of.clone())?;
     let _lock = crate::ledger::lock(&a.ledger)?;
     if !a.ledger.exists() {
@@ -205,29 +234,29 @@ fn run_extract(a: ExtractArgs) -> Result<Exit> {
     let dir = a.reports.join(&run_id);
     report.write_to(&dir)?;
     for o in &report.outputs {
-        println!(
+        crate::say!(
             "wrote {} ({} records, {} bytes)",
             a.out.join(&o.name).display(),
             o.records,
             o.bytes
         );
     }
-    println!(
+    crate::say!(
         "upcoming transitions: {} (per month: {:?})",
         x.upcoming.len(),
         per_month(&x.upcoming)
     );
     if critical {
-        eprintln!(
+        crate::complain!(
             "nhi-linkage: CRITICAL: {} missed transition(s), {} blocked hand-off(s); see the report",
             x.missed.len(),
             report.worklists["handoff_blocked"]
         );
     }
     if !missed_scope.is_empty() {
-        println!("missed check{missed_scope}");
+        crate::say!("missed check{missed_scope}");
     }
-    println!("report:  {}", dir.join("report.html").display());
+    crate::say!("report:  {}", dir.join("report.html").display());
     Ok(if critical { Exit::Critical } else { Exit::Ok })
 }
 

@@ -92,12 +92,12 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         } else {
             String::new()
         };
-        println!("{:<44} {:>10} records {:>14} bytes{note}", f.name, f.records, f.bytes);
+        crate::say!("{:<44} {:>10} records {:>14} bytes{note}", f.name, f.records, f.bytes);
         records += f.records;
         bytes += f.bytes;
     }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
-    println!(
+    crate::say!(
         "{} files, {records} records, {bytes} bytes in {secs:.2} s ({:.0} records/s, {:.1} MB/s) → {}",
         files.len(),
         records as f64 / secs,

@@ -28,18 +28,26 @@ pub struct Args {
     /// Where the merged report is written [default: ./var/reports]
     #[arg(long)]
     pub reports: Option<PathBuf>,
+    /// Settings file (TOML) of `run`: its `outbox`, `reports` and `report_encoding` apply here
+    /// too; command-line flags win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub report: super::ReportArgs,
 }
 
 pub fn run(a: Args) -> Result<Exit> {
+    let cfg = super::run::load_config(a.config.as_ref())?;
+    a.report.apply(cfg.report_encoding);
     let o = MergeOptions {
         from: a.from,
         run_id: a.run_id,
-        outbox: a.outbox.unwrap_or_else(|| "var/outbox".into()),
-        reports: a.reports.unwrap_or_else(|| "var/reports".into()),
+        outbox: a.outbox.or(cfg.outbox).unwrap_or_else(|| "var/outbox".into()),
+        reports: a.reports.or(cfg.reports).unwrap_or_else(|| "var/reports".into()),
     };
     let merged = merge_shards(&o)?;
     if merged.is_empty() {
-        println!("nothing to merge: every complete set of shard runs is merged already");
+        crate::say!("nothing to merge: every complete set of shard runs is merged already");
         return Ok(Exit::Ok);
     }
     let mut exit = Exit::Ok;
@@ -50,11 +58,11 @@ pub fn run(a: Args) -> Result<Exit> {
             r,
         );
         match &m.outbox_dir {
-            Some(d) if m.already_published => println!("outputs: {} (already published, unchanged)", d.display()),
-            Some(d) => println!("outputs: {}", d.display()),
-            None => println!("outputs: none"),
+            Some(d) if m.already_published => crate::say!("outputs: {} (already published, unchanged)", d.display()),
+            Some(d) => crate::say!("outputs: {}", d.display()),
+            None => crate::say!("outputs: none"),
         }
-        println!("report:  {}", m.report_dir.join("report.html").display());
+        crate::say!("report:  {}", m.report_dir.join("report.html").display());
         if r.status == "completed_with_critical_findings" {
             exit = Exit::Critical;
         } else if !r.rejects.is_empty() && exit != Exit::Critical {

@@ -5,7 +5,7 @@ use super::run::parse_as_of;
 use crate::domain::{Catalog, MunicipalityCode};
 use crate::engine::run::RunOptions;
 use crate::formats::writer::UnmappablePolicy;
-use crate::formats::{Format, Limits, TextEncoding};
+use crate::formats::{Format, TextEncoding};
 use crate::migrate::mapping::Mapping;
 use crate::migrate::{MigrateOptions, MigrateStatus, migrate};
 use anyhow::{Context, Result};
@@ -35,9 +35,9 @@ pub struct Args {
     /// Change nothing: write the full report only.
     #[arg(long)]
     pub dry_run: bool,
-    /// Where the migration report is written.
+    /// Where the migration report is written (or `reports` in the config file).
     #[arg(long)]
-    pub reports: PathBuf,
+    pub reports: Option<PathBuf>,
     /// Where linkage files of the resulting changes are published [default: ./var/outbox]
     #[arg(long)]
     pub outbox: Option<PathBuf>,
@@ -64,9 +64,19 @@ pub struct Args {
     /// Differences applied per chunk (see `run --chunk-records`) [default: 100000]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub chunk_records: Option<u64>,
+    /// Settings file (TOML) of `run`: the keys of the options above (ledger, outbox, reports,
+    /// as_of, output_format, output_encoding, unmappable, chunk_records), `threads`, `catalog`,
+    /// `[limits]` and `report_encoding` apply here too; command-line flags win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub report: super::ReportArgs,
 }
 
 pub fn run(a: Args) -> Result<Exit> {
+    let cfg = super::run::load_config(a.config.as_ref())?;
+    a.report.apply(cfg.report_encoding);
+    super::run::setup_threads(cfg.threads)?;
     let mapping = match &a.mapping {
         Some(p) => Some((p.clone(), Mapping::load(p)?)),
         None => None,
@@ -81,17 +91,29 @@ pub fn run(a: Args) -> Result<Exit> {
     let o = MigrateOptions {
         run: RunOptions {
             inbox: a.from.clone(),
-            outbox: a.outbox.unwrap_or_else(|| "var/outbox".into()),
-            reports: a.reports,
-            ledger: a.ledger.unwrap_or_else(|| "var/ledger.sqlite".into()),
-            as_of: parse_as_of(a.as_of)?,
+            outbox: a.outbox.or(cfg.outbox).unwrap_or_else(|| "var/outbox".into()),
+            reports: a
+                .reports
+                .or(cfg.reports)
+                .context("--reports is required (or `reports` in the config file)")?,
+            ledger: a.ledger.or(cfg.ledger).unwrap_or_else(|| "var/ledger.sqlite".into()),
+            as_of: parse_as_of(a.as_of.or(cfg.as_of))?,
             dry_run: a.dry_run,
-            format: a.output_format.unwrap_or(Format::Csv),
-            encoding: a.output_encoding.unwrap_or(TextEncoding::ShiftJis),
-            unmappable: a.unmappable.unwrap_or_default(),
-            catalog: Catalog::default_catalog(),
-            limits: Limits::default(),
-            chunk_records: a.chunk_records.unwrap_or(crate::engine::spool::DEFAULT_CHUNK_RECORDS),
+            format: a.output_format.or(cfg.output_format).unwrap_or(Format::Csv),
+            encoding: a
+                .output_encoding
+                .or(cfg.output_encoding)
+                .unwrap_or(TextEncoding::ShiftJis),
+            unmappable: a.unmappable.or(cfg.unmappable).unwrap_or_default(),
+            catalog: match &cfg.catalog {
+                Some(p) => Catalog::load(p)?,
+                None => Catalog::default_catalog(),
+            },
+            limits: cfg.limits.unwrap_or_default(),
+            chunk_records: a
+                .chunk_records
+                .or(cfg.chunk_records)
+                .unwrap_or(crate::engine::spool::DEFAULT_CHUNK_RECORDS),
             shard: None,
         },
         from: a.from,
@@ -105,14 +127,14 @@ pub fn run(a: Args) -> Result<Exit> {
     let res = match migrate(&o) {
         Ok(r) => r,
         Err(e) if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() => {
-            eprintln!("nhi-linkage: {e}");
+            crate::complain!("nhi-linkage: {e}");
             return Ok(Exit::Busy);
         }
         Err(e) => return Err(e).context("migration failed; nothing was committed"),
     };
     let r = &res.report;
     let n = |k: &str| r.summary.get(k).copied().unwrap_or(0);
-    println!(
+    crate::say!(
         "migration {}{}: {} new, {} changed, {} unchanged, {} absent, {} rejected; {} flag loss(es)",
         r.run_id,
         if r.dry_run { " (dry run)" } else { "" },
@@ -123,9 +145,10 @@ pub fn run(a: Args) -> Result<Exit> {
         n("migration_rejected"),
         res.flag_losses
     );
-    println!(
+    crate::say!(
         "flag-loss list: {} loss(es), SHA-256 {}",
-        res.flag_losses, res.flag_loss_sha256
+        res.flag_losses,
+        res.flag_loss_sha256
     );
     if let Some(d) = r
         .extra
@@ -133,45 +156,48 @@ pub fn run(a: Args) -> Result<Exit> {
         .and_then(|m| m.get("decision"))
         .and_then(|d| d.as_str())
     {
-        println!("decision: {d}");
+        crate::say!("decision: {d}");
     }
     match &res.outbox_dir {
-        Some(d) => println!("outputs: {}", d.display()),
-        None => println!("outputs: none"),
+        Some(d) => crate::say!("outputs: {}", d.display()),
+        None => crate::say!("outputs: none"),
     }
-    println!("report:  {}", res.report_dir.join("report.html").display());
+    crate::say!("report:  {}", res.report_dir.join("report.html").display());
     Ok(match res.status {
         MigrateStatus::SourceRejected => {
-            eprintln!("nhi-linkage: the source was rejected; nothing changed (see rejects.csv)");
+            crate::complain!("nhi-linkage: the source was rejected; nothing changed (see rejects.csv)");
             Exit::Rejected
         }
         MigrateStatus::Refused => {
             match accept_given.as_deref() {
-                Some(given) => eprintln!(
+                Some(given) => crate::complain!(
                     "nhi-linkage: refused: --accept-flag-losses {given} is not the SHA-256 of this source's flag-loss \
                      list ({}, {} loss(es)); nothing changed. Review flag_losses.csv: it lists what a run would lose.",
-                    res.flag_loss_sha256, res.flag_losses
+                    res.flag_loss_sha256,
+                    res.flag_losses
                 ),
-                None => eprintln!(
+                None => crate::complain!(
                     "nhi-linkage: refused: {} flag loss(es); review flag_losses.csv, and only if every loss is intended \
                      rerun with --accept-flag-losses {} --reason TEXT",
-                    res.flag_losses, res.flag_loss_sha256
+                    res.flag_losses,
+                    res.flag_loss_sha256
                 ),
             }
             Exit::Critical
         }
         MigrateStatus::Aborted => {
-            eprintln!(
+            crate::complain!(
                 "nhi-linkage: migration aborted, nothing committed or published: {}",
                 r.abort_reason.as_deref().unwrap_or("")
             );
             Exit::Aborted
         }
         _ if res.would_refuse => {
-            eprintln!(
+            crate::complain!(
                 "nhi-linkage: dry run: a real run would be refused ({} flag loss(es) not accepted); to accept exactly \
                  this list: --accept-flag-losses {} --reason TEXT",
-                res.flag_losses, res.flag_loss_sha256
+                res.flag_losses,
+                res.flag_loss_sha256
             );
             Exit::Critical
         }

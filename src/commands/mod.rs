@@ -9,6 +9,17 @@ pub mod validate;
 
 use clap::{Parser, Subcommand};
 
+/// `--version`: the release, the git commit it was built from and the build date (the commit's
+/// date, or `SOURCE_DATE_EPOCH`; "unknown" when built without git).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("NHI_GIT_COMMIT"),
+    ", built ",
+    env!("NHI_BUILD_DATE"),
+    ")"
+);
+
 /// Exit statuses, documented in README.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -39,14 +50,19 @@ impl From<Exit> for std::process::ExitCode {
 /// nhi-linkage — keeps 国保 and 後期 subscriber data, and the DV-protection flags on it, in step
 /// with the medical insurers' intermediate server (中間サーバー).
 #[derive(Debug, Parser)]
-#[command(name = "nhi-linkage", version, about, long_about = None, propagate_version = true)]
+#[command(name = "nhi-linkage", version = VERSION, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// More log output (-v info, -vv debug). Logs never contain My Numbers or flagged addresses.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Only errors on the terminal.
+    /// Print nothing on success (stdout stays empty; stderr only for what is not a success),
+    /// so that cron mails only when something needs a person.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Log lines on stderr: text, or one JSON object per line (Japan time, the run id on every
+    /// line once known). NHI_LOG (a tracing filter, e.g. `info`) overrides the level.
+    #[arg(long, value_enum, global = true, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -111,7 +127,7 @@ impl LimitArgs {
 /// non-empty worklist (shared by `run` and `merge-shards`, which operators read alike).
 fn print_outcome(what: &str, r: &crate::report::Report) {
     let n = |k: &str| r.summary.get(k).copied().unwrap_or(0);
-    println!(
+    crate::say!(
         "{what}: {} file(s) applied, {} skipped, {} rejected; {} subscriber(s) written, {} carr{}, {} reject(s)",
         n("files_applied"),
         n("files_skipped"),
@@ -122,41 +138,23 @@ fn print_outcome(what: &str, r: &crate::report::Report) {
         r.rejects.len()
     );
     for (name, count) in r.worklists.iter().filter(|(_, c)| **c > 0) {
-        println!("worklist {name}: {count}");
+        crate::say!("worklist {name}: {count}");
     }
 }
 
-/// Logs go to stderr through tracing. `NHI_LOG` overrides the level filter. On a terminal, long
-/// phases show progress bars (tracing-indicatif); piped or redirected, nothing but the log lines.
-pub fn init_logging(verbose: u8, quiet: bool) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    use tracing_subscriber::Layer;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let level = if quiet {
-        "error"
-    } else {
-        match verbose {
-            0 => "warn",
-            1 => "info",
-            _ => "debug",
-        }
-    };
-    let filter = || EnvFilter::try_from_env("NHI_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    if std::io::stderr().is_terminal() && !quiet {
-        let bars = tracing_indicatif::IndicatifLayer::new();
-        let fmt = tracing_subscriber::fmt::layer()
-            .with_writer(bars.get_stderr_writer())
-            .with_target(false)
-            .with_filter(filter());
-        let _ = tracing_subscriber::registry().with(fmt).with(bars).try_init();
-    } else {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter())
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_target(false)
-            .try_init();
+/// Options of the commands that write a report folder (`run`, `migrate`, `age-transition
+/// extract`, `merge-shards`).
+#[derive(Debug, Default, clap::Args)]
+pub struct ReportArgs {
+    /// Encoding of the report folder's CSV files: utf-8 (with BOM, for Excel) or shift_jis
+    /// (CP932, no BOM) [default: utf-8]. report.json, report.html and report.xlsx do not change.
+    #[arg(long, value_enum, value_name = "ENCODING")]
+    pub report_encoding: Option<crate::report::ReportEncoding>,
+}
+
+impl ReportArgs {
+    /// Applies `--report-encoding`, else the config file's `report_encoding`, else UTF-8.
+    pub fn apply(&self, cfg: Option<crate::report::ReportEncoding>) {
+        crate::report::configure(self.report_encoding.or(cfg).unwrap_or_default());
     }
 }

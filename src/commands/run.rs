@@ -66,9 +66,13 @@ pub struct Args {
     pub shard: Option<Shard>,
     #[command(flatten)]
     pub limits: super::LimitArgs,
+    #[command(flatten)]
+    pub report: super::ReportArgs,
 }
 
-/// The config file: every option of `run`, by the same names with underscores.
+/// The config file: every option of `run`, by the same names with underscores. Every command
+/// that shares options with `run` takes `--config` and uses the keys it has options for (flags
+/// win); an unknown key, in any table, is an error naming it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -85,6 +89,8 @@ pub struct Config {
     pub chunk_records: Option<u64>,
     /// `"I/N"`, as `--shard`
     pub shard: Option<String>,
+    /// `"utf-8"` or `"shift_jis"`, as `--report-encoding`
+    pub report_encoding: Option<crate::report::ReportEncoding>,
     #[serde(default)]
     pub limits: Option<Limits>,
 }
@@ -118,6 +124,7 @@ pub fn setup_threads(n: Option<usize>) -> Result<()> {
 
 pub fn run_cmd(a: Args) -> Result<Exit> {
     let cfg = load_config(a.config.as_ref())?;
+    a.report.apply(cfg.report_encoding);
     let opts = RunOptions {
         inbox: a
             .inbox
@@ -159,14 +166,14 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
     let res = match run(&opts) {
         Ok(r) => r,
         Err(e) if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() => {
-            eprintln!("nhi-linkage: {e}");
+            crate::complain!("nhi-linkage: {e}");
             return Ok(Exit::Busy);
         }
         Err(e) => return Err(e),
     };
     let r = &res.report;
     if let Some(s) = opts.shard {
-        println!(
+        crate::say!(
             "shard {s}: merge the {} shard runs with `nhi-linkage merge-shards`",
             s.count
         );
@@ -176,23 +183,23 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
         r,
     );
     if !r.pending_flags.is_empty() {
-        println!("pending flags (waiting for enrollment): {}", r.pending_flags.len());
+        crate::say!("pending flags (waiting for enrollment): {}", r.pending_flags.len());
     }
     match &res.outbox_dir {
-        Some(d) => println!("outputs: {}", d.display()),
-        None if r.dry_run => println!("outputs: none (dry run; the report lists what would be written)"),
-        None => println!("outputs: none"),
+        Some(d) => crate::say!("outputs: {}", d.display()),
+        None if r.dry_run => crate::say!("outputs: none (dry run; the report lists what would be written)"),
+        None => crate::say!("outputs: none"),
     }
-    println!("report:  {}", res.report_dir.join("report.html").display());
+    crate::say!("report:  {}", res.report_dir.join("report.html").display());
     Ok(match res.status {
         RunStatus::Completed => Exit::Ok,
         RunStatus::CompletedWithRejects => Exit::Rejected,
         RunStatus::CompletedWithCriticalFindings => {
-            eprintln!("nhi-linkage: completed with critical findings: see the review worklist in the report");
+            crate::complain!("nhi-linkage: completed with critical findings: see the review worklist in the report");
             Exit::Critical
         }
         RunStatus::Aborted => {
-            eprintln!(
+            crate::complain!(
                 "nhi-linkage: run aborted, nothing committed or published: {}",
                 r.abort_reason.as_deref().unwrap_or("")
             );

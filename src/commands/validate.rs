@@ -29,6 +29,9 @@ Result per file:
   REJECTED  the whole file would be refused; nothing in it would be applied
 Each error names the file, line, RecordSequence, field and error code (E_…).
 
+The last line totals the files (OK, with errors, rejected), records and errors. With -q only
+the files that are not OK are listed, and nothing at all when every file is OK.
+
 Exit status: 0 all files OK, 1 some file or record has an error, 2 usage error or no files.
 
 Examples:
@@ -49,6 +52,10 @@ pub struct Args {
     /// identical whatever the number.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Settings file (TOML) of `run`: its `catalog`, `threads` and `[limits]` apply here too
+    /// (command-line flags win).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub limits: super::LimitArgs,
 }
@@ -85,13 +92,50 @@ struct FileResult {
     diagnostics_not_shown: u64,
 }
 
+/// The last line of `validate`'s text output.
+#[derive(Debug, Default)]
+struct Totals {
+    files: u64,
+    ok: u64,
+    errors: u64,
+    rejected: u64,
+    records: u64,
+    records_rejected: u64,
+    diagnostics: u64,
+}
+
+impl Totals {
+    fn add(&mut self, r: &FileResult) {
+        self.files += 1;
+        match r.status {
+            Status::Ok => self.ok += 1,
+            Status::Errors => self.errors += 1,
+            Status::Rejected => self.rejected += 1,
+        }
+        self.records += r.records;
+        self.records_rejected += r.rejected;
+        self.diagnostics += r.diagnostics.len() as u64 + r.diagnostics_not_shown;
+    }
+}
+
+impl std::fmt::Display for Totals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TOTAL {} file(s): {} OK, {} with errors, {} rejected; {} record(s), {} rejected; {} error(s)",
+            self.files, self.ok, self.errors, self.rejected, self.records, self.records_rejected, self.diagnostics
+        )
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
 pub fn run(args: Args) -> anyhow::Result<Exit> {
-    super::run::setup_threads(args.threads)?;
-    let catalog = match &args.catalog {
+    let cfg = super::run::load_config(args.config.as_ref())?;
+    super::run::setup_threads(args.threads.or(cfg.threads))?;
+    let catalog = match args.catalog.as_ref().or(cfg.catalog.as_ref()) {
         Some(p) => Catalog::load(p).with_context(|| format!("cannot load the layout catalog {}", p.display()))?,
         None => Catalog::default_catalog(),
     };
@@ -102,29 +146,37 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
         } else if p.is_file() {
             files.push(p.clone());
         } else {
-            eprintln!("nhi-linkage: {}: no such file or folder", p.display());
+            crate::complain!("nhi-linkage: {}: no such file or folder", p.display());
             return Ok(Exit::Usage);
         }
     }
     if files.is_empty() {
-        eprintln!("nhi-linkage: no .xml or .csv files found to check");
+        crate::complain!("nhi-linkage: no .xml or .csv files found to check");
         return Ok(Exit::Usage);
     }
     let opts = ReadOptions {
         catalog: &catalog,
-        limits: args.limits.apply(Default::default()),
+        limits: args.limits.apply(cfg.limits.unwrap_or_default()),
     };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    // a closed stdout (`| head`) never stops the check nor changes its exit status
+    let mut out = crate::logging::Stdout;
+    let quiet = crate::logging::quiet();
     let mut all_ok = true;
     let mut results = Vec::new();
+    let mut totals = Totals::default();
     for f in &files {
         let r = check(f, &opts);
         all_ok &= matches!(r.status, Status::Ok);
+        totals.add(&r);
         match args.format {
+            // -q: only what is wrong
+            Format::Text if quiet && matches!(r.status, Status::Ok) => {}
             Format::Text => print_text(&mut out, &r)?,
             Format::Json => results.push(r),
         }
+    }
+    if args.format == Format::Text && !(quiet && all_ok) {
+        writeln!(out, "{totals}")?;
     }
     if args.format == Format::Json {
         #[derive(Serialize)]

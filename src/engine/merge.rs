@@ -808,21 +808,7 @@ fn column(s: String) -> &'static str {
 
 fn read_worklist(dir: &Path, name: &str, expected: u64) -> Result<(Vec<String>, Vec<Vec<String>>)> {
     let path = dir.join(format!("{name}.csv"));
-    let mut rd = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_path(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let columns: Vec<String> = rd
-        .headers()
-        .with_context(|| format!("{} has no header row", path.display()))?
-        .iter()
-        .map(str::to_owned)
-        .collect();
-    let mut rows = Vec::new();
-    for r in rd.records() {
-        let r = r.with_context(|| format!("{} is not well-formed CSV", path.display()))?;
-        rows.push(r.iter().map(str::to_owned).collect::<Vec<_>>());
-    }
+    let (columns, rows) = crate::report::csv::read_table(&path)?;
     ensure!(
         rows.len() as u64 == expected,
         "{} holds {} rows, report.json says {expected}",

@@ -138,7 +138,7 @@ pub struct FileRejected {
 
 /// Size limits enforced before allocation (hostile inputs).
 #[derive(Clone, Copy, Debug, Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Longest field value in bytes as stored.
     pub max_field_bytes: usize,

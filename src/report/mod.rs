@@ -1,11 +1,17 @@
 //! Run reports: `report.json` (machine-readable, keys of spec §6), `report.html` (one
-//! self-contained page), `rejects.csv` and one CSV per worklist.
+//! self-contained page), `rejects.csv` and one CSV per worklist (UTF-8 with BOM, or Shift_JIS:
+//! [`csv`]), and `report.xlsx`, the same lists as one Excel workbook ([`xlsx`]).
 //!
 //! Report rows are built from typed values that carry no My Number and no address: the types
 //! that hold them ([`crate::domain::IndividualNumber`], [`crate::domain::Address`]) are never put
 //! in these structs.
 
+pub mod csv;
 mod html;
+pub mod labels;
+mod xlsx;
+
+pub use csv::ReportEncoding;
 
 use crate::error::Diagnostic;
 use anyhow::{Context, Result};
@@ -109,15 +115,10 @@ pub struct Worklist {
 }
 
 impl Worklist {
-    /// The worklist's CSV file, exactly as written into the report folder (column row, then
-    /// one CRLF-terminated row per entry).
+    /// The worklist's CSV file as written into the report folder in the default encoding
+    /// (UTF-8 with BOM; column row, then one CRLF-terminated row per entry).
     pub fn to_csv(&self) -> String {
-        let mut s = csv_line(&self.columns);
-        for row in &self.rows {
-            let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-            s.push_str(&csv_line(&cells));
-        }
-        s
+        csv::table(&self.columns, self.rows.iter().map(|r| r.iter().map(String::as_str)))
     }
 }
 
@@ -167,7 +168,10 @@ pub struct Chart {
 }
 
 impl Report {
+    /// A run's report, begun as soon as its run id is known: from now on the process's log
+    /// lines carry that run id ([`crate::logging::set_run_id`]).
     pub fn new(run_id: String, as_of: String, dry_run: bool) -> Self {
+        crate::logging::set_run_id(&run_id);
         Report {
             run_id,
             as_of,
@@ -196,39 +200,97 @@ impl Report {
         self.worklist_rows.insert(name.to_owned(), wl);
     }
 
-    /// Writes report.json, report.html, rejects.csv and `<worklist>.csv` into `dir`.
+    /// The exit status the command ends with for this report (README's table): what
+    /// report.json's `exit_status` says.
+    pub fn exit_status(&self) -> u8 {
+        let would_refuse = self
+            .extra
+            .get("migration")
+            .and_then(|m| m.get("would_be_refused"))
+            .and_then(serde_json::Value::as_bool)
+            == Some(true);
+        match self.status.as_str() {
+            "rejected" => 1,
+            "refused" => 5,
+            "aborted" => 3,
+            _ if would_refuse => 5,
+            "completed_with_critical_findings" => 5,
+            "completed_with_rejects" => 1,
+            _ if !self.rejects.is_empty() => 1,
+            _ => 0,
+        }
+    }
+
+    /// Rejects in one order whatever produced them (one process, or shards merged): by input
+    /// file (the order of `inputs`; rejects of no input file last), then RecordSequence
+    /// (file-level errors first), line and byte offset. The sort is stable: what is equal keeps
+    /// its order.
+    pub fn sort_rejects(&mut self) {
+        let keys = self.reject_keys();
+        let mut keyed: Vec<_> = keys.into_iter().zip(std::mem::take(&mut self.rejects)).collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        self.rejects = keyed.into_iter().map(|(_, e)| e).collect();
+    }
+
+    fn reject_keys(&self) -> Vec<RejectKey> {
+        let pos: std::collections::HashMap<&str, usize> = self
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.as_str(), i))
+            .collect();
+        self.rejects
+            .iter()
+            .map(|e| {
+                (
+                    pos.get(e.file.as_str()).copied().unwrap_or(usize::MAX),
+                    e.record_sequence,
+                    e.line,
+                    e.byte_offset,
+                )
+            })
+            .collect()
+    }
+
+    /// Writes report.json, report.html, rejects.csv, `<worklist>.csv` and report.xlsx into
+    /// `dir`. Rejects are listed in [`Report::sort_rejects`] order; the CSV files are in the
+    /// encoding set by [`configure`].
     pub fn write_to(&self, dir: &Path) -> Result<()> {
+        if !self.reject_keys().is_sorted() {
+            let mut sorted = self.clone();
+            sorted.sort_rejects();
+            return sorted.write_to(dir);
+        }
+        let settings = settings();
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut json = serde_json::to_vec_pretty(self)?;
+        let finished = chrono::Utc::now();
+        let meta = JsonMeta {
+            report_schema_version: REPORT_SCHEMA_VERSION,
+            program_version: env!("CARGO_PKG_VERSION"),
+            program_commit: env!("NHI_GIT_COMMIT"),
+            started_at: jst(settings.started_at.unwrap_or(finished)),
+            finished_at: jst(finished),
+            exit_status: self.exit_status(),
+            report_encoding: settings.encoding.label(),
+            report: self,
+        };
+        let mut json = serde_json::to_vec_pretty(&meta)?;
         json.push(b'\n');
         write_private(&dir.join("report.json"), &json)?;
         write_private(&dir.join("report.html"), html::render(self).as_bytes())?;
-        let mut rejects = csv_line(&[
-            "file",
-            "record_sequence",
-            "line",
-            "field",
-            "code",
-            "critical",
-            "message",
-            "byte_offset",
-        ]);
-        for r in &self.rejects {
-            rejects.push_str(&csv_line(&[
-                &r.file,
-                &r.record_sequence.map(|s| s.to_string()).unwrap_or_default(),
-                &r.line.map(|s| s.to_string()).unwrap_or_default(),
-                r.field.as_deref().unwrap_or(""),
-                &r.code,
-                if r.critical { "critical" } else { "" },
-                &r.message,
-                &r.byte_offset.map(|o| o.to_string()).unwrap_or_default(),
-            ]));
-        }
-        write_private(&dir.join("rejects.csv"), rejects.as_bytes())?;
+        let reject_rows: Vec<Vec<String>> = self.rejects.iter().map(reject_cells).collect();
+        let rejects = csv::table(
+            &REJECT_COLUMNS,
+            reject_rows.iter().map(|r| r.iter().map(String::as_str)),
+        );
+        write_private(&dir.join("rejects.csv"), &csv::encode(&rejects, settings.encoding))?;
         for (name, wl) in &self.worklist_rows {
-            write_private(&dir.join(format!("{name}.csv")), wl.to_csv().as_bytes())?;
+            write_private(
+                &dir.join(format!("{name}.csv")),
+                &csv::encode(&wl.to_csv(), settings.encoding),
+            )?;
         }
+        write_private(&dir.join("report.xlsx"), &xlsx::render(self)?)?;
         for (name, src) in &self.attachments {
             let dst = dir.join(name);
             std::fs::copy(src, &dst).with_context(|| format!("cannot write {}", dst.display()))?;
@@ -238,14 +300,88 @@ impl Report {
     }
 }
 
-fn csv_line(cells: &[&str]) -> String {
-    let mut s = cells
-        .iter()
-        .map(|c| crate::formats::writer::csv_escape(c).into_owned())
-        .collect::<Vec<_>>()
-        .join(",");
-    s.push_str("\r\n");
-    s
+type RejectKey = (usize, Option<u64>, Option<u64>, Option<u64>);
+
+/// The columns of rejects.csv (README documents them). `byte_offset` is last so that tools
+/// reading the earlier columns by position keep working.
+pub const REJECT_COLUMNS: [&str; 8] = [
+    "file",
+    "record_sequence",
+    "line",
+    "field",
+    "code",
+    "critical",
+    "message",
+    "byte_offset",
+];
+
+/// One row of rejects.csv, in [`REJECT_COLUMNS`] order.
+pub fn reject_cells(r: &RejectEntry) -> Vec<String> {
+    vec![
+        r.file.clone(),
+        r.record_sequence.map(|s| s.to_string()).unwrap_or_default(),
+        r.line.map(|s| s.to_string()).unwrap_or_default(),
+        r.field.clone().unwrap_or_default(),
+        r.code.clone(),
+        if r.critical { "critical" } else { "" }.to_owned(),
+        r.message.clone(),
+        r.byte_offset.map(|o| o.to_string()).unwrap_or_default(),
+    ]
+}
+
+/// report.json's schema: raised when a key changes meaning or goes away (new keys do not raise
+/// it). 2 (this program): `report_schema_version`, `program_version`, `program_commit`,
+/// `started_at`, `finished_at`, `exit_status` and `report_encoding` before the keys of spec §6;
+/// rejects in input-file order.
+pub const REPORT_SCHEMA_VERSION: u32 = 2;
+
+/// The keys every report.json starts with, then the report's own.
+#[derive(Serialize)]
+struct JsonMeta<'a> {
+    report_schema_version: u32,
+    program_version: &'static str,
+    program_commit: &'static str,
+    started_at: String,
+    finished_at: String,
+    exit_status: u8,
+    report_encoding: &'static str,
+    #[serde(flatten)]
+    report: &'a Report,
+}
+
+/// What the command line decides for every report the process writes.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Encoding of the CSV files (`--report-encoding`).
+    pub encoding: ReportEncoding,
+    /// When the command started (report.json `started_at`); unset: the time of writing.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+static SETTINGS: std::sync::Mutex<Settings> = std::sync::Mutex::new(Settings {
+    encoding: ReportEncoding::Utf8,
+    started_at: None,
+});
+
+/// Sets the CSV encoding of the reports this process writes (the commands call it once, from
+/// `--report-encoding` or the config file's `report_encoding`).
+pub fn configure(encoding: ReportEncoding) {
+    SETTINGS.lock().unwrap_or_else(|e| e.into_inner()).encoding = encoding;
+}
+
+/// Records the command's start (report.json `started_at`).
+pub fn mark_started() {
+    SETTINGS.lock().unwrap_or_else(|e| e.into_inner()).started_at = Some(chrono::Utc::now());
+}
+
+fn settings() -> Settings {
+    *SETTINGS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Japan time with its offset, to the second: `2026-12-01T02:00:05+09:00`.
+pub fn jst(t: chrono::DateTime<chrono::Utc>) -> String {
+    let tokyo = chrono::FixedOffset::east_opt(9 * 3600).expect("+09:00");
+    t.with_timezone(&tokyo).format("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
 
 /// Writes a file readable by its owner only (reports and outputs hold personal data) and fsyncs it.
