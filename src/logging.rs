@@ -212,9 +212,9 @@ impl Visit for Fields<'_> {
 /// A span's recorded fields, kept in its extensions.
 struct SpanFields(serde_json::Map<String, serde_json::Value>);
 
-/// `--log-format json`: one flat JSON object per event and line. Keys, in this order:
-/// `timestamp`, `level`, `invocation`, `run_id` (when known), `target`, the fields of the
-/// enclosing spans (outermost first), the event's fields (`message` for its text).
+/// `--log-format json`: one flat JSON object per event and line (keys sorted): `timestamp`,
+/// `level`, `invocation`, `run_id` (when known), `target`, the fields of the enclosing spans
+/// (outermost first, an inner one wins), the event's fields (`message` for its text).
 struct JsonLayer;
 
 impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for JsonLayer {

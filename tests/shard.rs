@@ -1176,3 +1176,56 @@ fn two_late_handoffs_for_one_registration_carry_nothing() {
     assert_eq!(r["worklists"]["review"], 1);
     assert_eq!(r["pending_handoffs"], 2, "person 4's pair waits in review");
 }
+
+/// merge-shards lists rejects as one process does (by input file, then RecordSequence), not
+/// shard by shard.
+#[test]
+fn merged_rejects_are_in_the_order_of_one_process() {
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::Utf8,
+    };
+    let d = Deployment::new();
+    let regs: Vec<_> = (1..=12)
+        .map(|i| {
+            let mut r = registration(i, "01", &transition(i), &birth(i));
+            if i % 2 == 0 {
+                r.insert("Sex1", "9".into()); // E_CODE: the record is rejected
+            }
+            r
+        })
+        .collect();
+    write_file(
+        &d.inbox(),
+        "SubscriberChange_u1",
+        FileKind::SubscriberChange,
+        &f,
+        KOUKI,
+        "U-1",
+        "20261120230000",
+        &regs,
+    );
+    let single = run_at(&d.inbox(), &d.single(), &[]);
+    assert_eq!(single.status.code(), Some(1), "{}", out_text(&single));
+    let id = run_id(&single);
+    for i in 0..N {
+        let s = format!("{i}/{N}");
+        let o = run_at(&d.inbox(), &d.shard(i), &["--shard", &s]);
+        assert!(matches!(o.status.code(), Some(0 | 1)), "{}", out_text(&o));
+    }
+    let m = merge(&d.shards(), &d.merged());
+    assert_eq!(m.status.code(), Some(1), "{}", out_text(&m));
+    let rejects = |root: PathBuf| -> Vec<serde_json::Value> {
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(root.join("reports").join(&id).join("report.json")).unwrap())
+                .unwrap();
+        r["rejects"].as_array().unwrap().clone()
+    };
+    let (one, merged) = (rejects(d.single()), rejects(d.merged()));
+    let seqs: Vec<u64> = merged.iter().map(|e| e["record_sequence"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [2, 4, 6, 8, 10, 12], "{merged:?}");
+    assert_eq!(one, merged);
+    // rejects.csv likewise
+    let csv = |root: PathBuf| std::fs::read(root.join("reports").join(&id).join("rejects.csv")).unwrap();
+    assert_eq!(csv(d.single()), csv(d.merged()));
+}
