@@ -60,12 +60,14 @@ fn every_invalid_sample_fails_with_the_code_in_its_name() {
     ] {
         assert!(seen.contains(code), "no sample for {code}");
     }
-    // the whole folder at once: exit 1, one block per file
+    // the whole folder at once: exit 1, one block per file, then the totals line
     let out = bin().arg("validate").arg(files[0].parent().unwrap()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8(out.stdout).unwrap();
     let blocks = text.lines().filter(|l| !l.starts_with(' ')).count();
-    assert_eq!(blocks, files.len());
+    assert_eq!(blocks, files.len() + 1);
+    let last = text.lines().last().unwrap();
+    assert!(last.starts_with(&format!("TOTAL {} file(s): 0 OK,", files.len())), "{last}");
 }
 
 fn write_valid(path: &Path, kind: FileKind, format: Format, encoding: TextEncoding) {

@@ -185,7 +185,8 @@ impl Site {
     pub fn outbox_files(&self) -> BTreeMap<String, Vec<u8>> {
         files_under(&self.p("outbox"))
     }
-    /// The report.json of the most recent run whose folder ends with `suffix`.
+    /// The report.json of the most recent run whose folder ends with `suffix`, without its
+    /// wall-clock times (`started_at`, `finished_at`: null), so that reports compare.
     pub fn report(&self, suffix: &str) -> serde_json::Value {
         let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(self.p("reports"))
             .unwrap()
@@ -197,7 +198,10 @@ impl Site {
             .collect();
         dirs.sort();
         let text = std::fs::read_to_string(dirs.last().expect("a report").1.join("report.json")).unwrap();
-        serde_json::from_str(&text).unwrap()
+        let mut r: serde_json::Value = serde_json::from_str(&text).unwrap();
+        r["started_at"] = serde_json::Value::Null;
+        r["finished_at"] = serde_json::Value::Null;
+        r
     }
 }
 
