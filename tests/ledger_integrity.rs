@@ -174,3 +174,57 @@ fn a_backup_is_a_checked_private_copy_and_never_replaces_a_file() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+/// Item 5: run ids are chained to the ledger's previous run, and a published folder is never
+/// replaced (the committed run is published once the foreign folder is moved aside).
+#[test]
+fn a_published_folder_is_never_replaced_and_run_ids_are_chained() {
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::ShiftJis,
+    };
+    // an empty inbox on the same day: a new ledger and one with a history get different ids
+    let a = Site::new();
+    flagged_member(&a, &f);
+    let (b, c) = (Site::new(), Site::new());
+    flagged_member(&b, &f);
+    assert!(b.run(&["--as-of", "20261110"]).status.success());
+    for s in [&b, &c] {
+        std::fs::remove_dir_all(s.inbox()).ok();
+        std::fs::create_dir_all(s.inbox()).unwrap();
+    }
+    let (oc, ob) = (c.run(&["--as-of", "20261201"]), b.run(&["--as-of", "20261201"]));
+    assert!(oc.status.success() && ob.status.success());
+    assert_ne!(c.report("")["run_id"], b.report("")["run_id"], "chained to b's history");
+
+    // a folder at outbox/<run-id> that this ledger did not publish
+    let o = a.run(&["--dry-run"]);
+    assert!(o.status.success());
+    let id = a.report("-dry-run")["run_id"].as_str().unwrap().to_owned();
+    let foreign = a.p("outbox").join(&id);
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("SubscriberLinkage_other.csv"), b"not ours").unwrap();
+    let o = a.run(&[]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("refusing to replace"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read(foreign.join("SubscriberLinkage_other.csv")).unwrap(),
+        b"not ours"
+    );
+    // moved aside, the next start publishes the committed run
+    std::fs::rename(&foreign, a.p("aside")).unwrap();
+    std::fs::remove_dir_all(a.inbox()).unwrap();
+    std::fs::create_dir_all(a.inbox()).unwrap();
+    let o = a.run(&["--as-of", "20261202"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read_dir(&foreign).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("SubscriberLinkage_00131045")
+    }));
+}

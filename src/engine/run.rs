@@ -216,17 +216,48 @@ fn sha_file(path: &Path) -> Result<String> {
     Ok(hex(&h.finalize()))
 }
 
+/// Feeds the ledger's previous run id into a run id's hash (see [`ledger::last_run_id`]).
+pub fn chain_run_hash(h: &mut Sha256, conn: &Connection) -> Result<()> {
+    if let Some(prev) = ledger::last_run_id(conn)? {
+        h.update(b"after:");
+        h.update(prev.as_bytes());
+        h.update(b"\n");
+    }
+    Ok(())
+}
+
 /// Moves a committed run's staged folders to their final names and marks the run published.
+/// A published folder is never replaced: one that holds the very same files (a restored ledger
+/// running the same night again) is kept and the staging dropped; any other is an error.
 fn publish(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
-    for (staging, fin) in [
-        (&r.outbox_staging, &r.outbox_final),
-        (&r.report_staging, &r.report_final),
+    for (staging, fin, linkage) in [
+        (&r.outbox_staging, &r.outbox_final, true),
+        (&r.report_staging, &r.report_final, false),
     ] {
         if let (Some(s), Some(f)) = (staging, fin) {
             let (s, f) = (Path::new(s), Path::new(f));
             if s.exists() {
+                if f.exists() && !linkage {
+                    // an earlier report of this run id (a restored ledger): kept beside
+                    let aside = (1..)
+                        .map(|n| f.with_file_name(format!("{}.earlier-{n}", r.run_id)))
+                        .find(|p| !p.exists())
+                        .expect("a free name");
+                    std::fs::rename(f, &aside).with_context(|| format!("cannot move {} aside", f.display()))?;
+                }
                 if f.exists() {
-                    std::fs::remove_dir_all(f)?;
+                    if same_files(s, f)? {
+                        std::fs::remove_dir_all(s).with_context(|| format!("cannot remove {}", s.display()))?;
+                        continue;
+                    }
+                    bail!(
+                        "run {} is committed in the ledger, but {} already holds a different published folder: \
+                         refusing to replace it. Move that folder aside (it was published by another ledger or \
+                         before a restore) and run again to publish {}",
+                        r.run_id,
+                        f.display(),
+                        s.display()
+                    );
                 }
                 std::fs::rename(s, f).with_context(|| format!("cannot publish {}", s.display()))?;
                 sync_dir(f.parent().unwrap_or(Path::new(".")));
@@ -241,6 +272,21 @@ fn publish(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
     }
     crash_at("after-rename");
     ledger::mark_published(conn, &r.run_id)
+}
+
+/// Whether two folders hold the same files with the same bytes.
+fn same_files(a: &Path, b: &Path) -> Result<bool> {
+    let list = |d: &Path| -> Result<BTreeMap<std::ffi::OsString, Vec<u8>>> {
+        let mut m = BTreeMap::new();
+        for e in std::fs::read_dir(d).with_context(|| format!("cannot read {}", d.display()))? {
+            let e = e?;
+            if e.file_type()?.is_file() {
+                m.insert(e.file_name(), std::fs::read(e.path())?);
+            }
+        }
+        Ok(m)
+    };
+    Ok(list(a)? == list(b)?)
 }
 
 /// Finishes runs committed but not yet published, and removes staging of uncommitted runs (R12).
@@ -355,9 +401,11 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         }
     }
 
-    // Run id from the inputs: a rerun of the same inbox state gets the same id.
+    // Run id from the inputs and the ledger's previous run: a rerun of the same inbox state on
+    // the same ledger state gets the same id (R12), and no two runs of a ledger share one.
     let run_id = {
         let mut h = Sha256::new();
+        chain_run_hash(&mut h, &conn)?;
         h.update(opts.as_of.to_string());
         h.update(format!("{:?}{:?}{:?}", opts.format, opts.encoding, opts.unmappable));
         for f in &files {

@@ -34,3 +34,6 @@ UPDATE enrollment SET flag_digest = coalesce((
     SELECT group_concat(f.info_code || '|' || f.flag_type || '|' || coalesce(f.reason_code, ''), ';'
                         ORDER BY f.info_code, f.flag_type)
     FROM flag f WHERE f.insurer = enrollment.insurer AND f.subscriber_key = enrollment.subscriber_key), '');
+
+-- Run ids are chained to the ledger's previous run (issue 13): seq orders the runs of a ledger.
+ALTER TABLE run ADD COLUMN seq INTEGER;

@@ -969,10 +969,30 @@ pub struct RunRow {
     pub report_final: Option<String>,
 }
 
+/// The ledger's latest run that changed something — applied a file or published linkage — to
+/// chain the next run id to, `None` for a new ledger. Runs that did neither (a retry whose files
+/// were all skipped) are left out: they change nothing, and a shard retried that way must keep
+/// the same chain as the other shards. A shard ledger's run id is returned without its
+/// `-s{I}of{N}` suffix, so that shard ledgers and a single ledger chain the same ids.
+pub fn last_run_id(conn: &Connection) -> Result<Option<String>> {
+    let id: Option<String> = conn
+        .prepare_cached(
+            "SELECT run_id FROM run r
+             WHERE r.outbox_final IS NOT NULL OR EXISTS (SELECT 1 FROM applied_file a WHERE a.run_id = r.run_id)
+             ORDER BY coalesce(seq, 0) DESC, run_id DESC LIMIT 1",
+        )?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(id.map(|id| match crate::engine::shard::Shard::split_run_id(&id) {
+        Some((base, _)) => base.to_owned(),
+        None => id,
+    }))
+}
+
 pub fn insert_run(conn: &Connection, r: &RunRow, as_of: Date) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO run (run_id, as_of, status, outbox_staging, outbox_final, report_staging, report_final)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO run (run_id, as_of, status, outbox_staging, outbox_final, report_staging, report_final, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT coalesce(max(seq), 0) + 1 FROM run))",
     )?
     .execute(params![
         r.run_id,

@@ -790,6 +790,7 @@ fn migrate_with(
     }
     d.spool.flush()?;
     let elapsed = started.elapsed();
+    crate::engine::run::chain_run_hash(&mut run_hash, conn)?;
     let run_id = format!("{}-{}", opts.as_of, &hex(&run_hash.finalize())[..12]);
     let losses = d.losses.len() as u64;
     d.losses.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
