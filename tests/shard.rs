@@ -1159,13 +1159,10 @@ fn two_late_handoffs_for_one_registration_carry_nothing() {
     let o = run_at(&inbox, &root, &[]);
     // person 4's registration is withheld (ambiguous, flagged): critical
     assert_eq!(o.status.code(), Some(5), "{}", out_text(&o));
-    let reports = files_under(&root.join("reports"));
-    let (_, json) = reports
-        .iter()
-        .filter(|(n, _)| n.ends_with("report.json"))
-        .max_by_key(|(n, _)| n.as_str())
-        .unwrap();
-    let r: serde_json::Value = serde_json::from_slice(json).unwrap();
+    // this run's report (run ids are not in time order)
+    let id = run_id(&o);
+    let json = std::fs::read(root.join("reports").join(&id).join("report.json")).unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&json).unwrap();
     let carried_to: Vec<&str> = r["carries"]
         .as_array()
         .unwrap()

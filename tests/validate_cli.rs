@@ -67,7 +67,10 @@ fn every_invalid_sample_fails_with_the_code_in_its_name() {
     let blocks = text.lines().filter(|l| !l.starts_with(' ')).count();
     assert_eq!(blocks, files.len() + 1);
     let last = text.lines().last().unwrap();
-    assert!(last.starts_with(&format!("TOTAL {} file(s): 0 OK,", files.len())), "{last}");
+    assert!(
+        last.starts_with(&format!("TOTAL {} file(s): 0 OK,", files.len())),
+        "{last}"
+    );
 }
 
 fn write_valid(path: &Path, kind: FileKind, format: Format, encoding: TextEncoding) {

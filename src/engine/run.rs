@@ -216,17 +216,48 @@ fn sha_file(path: &Path) -> Result<String> {
     Ok(hex(&h.finalize()))
 }
 
+/// Feeds the ledger's previous run id into a run id's hash (see [`ledger::last_run_id`]).
+pub fn chain_run_hash(h: &mut Sha256, conn: &Connection) -> Result<()> {
+    if let Some(prev) = ledger::last_run_id(conn)? {
+        h.update(b"after:");
+        h.update(prev.as_bytes());
+        h.update(b"\n");
+    }
+    Ok(())
+}
+
 /// Moves a committed run's staged folders to their final names and marks the run published.
+/// A published folder is never replaced: one that holds the very same files (a restored ledger
+/// running the same night again) is kept and the staging dropped; any other is an error.
 fn publish(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
-    for (staging, fin) in [
-        (&r.outbox_staging, &r.outbox_final),
-        (&r.report_staging, &r.report_final),
+    for (staging, fin, linkage) in [
+        (&r.outbox_staging, &r.outbox_final, true),
+        (&r.report_staging, &r.report_final, false),
     ] {
         if let (Some(s), Some(f)) = (staging, fin) {
             let (s, f) = (Path::new(s), Path::new(f));
             if s.exists() {
+                if f.exists() && !linkage {
+                    // an earlier report of this run id (a restored ledger): kept beside
+                    let aside = (1..)
+                        .map(|n| f.with_file_name(format!("{}.earlier-{n}", r.run_id)))
+                        .find(|p| !p.exists())
+                        .expect("a free name");
+                    std::fs::rename(f, &aside).with_context(|| format!("cannot move {} aside", f.display()))?;
+                }
                 if f.exists() {
-                    std::fs::remove_dir_all(f)?;
+                    if same_files(s, f)? {
+                        std::fs::remove_dir_all(s).with_context(|| format!("cannot remove {}", s.display()))?;
+                        continue;
+                    }
+                    bail!(
+                        "run {} is committed in the ledger, but {} already holds a different published folder: \
+                         refusing to replace it. Move that folder aside (it was published by another ledger or \
+                         before a restore) and run again to publish {}",
+                        r.run_id,
+                        f.display(),
+                        s.display()
+                    );
                 }
                 std::fs::rename(s, f).with_context(|| format!("cannot publish {}", s.display()))?;
                 sync_dir(f.parent().unwrap_or(Path::new(".")));
@@ -241,6 +272,21 @@ fn publish(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
     }
     crash_at("after-rename");
     ledger::mark_published(conn, &r.run_id)
+}
+
+/// Whether two folders hold the same files with the same bytes.
+fn same_files(a: &Path, b: &Path) -> Result<bool> {
+    let list = |d: &Path| -> Result<BTreeMap<std::ffi::OsString, Vec<u8>>> {
+        let mut m = BTreeMap::new();
+        for e in std::fs::read_dir(d).with_context(|| format!("cannot read {}", d.display()))? {
+            let e = e?;
+            if e.file_type()?.is_file() {
+                m.insert(e.file_name(), std::fs::read(e.path())?);
+            }
+        }
+        Ok(m)
+    };
+    Ok(list(a)? == list(b)?)
 }
 
 /// Finishes runs committed but not yet published, and removes staging of uncommitted runs (R12).
@@ -275,6 +321,7 @@ pub fn spill_dir(ledger: &Path) -> PathBuf {
 pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let _lock = ledger::lock(&opts.ledger)?;
     let mut conn = ledger::open(&opts.ledger)?;
+    ledger::quick_check(&conn, &opts.ledger)?;
     std::fs::create_dir_all(&opts.outbox).with_context(|| format!("cannot create outbox {}", opts.outbox.display()))?;
     std::fs::create_dir_all(&opts.reports)
         .with_context(|| format!("cannot create reports folder {}", opts.reports.display()))?;
@@ -354,9 +401,11 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         }
     }
 
-    // Run id from the inputs: a rerun of the same inbox state gets the same id.
+    // Run id from the inputs and the ledger's previous run: a rerun of the same inbox state on
+    // the same ledger state gets the same id (R12), and no two runs of a ledger share one.
     let run_id = {
         let mut h = Sha256::new();
+        chain_run_hash(&mut h, &conn)?;
         h.update(opts.as_of.to_string());
         h.update(format!("{:?}{:?}{:?}", opts.format, opts.encoding, opts.unmappable));
         for f in &files {
@@ -723,6 +772,7 @@ struct Derived {
     kouki_months: BTreeMap<String, u64>,
     /// Groups withheld (R4, v1.1), in writing order.
     held: Vec<(SubKey, super::hold::Hold)>,
+    holds: super::hold::HoldChecker,
     /// Ledger publication state to set once the outputs are written: (subscriber, published,
     /// unsent) — R14. Only subscribers whose stored state differs are listed.
     publication: Vec<(SubKey, bool, bool)>,
@@ -789,7 +839,7 @@ fn group_for(
         _ if before.was_published => ProcessingCode::Update,
         _ => ProcessingCode::FirstRegistration,
     };
-    if let Some(h) = super::hold::hold_reason(conn, &e, as_of)? {
+    if let Some(h) = derived.holds.check(conn, &e, as_of)? {
         // R14: not sent; the server's registration state is what it was before the run
         derived.publication.push((k, before.was_published, true));
         derived.held.push((k, h));
@@ -849,7 +899,21 @@ pub fn verify_group(conn: &Connection, g: &SubscriberGroup, as_of: Date) -> Resu
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     };
     let (ins, key) = (g.insurer.to_string(), g.key.to_string());
-    let held = flags_of(&ins, &key).map_err(err)?;
+    // the flag rows against the second record of them kept with the enrollment row: a corrupted
+    // flag row (or digest) is found here, before anything is published
+    let (rows, digest) = ledger::raw_flags_and_digest(conn, &ins, &key).map_err(err)?;
+    let recomputed = ledger::flag_digest(rows.iter().map(|(i, t, r)| (i.as_str(), t.as_str(), r.as_str())));
+    if digest.as_deref() != Some(recomputed.as_str()) {
+        return Err(FlagWouldBeCleared(format!(
+            "the ledger's flags of subscriber {ins}/{key} do not match their second record (flag_digest): \
+             the ledger may be corrupted; run `nhi-linkage ledger check` and restore the last good backup"
+        )));
+    }
+    let held: Vec<(String, Option<String>)> = rows
+        .into_iter()
+        .filter(|(i, _, _)| i.is_empty())
+        .map(|(_, t, r)| (t, Some(r).filter(|r| !r.is_empty())))
+        .collect();
     for (ty, reason) in &held {
         let written = match ty.as_str() {
             "1" => g.control.auto_response.then(|| "1".to_owned()),
@@ -1197,6 +1261,7 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, derived: Der
         kouki_months,
         held: derived_held,
         publication: _,
+        holds: _,
     } = derived;
     r.flag_changes.extend(flag_changes);
     r.add_worklist(

@@ -641,7 +641,9 @@ pub fn migrate(o: &MigrateOptions) -> Result<MigrateResult> {
     let mut conn = if opts.dry_run && !opts.ledger.exists() {
         ledger::open(Path::new(":memory:"))?
     } else {
-        ledger::open(&opts.ledger)?
+        let conn = ledger::open(&opts.ledger)?;
+        ledger::quick_check(&conn, &opts.ledger)?;
+        conn
     };
     // a full source would bring every shard's subscribers into one shard's ledger
     if let Some(s) = crate::engine::shard::ledger_shard(&conn)? {
@@ -788,6 +790,7 @@ fn migrate_with(
     }
     d.spool.flush()?;
     let elapsed = started.elapsed();
+    crate::engine::run::chain_run_hash(&mut run_hash, conn)?;
     let run_id = format!("{}-{}", opts.as_of, &hex(&run_hash.finalize())[..12]);
     let losses = d.losses.len() as u64;
     d.losses.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
