@@ -21,7 +21,7 @@ fn main() {
     let date = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.trim().parse::<i64>().ok())
-        .and_then(|t| chrono_free_date(t))
+        .and_then(chrono_free_date)
         .or_else(|| {
             commit
                 .as_ref()
@@ -29,18 +29,11 @@ fn main() {
         });
     // rebuild when HEAD moves (a commit, a checkout); only paths that exist, or cargo would
     // rebuild every time
-    for what in ["HEAD", "packed-refs"] {
-        if let Some(p) = git(&["rev-parse", "--git-path", what]) {
-            if std::path::Path::new(&p).exists() {
-                println!("cargo:rerun-if-changed={p}");
-            }
-        }
-    }
-    if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
-        if let Some(p) = git(&["rev-parse", "--git-path", &r]) {
-            if std::path::Path::new(&p).exists() {
-                println!("cargo:rerun-if-changed={p}");
-            }
+    let mut watch: Vec<String> = vec!["HEAD".into(), "packed-refs".into()];
+    watch.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for p in watch.iter().filter_map(|w| git(&["rev-parse", "--git-path", w])) {
+        if std::path::Path::new(&p).exists() {
+            println!("cargo:rerun-if-changed={p}");
         }
     }
     println!(

@@ -228,7 +228,7 @@ impl Report {
     pub fn sort_rejects(&mut self) {
         let keys = self.reject_keys();
         let mut keyed: Vec<_> = keys.into_iter().zip(std::mem::take(&mut self.rejects)).collect();
-        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        keyed.sort_by_key(|k| k.0);
         self.rejects = keyed.into_iter().map(|(_, e)| e).collect();
     }
 

@@ -138,7 +138,6 @@ fn summary_sheet(ws: &mut Worksheet, r: &Report, tables: &[(String, Table)], f: 
         },
         "dry_run",
     )?;
-    let mut row = row;
     ws.write_string_with_format(row, 0, "実行", &f.text)?;
     ws.write_string_with_format(row, 1, "基準日", &f.text)?;
     write_cell(ws, row, 2, &r.as_of, CellKind::Date, f)?;
