@@ -198,8 +198,12 @@ impl Mig {
     }
     /// Runs `migrate` with the given source and extra args; reports under `reports/`.
     fn migrate(&self, from: &Path, extra: &[&str]) -> Output {
-        let out = Command::new(BIN)
-            .arg("migrate")
+        let mut c = Command::new(BIN);
+        c.arg("migrate");
+        if !self.ledger().exists() {
+            c.arg("--init-ledger"); // a first migration creates the ledger
+        }
+        let out = c
             .arg("--ledger")
             .arg(self.ledger())
             .arg("--from")

@@ -22,6 +22,11 @@ pub struct Args {
     /// The SQLite ledger [default: ./var/ledger.sqlite]
     #[arg(long)]
     pub ledger: Option<PathBuf>,
+    /// Create a new ledger if nothing is at the ledger's path (a first migration). Without it a
+    /// missing or empty ledger is refused; a dry run never creates one (it diffs against an
+    /// empty ledger in memory).
+    #[arg(long)]
+    pub init_ledger: bool,
     /// Source file, or a folder of .csv/.xml source files.
     #[arg(long)]
     pub from: PathBuf,
@@ -80,6 +85,7 @@ pub fn run(a: Args) -> Result<Exit> {
             ledger: a.ledger.unwrap_or_else(|| "var/ledger.sqlite".into()),
             as_of: parse_as_of(a.as_of)?,
             dry_run: a.dry_run,
+            init_ledger: a.init_ledger,
             format: a.output_format.unwrap_or(Format::Csv),
             encoding: a.output_encoding.unwrap_or(TextEncoding::ShiftJis),
             unmappable: a.unmappable.unwrap_or_default(),
@@ -98,6 +104,12 @@ pub fn run(a: Args) -> Result<Exit> {
         Err(e) if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() => {
             eprintln!("nhi-linkage: {e}");
             return Ok(Exit::Busy);
+        }
+        Err(e)
+            if e.downcast_ref::<crate::ledger::LedgerMissing>().is_some()
+                || e.downcast_ref::<crate::ledger::LedgerEmpty>().is_some() =>
+        {
+            return Err(e);
         }
         Err(e) => return Err(e).context("migration failed; nothing was committed"),
     };

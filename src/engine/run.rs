@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub ledger: PathBuf,
     pub as_of: Date,
     pub dry_run: bool,
+    /// `--init-ledger`: create the ledger when nothing is at its path (otherwise refused).
+    pub init_ledger: bool,
     pub format: Format,
     pub encoding: TextEncoding,
     pub unmappable: UnmappablePolicy,
@@ -240,43 +242,105 @@ fn publish(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
     ledger::mark_published(conn, &r.run_id)
 }
 
-/// Finishes runs committed but not yet published, and removes staging of uncommitted runs (R12).
-pub fn recover(conn: &Connection, outbox: &Path, reports: &Path) -> Result<()> {
+impl RunOptions {
+    /// What a command does when no ledger is at `ledger`: a dry run diffs against an empty
+    /// in-memory ledger and creates nothing; `--init-ledger` creates it; otherwise refused.
+    pub fn if_missing(&self) -> ledger::IfMissing {
+        if self.dry_run {
+            ledger::IfMissing::InMemory
+        } else if self.init_ledger {
+            ledger::IfMissing::Create
+        } else {
+            ledger::IfMissing::Refuse
+        }
+    }
+
+    /// These options with the ledger at its canonical path (as [`ledger::acquire`] found it)
+    /// and outbox and reports created (0700) and made absolute, so that the staging paths
+    /// recorded in the ledger hold from any working directory (R12).
+    pub fn settled(&self, ledger_path: &Path) -> Result<RunOptions> {
+        let dir = |p: &Path, what: &str| -> Result<PathBuf> {
+            create_private_dir(p).with_context(|| format!("cannot create {what} {}", p.display()))?;
+            std::fs::canonicalize(p).with_context(|| format!("cannot resolve {what} {}", p.display()))
+        };
+        Ok(RunOptions {
+            outbox: dir(&self.outbox, "outbox")?,
+            reports: dir(&self.reports, "reports folder")?,
+            ledger: ledger_path.to_path_buf(),
+            ..self.clone()
+        })
+    }
+
+    /// The tag of this ledger's staging and spill folders ([`ledger::tag`]).
+    pub fn ledger_tag(&self) -> String {
+        ledger::tag(&self.ledger)
+    }
+}
+
+/// Creates a folder and its missing parents owner-only (0700).
+pub fn create_private_dir(p: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(p)
+}
+
+/// The staging folder name of `run_id` for the ledger tagged `tag`: `.staging-<tag>-<run-id>`.
+fn staging_name(tag: &str, run_id: &str) -> String {
+    format!(".staging-{tag}-{run_id}")
+}
+
+/// Finishes runs committed but not yet published, from the staging paths the ledger recorded,
+/// and removes this ledger's staging of uncommitted runs and its spill folders (R12). Staging
+/// and spill of other ledgers sharing the outbox, reports folder or ledger folder are never
+/// touched: their names carry another ledger's tag.
+pub fn recover(conn: &Connection, opts: &RunOptions) -> Result<()> {
     for r in ledger::runs_to_publish(conn)? {
         publish(conn, &r)?;
         tracing::warn!(run_id = %r.run_id, "finished publishing a run interrupted after commit");
     }
-    for dir in [outbox, reports] {
+    let prefix = staging_name(&opts.ledger_tag(), "");
+    for dir in [&opts.outbox, &opts.reports] {
         if let Ok(rd) = std::fs::read_dir(dir) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                if n.starts_with(".staging-") {
+                if n.starts_with(&prefix) {
                     std::fs::remove_dir_all(e.path()).ok();
                     tracing::warn!(dir = %n, "removed staging left by an interrupted run");
                 }
             }
         }
     }
+    spool::remove_leftovers(&spill_dir(opts), &spill_prefix(opts));
     Ok(())
 }
 
-/// Where spill folders go: beside the ledger (a filesystem sized for the data, as private).
-pub fn spill_dir(ledger: &Path) -> PathBuf {
-    match ledger.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+/// Where spill folders go: beside the ledger (a filesystem sized for the data, as private);
+/// the reports folder when the ledger's folder does not exist (a dry run without a ledger).
+pub fn spill_dir(opts: &RunOptions) -> PathBuf {
+    match opts.ledger.parent() {
+        Some(p) if !p.as_os_str().is_empty() && p.is_dir() => p.to_path_buf(),
+        Some(p) if p.as_os_str().is_empty() => PathBuf::from("."),
+        _ => opts.reports.clone(),
     }
+}
+
+/// Name prefix of this ledger's spill folders: `.nhi-spill-<tag>-`.
+pub fn spill_prefix(opts: &RunOptions) -> String {
+    format!("{}{}-", spool::SPILL_PREFIX, opts.ledger_tag())
 }
 
 /// Runs one batch. Errors are usage/environment problems; an R4 violation returns `Aborted`.
 pub fn run(opts: &RunOptions) -> Result<RunResult> {
-    let _lock = ledger::lock(&opts.ledger)?;
-    let mut conn = ledger::open(&opts.ledger)?;
-    std::fs::create_dir_all(&opts.outbox).with_context(|| format!("cannot create outbox {}", opts.outbox.display()))?;
-    std::fs::create_dir_all(&opts.reports)
-        .with_context(|| format!("cannot create reports folder {}", opts.reports.display()))?;
-    recover(&conn, &opts.outbox, &opts.reports)?;
-    spool::remove_leftovers(&spill_dir(&opts.ledger));
+    let led = ledger::acquire(&opts.ledger, opts.if_missing())?;
+    let _lock = led.lock;
+    let mut conn = led.conn;
+    let opts = &opts.settled(&led.path)?;
+    recover(&conn, opts)?;
 
     // 1. read, into a spool partitioned by subscriber (spilled to disk when the inbox is large)
     let paths = list_inbox(&opts.inbox)?;
@@ -288,7 +352,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         .iter()
         .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
         .sum();
-    let spool = Spool::new(opts.chunk_records, &spill_dir(&opts.ledger));
+    let spool = Spool::new(opts.chunk_records, &spill_dir(opts)).with_prefix(spill_prefix(opts));
     let gate = Gate::new(opts.shard); // shard hook
     tracing::info!(files = paths.len(), bytes = input_bytes, "reading inbox");
     let t0 = std::time::Instant::now();
@@ -496,7 +560,7 @@ pub fn execute(
 
     // 3. linkage streamed from the ledger (R2) into staging, each group checked against R4
     // before it is written
-    let out_stage = opts.outbox.join(format!(".staging-{run_id}"));
+    let out_stage = opts.outbox.join(staging_name(&opts.ledger_tag(), &run_id));
     let out_final = opts.outbox.join(&run_id);
     if out_stage.exists() {
         std::fs::remove_dir_all(&out_stage)?;
@@ -616,7 +680,7 @@ pub fn execute(
         });
     }
 
-    let rep_stage = opts.reports.join(format!(".staging-{run_id}"));
+    let rep_stage = opts.reports.join(staging_name(&opts.ledger_tag(), &run_id));
     let rep_final = opts.reports.join(&run_id);
     if rep_stage.exists() {
         std::fs::remove_dir_all(&rep_stage)?;

@@ -94,6 +94,7 @@ struct Disk {
 pub struct Spool {
     chunk_records: u64,
     spill_in: PathBuf,
+    prefix: String,
     state: Mutex<State>,
     scope2: Mutex<Vec<(u32, FlagChange)>>,
     handoffs: Mutex<Vec<(u32, AgeTransitionHandoff)>>,
@@ -111,6 +112,7 @@ impl Spool {
         Spool {
             chunk_records: chunk_records.max(1),
             spill_in: spill_in.to_path_buf(),
+            prefix: SPILL_PREFIX.to_owned(),
             state: Mutex::new(State {
                 mem: [Vec::new(), Vec::new()],
                 held: 0,
@@ -119,6 +121,13 @@ impl Spool {
             scope2: Mutex::new(Vec::new()),
             handoffs: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Names the spill folder `<prefix>XXXXXX` (a prefix of one ledger's own, so that its
+    /// recovery removes only its own leftovers); the default is [`SPILL_PREFIX`].
+    pub fn with_prefix(mut self, prefix: String) -> Spool {
+        self.prefix = prefix;
+        self
     }
 
     /// Whether records went to disk.
@@ -164,7 +173,7 @@ impl Spool {
                 "spilling the run's records to disk, sorted by subscriber"
             );
             st.disk = Some(Disk {
-                dir: private_dir(&self.spill_in)?,
+                dir: private_dir(&self.spill_in, &self.prefix)?,
                 runs: [Vec::new(), Vec::new()],
                 next: 0,
             });
@@ -357,10 +366,10 @@ impl Chunks {
     }
 }
 
-fn private_dir(spill_in: &Path) -> Result<tempfile::TempDir> {
+fn private_dir(spill_in: &Path, prefix: &str) -> Result<tempfile::TempDir> {
     // owner only, from creation: the spill holds personal data like the ledger
     let mut b = tempfile::Builder::new();
-    b.prefix(SPILL_PREFIX);
+    b.prefix(prefix);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -381,11 +390,11 @@ fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     o.open(path)
 }
 
-/// Removes spill folders left in `dir` by a crashed run.
-pub fn remove_leftovers(dir: &Path) {
+/// Removes spill folders named `<prefix>…` left in `dir` by a crashed run.
+pub fn remove_leftovers(dir: &Path, prefix: &str) {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(SPILL_PREFIX) && e.path().is_dir() {
+            if e.file_name().to_string_lossy().starts_with(prefix) && e.path().is_dir() {
                 if std::fs::remove_dir_all(e.path()).is_ok() {
                     tracing::warn!("removed a spill folder left by an interrupted run");
                 }
