@@ -450,3 +450,256 @@ fn recovery_works_from_another_working_directory() {
     assert!(!folders[0].starts_with('.'), "{folders:?}");
     assert!(!files_under(&site.p("outbox")).is_empty());
 }
+
+// ---- item 2: owner-only folders; a ledger folder or side file others control is refused ----
+
+/// Every path under `dir` except `skip` with its mode bits.
+#[cfg(unix)]
+fn modes(dir: &Path, skip: &str) -> Vec<(String, u32, bool)> {
+    use std::os::unix::fs::PermissionsExt;
+    listing(dir)
+        .into_iter()
+        .filter(|p| !p.starts_with(skip))
+        .map(|p| {
+            let m = std::fs::symlink_metadata(dir.join(&p)).unwrap();
+            (p, m.permissions().mode() & 0o777, m.is_dir())
+        })
+        .collect()
+}
+
+/// Under umask 000 every folder the program creates is 0700 and every file 0600: ledger folder,
+/// outbox, reports, staging (a run stopped after its commit) and run folders.
+#[cfg(unix)]
+#[test]
+fn under_umask_000_everything_created_is_owner_only() {
+    let site = Site::new();
+    copy_sample_inbox(&site.inbox());
+    let run = |env: &[(&str, &str)]| {
+        let mut c = Command::new("sh");
+        c.args(["-c", "umask 000; exec \"$0\" \"$@\"", BIN])
+            .args(["run", "--init-ledger", "--as-of", "20261201", "--inbox"])
+            .arg(site.inbox())
+            .arg("--ledger")
+            .arg(site.p("var/db/ledger.sqlite"))
+            .arg("--outbox")
+            .arg(site.p("out/linkage"))
+            .arg("--reports")
+            .arg(site.p("rep/nightly"));
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let o = run(&[("NHI_FAILPOINT", "after-commit")]);
+    assert_eq!(o.status.code(), Some(86), "{}", text(&o));
+    let staged = modes(site.dir.path(), "inbox");
+    assert!(staged.iter().any(|(p, ..)| p.contains(".staging-")), "{staged:?}");
+    let o = run(&[]);
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", text(&o));
+    let published = modes(site.dir.path(), "inbox");
+    assert!(
+        published.iter().any(|(p, ..)| p.starts_with("out/linkage/2026")),
+        "{published:?}"
+    );
+    for (p, m, dir) in staged.iter().chain(&published) {
+        let want = if *dir { 0o700 } else { 0o600 };
+        assert_eq!(*m, want, "{p}: {m:o}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_ledger_folder_others_can_write_to_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::new();
+    copy_sample_inbox(&site.inbox());
+    std::fs::create_dir(site.p("new")).unwrap();
+    let o = run_with_ledger(site.dir.path(), "var/ledger.sqlite", &["--init-ledger"]);
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", text(&o));
+    let existing = listing(&site.p("var"));
+    for mode in [0o777, 0o1777, 0o770] {
+        // an existing ledger in a folder opened up, and a new one in such a folder
+        for (ledger, extra) in [
+            ("var/ledger.sqlite", &[][..]),
+            ("new/ledger.sqlite", &["--init-ledger"]),
+        ] {
+            let dir = site.p(ledger).parent().unwrap().to_path_buf();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            let before = listing(&dir);
+            let o = run_with_ledger(site.dir.path(), ledger, extra);
+            assert_eq!(o.status.code(), Some(2), "{mode:o} {ledger}: {}", text(&o));
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                err.contains("can be written by other users") && err.contains(&dir.display().to_string()),
+                "{err}"
+            );
+            assert_eq!(listing(&dir), before, "nothing created in it");
+        }
+    }
+    assert_eq!(listing(&site.p("var")), existing);
+    // once private again, the ledger is used as before
+    std::fs::set_permissions(site.p("var"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let o = run_with_ledger(site.dir.path(), "var/ledger.sqlite", &[]);
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", text(&o));
+}
+
+/// A WAL or journal file planted beside the ledger by someone else is refused (as root the test
+/// gives it to another uid; any user can test the planted link).
+#[cfg(unix)]
+#[test]
+fn a_planted_wal_or_journal_is_refused() {
+    let site = Site::new();
+    copy_sample_inbox(&site.inbox());
+    let o = run_with_ledger(site.dir.path(), "ledger.sqlite", &["--init-ledger"]);
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", text(&o));
+    let is_root = unsafe { libc::geteuid() } == 0;
+    for suffix in ["-wal", "-journal"] {
+        let planted = site.p(&format!("ledger.sqlite{suffix}"));
+        let owned_by_other = is_root;
+        if owned_by_other {
+            std::fs::write(&planted, b"").unwrap();
+            std::os::unix::fs::chown(&planted, Some(54321), Some(54321)).unwrap();
+        } else {
+            std::os::unix::fs::symlink(site.p("elsewhere"), &planted).unwrap();
+        }
+        let o = run_with_ledger(site.dir.path(), "ledger.sqlite", &[]);
+        assert_eq!(o.status.code(), Some(2), "{suffix}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("ledger.sqlite{suffix}")), "{err}");
+        if owned_by_other {
+            assert!(err.contains("belongs to another user"), "{err}");
+            assert_eq!(std::fs::metadata(&planted).unwrap().len(), 0, "nothing written into it");
+        }
+        std::fs::remove_file(&planted).unwrap();
+    }
+    // and a symlinked WAL is refused for any user
+    std::os::unix::fs::symlink(site.p("elsewhere"), site.p("ledger.sqlite-wal")).unwrap();
+    let o = run_with_ledger(site.dir.path(), "ledger.sqlite", &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(!site.p("elsewhere").exists());
+}
+
+// ---- item 11: characters XML forbids are E_FIELD_FORMAT in CSV; no output holds one ----
+
+/// The sample inbox with `edit` applied to the text of the CSV file `name`, re-encoded as
+/// Shift_JIS (CharacterCodeIdentifier 1) when `sjis`.
+fn edited_csv(dir: &Path, name: &str, sjis: bool, edit: impl Fn(&str) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("samples/inbox").join(name)).unwrap();
+    let mut text = edit(&text);
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(name);
+    if sjis {
+        let (h, rest) = text.split_once("\r\n").or_else(|| text.split_once('\n')).unwrap();
+        assert!(h.ends_with(",0"));
+        text = format!("{}1\r\n{rest}", &h[..h.len() - 1]);
+        let (bytes, _, bad) = encoding_rs::SHIFT_JIS.encode(&text);
+        assert!(!bad);
+        std::fs::write(&path, bytes).unwrap();
+    } else {
+        std::fs::write(&path, text).unwrap();
+    }
+    path
+}
+
+fn validate(path: &Path) -> Output {
+    Command::new(BIN).arg("validate").arg(path).output().unwrap()
+}
+
+#[test]
+fn csv_fields_with_characters_xml_forbids_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    // an address in a 記載事項変更 and a 副本 item value, in both encodings
+    for sjis in [false, true] {
+        for (ch, ok_in_sjis) in [
+            ('\u{FFFE}', false),
+            ('\u{FFFF}', false),
+            ('\u{1}', true),
+            ('\u{1B}', true),
+        ] {
+            if sjis && !ok_in_sjis {
+                continue; // Shift_JIS cannot hold U+FFFE/U+FFFF at all (E_ENCODING)
+            }
+            let sub = dir.path().join(format!("{sjis}-{:x}", ch as u32));
+            let f = edited_csv(&sub, "Fukuhon_00131045_0343.csv", sjis, |t| {
+                t.replacen("異常なし", &format!("異常{ch}なし"), 1)
+            });
+            let o = validate(&f);
+            let out = text(&o);
+            assert_eq!(o.status.code(), Some(1), "{out}");
+            assert!(out.contains("E_FIELD_FORMAT") && out.contains("Items/Value"), "{out}");
+            let s = edited_csv(&sub, "SubscriberChange_00131045_0341.csv", sjis, |t| {
+                t.replacen("東京都", &format!("東京都{ch}"), 1)
+            });
+            let o = validate(&s);
+            let out = text(&o);
+            assert_eq!(o.status.code(), Some(1), "{out}");
+            assert!(out.contains("E_FIELD_FORMAT") && out.contains("Address"), "{out}");
+            assert!(out.contains(&format!("U+{:04X}", ch as u32)), "{out}");
+        }
+    }
+}
+
+/// The run rejects such a record (E_FIELD_FORMAT), applies the rest, and no published XML file
+/// holds the character: every XML output parses.
+#[test]
+fn a_forbidden_character_never_reaches_a_published_file() {
+    let site = Site::new();
+    copy_sample_inbox(&site.inbox());
+    edited_csv(&site.inbox(), "SubscriberChange_00131045_0341.csv", false, |t| {
+        t.replacen("東京都", "東京都\u{FFFE}", 1)
+    });
+    let o = site.run(&["--output-format", "xml", "--output-encoding", "utf-8"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let r = site.report("");
+    let rejects = r["rejects"].as_array().unwrap();
+    assert!(
+        rejects
+            .iter()
+            .any(|x| x["code"] == "E_FIELD_FORMAT" && x["field"] == "Address"),
+        "{rejects:?}"
+    );
+    for (name, bytes) in site.outbox_files() {
+        let s = String::from_utf8(bytes).unwrap();
+        assert!(!s.contains(['\u{FFFE}', '\u{FFFF}']), "{name}");
+    }
+}
+
+/// The writers' guard: a value XML forbids that reached the ledger anyway (here planted in it)
+/// aborts the run before its commit: exit 3, nothing committed or published, no staging left.
+#[test]
+fn the_output_guard_aborts_before_commit() {
+    for format in ["xml", "csv"] {
+        let site = Site::new();
+        std::fs::create_dir_all(site.inbox()).unwrap();
+        let first = "SubscriberChange_00131045_0340.xml";
+        std::fs::copy(root().join("samples/inbox").join(first), site.inbox().join(first)).unwrap();
+        let o = site.run(&["--output-format", format]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let ledger = site.p("ledger.sqlite");
+        let n = rusqlite::Connection::open(&ledger)
+            .unwrap()
+            .execute(
+                "UPDATE enrollment SET name = name || char(65535) WHERE subscriber_key = '1310450004700037'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        let before_files = applied_files(&ledger);
+        let before_outbox = site.outbox_files();
+        // a 記載事項変更 of that subscriber (address only): the group is written again
+        let second = "SubscriberChange_00131045_0341.csv";
+        std::fs::copy(root().join("samples/inbox").join(second), site.inbox().join(second)).unwrap();
+        let o = site.run(&["--output-format", format]);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(3), "{out}");
+        assert!(
+            out.contains("E_FIELD_FORMAT") && out.contains("U+FFFF") && out.contains("Name"),
+            "{out}"
+        );
+        assert!(out.contains("nothing was committed or published"), "{out}");
+        assert!(out.contains("SubscriberLinkage_"), "names the file: {out}");
+        assert_eq!(applied_files(&ledger), before_files, "nothing committed");
+        assert_eq!(site.outbox_files(), before_outbox, "nothing published");
+        assert!(run_folders(&site.p("outbox")).iter().all(|n| !n.starts_with('.')));
+    }
+}

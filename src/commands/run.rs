@@ -168,6 +168,10 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
             eprintln!("nhi-linkage: {e}");
             return Ok(Exit::Busy);
         }
+        Err(e) if e.downcast_ref::<crate::engine::run::OutputFailed>().is_some() => {
+            eprintln!("nhi-linkage: run aborted: {e:#}");
+            return Ok(Exit::Aborted);
+        }
         Err(e) => return Err(e),
     };
     let r = &res.report;

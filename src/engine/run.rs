@@ -79,6 +79,12 @@ pub struct RunResult {
     pub outbox_dir: Option<PathBuf>,
 }
 
+/// Writing the outputs aside failed before the commit: the ledger was rolled back and nothing
+/// was published (exit 3, like an R4 abort).
+#[derive(Debug, thiserror::Error)]
+#[error("output failed; the ledger was rolled back, nothing was committed or published")]
+pub struct OutputFailed;
+
 /// The R4 violation.
 #[derive(Debug, thiserror::Error)]
 #[error("E_FLAG_WOULD_BE_CLEARED: {0}")]
@@ -572,7 +578,16 @@ pub fn execute(
     let bar = progress_span("writing linkage", Some(outcome.touched));
     let written = bar.in_scope(|| write_outputs(&tx, &layout, &out_stage, &run_id, creation, opts, &outcome, &bar));
     drop(bar);
-    let (written, derived) = match written? {
+    let written = match written {
+        Ok(w) => w,
+        Err(e) => {
+            // a file could not be written (disk full, a value XML forbids): nothing committed
+            drop(tx); // rollback
+            std::fs::remove_dir_all(&out_stage).ok();
+            return Err(e.context(OutputFailed));
+        }
+    };
+    let (written, derived) = match written {
         Ok(w) => w,
         Err(v) => {
             drop(tx); // rollback

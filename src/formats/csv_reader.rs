@@ -629,8 +629,12 @@ impl<'a, R: Read> CsvParser<'a, R> {
                 });
             } else {
                 let r = self.decode(bytes, &mut s, line);
-                self.raw.values[i] = Some(s);
                 r?;
+                if let Some(f) = not_xml_char(fields[i], &s) {
+                    self.faults.push(f);
+                    s.clear(); // reported; not typed again
+                }
+                self.raw.values[i] = Some(s);
                 continue;
             }
             self.raw.values[i] = Some(s);
@@ -658,7 +662,11 @@ impl<'a, R: Read> CsvParser<'a, R> {
                     let (mut cs, mut vs) = (String::new(), String::new());
                     self.decode(c, &mut cs, line)?;
                     self.decode(v, &mut vs, line)?;
-                    self.raw.items.push((cs, vs));
+                    let bad = not_xml_char("Items/ItemCode", &cs).or_else(|| not_xml_char("Items/Value", &vs));
+                    match bad {
+                        Some(f) => self.faults.push(f),
+                        None => self.raw.items.push((cs, vs)),
+                    }
                 }
                 i += 2;
             }
@@ -678,6 +686,24 @@ impl<'a, R: Read> CsvParser<'a, R> {
         on_record(out);
         Ok(())
     }
+}
+
+/// §1: a character XML 1.0 does not allow (C0 controls but tab, LF and CR; U+FFFE, U+FFFF) is
+/// `E_FIELD_FORMAT` in CSV too, so both syntaxes accept the same text.
+fn not_xml_char(field: &'static str, s: &str) -> Option<StructFault> {
+    let (i, c) = s
+        .chars()
+        .enumerate()
+        .find(|&(_, c)| !super::xml_reader::is_xml_char(c))?;
+    Some(StructFault {
+        field: Some(field),
+        code: ErrorCode::FieldFormat,
+        message: format!(
+            "{field} holds U+{:04X} at position {}, a character XML does not allow",
+            c as u32,
+            i + 1
+        ),
+    })
 }
 
 #[cfg(test)]

@@ -188,6 +188,7 @@ pub fn acquire(path: &Path, if_missing: IfMissing) -> Result<Opened> {
         }
     }
     let canon = canonical(path).with_context(|| format!("cannot resolve the ledger path {}", path.display()))?;
+    check_private(&canon)?;
     let lock = lock(&canon)?;
     // again under the lock: another process may have created it meanwhile
     let created = !present(&canon)?;
@@ -206,6 +207,73 @@ pub fn acquire(path: &Path, if_missing: IfMissing) -> Result<Opened> {
         in_memory: false,
         created,
     })
+}
+
+/// Files SQLite keeps beside the ledger, and the lock file.
+const SIDE_FILES: [&str; 4] = ["-wal", "-journal", "-shm", ".lock"];
+
+/// The ledger's folder and files must be the user's alone: a folder others can write to lets
+/// them plant a `-wal` file they can read (every change of the night, My Numbers included) or
+/// replace the ledger, so it is refused, and so is a ledger, WAL, journal, shared-memory or lock
+/// file that belongs to another user or is a link. Folder owned by this user or root, not
+/// writable by group or others; files owned by this user.
+#[cfg(unix)]
+fn check_private(canon: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let dir = canon.parent().unwrap_or(Path::new("/"));
+    let m = std::fs::metadata(dir).with_context(|| format!("cannot read the ledger folder {}", dir.display()))?;
+    if m.mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "the ledger folder {} can be written by other users (mode {:04o}): they could plant a WAL file \
+             and read the ledger's changes, or replace the ledger. Make it private (chmod 700 {}) or move \
+             the ledger to a private folder",
+            dir.display(),
+            m.mode() & 0o7777,
+            dir.display()
+        );
+    }
+    if m.uid() != me && m.uid() != 0 {
+        anyhow::bail!(
+            "the ledger folder {} belongs to another user (uid {}): run as that user, or move the ledger to a folder of your own",
+            dir.display(),
+            m.uid()
+        );
+    }
+    let mut files = vec![canon.to_path_buf()];
+    for suffix in SIDE_FILES {
+        let mut name = canon.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(PathBuf::from(name));
+    }
+    for f in files {
+        let m = match std::fs::symlink_metadata(&f) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", f.display())),
+        };
+        if !m.file_type().is_file() {
+            anyhow::bail!(
+                "{} is not a regular file (a link, folder or device): refusing to let SQLite open it. Check who put it there and remove it",
+                f.display()
+            );
+        }
+        if m.uid() != me {
+            anyhow::bail!(
+                "{} belongs to another user (uid {}): it may have been planted to read or change the ledger. \
+                 Check who created it and remove it (or run as the ledger's owner)",
+                f.display(),
+                m.uid()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_canon: &Path) -> Result<()> {
+    Ok(())
 }
 
 /// Creates an empty ledger file, 0600, failing if anything is at the path.
