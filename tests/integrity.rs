@@ -703,3 +703,164 @@ fn the_output_guard_aborts_before_commit() {
         assert!(run_folders(&site.p("outbox")).iter().all(|n| !n.starts_with('.')));
     }
 }
+
+// ---- item 7: only the inbox's own regular files are read, and only if they hold still ----
+
+/// Runs `c` to the end, failing the test (and killing the process) if it takes over 120 s: a
+/// run that blocks forever must fail the test, not hang it.
+fn output_within(mut c: Command) -> Output {
+    let child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(o) => o.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &id.to_string()]).status();
+            panic!("the run hung");
+        }
+    }
+}
+
+fn input_names(report: &serde_json::Value) -> Vec<String> {
+    report["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_in_the_inbox_is_skipped_not_opened() {
+    let site = Site::new();
+    copy_sample_inbox(&site.inbox());
+    let fifo = site.inbox().join("zz_fifo.xml");
+    let ok = Command::new("mkfifo").arg(&fifo).status().unwrap().success();
+    assert!(ok);
+    let mut c = Command::new(BIN);
+    c.args(["run", "--init-ledger", "--as-of", "20261201", "--inbox"])
+        .arg(site.inbox())
+        .arg("--outbox")
+        .arg(site.p("outbox"))
+        .arg("--reports")
+        .arg(site.p("reports"))
+        .arg("--ledger")
+        .arg(site.p("ledger.sqlite"));
+    let o = output_within(c);
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("zz_fifo.xml") && err.contains("not a regular file"),
+        "{err}"
+    );
+    assert!(!input_names(&site.report("")).iter().any(|n| n.contains("fifo")));
+}
+
+#[cfg(unix)]
+#[test]
+fn the_inbox_is_read_flat_and_links_never_lead_out_of_it() {
+    let site = Site::new();
+    copy_sample_inbox(&site.inbox());
+    // processed files kept in inbox/processed/, a copy outside linked in, a link loop
+    let processed = site.inbox().join("processed");
+    std::fs::create_dir(&processed).unwrap();
+    let extra = edited_csv(&processed, "SubscriberChange_00131045_0341.csv", false, |t| {
+        t.replacen("KK131045-20261130-0341", "KK131045-20261130-9999", 1)
+    });
+    let outside = site.p("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let out_file = outside.join("Other.csv");
+    std::fs::copy(&extra, &out_file).unwrap();
+    std::os::unix::fs::symlink(&out_file, site.inbox().join("link_out.csv")).unwrap();
+    std::os::unix::fs::symlink(site.inbox(), site.inbox().join("loop")).unwrap();
+    std::os::unix::fs::symlink(site.inbox(), site.inbox().join("loop.xml")).unwrap();
+    // a link to a file of the inbox itself is read (it is the inbox's own file)
+    std::os::unix::fs::symlink(
+        site.inbox().join("Fukuhon_00131045_0343.csv"),
+        site.inbox().join("zz_alias.csv"),
+    )
+    .unwrap();
+    let o = site.run(&[]);
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", text(&o));
+    let mut names = input_names(&site.report(""));
+    names.sort();
+    let mut want: Vec<String> = std::fs::read_dir(root().join("samples/inbox"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    want.push("zz_alias.csv".into());
+    want.sort();
+    assert_eq!(names, want);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("link_out.csv"), "the skipped link is named: {err}");
+}
+
+/// A file rewritten in place while the run reads it is rejected whole (deterministic: the run
+/// pauses after reading the file until the test has changed it).
+#[test]
+fn a_file_that_changes_while_it_is_read_is_rejected_whole() {
+    let site = Site::new();
+    std::fs::create_dir_all(site.inbox()).unwrap();
+    let name = "SubscriberChange_00131045_0340.xml";
+    let file = site.inbox().join(name);
+    std::fs::copy(root().join("samples/inbox").join(name), &file).unwrap();
+    let gate = site.p("resume");
+    let mut child = Command::new(BIN)
+        .args(["run", "--init-ledger", "--as-of", "20261201", "--inbox"])
+        .arg(site.inbox())
+        .arg("--outbox")
+        .arg(site.p("outbox"))
+        .arg("--reports")
+        .arg(site.p("reports"))
+        .arg("--ledger")
+        .arg(site.p("ledger.sqlite"))
+        .env("NHI_FAILPOINT", "pause-after-file")
+        .env("NHI_FAILPOINT_RESUME", &gate)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::{BufRead, BufReader};
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        seen.push_str(&l);
+        seen.push('\n');
+        if l.contains("failpoint pause-after-file") {
+            break;
+        }
+    }
+    assert!(seen.contains("pause-after-file"), "{seen}");
+    // rewritten in place, same size: another name in the same bytes
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.windows(6).position(|w| w == "山田".as_bytes()).expect("a name");
+    bytes[at..at + 6].copy_from_slice("川田".as_bytes());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
+        .unwrap();
+    std::fs::write(&gate, b"").unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap_or_default()).collect();
+    let status = child.wait().unwrap();
+    let stderr = format!("{seen}{}", rest.join("\n"));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let r = site.report("");
+    assert_eq!(r["inputs"][0]["status"], "rejected", "{r}");
+    let msg = r["rejects"].to_string();
+    assert!(msg.contains("changed while it was read"), "{msg}");
+    assert_eq!(applied_files(&site.p("ledger.sqlite")), 0);
+    // the complete file, read again, applies
+    let o = site.run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(applied_files(&site.p("ledger.sqlite")), 1);
+}

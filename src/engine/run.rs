@@ -125,27 +125,91 @@ struct LoadedFile {
     note: Option<String>,
 }
 
+/// The inbox's own `.xml`/`.csv` files, in name order. Only regular files directly in the
+/// inbox are read: sub-folders (operators keep processed files in `inbox/processed/`) are not
+/// entered; a FIFO, socket or device is skipped with a warning, never opened (a FIFO would block
+/// the run while it holds the lock); a symbolic link is read only when it leads to a regular
+/// file directly in the inbox, never outside it.
 fn list_inbox(inbox: &Path) -> Result<Vec<PathBuf>> {
+    let canon = std::fs::canonicalize(inbox).with_context(|| format!("cannot read inbox {}", inbox.display()))?;
     let mut out = Vec::new();
-    let mut stack = vec![inbox.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read inbox {}", d.display()))? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if matches!(
-                p.extension()
-                    .and_then(|x| x.to_str())
-                    .map(str::to_ascii_lowercase)
-                    .as_deref(),
-                Some("xml" | "csv")
-            ) {
-                out.push(p);
+    for e in std::fs::read_dir(inbox).with_context(|| format!("cannot read inbox {}", inbox.display()))? {
+        let e = e.with_context(|| format!("cannot read inbox {}", inbox.display()))?;
+        let p = e.path();
+        let wanted = matches!(
+            p.extension()
+                .and_then(|x| x.to_str())
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("xml" | "csv")
+        );
+        let ft = e.file_type().with_context(|| format!("cannot read {}", p.display()))?;
+        if ft.is_dir() {
+            continue; // e.g. inbox/processed/: not read
+        }
+        if !wanted {
+            continue;
+        }
+        let name = e.file_name().to_string_lossy().into_owned();
+        if ft.is_file() {
+            out.push(p);
+        } else if ft.is_symlink() {
+            match std::fs::canonicalize(&p) {
+                Ok(t) if t.parent() == Some(canon.as_path()) && t.is_file() => out.push(p),
+                _ => tracing::warn!(
+                    file = %name,
+                    "skipped: a symbolic link that does not lead to a regular file in the inbox (links are not followed out of the inbox)"
+                ),
             }
+        } else {
+            tracing::warn!(file = %name, "skipped: not a regular file (a FIFO, socket or device is never read)");
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// What identifies a file's content without reading it: device, inode, size, modification and
+/// status-change times. Equal before and after the read ⇒ the bytes parsed (and hashed) are
+/// the file's bytes, not a mix of two versions.
+fn identity(path: &Path) -> std::io::Result<(u64, u64, u64, i64, i64, i64, i64)> {
+    let m = std::fs::metadata(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok((
+            m.dev(),
+            m.ino(),
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        let t = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        Ok((0, 0, m.len(), t.as_secs() as i64, t.subsec_nanos() as i64, 0, 0))
+    }
+}
+
+/// Test hook: `NHI_FAILPOINT=pause-after-file` holds the run after a file was read, until the
+/// file named by `NHI_FAILPOINT_RESUME` exists (at most 60 s), so a test can change the file
+/// between the reading and the check that it did not change.
+fn pause_after_file(name: &str) {
+    if failpoint("pause-after-file") {
+        eprintln!("nhi-linkage: failpoint pause-after-file: read {name}");
+        let gate = std::env::var_os("NHI_FAILPOINT_RESUME").map(PathBuf::from);
+        let start = std::time::Instant::now();
+        while gate.as_ref().is_some_and(|g| !g.exists()) && start.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
 
 /// Reads one file, spooling the accepted records this process applies (`gate`: all of them, or
@@ -157,6 +221,25 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32, 
         .unwrap_or(path)
         .to_string_lossy()
         .replace('\\', "/");
+    let rejected_whole = |name: String, message: String| LoadedFile {
+        file_errors: vec![Diagnostic::new(&name, ErrorCode::Schema, message)],
+        name,
+        sha: String::new(),
+        header: None,
+        rejects: Vec::new(),
+        total: 0,
+        status: "rejected",
+        note: None,
+    };
+    let before = match identity(path) {
+        Ok(id) if std::fs::metadata(path).is_ok_and(|m| m.is_file()) => id,
+        _ => {
+            return Ok(rejected_whole(
+                name,
+                "not a regular file any more, or gone: not read".into(),
+            ));
+        }
+    };
     let mut rejects = Vec::new();
     let mut spool_error = None;
     let res = read_input(path, &name, opts, &mut |o| match o {
@@ -172,6 +255,16 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32, 
     });
     if let Some(e) = spool_error {
         return Err(e);
+    }
+    pause_after_file(&name);
+    if identity(path).ok() != Some(before) {
+        // its records stay in the spool unused, like those of any rejected file
+        return Ok(rejected_whole(
+            name,
+            "the file changed while it was read (size, modification time or inode differ): rejected whole, nothing in it \
+             applied; let the sender finish writing it (write aside, then rename into the inbox) and run again"
+                .into(),
+        ));
     }
     Ok(match res {
         Ok(s) => LoadedFile {
