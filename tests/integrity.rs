@@ -864,3 +864,78 @@ fn a_file_that_changes_while_it_is_read_is_rejected_whole() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(applied_files(&site.p("ledger.sqlite")), 1);
 }
+
+// ---- item 8: merge-shards takes no name from a shard's files as a path ----
+
+fn shard_runs_of_kokuho(root: &Path) -> Vec<PathBuf> {
+    let (kokuho_in, _) = split_inboxes(root);
+    (0..2)
+        .map(|i| {
+            let d = root.join(format!("s{i}"));
+            let o = run_cmd(
+                &kokuho_in,
+                &d.join("outbox"),
+                &d.join("reports"),
+                &d.join("ledger.sqlite"),
+                &["--init-ledger", "--shard", &format!("{i}/2")],
+            )
+            .output()
+            .unwrap();
+            assert!(o.status.code().is_some_and(|c| c <= 1), "{}", text(&o));
+            d
+        })
+        .collect()
+}
+
+fn merge_shards(froms: &[PathBuf], out: &Path, extra: &[&str]) -> Output {
+    let mut c = Command::new(BIN);
+    c.arg("merge-shards");
+    for f in froms {
+        c.arg("--from").arg(f);
+    }
+    c.arg("--outbox")
+        .arg(out.join("outbox"))
+        .arg("--reports")
+        .arg(out.join("reports"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn merge_shards_refuses_worklist_names_that_lead_out_of_its_folder() {
+    let site = Site::new();
+    let froms = shard_runs_of_kokuho(site.dir.path());
+    let m = site.p("m");
+    std::fs::create_dir_all(m.join("reports")).unwrap();
+    // the file a crafted name would overwrite: m/victim.csv
+    let victim = m.join("victim.csv");
+    std::fs::write(&victim, b"keep me\n").unwrap();
+    let evil = "../../victim";
+    for f in &froms {
+        let reports = f.join("reports");
+        let run = std::fs::read_dir(&reports)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.join("report.json").is_file())
+            .unwrap();
+        let jp = run.join("report.json");
+        let mut j: serde_json::Value = serde_json::from_slice(&std::fs::read(&jp).unwrap()).unwrap();
+        j["worklists"][evil] = 0.into();
+        std::fs::write(&jp, serde_json::to_vec_pretty(&j).unwrap()).unwrap();
+        // what the crafted name reads in the shard's folder: a worklist with a header row only
+        std::fs::write(run.join(format!("{evil}.csv")), b"insurer,subscriber_key\r\n").unwrap();
+    }
+    let o = merge_shards(&froms, &m, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("worklist"), "{}", text(&o));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me\n");
+    assert!(
+        !m.join("outbox").exists() || files_under(&m.join("outbox")).is_empty(),
+        "nothing merged"
+    );
+    // and a run id given on the command line is a name, not a path
+    let o = merge_shards(&froms, &m, &["--run-id", "../../x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--run-id"), "{}", text(&o));
+}
