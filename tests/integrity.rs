@@ -939,3 +939,116 @@ fn merge_shards_refuses_worklist_names_that_lead_out_of_its_folder() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--run-id"), "{}", text(&o));
 }
+
+// ---- item 10: smaller leaks ----
+
+/// Every cell of every CSV file under `dir`.
+fn csv_cells(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, bytes) in files_under(dir) {
+        if !name.ends_with(".csv") {
+            continue;
+        }
+        let mut rd = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(bytes.as_slice());
+        for r in rd.records() {
+            for c in r.unwrap().iter() {
+                out.push((name.clone(), c.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn report_cells_never_hold_a_formula_and_echoed_names_mask_digit_runs() {
+    let site = Site::new();
+    copy_sample_inbox(&site.inbox());
+    // a file whose name is a formula (rejected whole: not a bulk file)
+    std::fs::write(
+        site.inbox().join("=HYPERLINK(\"x.example\",\"y\").csv"),
+        b"nonsense\r\n",
+    )
+    .unwrap();
+    std::fs::write(site.inbox().join("+1-2.csv"), b"nonsense\r\n").unwrap();
+    // an element whose name carries a 12-digit number, inside a record
+    let name = "SubscriberChange_00131045_0340.xml";
+    let text0 = std::fs::read_to_string(root().join("samples/inbox").join(name)).unwrap();
+    let bad =
+        text0
+            .replacen("<Address>", "<Address123456789012>", 1)
+            .replacen("</Address>", "</Address123456789012>", 1);
+    assert_ne!(bad, text0);
+    std::fs::write(site.inbox().join(name), bad).unwrap();
+    let o = site.run(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(!text(&o).contains("123456789012"), "{}", text(&o));
+    let rejects = site.report("")["rejects"].to_string();
+    assert!(
+        rejects.contains("<Address******>"),
+        "the element is named, masked: {rejects}"
+    );
+    let cells = csv_cells(&site.p("reports"));
+    assert!(cells.iter().any(|(_, c)| c.contains("HYPERLINK")), "the file is listed");
+    for (f, c) in &cells {
+        assert!(!c.starts_with(['=', '+', '-', '@']), "{f}: {c}");
+        assert!(!c.contains("123456789012"), "{f}: {c}");
+    }
+    for (f, bytes) in files_under(&site.p("reports")) {
+        assert!(!String::from_utf8_lossy(&bytes).contains("123456789012"), "{f}");
+    }
+}
+
+#[test]
+fn a_migration_spool_left_by_a_crash_is_removed_by_the_next_run() {
+    let site = Site::new();
+    let o = migrate_cmd(&site, &["--init-ledger"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let spools = || -> Vec<String> {
+        listing(&site.p("reports"))
+            .into_iter()
+            .filter(|n| n.contains(".spool-migrate-"))
+            .collect()
+    };
+    // a second source, killed before its commit: its diff spool stays behind
+    let second = site.p("second.csv");
+    let t = std::fs::read(root().join("samples/legacy/kokuho_export.csv")).unwrap();
+    std::fs::write(&second, &t).unwrap();
+    let o = Command::new(BIN)
+        .args(["migrate", "--as-of", "20261202", "--ledger"])
+        .arg(site.p("var/ledger.sqlite"))
+        .arg("--from")
+        .arg(&second)
+        .arg("--mapping")
+        .arg(root().join("samples/legacy/mapping.toml"))
+        .arg("--reports")
+        .arg(site.p("reports"))
+        .arg("--outbox")
+        .arg(site.p("outbox"))
+        .env("NHI_FAILPOINT", "after-stage")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(86), "{}", text(&o));
+    assert_eq!(spools().len(), 1, "{:?}", listing(&site.p("reports")));
+    let o = migrate_cmd(&site, &["--dry-run"]);
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", text(&o));
+    assert!(spools().is_empty(), "{:?}", spools());
+}
+
+#[test]
+fn a_row_over_the_size_limit_is_reported_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text0 = std::fs::read_to_string(root().join("samples/inbox/SubscriberChange_00131045_0341.csv")).unwrap();
+    let mut lines: Vec<String> = text0.lines().map(str::to_owned).collect();
+    lines[2] = format!("{}{}", lines[2], "x".repeat(300 * 1024));
+    let p = dir.path().join("long.csv");
+    std::fs::write(&p, lines.join("\r\n") + "\r\n").unwrap();
+    let o = validate(&p);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("limit"), "{out}");
+    assert!(!out.contains(":0: "), "never line 0: {out}");
+    assert!(out.contains("long.csv:3: E_SCHEMA"), "{out}");
+}

@@ -863,7 +863,12 @@ fn read_worklist(dir: &Path, name: &str, expected: u64) -> Result<(Vec<String>, 
     let mut rows = Vec::new();
     for r in rd.records() {
         let r = r.with_context(|| format!("{} is not well-formed CSV", path.display()))?;
-        rows.push(r.iter().map(str::to_owned).collect::<Vec<_>>());
+        // the cell as the run held it: the report writer neutralises it again
+        let raw = |c: &str| match c.strip_prefix('\'') {
+            Some(rest) if crate::report::neutral_cell(rest).len() != rest.len() => rest.to_owned(),
+            _ => c.to_owned(),
+        };
+        rows.push(r.iter().map(raw).collect::<Vec<_>>());
     }
     ensure!(
         rows.len() as u64 == expected,

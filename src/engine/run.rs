@@ -418,7 +418,23 @@ pub fn recover(conn: &Connection, opts: &RunOptions) -> Result<()> {
         }
     }
     spool::remove_leftovers(&spill_dir(opts), &spill_prefix(opts));
+    // migrate's diff spool (each subscriber's flag state) left by a crashed migration
+    let spool_prefix = migrate_spool_prefix(opts);
+    if let Ok(rd) = std::fs::read_dir(&opts.reports) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&spool_prefix) && n.ends_with(".csv") && std::fs::remove_file(e.path()).is_ok() {
+                tracing::warn!(file = %n, "removed a migration spool left by an interrupted migration");
+            }
+        }
+    }
     Ok(())
+}
+
+/// Name prefix of `migrate`'s diff spool in the reports folder: `.spool-migrate-<tag>-`
+/// (followed by the process id).
+pub fn migrate_spool_prefix(opts: &RunOptions) -> String {
+    format!(".spool-migrate-{}-", opts.ledger_tag())
 }
 
 /// Where spill folders go: beside the ledger (a filesystem sized for the data, as private);

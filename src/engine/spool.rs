@@ -306,14 +306,22 @@ impl Merge {
 struct RunReader {
     input: BufReader<std::fs::File>,
     frame: Vec<u8>,
+    /// Bytes of the run file not read yet: a frame length beyond them is corruption, found
+    /// before anything is allocated for it.
+    left: u64,
 }
 
 impl RunReader {
     fn open(path: &Path) -> Result<RunReader> {
         let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let left = f
+            .metadata()
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
         Ok(RunReader {
             input: BufReader::with_capacity(1 << 16, f),
             frame: Vec::new(),
+            left,
         })
     }
 
@@ -326,6 +334,14 @@ impl RunReader {
             .read_exact(&mut self.frame[..8])
             .context("the spill is truncated")?;
         let len = u32::from_le_bytes(self.frame[..4].try_into().expect("4 bytes")) as usize;
+        let need = 8 + len as u64;
+        if need > self.left {
+            anyhow::bail!(
+                "the spill is corrupt: a frame of {len} bytes where {} are left",
+                self.left.saturating_sub(8)
+            );
+        }
+        self.left -= need;
         self.frame.resize(8 + len, 0);
         self.input
             .read_exact(&mut self.frame[8..])
@@ -406,6 +422,21 @@ pub fn remove_leftovers(dir: &Path, prefix: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A corrupted frame length is found before the frame is allocated.
+    #[test]
+    fn a_corrupt_frame_length_fails_fast_without_allocating_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run");
+        let mut bytes = (256u32 << 20).to_le_bytes().to_vec(); // 256 MiB
+        bytes.extend_from_slice(&[0; 4]);
+        bytes.extend_from_slice(&[7; 92]);
+        std::fs::write(&path, &bytes).unwrap();
+        let mut r = RunReader::open(&path).unwrap();
+        let e = r.next().unwrap_err();
+        assert!(format!("{e:#}").contains("corrupt"), "{e:#}");
+        assert!(r.frame.capacity() < 1 << 20, "allocated {} bytes", r.frame.capacity());
+    }
 
     #[test]
     fn hash_is_stable() {

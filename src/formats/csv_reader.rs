@@ -347,6 +347,8 @@ struct CsvParser<'a, R: Read> {
     expect_header: bool,
     piece: Option<PieceState>,
     first_seq: Option<u64>,
+    /// Line of the last row read (a row whose start was not noted gets the next one).
+    last_line: u64,
 }
 
 impl<'a, R: Read> CsvParser<'a, R> {
@@ -376,6 +378,7 @@ impl<'a, R: Read> CsvParser<'a, R> {
             expect_header: true,
             piece: None,
             first_seq: None,
+            last_line: 0,
         }
     }
 
@@ -404,7 +407,13 @@ impl<'a, R: Read> CsvParser<'a, R> {
             d.file = self.display.to_owned();
             return vec![d];
         }
-        let line = e.position().map(|p| p.line()).unwrap_or(0);
+        // an I/O stop (size limit) has no csv position: the row being read starts at the next
+        // noted start, or after the last row read
+        let line = e
+            .position()
+            .map(|p| p.line())
+            .or_else(|| qc.starts.front().copied())
+            .unwrap_or(self.last_line + 1);
         match qc.inner.stop_reason() {
             Some(StopReason::Encoding(d)) => {
                 vec![
@@ -461,8 +470,9 @@ impl<'a, R: Read> CsvParser<'a, R> {
                 // and rows from here on get the lines of later rows. The serial reader's lines
                 // then depend on what came before the piece.
                 None if self.piece.is_some() => return Err(unclear()),
-                None => 0,
+                None => self.last_line + 1,
             };
+            self.last_line = line;
             if self.rdr.position().byte() - pos.byte() > max_row {
                 return Err(self.err(
                     line,

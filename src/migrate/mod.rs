@@ -226,7 +226,7 @@ impl Differ<'_> {
         let cells = [ins, key, change, fields, flags, changes, note];
         let line = cells
             .iter()
-            .map(|c| crate::formats::writer::csv_escape(c).into_owned())
+            .map(|c| crate::formats::writer::csv_escape(&crate::report::neutral_cell(c)).into_owned())
             .collect::<Vec<_>>()
             .join(",");
         self.spool.write_all(line.as_bytes())?;
@@ -648,7 +648,11 @@ pub fn migrate(o: &MigrateOptions) -> Result<MigrateResult> {
     recover(&conn, opts)?;
 
     let sources = list_sources(&o.from)?;
-    let spool_path = opts.reports.join(format!(".spool-migrate-{}.csv", std::process::id()));
+    let spool_path = opts.reports.join(format!(
+        "{}{}.csv",
+        crate::engine::run::migrate_spool_prefix(opts),
+        std::process::id()
+    ));
     let spool = {
         let mut oo = std::fs::OpenOptions::new();
         oo.write(true).create(true).truncate(true);
