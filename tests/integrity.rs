@@ -1052,3 +1052,96 @@ fn a_row_over_the_size_limit_is_reported_with_its_line() {
     assert!(!out.contains(":0: "), "never line 0: {out}");
     assert!(out.contains("long.csv:3: E_SCHEMA"), "{out}");
 }
+
+// ---- item 9: outcomes after the commit are told as they are ----
+
+/// The run id a real run will have: that of its dry run.
+fn dry_run_id(reports: &Path) -> String {
+    let d = std::fs::read_dir(reports)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with("-dry-run"))
+        .expect("a dry-run report");
+    d.trim_end_matches("-dry-run").to_owned()
+}
+
+#[test]
+fn a_run_that_cannot_publish_after_its_commit_says_so_and_the_next_run_publishes_it() {
+    let site = Site::new();
+    copy_sample_inbox(&site.inbox());
+    let o = site.run(&["--dry-run"]);
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", text(&o));
+    let run_id = dry_run_id(&site.p("reports"));
+    // a plain file where the run folder goes
+    std::fs::create_dir_all(site.p("outbox")).unwrap();
+    std::fs::write(site.p("outbox").join(&run_id), b"in the way").unwrap();
+    let o = site.run(&[]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(6), "{out}");
+    assert!(out.contains("IS COMMITTED") && out.contains(&run_id), "{out}");
+    assert!(out.contains(&format!("outbox/{run_id}")), "names the path: {out}");
+    assert!(out.contains("run again"), "says what to do: {out}");
+    assert!(!out.contains("nothing was"), "{out}");
+    assert!(applied_files(&site.p("ledger.sqlite")) > 0, "committed");
+    // once the file is out of the way, the next run publishes the committed run
+    std::fs::remove_file(site.p("outbox").join(&run_id)).unwrap();
+    let o = site.run(&[]);
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", text(&o));
+    assert!(site.p("outbox").join(&run_id).join("MANIFEST.json").is_file());
+    assert!(site.p("reports").join(&run_id).join("report.json").is_file());
+}
+
+#[test]
+fn migrate_tells_a_failure_after_its_commit_from_one_before() {
+    let site = Site::new();
+    let o = migrate_cmd(&site, &["--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let run_id = dry_run_id(&site.p("reports"));
+    std::fs::create_dir_all(site.p("outbox")).unwrap();
+    std::fs::write(site.p("outbox").join(&run_id), b"in the way").unwrap();
+    let o = migrate_cmd(&site, &["--init-ledger"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(6), "{out}");
+    assert!(
+        out.contains("IS COMMITTED") && !out.contains("nothing was committed"),
+        "{out}"
+    );
+    // an error before the commit still says nothing was committed
+    let o = Command::new(BIN)
+        .args(["migrate", "--as-of", "20261201", "--ledger"])
+        .arg(site.p("var/ledger.sqlite"))
+        .arg("--from")
+        .arg(site.p("no-such-source.csv"))
+        .arg("--reports")
+        .arg(site.p("reports"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+#[test]
+fn extract_on_a_busy_ledger_exits_4() {
+    let site = Site::new();
+    copy_sample_inbox(&site.inbox());
+    let o = site.run(&[]);
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", text(&o));
+    let (mut held, t) = spawn_held(run_cmd(
+        &site.inbox(),
+        &site.p("outbox"),
+        &site.p("reports"),
+        &site.p("ledger.sqlite"),
+        &[],
+    ));
+    let o = Command::new(BIN)
+        .args(["age-transition", "extract", "--as-of", "20261201", "--ledger"])
+        .arg(site.p("ledger.sqlite"))
+        .arg("--out")
+        .arg(site.p("handoff"))
+        .arg("--reports")
+        .arg(site.p("reports"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("in use"), "{}", text(&o));
+    stop(&mut held, t);
+}

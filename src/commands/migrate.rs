@@ -110,17 +110,19 @@ pub fn run(a: Args) -> Result<Exit> {
     let accept_given = o.accept_flag_losses.clone();
     let res = match migrate(&o) {
         Ok(r) => r,
-        Err(e) if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() => {
-            eprintln!("nhi-linkage: {e}");
-            return Ok(Exit::Busy);
-        }
-        Err(e)
-            if e.downcast_ref::<crate::ledger::LedgerMissing>().is_some()
+        Err(e) => match super::status_of_error(&e) {
+            Some(status) => {
+                eprintln!("nhi-linkage: {e:#}");
+                return Ok(status);
+            }
+            None if e.downcast_ref::<crate::ledger::LedgerMissing>().is_some()
                 || e.downcast_ref::<crate::ledger::LedgerEmpty>().is_some() =>
-        {
-            return Err(e);
-        }
-        Err(e) => return Err(e).context("migration failed; nothing was committed"),
+            {
+                return Err(e);
+            }
+            // every other error comes before the commit: the one after it is PublishFailed
+            None => return Err(e).context("migration failed before its commit; nothing was committed"),
+        },
     };
     let r = &res.report;
     let n = |k: &str| r.summary.get(k).copied().unwrap_or(0);

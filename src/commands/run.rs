@@ -164,15 +164,13 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
     crate::engine::interrupt::install().context("cannot install the SIGTERM/SIGINT handler")?;
     let res = match run(&opts) {
         Ok(r) => r,
-        Err(e) if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() => {
-            eprintln!("nhi-linkage: {e}");
-            return Ok(Exit::Busy);
-        }
-        Err(e) if e.downcast_ref::<crate::engine::run::OutputFailed>().is_some() => {
-            eprintln!("nhi-linkage: run aborted: {e:#}");
-            return Ok(Exit::Aborted);
-        }
-        Err(e) => return Err(e),
+        Err(e) => match super::status_of_error(&e) {
+            Some(status) => {
+                eprintln!("nhi-linkage: {e:#}");
+                return Ok(status);
+            }
+            None => return Err(e),
+        },
     };
     let r = &res.report;
     if let Some(s) = opts.shard {

@@ -318,7 +318,13 @@ fn sha_file(path: &Path) -> Result<String> {
 }
 
 /// Moves a committed run's staged folders to their final names and marks the run published.
+/// An error after the commit (a path in the way, a full disk) is returned inside
+/// [`PublishFailed`], which says what was committed and published and what to do.
 fn publish(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
+    publish_inner(conn, r).map_err(|e| e.context(PublishFailed::of(r)))
+}
+
+fn publish_inner(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
     for (staging, fin) in [
         (&r.outbox_staging, &r.outbox_final),
         (&r.report_staging, &r.report_final),
@@ -327,9 +333,9 @@ fn publish(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
             let (s, f) = (Path::new(s), Path::new(f));
             if s.exists() {
                 if f.exists() {
-                    std::fs::remove_dir_all(f)?;
+                    std::fs::remove_dir_all(f).with_context(|| format!("cannot replace {}", f.display()))?;
                 }
-                std::fs::rename(s, f).with_context(|| format!("cannot publish {}", s.display()))?;
+                std::fs::rename(s, f).with_context(|| format!("cannot rename {} to {}", s.display(), f.display()))?;
                 sync_dir(f.parent().unwrap_or(Path::new(".")));
             } else if !f.exists() {
                 bail!(
@@ -341,7 +347,48 @@ fn publish(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
         }
     }
     crash_at("after-rename");
-    ledger::mark_published(conn, &r.run_id)
+    ledger::mark_published(conn, &r.run_id).context("cannot record the run as published in the ledger")
+}
+
+/// A run committed to the ledger whose publishing failed (exit 6): its inputs are applied and
+/// recorded, its outputs wait in staging; the next run (or migrate) of the ledger publishes
+/// them first, once the cause is fixed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "run {run_id} IS COMMITTED to the ledger (its inputs are applied and recorded) but was not fully published: \
+     {state}. Fix the cause, then run again with the same ledger, outbox and reports: the next run \
+     publishes it before anything else. Do not apply or send its inputs again. Cause"
+)]
+pub struct PublishFailed {
+    pub run_id: String,
+    /// What is published and what waits, by path.
+    pub state: String,
+}
+
+impl PublishFailed {
+    fn of(r: &ledger::RunRow) -> PublishFailed {
+        let mut parts = Vec::new();
+        for (what, staging, fin) in [
+            ("linkage files", &r.outbox_staging, &r.outbox_final),
+            ("report", &r.report_staging, &r.report_final),
+        ] {
+            if let (Some(s), Some(f)) = (staging, fin) {
+                if Path::new(s).exists() {
+                    parts.push(format!("{what} not published, waiting in {s} for {f}"));
+                } else if Path::new(f).is_dir() {
+                    parts.push(format!("{what} published in {f}"));
+                }
+            }
+        }
+        PublishFailed {
+            run_id: r.run_id.clone(),
+            state: if parts.is_empty() {
+                "nothing of it was published".into()
+            } else {
+                parts.join("; ")
+            },
+        }
+    }
 }
 
 impl RunOptions {
