@@ -9,6 +9,7 @@ use nhi_linkage::commands::{self, Cli};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    nhi_linkage::private_umask();
     let cli = Cli::parse();
     commands::init_logging(cli.verbose, cli.quiet);
     match commands::dispatch(cli) {

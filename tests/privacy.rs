@@ -228,6 +228,9 @@ fn no_my_number_or_flagged_address_anywhere() {
             c.arg("--outbox").arg(site.p("outbox"));
             c.arg("--reports").arg(site.p("reports"));
             c.arg("--ledger").arg(site.p("ledger.sqlite"));
+            if !site.p("ledger.sqlite").exists() {
+                c.arg("--init-ledger");
+            }
             c.args(["--as-of", "20261201"]).args(*args);
             let o = c.output().unwrap();
             sweep.output(&format!("run #{i} {args:?} {}", d.display()), &o);
@@ -289,6 +292,9 @@ fn no_my_number_or_flagged_address_anywhere() {
                             c.arg("--outbox").arg(site.p("outbox"));
                             c.arg("--reports").arg(site.p("reports"));
                             c.arg("--ledger").arg(site.p("ledger.sqlite"));
+                            if !site.p("ledger.sqlite").exists() {
+                                c.arg("--init-ledger");
+                            }
                             c.args(["--as-of", "20261201"]).args(args);
                             let o = c.output().unwrap();
                             sw.output(&format!("run {args:?} with {name}"), &o);

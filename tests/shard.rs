@@ -50,18 +50,19 @@ fn out_text(o: &Output) -> String {
 
 /// `run` on `inbox` with everything else under `root`.
 fn run_at(inbox: &Path, root: &Path, extra: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(["run", "--as-of", "20261201", "--inbox"])
+    let mut c = Command::new(BIN);
+    c.args(["run", "--as-of", "20261201", "--inbox"])
         .arg(inbox)
         .arg("--outbox")
         .arg(root.join("outbox"))
         .arg("--reports")
         .arg(root.join("reports"))
         .arg("--ledger")
-        .arg(root.join("ledger.sqlite"))
-        .args(extra)
-        .output()
-        .unwrap()
+        .arg(root.join("ledger.sqlite"));
+    if !root.join("ledger.sqlite").exists() {
+        c.arg("--init-ledger");
+    }
+    c.args(extra).output().unwrap()
 }
 
 fn merge(froms: &[PathBuf], out: &Path) -> Output {

@@ -524,6 +524,7 @@ fn engine_outputs_validate() {
             .arg(p("reports"))
             .arg("--ledger")
             .arg(p("ledger.sqlite"))
+            .arg("--init-ledger")
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -70,11 +70,16 @@ pub fn run(a: Args) -> Result<Exit> {
 
 fn run_extract(a: ExtractArgs) -> Result<Exit> {
     let d = parse_as_of(a.as_of.clone())?;
-    let _lock = crate::ledger::lock(&a.ledger)?;
-    if !a.ledger.exists() {
-        anyhow::bail!("ledger {} does not exist", a.ledger.display());
-    }
-    let conn = crate::ledger::open(&a.ledger)?;
+    let led = match crate::ledger::acquire(&a.ledger, crate::ledger::IfMissing::Refuse) {
+        Ok(l) => l,
+        Err(e) if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() => {
+            eprintln!("nhi-linkage: {e}");
+            return Ok(super::Exit::Busy);
+        }
+        Err(e) => return Err(e),
+    };
+    let _lock = led.lock;
+    let conn = led.conn;
     crate::ledger::quick_check(&conn, &a.ledger)?;
     match (a.shard, ledger_shard(&conn)?) {
         (Some(s), Some(l)) if s != l => anyhow::bail!("--shard {s}: this ledger belongs to shard {l}"),

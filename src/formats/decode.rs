@@ -588,7 +588,7 @@ pub(crate) fn safe_name(name: &[u8]) -> String {
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
     {
-        format!("<{}>", String::from_utf8_lossy(name))
+        format!("<{}>", crate::error::mask_digit_runs(&String::from_utf8_lossy(name)))
     } else {
         "an element".to_owned()
     }

@@ -238,10 +238,21 @@ impl Report {
     }
 }
 
+/// A report cell as a spreadsheet will not run it: a cell beginning with `=`, `+`, `-`, `@`
+/// (or a tab or CR, which some spreadsheets skip before one) gets a leading `'`. Report and
+/// worklist CSVs are opened in spreadsheets; a file name such as `=HYPERLINK(…)` must stay text.
+pub fn neutral_cell(c: &str) -> std::borrow::Cow<'_, str> {
+    if c.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{c}").into()
+    } else {
+        c.into()
+    }
+}
+
 fn csv_line(cells: &[&str]) -> String {
     let mut s = cells
         .iter()
-        .map(|c| crate::formats::writer::csv_escape(c).into_owned())
+        .map(|c| crate::formats::writer::csv_escape(&neutral_cell(c)).into_owned())
         .collect::<Vec<_>>()
         .join(",");
     s.push_str("\r\n");
