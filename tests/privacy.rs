@@ -82,7 +82,9 @@ fn flagged_addresses() -> BTreeSet<String> {
                 }
             }
             Record::AgeTransitionHandoff(h) => {
-                keys.insert((h.source_insurer.to_string(), h.source_key.to_string()));
+                if let Some(k) = h.source_key {
+                    keys.insert((h.source_insurer.to_string(), k.to_string()));
+                }
                 if let Some(m) = h.individual_number {
                     persons.insert(m.expose().to_owned());
                 }

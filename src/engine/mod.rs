@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod batch;
 pub mod extract;
+pub mod inquiry;
 pub mod interrupt;
 pub mod merge;
 mod output;

@@ -200,7 +200,7 @@ fn debug_and_errors_show_no_data() {
     let rec = Record::AgeTransitionHandoff(AgeTransitionHandoff {
         seq: 1,
         source_insurer: InsurerNumber::parse("01130012").unwrap(),
-        source_key: SubscriberKey::parse("0000000000000001").unwrap(),
+        source_key: Some(SubscriberKey::parse("0000000000000001").unwrap()),
         individual_number: Some(IndividualNumber::parse(mn).unwrap()),
         municipality: MunicipalityCode::parse("011002").unwrap(),
         resident: ResidentCode::parse("1").unwrap(),
@@ -431,7 +431,7 @@ fn handoff() -> impl Strategy<Value = AgeTransitionHandoff> {
         (
             any::<u64>(),
             insurer(),
-            key(),
+            of(key()),
             of(my_number()),
             municipality(),
             resident(),
