@@ -71,7 +71,7 @@ fn golden_files_match_the_scenario() {
 #[test]
 fn every_sample_record_is_valid_by_the_domain_rules() {
     let catalog = Catalog::default_catalog();
-    for f in samples::scenario() {
+    for f in samples::scenario().into_iter().chain(samples::exchange()) {
         for (i, row) in f.rows.iter().enumerate() {
             let raw = RawRecord {
                 values: row

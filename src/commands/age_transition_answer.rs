@@ -24,7 +24,8 @@ pub struct AnswerArgs {
     /// The 国保 ledger (read only) [default: ./var/ledger.sqlite]
     #[arg(long, default_value = "var/ledger.sqlite")]
     pub ledger: PathBuf,
-    /// An AgeTransitionInquiry file, or a folder: every .xml/.csv inquiry file in it
+    /// An AgeTransitionInquiry file, or a folder (e.g. the union run's report folder): every
+    /// `AgeTransitionInquiry_*.xml|csv` file in it
     #[arg(long, value_name = "FILE|DIR")]
     pub inquiry: PathBuf,
     /// Folder for the answer files (AgeTransitionHandoff_…), for the union's inbox
@@ -147,7 +148,12 @@ fn inquiry_files(path: &Path) -> Result<Vec<PathBuf>> {
     for e in std::fs::read_dir(path).with_context(|| format!("cannot read {}", path.display()))? {
         let p = e?.path();
         let ext = p.extension().and_then(|x| x.to_str()).map(str::to_ascii_lowercase);
-        if p.is_file() && matches!(ext.as_deref(), Some("xml" | "csv")) {
+        // a run's report folder also holds worklist CSVs: only the inquiry files by name
+        let inquiry = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("AgeTransitionInquiry_"));
+        if p.is_file() && inquiry && matches!(ext.as_deref(), Some("xml" | "csv")) {
             out.push(p);
         }
     }
