@@ -59,7 +59,9 @@ fn records_under(dir: &Path) -> Vec<(u32, Record)> {
 
 #[test]
 fn every_sample_record_round_trips_in_one_buffer() {
-    let recs = records_under(&Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/formats"));
+    let mut recs = records_under(&Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/formats"));
+    // inquiries are answered by the 国保 side, never applied: `run` refuses them unspooled
+    recs.retain(|(_, r)| !matches!(r, Record::AgeTransitionInquiry(_)));
     for kind in 0..4 {
         let n = recs
             .iter()
