@@ -205,7 +205,10 @@ fn registration_before_the_handoff_ends_flagged_once_it_arrives() {
     );
     assert!(union.run(&[]).status.success());
     // nothing known yet: R13 inquires and withholds the future-dated registration
-    assert!(subscriber_linkage_for(&union, KOUKI).is_none(), "withheld until matched");
+    assert!(
+        subscriber_linkage_for(&union, KOUKI).is_none(),
+        "withheld until matched"
+    );
     assert_eq!(union.report("")["summary"]["withheld"], 1);
     // the hand-off arrives in the next run
     std::fs::remove_dir_all(union.inbox()).unwrap();

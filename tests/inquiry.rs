@@ -38,9 +38,36 @@ fn kokuho_site(f: &Files) -> Site {
         "K-1",
         "20261101230000",
         &[
-            acquisition(KOKUHO, &key(10), Some(&my_number(110)), "2010", "19560520", "20160520", "04", "中村　節子"),
-            acquisition(KOKUHO, &key(11), Some(&my_number(111)), "2011", "19520310", "20120401", "04", "渡辺　清"),
-            acquisition(KOKUHO, &key(12), None, "2012", "19520320", "20120401", "04", "佐藤　梅子"),
+            acquisition(
+                KOKUHO,
+                &key(10),
+                Some(&my_number(110)),
+                "2010",
+                "19560520",
+                "20160520",
+                "04",
+                "中村　節子",
+            ),
+            acquisition(
+                KOKUHO,
+                &key(11),
+                Some(&my_number(111)),
+                "2011",
+                "19520310",
+                "20120401",
+                "04",
+                "渡辺　清",
+            ),
+            acquisition(
+                KOKUHO,
+                &key(12),
+                None,
+                "2012",
+                "19520320",
+                "20120401",
+                "04",
+                "佐藤　梅子",
+            ),
         ],
     );
     write_file(
@@ -71,10 +98,46 @@ fn union_registrations(site: &Site, f: &Files) {
         "U-1",
         "20261130210000",
         &[
-            acquisition(KOUKI, &key(U_DISABLED), Some(&my_number(110)), "2010", "19560520", "20261116", "02", "中村　節子"),
-            acquisition(KOUKI, &key(U_FUTURE_PLAIN), Some(&my_number(111)), "2011", "19520310", "20270310", "01", "渡辺　清"),
-            acquisition(KOUKI, &key(U_FUTURE_FLAGGED), None, "2012", "19520320", "20270320", "01", "佐藤　梅子"),
-            acquisition(KOUKI, &key(U_UNKNOWN), Some(&my_number(113)), "2013", "19500402", "20250402", "01", "林　茂"),
+            acquisition(
+                KOUKI,
+                &key(U_DISABLED),
+                Some(&my_number(110)),
+                "2010",
+                "19560520",
+                "20261116",
+                "02",
+                "中村　節子",
+            ),
+            acquisition(
+                KOUKI,
+                &key(U_FUTURE_PLAIN),
+                Some(&my_number(111)),
+                "2011",
+                "19520310",
+                "20270310",
+                "01",
+                "渡辺　清",
+            ),
+            acquisition(
+                KOUKI,
+                &key(U_FUTURE_FLAGGED),
+                None,
+                "2012",
+                "19520320",
+                "20270320",
+                "01",
+                "佐藤　梅子",
+            ),
+            acquisition(
+                KOUKI,
+                &key(U_UNKNOWN),
+                Some(&my_number(113)),
+                "2013",
+                "19500402",
+                "20250402",
+                "01",
+                "林　茂",
+            ),
         ],
     );
 }
@@ -151,7 +214,12 @@ fn disability_route_round_trip_in_every_syntax_and_encoding() {
         let kokuho = kokuho_site(&f);
         let union = Site::new();
         union_registrations(&union, &f);
-        let out = ["--output-format", fmt_arg(format), "--output-encoding", enc_arg(encoding)];
+        let out = [
+            "--output-format",
+            fmt_arg(format),
+            "--output-encoding",
+            enc_arg(encoding),
+        ];
         ok(&union.run(&out));
 
         // night 1: one inquiry file for the municipality, in the run's report folder
@@ -164,16 +232,28 @@ fn disability_route_round_trip_in_every_syntax_and_encoding() {
         let v = validate(&inquiries[0]);
         ok(&v);
         let vout = String::from_utf8_lossy(&v.stdout);
-        assert!(vout.contains("AgeTransitionInquiry") && vout.contains("4 records"), "{what}: {vout}");
+        assert!(
+            vout.contains("AgeTransitionInquiry") && vout.contains("4 records"),
+            "{what}: {vout}"
+        );
         let text = text_of(&std::fs::read(&inquiries[0]).unwrap());
         assert_eq!(
-            text.contains("encoding=\"Shift_JIS\"") || text.starts_with("H,AgeTransitionInquiry,1,") && text.lines().next().unwrap().ends_with(",1"),
+            text.contains("encoding=\"Shift_JIS\"")
+                || text.starts_with("H,AgeTransitionInquiry,1,") && text.lines().next().unwrap().ends_with(",1"),
             encoding == TextEncoding::ShiftJis,
             "{what}: encoding as --output-encoding"
         );
         // past-dated: published (unflagged for now) and listed; future-dated: withheld
-        assert_eq!(published(&union, &key(U_DISABLED)), Some(("11".into(), c("0", "0", "0"))), "{what}");
-        assert_eq!(published(&union, &key(U_UNKNOWN)), Some(("11".into(), c("0", "0", "0"))), "{what}");
+        assert_eq!(
+            published(&union, &key(U_DISABLED)),
+            Some(("11".into(), c("0", "0", "0"))),
+            "{what}"
+        );
+        assert_eq!(
+            published(&union, &key(U_UNKNOWN)),
+            Some(("11".into(), c("0", "0", "0"))),
+            "{what}"
+        );
         assert_eq!(published(&union, &key(U_FUTURE_FLAGGED)), None, "{what}: withheld");
         assert_eq!(published(&union, &key(U_FUTURE_PLAIN)), None, "{what}: withheld");
         let r = union.report("");
@@ -195,14 +275,21 @@ fn disability_route_round_trip_in_every_syntax_and_encoding() {
         let answers = kokuho.p("answers");
         let a = answer(&kokuho, &night1, &answers);
         ok(&a);
-        assert_eq!(sha(&kokuho.p("ledger.sqlite")), before, "{what}: the ledger is read only");
+        assert_eq!(
+            sha(&kokuho.p("ledger.sqlite")),
+            before,
+            "{what}: the ledger is read only"
+        );
         let files = files_starting(&answers, "AgeTransitionHandoff_");
         assert_eq!(files.len(), 1, "{what}");
         assert!(files_starting(&answers, ".").is_empty(), "nothing left staged");
         ok(&validate(&files[0]));
         let atext = text_of(&std::fs::read(&files[0]).unwrap());
         assert!(atext.contains(&key(10)) && atext.contains(&key(11)) && atext.contains(&key(12)));
-        assert!(atext.contains("20261116") && atext.contains("20270320"), "AgeTransitionDate = QualificationDate");
+        assert!(
+            atext.contains("20261116") && atext.contains("20270320"),
+            "AgeTransitionDate = QualificationDate"
+        );
         if format == Format::Csv {
             let unknown = atext.lines().find(|l| l.contains(&my_number(113))).unwrap();
             assert_eq!(unknown.split(',').nth(3), Some(""), "{what}: no SourceSubscriberKey");
@@ -225,14 +312,29 @@ fn disability_route_round_trip_in_every_syntax_and_encoding() {
         let r = union.report("");
         let carries = r["carries"].as_array().unwrap();
         assert_eq!(carries.len(), 2, "{what}: {carries:?}");
-        assert_eq!(published(&union, &key(U_DISABLED)), Some(("12".into(), c("0", "1", "0"))), "{what}: 不開示該当 carried");
-        assert_eq!(published(&union, &key(U_FUTURE_FLAGGED)), Some(("11".into(), c("2", "1", "0"))), "{what}");
-        assert_eq!(published(&union, &key(U_FUTURE_PLAIN)), Some(("11".into(), c("0", "0", "0"))), "{what}: an all-0 answer resolves it");
+        assert_eq!(
+            published(&union, &key(U_DISABLED)),
+            Some(("12".into(), c("0", "1", "0"))),
+            "{what}: 不開示該当 carried"
+        );
+        assert_eq!(
+            published(&union, &key(U_FUTURE_FLAGGED)),
+            Some(("11".into(), c("2", "1", "0"))),
+            "{what}"
+        );
+        assert_eq!(
+            published(&union, &key(U_FUTURE_PLAIN)),
+            Some(("11".into(), c("0", "0", "0"))),
+            "{what}: an all-0 answer resolves it"
+        );
         assert_eq!(r["worklists"]["inquiry_answered"], 4, "{what}");
         assert_eq!(r["worklists"]["inquiry_awaiting"], 0, "{what}");
         assert_eq!(r["summary"]["withheld"], 0, "{what}");
         assert_eq!(r["summary"]["inquiry_files"], 0, "{what}: nothing left to inquire");
-        assert_eq!(r["pending_handoffs"], 0, "{what}: zero answers are matched, not left pending");
+        assert_eq!(
+            r["pending_handoffs"], 0,
+            "{what}: zero answers are matched, not left pending"
+        );
         assert!(files_starting(&latest_report_dir(&union), "AgeTransitionInquiry_").is_empty());
     }
 }
@@ -272,7 +374,12 @@ fn unanswered_registrations_are_inquired_every_night_and_stay_withheld() {
     let night2 = latest_report_dir(&union);
     assert_eq!(files_starting(&night2, "AgeTransitionInquiry_").len(), 1);
     let awaiting = std::fs::read_to_string(night2.join("inquiry_awaiting.csv")).unwrap();
-    assert!(awaiting.lines().any(|l| l.contains(&key(U_FUTURE_FLAGGED)) && l.ends_with(",2")), "{awaiting}");
+    assert!(
+        awaiting
+            .lines()
+            .any(|l| l.contains(&key(U_FUTURE_FLAGGED)) && l.ends_with(",2")),
+        "{awaiting}"
+    );
 }
 
 #[test]
@@ -316,8 +423,14 @@ fn run_refuses_an_inquiry_file_and_answer_refuses_a_ledger_without_the_municipal
     let a = answer(&wrong, &inquiry, &out);
     assert_eq!(a.status.code(), Some(1), "{}", String::from_utf8_lossy(&a.stderr));
     let err = String::from_utf8_lossy(&a.stderr);
-    assert!(err.contains("MunicipalityCode") && err.contains("RecordSequence 1"), "{err}");
-    assert!(files_starting(&out, "AgeTransitionHandoff_").is_empty(), "no answer at all");
+    assert!(
+        err.contains("MunicipalityCode") && err.contains("RecordSequence 1"),
+        "{err}"
+    );
+    assert!(
+        files_starting(&out, "AgeTransitionHandoff_").is_empty(),
+        "no answer at all"
+    );
 }
 
 #[test]
@@ -339,7 +452,10 @@ fn empty_source_subscriber_key_only_in_an_all_zero_answer() {
                 ("SelfInfoProvisionProhibitedFlg", flags[0]),
                 ("NonDisclosureFlg", flags[1]),
                 ("AutoResponseProhibitedFlg", flags[2]),
-                ("FlagSetTime", if flags == ["0", "0", "0"] { "" } else { "20240101090000" }),
+                (
+                    "FlagSetTime",
+                    if flags == ["0", "0", "0"] { "" } else { "20240101090000" },
+                ),
             ])
         };
         let p = write_file(
@@ -351,11 +467,11 @@ fn empty_source_subscriber_key_only_in_an_all_zero_answer() {
             "A-1",
             "20261202000000",
             &[
-                base(["0", "0", "0"], ""),         // answer about an unknown person: accepted
-                base(["0", "1", "0"], ""),         // a flag without the key: rejected
-                base(["2", "0", "0"], ""),         // likewise
-                base(["0", "0", "1"], ""),         // likewise
-                base(["0", "0", "0"], &key(5)),    // a known person without flags: accepted
+                base(["0", "0", "0"], ""),      // answer about an unknown person: accepted
+                base(["0", "1", "0"], ""),      // a flag without the key: rejected
+                base(["2", "0", "0"], ""),      // likewise
+                base(["0", "0", "1"], ""),      // likewise
+                base(["0", "0", "0"], &key(5)), // a known person without flags: accepted
             ],
         );
         let v = validate(&p);

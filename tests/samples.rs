@@ -191,7 +191,10 @@ fn two_ledger_walkthrough_ends_with_three_carries() {
     let section = &readme[readme.find("## Two ledgers").expect("the walk-through section")..];
     let start = section.find("```sh\n").expect("a sh block") + 6;
     let script = &section[start..start + section[start..].find("```").unwrap()];
-    assert!(script.contains("age-transition answer"), "the inquiry round trip is shown");
+    assert!(
+        script.contains("age-transition answer"),
+        "the inquiry round trip is shown"
+    );
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -212,11 +215,15 @@ fn two_ledger_walkthrough_ends_with_three_carries() {
     );
     let mut carries = Vec::new();
     let reports = dir.path().join("var/union/reports");
-    let mut runs: Vec<_> = std::fs::read_dir(&reports).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut runs: Vec<_> = std::fs::read_dir(&reports)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     runs.sort();
     assert_eq!(runs.len(), 2, "{runs:?}");
     for r in &runs {
-        let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(r.join("report.json")).unwrap()).unwrap();
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(r.join("report.json")).unwrap()).unwrap();
         for c in j["carries"].as_array().unwrap() {
             carries.push((c["to_subscriber_key"].as_str().unwrap().to_owned(), c["flags"].clone()));
         }

@@ -604,7 +604,15 @@ fn inquiry_and_answer_validate() {
                 }
             }
             let out = Command::new(bin)
-                .args(["run", "--as-of", "20261201", "--output-format", "xml", "--output-encoding", enc])
+                .args([
+                    "run",
+                    "--as-of",
+                    "20261201",
+                    "--output-format",
+                    "xml",
+                    "--output-encoding",
+                    enc,
+                ])
                 .args(["--unmappable", "replace", "--inbox"])
                 .arg(p(side).join("inbox"))
                 .arg("--outbox")
@@ -640,8 +648,14 @@ fn inquiry_and_answer_validate() {
             .iter()
             .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert!(names.iter().any(|n| n.starts_with("AgeTransitionInquiry_")), "{enc}: {names:?}");
-        assert!(names.iter().any(|n| n.starts_with("AgeTransitionHandoff_")), "{enc}: {names:?}");
+        assert!(
+            names.iter().any(|n| n.starts_with("AgeTransitionInquiry_")),
+            "{enc}: {names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n.starts_with("AgeTransitionHandoff_")),
+            "{enc}: {names:?}"
+        );
         for f in files {
             let (ok, msg) = xmllint_file(&f);
             assert!(ok, "{enc}: {} does not validate: {msg}", f.display());

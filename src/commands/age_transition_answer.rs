@@ -51,11 +51,8 @@ fn open_read_only(path: &Path) -> Result<Connection> {
     if !path.is_file() {
         bail!("ledger {} does not exist", path.display());
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("cannot open ledger {} read-only", path.display()))?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_context(|| format!("cannot open ledger {} read-only", path.display()))?;
     let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if v != ledger::SCHEMA_VERSION {
         bail!(
@@ -195,7 +192,10 @@ pub fn run_answer(a: AnswerArgs) -> Result<Exit> {
         };
         if header.kind != FileKind::AgeTransitionInquiry {
             if single {
-                bail!("{display} is a {} file, not an AgeTransitionInquiry file", header.kind.name());
+                bail!(
+                    "{display} is a {} file, not an AgeTransitionInquiry file",
+                    header.kind.name()
+                );
             }
             println!("skipped {display}: a {} file, not an inquiry", header.kind.name());
             continue;

@@ -703,7 +703,10 @@ fn build_inquiry(f: &mut Fields, seq: u64) -> Option<AgeTransitionInquiry> {
     if insurer.is_some_and(|i| !i.is_kouki()) {
         f.fault(
             "InsurerNumber",
-            FieldError::new(ErrorCode::Code, "InsurerNumber of an inquiry must be a 後期 insurer (39…)"),
+            FieldError::new(
+                ErrorCode::Code,
+                "InsurerNumber of an inquiry must be a 後期 insurer (39…)",
+            ),
         );
     }
     let key = f.req("SubscriberKey", SubscriberKey::parse);

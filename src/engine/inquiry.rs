@@ -146,7 +146,9 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
          WHERE matched_insurer IS NULL AND self_info = '0' AND non_disclosure = 0 AND auto_response = 0",
     )?;
     let zero: Vec<(String, String, Option<String>, String, String, String)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     drop(st);
     for (si, sk, mn, muni, res, birth) in zero {
