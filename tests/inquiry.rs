@@ -330,7 +330,8 @@ fn disability_route_round_trip_in_every_syntax_and_encoding() {
         assert_eq!(r["worklists"]["inquiry_answered"], 4, "{what}");
         assert_eq!(r["worklists"]["inquiry_awaiting"], 0, "{what}");
         assert_eq!(r["summary"]["withheld"], 0, "{what}");
-        assert_eq!(r["summary"]["inquiry_files"], 0, "{what}: nothing left to inquire");
+        assert_eq!(r["summary"]["inquiries"], 0, "{what}: nothing left to inquire");
+        assert_eq!(r["inquiries"].as_array().unwrap().len(), 0, "{what}");
         assert_eq!(
             r["pending_handoffs"], 0,
             "{what}: zero answers are matched, not left pending"
@@ -377,9 +378,18 @@ fn unanswered_registrations_are_inquired_every_night_and_stay_withheld() {
     assert!(
         awaiting
             .lines()
-            .any(|l| l.contains(&key(U_FUTURE_FLAGGED)) && l.ends_with(",2")),
+            .any(|l| l.contains(&key(U_FUTURE_FLAGGED)) && l.contains(",critical,withheld")),
         "{awaiting}"
     );
+    let db = rusqlite::Connection::open(union.p("ledger.sqlite")).unwrap();
+    let times: i64 = db
+        .query_row(
+            "SELECT times_inquired FROM inquiry WHERE subscriber_key = ?1",
+            [key(U_FUTURE_FLAGGED)],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(times, 2, "inquired on both nights");
 }
 
 #[test]

@@ -150,7 +150,11 @@ impl Sweep {
             // R13: the inquiry files sit in the report folder but are linkage data for the 国保
             // side (they carry the IndividualNumber to match on, like the linkage files); they
             // are owner-only like every file holding personal data
-            if name.rsplit('/').next().is_some_and(|n| n.starts_with("AgeTransitionInquiry_")) {
+            if name
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.starts_with("AgeTransitionInquiry_"))
+            {
                 #[cfg(unix)]
                 {
                     use std::os::unix::fs::PermissionsExt;

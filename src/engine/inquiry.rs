@@ -95,8 +95,9 @@ fn key_of(ins: &str, key: &str) -> Option<SubKey> {
     Some((InsurerNumber::parse(ins).ok()?, SubscriberKey::parse(key).ok()?))
 }
 
-/// 国保 enrollments of this ledger that are this person (R3 rule).
-fn kokuho_matches(conn: &Connection, person: &PersonKey) -> Result<Vec<SubKey>> {
+/// 国保 enrollments of this ledger that are this person (R3 rule), with their protective
+/// flags (自己情報提供不可, 不開示該当).
+fn kokuho_matches(conn: &Connection, person: &PersonKey) -> Result<Vec<(SubKey, bool, bool)>> {
     let mut out = Vec::new();
     for (i, k) in ledger::find_person(conn, person)? {
         if !i.is_kokuho() {
@@ -104,11 +105,31 @@ fn kokuho_matches(conn: &Connection, person: &PersonKey) -> Result<Vec<SubKey>> 
         }
         if let Some(e) = ledger::load_enrollment(conn, i, k)? {
             if e.status != Status::Cancelled && person.matches(&e.person()).is_some() {
-                out.push((i, k));
+                out.push((
+                    (i, k),
+                    e.self_info_reason().is_some(),
+                    e.flag(FlagType::NonDisclosure).is_some(),
+                ));
             }
         }
     }
     Ok(out)
+}
+
+/// Keeps a registration of this run unpublished: withheld from the linkage, and its stored
+/// `published` back to what it was before the run.
+fn withhold(conn: &Connection, o: &mut BatchOutcome, k: SubKey) -> Result<()> {
+    o.withheld.insert(k);
+    if scratch::is_touched(conn, k.0, k.1)? {
+        // stored as published by the apply phase: not sent, so not held by the server
+        conn.execute(
+            "UPDATE enrollment SET published = (SELECT was_published FROM temp.touched
+                WHERE insurer = ?1 AND subscriber_key = ?2)
+             WHERE insurer = ?1 AND subscriber_key = ?2",
+            params![k.0.as_str(), k.1.as_str()],
+        )?;
+    }
+    Ok(())
 }
 
 /// Marks the registration published and has this run write it (it was kept back while the
@@ -192,7 +213,9 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
         .collect::<rusqlite::Result<_>>()?;
     drop(st);
     let mut answers_used = vec![false; o.unknown_answers.len()];
-    for (ins, key, first_run, times) in open {
+    // first_run and times_inquired stay in the ledger; the worklist leaves them out (they differ
+    // between shard runs and one process, and a retried run counts again)
+    for (ins, key, _first_run, _times) in open {
         let Some(k) = key_of(&ins, &key) else { continue };
         let e = ledger::load_enrollment(conn, k.0, k.1)?;
         let Some(e) = e.filter(|e| e.status != Status::Cancelled) else {
@@ -204,14 +227,34 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
             continue;
         };
         let person = e.person();
-        let mut by = kokuho_matches(conn, &person)?
-            .first()
-            .map(|(i, k)| format!("国保 enrollment {i}/{k}"));
+        let kokuho = kokuho_matches(conn, &person)?;
+        let handoffs: Vec<_> = ledger::find_handoffs(conn, &person)?
+            .into_iter()
+            .filter(|h| person.matches(&h.person).is_some())
+            .collect();
+        // a match that holds a protection the registration lacks (several candidates, or a
+        // carry not made yet): never released from here; R3/R4 handle it
+        let lacks = |si: bool, nd: bool| {
+            (si && e.self_info_reason().is_none()) || (nd && e.flag(FlagType::NonDisclosure).is_none())
+        };
+        let unsafe_match = kokuho.iter().any(|(_, si, nd)| lacks(*si, *nd))
+            || handoffs.iter().any(|h| lacks(h.self_info.is_some(), h.non_disclosure));
+        let mut by = kokuho.first().map(|((i, k), _, _)| format!("国保 enrollment {i}/{k}"));
         if by.is_none() {
-            by = ledger::find_handoffs(conn, &person)?
-                .into_iter()
-                .find(|h| person.matches(&h.person).is_some())
-                .map(|h| format!("hand-off {}", h.origin));
+            by = handoffs.first().map(|h| format!("hand-off {}", h.origin));
+        }
+        if by.is_some() && unsafe_match {
+            // stays open (checked again by every run), not inquired again, not published
+            withhold(conn, o, k)?;
+            if !o.review.iter().any(|r| r.0 == k) {
+                o.review.push((
+                    k,
+                    Vec::new(),
+                    "CRITICAL: matched a flagged 国保 enrollment or hand-off but does not hold its flags: withheld until resolved (R13)".into(),
+                ));
+            }
+            out.withheld += 1;
+            continue;
         }
         for (i, (origin, p)) in o.unknown_answers.iter().enumerate() {
             if person.matches(p).is_some() {
@@ -241,16 +284,7 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
         };
         if future {
             out.withheld += 1;
-            o.withheld.insert(k);
-            if scratch::is_touched(conn, k.0, k.1)? {
-                // stored as published by the apply phase: not sent, so not held by the server
-                conn.execute(
-                    "UPDATE enrollment SET published = (SELECT was_published FROM temp.touched
-                        WHERE insurer = ?1 AND subscriber_key = ?2)
-                     WHERE insurer = ?1 AND subscriber_key = ?2",
-                    params![ins, key],
-                )?;
-            }
+            withhold(conn, o, k)?;
             o.review.push((
                 k,
                 Vec::new(),
@@ -279,8 +313,6 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
                 .unwrap_or_default(),
             if future { "critical" } else { "" }.to_owned(),
             note,
-            first_run,
-            (times + 1).to_string(),
         ]);
     }
     out.unused_answers = answers_used.iter().filter(|u| !**u).count() as u64;
@@ -365,8 +397,6 @@ impl Inquiries {
                     "reason",
                     "critical",
                     "status",
-                    "first_run",
-                    "times_inquired",
                 ]),
                 rows: self.awaiting,
             },
@@ -388,7 +418,6 @@ impl Inquiries {
             },
         );
         let s = &mut report.summary;
-        s.insert("inquiry_files".into(), files.len() as u64);
         s.insert("inquiries".into(), files.iter().map(|f| f.records).sum());
         s.insert("inquiries_withheld".into(), self.withheld);
         s.insert("inquiry_answers_unused".into(), self.unused_answers);
