@@ -27,6 +27,17 @@ fn ok(o: &Output) {
     );
 }
 
+/// Exit 5: completed, a registration is withheld (critical) until the 国保 side answers.
+fn withheld_exit(o: &Output) {
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 fn kokuho_site(f: &Files) -> Site {
     let site = Site::new();
     write_file(
@@ -220,7 +231,7 @@ fn disability_route_round_trip_in_every_syntax_and_encoding() {
             "--output-encoding",
             enc_arg(encoding),
         ];
-        ok(&union.run(&out));
+        withheld_exit(&union.run(&out));
 
         // night 1: one inquiry file for the municipality, in the run's report folder
         let night1 = latest_report_dir(&union);
@@ -348,7 +359,7 @@ fn unanswered_registrations_are_inquired_every_night_and_stay_withheld() {
     };
     let union = Site::new();
     union_registrations(&union, &f);
-    ok(&union.run(&[]));
+    withheld_exit(&union.run(&[]));
     // night 2: an unrelated change to the withheld registration does not publish it
     std::fs::remove_dir_all(union.inbox()).unwrap();
     write_file(
@@ -367,7 +378,7 @@ fn unanswered_registrations_are_inquired_every_night_and_stay_withheld() {
             ("PostNumber", "1600022"),
         ])],
     );
-    ok(&union.run(&["--as-of", "20261202"]));
+    withheld_exit(&union.run(&["--as-of", "20261202"]));
     let r = union.report("");
     assert_eq!(r["summary"]["withheld"], 2);
     assert_eq!(r["summary"]["inquiries"], 4, "inquired again");
@@ -400,7 +411,7 @@ fn run_refuses_an_inquiry_file_and_answer_refuses_a_ledger_without_the_municipal
     };
     let union = Site::new();
     union_registrations(&union, &f);
-    ok(&union.run(&[]));
+    withheld_exit(&union.run(&[]));
     let inquiry = files_starting(&latest_report_dir(&union), "AgeTransitionInquiry_").remove(0);
     // an inquiry in a run's inbox is a rejected file
     let other = Site::new();

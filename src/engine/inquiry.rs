@@ -15,12 +15,12 @@
 //! - registrations of this run that matched nothing get an `open` row;
 //! - every open row is checked again: a 国保 enrollment in this ledger, a stored hand-off (an
 //!   answer with flags has been carried by then, one without flags is marked matched here) or an
-//!   answer about an unknown person that matches it by R3's rule answers it, and a registration
-//!   that was kept back is written by this run;
+//!   answer about an unknown person that matches it by R3's rule answers it;
 //! - an open row is written into this run's inquiry file again (every run until answered: a lost
 //!   or late file heals the next night); while open, a registration with a future
-//!   QualificationDate is withheld (not published, critical) and a past-dated one is published
-//!   and listed as awaiting an answer.
+//!   QualificationDate that lacks a protective flag is withheld ([`super::hold`]: not published,
+//!   critical, kept unsent and sent by the first run after the answer, R14) and a past-dated one
+//!   is published and listed as awaiting an answer.
 
 use super::batch::{BatchOutcome, SubKey};
 use super::run::RunOptions;
@@ -28,7 +28,7 @@ use super::state::*;
 use crate::domain::*;
 use crate::formats::writer::{RecordWriter, WriteError};
 use crate::formats::{FileHeader, hex};
-use crate::ledger::{self, scratch};
+use crate::ledger;
 use crate::report::{Report, Worklist, write_private};
 use anyhow::Result;
 use rusqlite::{Connection, params};
@@ -95,9 +95,8 @@ fn key_of(ins: &str, key: &str) -> Option<SubKey> {
     Some((InsurerNumber::parse(ins).ok()?, SubscriberKey::parse(key).ok()?))
 }
 
-/// 国保 enrollments of this ledger that are this person (R3 rule), with their protective
-/// flags (自己情報提供不可, 不開示該当).
-fn kokuho_matches(conn: &Connection, person: &PersonKey) -> Result<Vec<(SubKey, bool, bool)>> {
+/// 国保 enrollments of this ledger that are this person (R3 rule).
+fn kokuho_matches(conn: &Connection, person: &PersonKey) -> Result<Vec<SubKey>> {
     let mut out = Vec::new();
     for (i, k) in ledger::find_person(conn, person)? {
         if !i.is_kokuho() {
@@ -105,51 +104,25 @@ fn kokuho_matches(conn: &Connection, person: &PersonKey) -> Result<Vec<(SubKey, 
         }
         if let Some(e) = ledger::load_enrollment(conn, i, k)? {
             if e.status != Status::Cancelled && person.matches(&e.person()).is_some() {
-                out.push((
-                    (i, k),
-                    e.self_info_reason().is_some(),
-                    e.flag(FlagType::NonDisclosure).is_some(),
-                ));
+                out.push((i, k));
             }
         }
     }
     Ok(out)
 }
 
-/// Keeps a registration of this run unpublished: withheld from the linkage, and its stored
-/// `published` back to what it was before the run.
-fn withhold(conn: &Connection, o: &mut BatchOutcome, k: SubKey) -> Result<()> {
-    o.withheld.insert(k);
-    if scratch::is_touched(conn, k.0, k.1)? {
-        // stored as published by the apply phase: not sent, so not held by the server
-        conn.execute(
-            "UPDATE enrollment SET published = (SELECT was_published FROM temp.touched
-                WHERE insurer = ?1 AND subscriber_key = ?2)
-             WHERE insurer = ?1 AND subscriber_key = ?2",
-            params![k.0.as_str(), k.1.as_str()],
-        )?;
-    }
-    Ok(())
+/// Whether the registration has an inquiry nobody answered yet: while so, a future-dated one is
+/// withheld ([`super::hold`]; R14 sends it once answered).
+pub fn is_open(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<bool> {
+    let mut st = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM inquiry WHERE insurer = ?1 AND subscriber_key = ?2 AND status = 'open')",
+    )?;
+    Ok(st.query_row(params![insurer.as_str(), key.as_str()], |r| r.get(0))?)
 }
 
-/// Marks the registration published and has this run write it (it was kept back while the
-/// inquiry was open), unless the run touched it already.
-fn release(conn: &Connection, e: &Enrollment) -> Result<()> {
-    if e.published || e.status == Status::Cancelled {
-        return Ok(());
-    }
-    if scratch::touch(conn, e.insurer, e.key, Some(e))? {
-        // provisional, like every stored after-state: the writer clears it for a refused group
-        conn.execute(
-            "UPDATE enrollment SET published = 1 WHERE insurer = ?1 AND subscriber_key = ?2",
-            params![e.insurer.as_str(), e.key.as_str()],
-        )?;
-    }
-    Ok(())
-}
-
-/// R13 after the batch is applied (see the module documentation). Adds withheld registrations
-/// to `o.withheld` and the review list, and may touch registrations to publish them.
+/// R13 after the batch is applied (see the module documentation): records new inquiries,
+/// answers open ones, and collects what this run inquires. Withholding itself is decided with
+/// the other holds when the group is written ([`super::hold`]).
 pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutcome) -> Result<Inquiries> {
     let mut out = Inquiries::default();
     // 1. registrations of this run that matched nothing
@@ -232,29 +205,11 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
             .into_iter()
             .filter(|h| person.matches(&h.person).is_some())
             .collect();
-        // a match that holds a protection the registration lacks (several candidates, or a
-        // carry not made yet): never released from here; R3/R4 handle it
-        let lacks = |si: bool, nd: bool| {
-            (si && e.self_info_reason().is_none()) || (nd && e.flag(FlagType::NonDisclosure).is_none())
-        };
-        let unsafe_match = kokuho.iter().any(|(_, si, nd)| lacks(*si, *nd))
-            || handoffs.iter().any(|h| lacks(h.self_info.is_some(), h.non_disclosure));
-        let mut by = kokuho.first().map(|((i, k), _, _)| format!("国保 enrollment {i}/{k}"));
+        // (a match that holds a protection the registration lacks — several candidates, or a
+        // carry not made yet — is answered here and withheld by R3/R4's own hold)
+        let mut by = kokuho.first().map(|(i, k)| format!("国保 enrollment {i}/{k}"));
         if by.is_none() {
             by = handoffs.first().map(|h| format!("hand-off {}", h.origin));
-        }
-        if by.is_some() && unsafe_match {
-            // stays open (checked again by every run), not inquired again, not published
-            withhold(conn, o, k)?;
-            if !o.review.iter().any(|r| r.0 == k) {
-                o.review.push((
-                    k,
-                    Vec::new(),
-                    "CRITICAL: matched a flagged 国保 enrollment or hand-off but does not hold its flags: withheld until resolved (R13)".into(),
-                ));
-            }
-            out.withheld += 1;
-            continue;
         }
         for (i, (origin, p)) in o.unknown_answers.iter().enumerate() {
             if person.matches(p).is_some() {
@@ -272,27 +227,21 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
                  WHERE insurer = ?1 AND subscriber_key = ?2",
                 params![ins, key, run_id, by],
             )?;
-            release(conn, &e)?;
             out.answered.push(vec![ins, key, e.name.clone(), q_s, by]);
             continue;
         }
-        let future = q.is_some_and(|d| d > as_of);
+        let protected = e.self_info_reason().is_some() && e.flag(FlagType::NonDisclosure).is_some();
+        let future = q.is_some_and(|d| d > as_of) && !protected;
         let record = inquiry_of(&e, 0);
         let mut note = match &record {
             Some(_) => "inquired (AgeTransitionInquiry in this run's report folder)".to_owned(),
             None => "cannot be inquired: MunicipalityCode or ResidentCode missing; send a 記載事項変更 with them, or confirm the flags with 国保 by hand".to_owned(),
         };
         if future {
+            // withheld by super::hold (critical on the review worklist)
             out.withheld += 1;
-            withhold(conn, o, k)?;
-            o.review.push((
-                k,
-                Vec::new(),
-                "CRITICAL: no 国保 enrollment or hand-off matches this future-dated registration: withheld until the 国保 side answers the inquiry (R13)".into(),
-            ));
             note = format!("withheld (critical); {note}");
         } else {
-            release(conn, &e)?;
             note = format!("published; awaiting the answer; {note}");
         }
         if let Some(r) = record {
@@ -316,8 +265,6 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
         ]);
     }
     out.unused_answers = answers_used.iter().filter(|u| !**u).count() as u64;
-    o.review.sort_by_key(|r| r.0);
-    o.touched = scratch::touched_count(conn)?;
     Ok(out)
 }
 

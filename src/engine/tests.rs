@@ -91,6 +91,7 @@ fn ev(file_order: u32, kind: EventKind) -> Event {
         file_order,
         seq,
         file: Arc::from(format!("f{file_order}.xml")),
+        file_key: Arc::from(format!("{file_order:010}")),
         kind,
     }
 }
@@ -356,6 +357,7 @@ fn dump(conn: &rusqlite::Connection) -> Vec<String> {
         ("enrollment", "insurer, subscriber_key"),
         ("period", "insurer, subscriber_key, ordinal"),
         ("flag", "insurer, subscriber_key, info_code, flag_type"),
+        ("flag_released", "insurer, subscriber_key, info_code, flag_type"),
         ("pending_flag", "insurer, subscriber_key, id"),
         ("handoff", "source_insurer, source_key"),
         ("journal", "id"),
@@ -498,7 +500,6 @@ fn run_with_chunk(raw: &[(u8, u8, u8, u8)], chunk_records: u64) -> (Vec<String>,
         format!("{:?}", out.carries),
         format!("{:?}", out.engine_rejects),
         format!("{:?}", out.review),
-        format!("{:?}", out.withheld),
         format!("{:?}", out.flag_confirmation),
         format!("{:?}", out.flag_rows),
         format!("{} {} {}", out.touched, out.events_applied, out.pending_applied),

@@ -33,13 +33,15 @@ CREATE TABLE IF NOT EXISTS inquiry (
 ) WITHOUT ROWID;
 ";
 
+/// Version 1 → 2 (also applied after version 1 when a ledger is created).
+const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 /// Page cache of the ledger itself, MiB (upper bound; SQLite allocates pages on demand).
 const LEDGER_CACHE_MIB: i64 = 256;
 /// Page cache of the run's scratch tables (TEMP schema), MiB.
 const SCRATCH_CACHE_MIB: i64 = 128;
 
 /// Current schema version (PRAGMA user_version).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Held for the whole run: an exclusive lock on `<ledger>.lock`.
 #[derive(Debug)]
@@ -133,13 +135,14 @@ pub fn open(path: &Path) -> Result<Connection> {
 fn migrate(conn: &Connection) -> Result<()> {
     let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     match v {
-        0 => {
-            conn.execute_batch(&format!(
-                "BEGIN;\n{SCHEMA_V1}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+        0 => conn
+            .execute_batch(&format!(
+                "BEGIN;\n{SCHEMA_V1}\n{SCHEMA_V2}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
             ))
-            .context("cannot create the ledger schema")?;
-            Ok(())
-        }
+            .context("cannot create the ledger schema"),
+        1 => conn
+            .execute_batch(&format!("BEGIN;\n{SCHEMA_V2}\nPRAGMA user_version = 2;\nCOMMIT;"))
+            .context("cannot upgrade the ledger from schema version 1 to 2"),
         SCHEMA_VERSION => Ok(()),
         v if v > SCHEMA_VERSION => anyhow::bail!(
             "the ledger has schema version {v}, newer than this nhi-linkage ({SCHEMA_VERSION}); use a newer release"
@@ -147,3 +150,7 @@ fn migrate(conn: &Connection) -> Result<()> {
         v => anyhow::bail!("unknown ledger schema version {v}"),
     }
 }
+
+/// The version 1 schema, for tests of the upgrade path.
+#[doc(hidden)]
+pub const SCHEMA_V1_SQL: &str = SCHEMA_V1;

@@ -1,7 +1,7 @@
 //! Typed reads and writes of ledger rows. Every lookup goes through an index.
 
 use crate::domain::*;
-use crate::engine::state::{Enrollment, Flag, Period, PersonKey, Status};
+use crate::engine::state::{Enrollment, Flag, FlagKey, Period, PersonKey, Released, Status};
 use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::BTreeMap;
@@ -39,7 +39,7 @@ fn make_flag(
 pub fn load_enrollment(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<Option<Enrollment>> {
     let mut st = conn.prepare_cached(
         "SELECT individual_number, municipality, resident_code, name, name_kana, sex, birthdate,
-                post_number, address, status, published
+                post_number, address, status, published, unsent
          FROM enrollment WHERE insurer = ?1 AND subscriber_key = ?2",
     )?;
     let row = st
@@ -56,10 +56,11 @@ pub fn load_enrollment(conn: &Connection, insurer: InsurerNumber, key: Subscribe
                 r.get::<_, Option<String>>(8)?,
                 r.get::<_, String>(9)?,
                 r.get::<_, bool>(10)?,
+                r.get::<_, bool>(11)?,
             ))
         })
         .optional()?;
-    let Some((mn, muni, res, name, kana, sex, birth, post, addr, status, published)) = row else {
+    let Some((mn, muni, res, name, kana, sex, birth, post, addr, status, published, unsent)) = row else {
         return Ok(None);
     };
     let mut e = Enrollment {
@@ -77,7 +78,9 @@ pub fn load_enrollment(conn: &Connection, insurer: InsurerNumber, key: Subscribe
         periods: Vec::new(),
         status: Status::parse(&status).ok_or_else(|| anyhow!("ledger holds an invalid status"))?,
         published,
+        unsent,
         flags: BTreeMap::new(),
+        released: BTreeMap::new(),
     };
     let mut st = conn.prepare_cached(
         "SELECT card_symbol, card_number, branch, qualification_date, reason_of_qualification,
@@ -110,7 +113,79 @@ pub fn load_enrollment(conn: &Connection, insurer: InsurerNumber, key: Subscribe
         });
     }
     e.flags = load_subscriber_flags(conn, "main.flag", insurer, key)?;
+    e.released = load_released(conn, insurer, Some(key))?;
     Ok(Some(e))
+}
+
+/// The released flags of a subscriber (`key` None: the insurer-wide InfoCode flags), R1a.
+pub fn load_released(
+    conn: &Connection,
+    insurer: InsurerNumber,
+    key: Option<SubscriberKey>,
+) -> Result<BTreeMap<FlagKey, Released>> {
+    let mut st = conn.prepare_cached(
+        "SELECT info_code, flag_type, effective_time, origin FROM flag_released
+         WHERE insurer = ?1 AND subscriber_key = ?2",
+    )?;
+    let rows = st.query_map(
+        params![insurer.as_str(), key.as_ref().map_or("", SubscriberKey::as_str)],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        },
+    )?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (info, ty, time, origin) = row?;
+        out.insert(
+            (
+                opt(Some(info), InfoCode::parse, "InfoCode")?,
+                p(FlagType::parse(&ty), "FlagType")?,
+            ),
+            Released {
+                effective_time: p(Timestamp::parse(&time), "EffectiveTime")?,
+                origin,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Replaces the released flags of a subscriber (`key` None: insurer-wide).
+pub fn store_released(
+    conn: &Connection,
+    insurer: InsurerNumber,
+    key: Option<SubscriberKey>,
+    released: &BTreeMap<FlagKey, Released>,
+    existed: bool,
+) -> Result<()> {
+    let k = key.as_ref().map_or("", SubscriberKey::as_str);
+    if existed {
+        conn.prepare_cached("DELETE FROM flag_released WHERE insurer = ?1 AND subscriber_key = ?2")?
+            .execute(params![insurer.as_str(), k])?;
+    }
+    if released.is_empty() {
+        return Ok(());
+    }
+    let mut st = conn.prepare_cached(
+        "INSERT OR REPLACE INTO flag_released (insurer, subscriber_key, info_code, flag_type, effective_time, origin)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for ((info, ty), r) in released {
+        st.execute(params![
+            insurer.as_str(),
+            k,
+            info.as_ref().map_or("", InfoCode::as_str),
+            ty.code(),
+            r.effective_time.to_string(),
+            r.origin,
+        ])?;
+    }
+    Ok(())
 }
 
 /// A subscriber's flags from `table` (`main.flag`, or a scratch copy with the same columns).
@@ -152,8 +227,8 @@ pub fn store_enrollment(conn: &Connection, e: &Enrollment, existed: bool) -> Res
     let (ins, key) = (e.insurer.as_str(), e.key.as_str());
     conn.prepare_cached(
         "INSERT OR REPLACE INTO enrollment (insurer, subscriber_key, individual_number, municipality,
-            resident_code, name, name_kana, sex, birthdate, post_number, address, status, published)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            resident_code, name, name_kana, sex, birthdate, post_number, address, status, published, unsent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         ins,
@@ -169,6 +244,7 @@ pub fn store_enrollment(conn: &Connection, e: &Enrollment, existed: bool) -> Res
         e.address.as_ref().map(Address::expose),
         e.status.as_str(),
         e.published,
+        e.unsent,
     ])?;
     if existed {
         conn.prepare_cached("DELETE FROM period WHERE insurer = ?1 AND subscriber_key = ?2")?
@@ -201,6 +277,7 @@ pub fn store_enrollment(conn: &Connection, e: &Enrollment, existed: bool) -> Res
     for ((info, ty), f) in &e.flags {
         insert_flag(conn, "main.flag", e.insurer, Some(e.key), *info, *ty, f)?;
     }
+    store_released(conn, e.insurer, Some(e.key), &e.released, existed)?;
     Ok(())
 }
 
@@ -315,20 +392,74 @@ pub fn find_person(conn: &Connection, person: &PersonKey) -> Result<Vec<(Insurer
         .collect()
 }
 
+/// Records what the server holds of a subscriber after the run's outputs (R14): `published`, the
+/// server holds a registration; `unsent`, the ledger's state still has to be sent.
+pub fn set_publication(
+    conn: &Connection,
+    insurer: InsurerNumber,
+    key: SubscriberKey,
+    published: bool,
+    unsent: bool,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE enrollment SET published = ?3, unsent = ?4 WHERE insurer = ?1 AND subscriber_key = ?2",
+    )?
+    .execute(params![insurer.as_str(), key.as_str(), published, unsent])?;
+    Ok(())
+}
+
+/// Subscribers whose state the server has not been sent yet (R14), in key order.
+pub fn list_unsent(conn: &Connection) -> Result<Vec<(InsurerNumber, SubscriberKey)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT insurer, subscriber_key FROM enrollment WHERE unsent = 1 ORDER BY insurer, subscriber_key",
+    )?;
+    let rows: Vec<(String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    rows.into_iter()
+        .map(|(i, k)| {
+            Ok((
+                p(InsurerNumber::parse(&i), "InsurerNumber")?,
+                p(SubscriberKey::parse(&k), "SubscriberKey")?,
+            ))
+        })
+        .collect()
+}
+
+pub fn unsent_count(conn: &Connection) -> Result<u64> {
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM enrollment WHERE unsent = 1")?
+        .query_row([], |r| r.get::<_, i64>(0))? as u64)
+}
+
 /// A FlagChange kept until its subscriber is enrolled (R7).
 #[derive(Clone, Debug)]
 pub struct PendingFlag {
     pub change: FlagChange,
     pub file: String,
     pub file_order: u32,
+    /// The file's R1 position across runs: (CreationTime, SenderInsurerNumber, FileSequence) as
+    /// a sortable string ('' for rows kept by schema version 1).
+    pub file_key: String,
+}
+
+impl PendingFlag {
+    /// R1 order of pending events, whatever run they arrived in: (effective date, file, sequence).
+    pub fn order_key(&self) -> (Date, &str, u64) {
+        (
+            self.change.effective_time.date(),
+            self.file_key.as_str(),
+            self.change.seq,
+        )
+    }
 }
 
 pub fn insert_pending_flag(conn: &Connection, pf: &PendingFlag, run_id: &str) -> Result<()> {
     let c = &pf.change;
     conn.prepare_cached(
         "INSERT INTO pending_flag (insurer, subscriber_key, info_code, flag_type, operation, reason_code, source,
-            effective_time, support_measure_end, file, record_sequence, file_order, run_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            effective_time, support_measure_end, file, record_sequence, file_order, run_id, file_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         c.insurer.as_str(),
@@ -344,6 +475,7 @@ pub fn insert_pending_flag(conn: &Connection, pf: &PendingFlag, run_id: &str) ->
         c.seq as i64,
         pf.file_order,
         run_id,
+        pf.file_key,
     ])?;
     Ok(())
 }
@@ -361,10 +493,11 @@ type PendingRow = (
     String,
     i64,
     u32,
+    String,
 );
 
 fn pending_from(r: PendingRow) -> Result<PendingFlag> {
-    let (ins, key, info, ty, op, reason, src, time, end, file, seq, order) = r;
+    let (ins, key, info, ty, op, reason, src, time, end, file, seq, order, file_key) = r;
     Ok(PendingFlag {
         change: FlagChange {
             seq: seq as u64,
@@ -381,11 +514,12 @@ fn pending_from(r: PendingRow) -> Result<PendingFlag> {
         },
         file,
         file_order: order,
+        file_key,
     })
 }
 
 const PENDING_COLS: &str = "insurer, subscriber_key, info_code, flag_type, operation, reason_code, source,
-    effective_time, support_measure_end, file, record_sequence, file_order";
+    effective_time, support_measure_end, file, record_sequence, file_order, file_key";
 
 fn pending_row(r: &Row) -> rusqlite::Result<PendingRow> {
     Ok((
@@ -401,10 +535,12 @@ fn pending_row(r: &Row) -> rusqlite::Result<PendingRow> {
         r.get(9)?,
         r.get(10)?,
         r.get(11)?,
+        r.get(12)?,
     ))
 }
 
-/// Removes and returns the pending flags of a subscriber, in arrival order.
+/// Removes and returns the pending flags of a subscriber, in arrival order (the engine applies
+/// them in R1 order, [`PendingFlag::order_key`]).
 pub fn take_pending_flags(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<Vec<PendingFlag>> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {PENDING_COLS} FROM pending_flag WHERE insurer = ?1 AND subscriber_key = ?2 ORDER BY id"
@@ -441,6 +577,27 @@ pub struct StoredHandoff {
     pub flag_set_time: Option<Timestamp>,
     pub origin: String,
     pub matched: Option<(InsurerNumber, SubscriberKey)>,
+}
+
+/// Marks a stored, still unmatched hand-off as matched to a registration; false when there is no
+/// such unmatched hand-off.
+pub fn mark_handoff_matched(
+    conn: &Connection,
+    handoff: (InsurerNumber, SubscriberKey),
+    to: (InsurerNumber, SubscriberKey),
+) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE handoff SET matched_insurer = ?3, matched_key = ?4
+             WHERE source_insurer = ?1 AND source_key = ?2 AND matched_insurer IS NULL",
+        )?
+        .execute(params![
+            handoff.0.as_str(),
+            handoff.1.as_str(),
+            to.0.as_str(),
+            to.1.as_str()
+        ])?;
+    Ok(n > 0)
 }
 
 pub fn upsert_handoff(conn: &Connection, h: &StoredHandoff) -> Result<()> {
