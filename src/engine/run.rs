@@ -744,6 +744,7 @@ struct Derived {
     kouki_months: BTreeMap<String, u64>,
     /// Groups withheld (R4, v1.1), in writing order.
     held: Vec<(SubKey, super::hold::Hold)>,
+    holds: super::hold::HoldChecker,
     /// Ledger publication state to set once the outputs are written: (subscriber, published,
     /// unsent) — R14. Only subscribers whose stored state differs are listed.
     publication: Vec<(SubKey, bool, bool)>,
@@ -810,7 +811,7 @@ fn group_for(
         _ if before.was_published => ProcessingCode::Update,
         _ => ProcessingCode::FirstRegistration,
     };
-    if let Some(h) = super::hold::hold_reason(conn, &e, as_of)? {
+    if let Some(h) = derived.holds.check(conn, &e, as_of)? {
         // R14: not sent; the server's registration state is what it was before the run
         derived.publication.push((k, before.was_published, true));
         derived.held.push((k, h));
@@ -1218,6 +1219,7 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, derived: Der
         kouki_months,
         held: derived_held,
         publication: _,
+        holds: _,
     } = derived;
     r.flag_changes.extend(flag_changes);
     r.add_worklist(

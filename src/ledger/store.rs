@@ -432,6 +432,44 @@ pub fn unsent_count(conn: &Connection) -> Result<u64> {
         .query_row([], |r| r.get::<_, i64>(0))? as u64)
 }
 
+/// Index keys of every person the ledger holds with a protective flag (自己情報提供不可 or 不開示該当
+/// on a whole 国保 subscriber) or a flagged hand-off: My Numbers, and (municipality, 宛名番号,
+/// birthdate). A prefilter for checks that need a flagged match (R3/R4): a person matching none
+/// of these keys has no flagged match.
+#[derive(Debug, Default)]
+pub struct FlaggedPersonKeys {
+    pub individual_numbers: std::collections::HashSet<String>,
+    pub residents: std::collections::HashSet<(String, String, String)>,
+}
+
+pub fn flagged_person_keys(conn: &Connection) -> Result<FlaggedPersonKeys> {
+    let mut out = FlaggedPersonKeys::default();
+    let mut add = |mn: Option<String>, muni: Option<String>, res: Option<String>, birth: String| {
+        if let Some(mn) = mn.filter(|m| !m.is_empty()) {
+            out.individual_numbers.insert(mn);
+        }
+        if let (Some(m), Some(r)) = (muni.filter(|m| !m.is_empty()), res.filter(|r| !r.is_empty())) {
+            out.residents.insert((m, r, birth));
+        }
+    };
+    type Row = (Option<String>, Option<String>, Option<String>, String);
+    for sql in [
+        "SELECT e.individual_number, e.municipality, e.resident_code, e.birthdate
+         FROM enrollment e JOIN flag f ON f.insurer = e.insurer AND f.subscriber_key = e.subscriber_key
+         WHERE f.info_code = '' AND f.flag_type IN ('2', '3') AND e.status != 'cancelled'",
+        "SELECT individual_number, municipality, resident_code, birthdate FROM handoff
+         WHERE self_info != '0' OR non_disclosure = 1",
+    ] {
+        let mut st = conn.prepare_cached(sql)?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        for r in rows {
+            let (mn, muni, res, birth): Row = r?;
+            add(mn, muni, res, birth);
+        }
+    }
+    Ok(out)
+}
+
 /// A FlagChange kept until its subscriber is enrolled (R7).
 #[derive(Clone, Debug)]
 pub struct PendingFlag {

@@ -57,9 +57,12 @@ pub fn write_file(
     ctime: &str,
     rows: &[BTreeMap<&str, String>],
 ) -> PathBuf {
-    let rows: Vec<(BTreeMap<&str, String>, Vec<(&str, &str)>)> = rows.iter().map(|r| (r.clone(), Vec::new())).collect();
+    let rows: Vec<RowWithItems> = rows.iter().map(|r| (r.clone(), Vec::new())).collect();
     write_file_with_items(dir, name, kind, f, sender, id, ctime, &rows)
 }
+
+/// A row (field → value) with its 副本 items (ItemCode, Value).
+pub type RowWithItems<'a> = (BTreeMap<&'a str, String>, Vec<(&'a str, &'a str)>);
 
 /// Like [`write_file`], each row with its 副本 items (ItemCode, Value).
 pub fn write_file_with_items(
@@ -70,7 +73,7 @@ pub fn write_file_with_items(
     sender: &str,
     id: &str,
     ctime: &str,
-    rows: &[(BTreeMap<&str, String>, Vec<(&str, &str)>)],
+    rows: &[RowWithItems],
 ) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join(format!("{name}.{}", f.format.extension()));
