@@ -120,6 +120,15 @@ pub fn is_open(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) ->
     Ok(st.query_row(params![insurer.as_str(), key.as_str()], |r| r.get(0))?)
 }
 
+/// Every registration with an unanswered inquiry.
+pub fn open_keys(conn: &Connection) -> Result<std::collections::HashSet<SubKey>> {
+    let mut st = conn.prepare("SELECT insurer, subscriber_key FROM inquiry WHERE status = 'open'")?;
+    let rows: Vec<(String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows.iter().filter_map(|(i, k)| key_of(i, k)).collect())
+}
+
 /// R13 after the batch is applied (see the module documentation): records new inquiries,
 /// answers open ones, and collects what this run inquires. Withholding itself is decided with
 /// the other holds when the group is written ([`super::hold`]).
