@@ -623,7 +623,12 @@ fn inquiry_and_answer_validate() {
                 .arg(p(side).join("ledger.sqlite"))
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            // the union's night withholds 渡辺　清 until 国保 answers (exit 5, critical)
+            assert!(
+                matches!(out.status.code(), Some(0) | Some(5)),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let reports = p("union").join("reports");
         let run_dir = std::fs::read_dir(&reports)
