@@ -80,6 +80,7 @@ fn run_extract(a: ExtractArgs) -> Result<Exit> {
         anyhow::bail!("ledger {} does not exist", a.ledger.display());
     }
     let conn = crate::ledger::open(&a.ledger)?;
+    crate::ledger::quick_check(&conn, &a.ledger)?;
     match (a.shard, ledger_shard(&conn)?) {
         (Some(s), Some(l)) if s != l => anyhow::bail!("--shard {s}: this ledger belongs to shard {l}"),
         (Some(s), None) => anyhow::bail!("--shard {s}: this ledger was not written by `run --shard {s}`"),

@@ -293,6 +293,7 @@ pub fn spill_dir(ledger: &Path) -> PathBuf {
 pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let _lock = ledger::lock(&opts.ledger)?;
     let mut conn = ledger::open(&opts.ledger)?;
+    ledger::quick_check(&conn, &opts.ledger)?;
     std::fs::create_dir_all(&opts.outbox).with_context(|| format!("cannot create outbox {}", opts.outbox.display()))?;
     std::fs::create_dir_all(&opts.reports)
         .with_context(|| format!("cannot create reports folder {}", opts.reports.display()))?;
@@ -871,7 +872,21 @@ pub fn verify_group(conn: &Connection, g: &SubscriberGroup, as_of: Date) -> Resu
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     };
     let (ins, key) = (g.insurer.to_string(), g.key.to_string());
-    let held = flags_of(&ins, &key).map_err(err)?;
+    // the flag rows against the second record of them kept with the enrollment row: a corrupted
+    // flag row (or digest) is found here, before anything is published
+    let (rows, digest) = ledger::raw_flags_and_digest(conn, &ins, &key).map_err(err)?;
+    let recomputed = ledger::flag_digest(rows.iter().map(|(i, t, r)| (i.as_str(), t.as_str(), r.as_str())));
+    if digest.as_deref() != Some(recomputed.as_str()) {
+        return Err(FlagWouldBeCleared(format!(
+            "the ledger's flags of subscriber {ins}/{key} do not match their second record (flag_digest): \
+             the ledger may be corrupted; run `nhi-linkage ledger check` and restore the last good backup"
+        )));
+    }
+    let held: Vec<(String, Option<String>)> = rows
+        .into_iter()
+        .filter(|(i, _, _)| i.is_empty())
+        .map(|(_, t, r)| (t, Some(r).filter(|r| !r.is_empty())))
+        .collect();
     for (ty, reason) in &held {
         let written = match ty.as_str() {
             "1" => g.control.auto_response.then(|| "1".to_owned()),

@@ -641,7 +641,9 @@ pub fn migrate(o: &MigrateOptions) -> Result<MigrateResult> {
     let mut conn = if opts.dry_run && !opts.ledger.exists() {
         ledger::open(Path::new(":memory:"))?
     } else {
-        ledger::open(&opts.ledger)?
+        let conn = ledger::open(&opts.ledger)?;
+        ledger::quick_check(&conn, &opts.ledger)?;
+        conn
     };
     // a full source would bring every shard's subscribers into one shard's ledger
     if let Some(s) = crate::engine::shard::ledger_shard(&conn)? {
