@@ -1,6 +1,7 @@
 //! One file per subcommand; this module holds the shared CLI definition and exit statuses.
 
 pub mod age_transition;
+pub mod age_transition_answer;
 pub mod generate;
 pub mod ledger;
 pub mod merge_shards;
@@ -61,7 +62,7 @@ pub enum Command {
     Validate(validate::Args),
     /// Apply the inbox to the ledger and publish linkage files (nightly and age-transition runs).
     Run(run::Args),
-    /// Age-75 transition tools (国保 side hand-off extract).
+    /// Age-75 transition tools (国保 side: hand-off extract, answers to registration inquiries).
     #[command(name = "age-transition")]
     AgeTransition(age_transition::Args),
     // help text: the doc comment of generate::Args (a doc comment here would replace it)

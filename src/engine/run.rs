@@ -246,6 +246,7 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32, 
     let mut rejects = Vec::new();
     let mut spool_error = None;
     let res = read_input(path, &name, opts, &mut |o| match o {
+        RecordOutcome::Accepted(Record::AgeTransitionInquiry(_)) => {} // refused below (R13)
         RecordOutcome::Accepted(r) if gate.admit(&r) => {
             if spool_error.is_none() {
                 if let Err(e) = spool.push(tag, r) {
@@ -270,6 +271,23 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32, 
         ));
     }
     Ok(match res {
+        Ok(s) if s.header.kind == FileKind::AgeTransitionInquiry => LoadedFile {
+            name: name.clone(),
+            sha: hex(&s.sha256),
+            header: Some(s.header),
+            rejects: Vec::new(),
+            file_errors: vec![
+                Diagnostic::new(
+                    &name,
+                    ErrorCode::Schema,
+                    "an AgeTransitionInquiry file is answered on the 国保 side (`age-transition answer`), not applied by `run`",
+                )
+                .field("FileKind"),
+            ],
+            total: 0,
+            status: "rejected",
+            note: None,
+        },
         Ok(s) => LoadedFile {
             name,
             sha: hex(&s.sha256),
@@ -759,8 +777,9 @@ pub fn execute(
     let tx = conn.transaction()?;
     let t0 = std::time::Instant::now();
     let bar = progress_span("applying and storing", None);
-    let outcome = bar.in_scope(|| apply_batch(&tx, &run_id, batch))?;
+    let mut outcome = bar.in_scope(|| apply_batch(&tx, &run_id, batch))?;
     drop(bar);
+    let inquiries = super::inquiry::reconcile(&tx, &run_id, opts.as_of, &mut outcome)?; // R13
     tracing::info!(
         elapsed_ms = t0.elapsed().as_millis() as u64,
         subscribers = outcome.touched,
@@ -876,6 +895,7 @@ pub fn execute(
     );
     report.outputs = written.entries.clone();
     fill_report(&tx, &mut report, &outcome, derived, opts)?;
+    let inquiry_files = inquiries.finish(&mut report, &run_id, creation, opts)?; // R13
     super::shard::annotate(opts.shard, &tx, &mut report)?; // shard hook: what merge-shards needs
 
     let critical = outcome.review.iter().any(|r| r.critical)
@@ -922,6 +942,7 @@ pub fn execute(
         std::fs::remove_dir_all(&rep_stage)?;
     }
     report.write_to(&rep_stage)?;
+    super::inquiry::write_files(&rep_stage, &inquiry_files)?; // R13: beside the report
     sync_dir(&rep_stage);
     let publish_outbox = !written.entries.is_empty();
     if !publish_outbox {

@@ -16,6 +16,23 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 const SCHEMA_V1: &str = include_str!("schema.sql");
+/// R13 registration inquiries (union side), beside schema v1: created when missing, so a ledger
+/// of any v1 release gains it on open. One row per 後期 registration that matched nothing;
+/// `status` 'open' until a hand-off, an answer or a 国保 enrollment matches it ('answered').
+const INQUIRY_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS inquiry (
+    insurer             TEXT NOT NULL,
+    subscriber_key      TEXT NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('open', 'answered')),
+    first_run           TEXT NOT NULL,
+    last_run            TEXT,
+    times_inquired      INTEGER NOT NULL DEFAULT 0,
+    answered_run        TEXT,
+    answered_by         TEXT,
+    PRIMARY KEY (insurer, subscriber_key)
+) WITHOUT ROWID;
+";
+
 /// Version 1 → 2 (also applied after version 1 when a ledger is created).
 const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 /// Page cache of the ledger itself, MiB (upper bound; SQLite allocates pages on demand).
@@ -298,6 +315,7 @@ pub fn open(path: &Path) -> Result<Connection> {
         // an in-memory ledger (migrate's dry run against a ledger that does not exist yet)
         let conn = Connection::open_in_memory()?;
         migrate(&conn)?;
+        conn.execute_batch(INQUIRY_SCHEMA)?;
         return Ok(conn);
     }
     #[cfg(unix)]
@@ -331,6 +349,8 @@ pub fn open(path: &Path) -> Result<Connection> {
     conn.pragma_update(Some("temp"), "cache_size", -(SCRATCH_CACHE_MIB * 1024))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     migrate(&conn)?;
+    conn.execute_batch(INQUIRY_SCHEMA)
+        .context("cannot create the inquiry table")?;
     Ok(conn)
 }
 
