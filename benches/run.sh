@@ -74,7 +74,7 @@ export -f xmllint_all xmllint_schema_all
 export WORK ROOT
 
 # at DIR: sets AT to the `run` options for a ledger, outbox and reports of its own under $WORK/DIR
-at() { AT=(--ledger "$WORK/$1/ledger.sqlite" --outbox "$WORK/$1/out" --reports "$WORK/$1/rep" "${RUN_OPTS[@]}"); }
+at() { AT=(--ledger "$WORK/$1/ledger.sqlite" --init-ledger --outbox "$WORK/$1/out" --reports "$WORK/$1/rep" "${RUN_OPTS[@]}"); }
 
 echo "# $N subscribers: $RECORDS records, $BYTES bytes of XML (UTF-8)${RUN_OPTS[*]:+; run ${RUN_OPTS[*]}}"
 measure cat_floor sh -c "cat '$WORK'/xml/*.xml > /dev/null"
@@ -94,7 +94,7 @@ cp "$WORK"/l1/out/*/SubscriberLinkage_00*.csv "$WORK/snap/"
 SBYTES=$(cat "$WORK"/snap/*.csv | wc -c)
 SGROUPS=$(cat "$WORK"/snap/*.csv | grep -ac '^01,')
 echo "# migrate: snapshot of $SGROUPS subscribers, $SBYTES bytes (CSV, Shift_JIS)"
-MIG=(migrate --ledger "$WORK/m/ledger.sqlite" --from "$WORK/snap" --reports "$WORK/m/rep" --outbox "$WORK/m/out"
+MIG=(migrate --ledger "$WORK/m/ledger.sqlite" --init-ledger --from "$WORK/snap" --reports "$WORK/m/rep" --outbox "$WORK/m/out"
      --as-of $AS_OF --municipality 131041 --unmappable replace ${CHUNK_RECORDS:+--chunk-records "$CHUNK_RECORDS"})
 MBYTES=$SBYTES MRECORDS=$SGROUPS measure migrate_first_load "$BIN" "${MIG[@]}"
 MBYTES=$SBYTES MRECORDS=$SGROUPS measure migrate_again "$BIN" "${MIG[@]}"

@@ -121,8 +121,9 @@ impl Diagnostic {
             message: message.into(),
         }
     }
+    /// Sets the 1-based line; 0 (not known) leaves it unset, so no message says "line 0".
     pub fn line(mut self, line: u64) -> Self {
-        self.line = Some(line);
+        self.line = (line > 0).then_some(line);
         self
     }
     pub fn offset(mut self, off: u64) -> Self {
@@ -184,3 +185,47 @@ impl fmt::Display for FieldError {
 }
 
 impl std::error::Error for FieldError {}
+
+/// Input text echoed in a message or report (element names and the like) with every run of six
+/// or more digits masked as `******`: such a run may be a My Number, a phone or an account
+/// number that a malformed file put where a name belongs.
+pub fn mask_digit_runs(s: &str) -> std::borrow::Cow<'_, str> {
+    let mut run = 0;
+    let long = s.chars().any(|c| {
+        run = if c.is_ascii_digit() { run + 1 } else { 0 };
+        run >= 6
+    });
+    if !long {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 6 {
+            out.push_str("******");
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out.into()
+}
+
+#[cfg(test)]
+mod mask_tests {
+    #[test]
+    fn long_digit_runs_are_masked_short_ones_kept() {
+        assert_eq!(super::mask_digit_runs("<Address123456789012>"), "<Address******>");
+        assert_eq!(super::mask_digit_runs("a12345b1234567"), "a12345b******");
+        assert_eq!(super::mask_digit_runs("Name"), "Name");
+    }
+}

@@ -18,3 +18,15 @@ pub mod logging;
 pub mod migrate;
 pub mod report;
 pub mod synth;
+
+/// Makes everything this process creates owner-only: umask 077, set once at the start of the
+/// command before any thread exists. Folders come out 0700 and files 0600 whoever creates them
+/// (this crate, SQLite's -wal/-shm/-journal, tempfile), whatever umask the scheduler left; the
+/// few places that create folders name 0700 explicitly as well, for library callers.
+pub fn private_umask() {
+    #[cfg(unix)]
+    // SAFETY: umask only swaps the process's file mode mask; called before any thread starts.
+    unsafe {
+        libc::umask(0o077);
+    }
+}

@@ -11,6 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     nhi_linkage::report::mark_started();
+    nhi_linkage::private_umask();
     let cli = Cli::parse();
     if let Err(e) = nhi_linkage::logging::init(cli.verbose, cli.quiet, cli.log_format) {
         complain!("nhi-linkage: error: {e}");

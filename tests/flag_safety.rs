@@ -188,12 +188,11 @@ fn late_handoff_with_a_rejected_duplicate_registration_still_carries() {
             "20261101230000",
             std::slice::from_ref(&reg),
         );
-        let (_, r1) = night.run("20261102", &[]);
-        let l1 = published(&site, &r1, KOUKI).expect("registration published");
-        assert_eq!(
-            control_of(&l1, &key(9001)).unwrap(),
-            ("0".into(), "0".into(), "0".into())
-        );
+        let (code1, r1) = night.run("20261102", &[]);
+        // nothing known yet: R13 inquires and withholds the future-dated registration (critical)
+        assert_eq!(code1, 5);
+        assert!(published(&site, &r1, KOUKI).is_none(), "withheld until matched");
+        assert_eq!(r1["summary"]["withheld"], 1);
 
         night.file(FileKind::SubscriberChange, KOUKI, "20261102230000", &[reg]);
         night.file(
@@ -216,7 +215,8 @@ fn late_handoff_with_a_rejected_duplicate_registration_still_carries() {
             control_of(&l2, &key(9001)).unwrap(),
             ("2".into(), "1".into(), "0".into())
         );
-        assert_eq!(processing_of(&l2, &key(9001)).as_deref(), Some("12"));
+        // first sent now, flagged (R14: the withheld group was kept unsent)
+        assert_eq!(processing_of(&l2, &key(9001)).as_deref(), Some("11"));
         assert_eq!(r2["summary"]["handoffs_matched"], 1);
     }
 }

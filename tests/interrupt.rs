@@ -23,6 +23,9 @@ fn spawn_run(site: &Site, env: &[(&str, &str)]) -> Child {
         .arg("--ledger")
         .arg(site.p("ledger.sqlite"))
         .args(["--as-of", "20261201"]);
+    if !site.p("ledger.sqlite").exists() {
+        c.arg("--init-ledger");
+    }
     for (k, v) in env {
         c.env(k, v);
     }

@@ -37,7 +37,7 @@ shard)
     dir="$ROOT/shard-$i"
     mkdir -p "$dir"
     rc=0
-    "$NHI" run --inbox "$ROOT/inbox" --shard "$i/$N" --as-of "$AS_OF" \
+    "$NHI" run --inbox "$ROOT/inbox" --shard "$i/$N" --as-of "$AS_OF" --init-ledger \
         --ledger "$dir/ledger.sqlite" --outbox "$dir/outbox" --reports "$dir/reports" \
         --threads "${SLURM_CPUS_PER_TASK:-1}" || rc=$?
     # 1 = completed with rejected records: this shard is done, the merged report lists them.

@@ -25,6 +25,10 @@ pub enum Sub {
     /// union to set the flags in the same linkage as the registration. Also checks for members
     /// already past the date whose 後期 enrollment lacks the flags ("missed", exit status 5).
     Extract(ExtractArgs),
+    /// 国保 side of the registration inquiry (R13): answer the union's AgeTransitionInquiry
+    /// files from this ledger (read only) with AgeTransitionHandoff files for its inbox: each
+    /// inquired person's flags, or all 0 (empty SourceSubscriberKey when the person is unknown).
+    Answer(super::age_transition_answer::AnswerArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,6 +84,7 @@ pub struct ExtractArgs {
 pub fn run(a: Args) -> Result<Exit> {
     match a.command {
         Sub::Extract(x) => run_extract(x),
+        Sub::Answer(x) => super::age_transition_answer::run_answer(x),
     }
 }
 
@@ -99,11 +104,16 @@ fn run_extract(mut a: ExtractArgs) -> Result<Exit> {
     a.unmappable = a.unmappable_arg.or(cfg.unmappable).unwrap_or_default();
     a.as_of = a.as_of.or(cfg.as_of);
     let d = parse_as_of(a.as_of.clone())?;
-    let _lock = crate::ledger::lock(&a.ledger)?;
-    if !a.ledger.exists() {
-        anyhow::bail!("ledger {} does not exist", a.ledger.display());
-    }
-    let conn = crate::ledger::open(&a.ledger)?;
+    let led = match crate::ledger::acquire(&a.ledger, crate::ledger::IfMissing::Refuse) {
+        Ok(l) => l,
+        Err(e) if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() => {
+            eprintln!("nhi-linkage: {e}");
+            return Ok(super::Exit::Busy);
+        }
+        Err(e) => return Err(e),
+    };
+    let _lock = led.lock;
+    let conn = led.conn;
     crate::ledger::quick_check(&conn, &a.ledger)?;
     match (a.shard, ledger_shard(&conn)?) {
         (Some(s), Some(l)) if s != l => anyhow::bail!("--shard {s}: this ledger belongs to shard {l}"),

@@ -23,6 +23,11 @@ pub struct Args {
     /// The SQLite ledger [default: ./var/ledger.sqlite]
     #[arg(long)]
     pub ledger: Option<PathBuf>,
+    /// Create a new ledger if nothing is at the ledger's path (a first migration). Without it a
+    /// missing or empty ledger is refused; a dry run never creates one (it diffs against an
+    /// empty ledger in memory).
+    #[arg(long)]
+    pub init_ledger: bool,
     /// Source file, or a folder of .csv/.xml source files.
     #[arg(long)]
     pub from: PathBuf,
@@ -99,6 +104,7 @@ pub fn run(a: Args) -> Result<Exit> {
             ledger: a.ledger.or(cfg.ledger).unwrap_or_else(|| "var/ledger.sqlite".into()),
             as_of: parse_as_of(a.as_of.or(cfg.as_of))?,
             dry_run: a.dry_run,
+            init_ledger: a.init_ledger,
             format: a.output_format.or(cfg.output_format).unwrap_or(Format::Csv),
             encoding: a
                 .output_encoding
@@ -126,11 +132,19 @@ pub fn run(a: Args) -> Result<Exit> {
     let accept_given = o.accept_flag_losses.clone();
     let res = match migrate(&o) {
         Ok(r) => r,
-        Err(e) if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() => {
-            crate::complain!("nhi-linkage: {e}");
-            return Ok(Exit::Busy);
-        }
-        Err(e) => return Err(e).context("migration failed; nothing was committed"),
+        Err(e) => match super::status_of_error(&e) {
+            Some(status) => {
+                crate::complain!("nhi-linkage: {e:#}");
+                return Ok(status);
+            }
+            None if e.downcast_ref::<crate::ledger::LedgerMissing>().is_some()
+                || e.downcast_ref::<crate::ledger::LedgerEmpty>().is_some() =>
+            {
+                return Err(e);
+            }
+            // every other error comes before the commit: the one after it is PublishFailed
+            None => return Err(e).context("migration failed before its commit; nothing was committed"),
+        },
     };
     let r = &res.report;
     let n = |k: &str| r.summary.get(k).copied().unwrap_or(0);

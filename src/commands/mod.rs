@@ -1,6 +1,7 @@
 //! One file per subcommand; this module holds the shared CLI definition and exit statuses.
 
 pub mod age_transition;
+pub mod age_transition_answer;
 pub mod generate;
 pub mod ledger;
 pub mod merge_shards;
@@ -37,6 +38,9 @@ pub enum Exit {
     /// Completed, but a critical finding needs a person now (e.g. missed age transitions,
     /// flag losses in a migration).
     Critical = 5,
+    /// The run was committed to the ledger but publishing failed: fix the cause and run again
+    /// (the next run publishes it first).
+    CommittedNotPublished = 6,
     /// A run was stopped by SIGTERM or SIGINT (Ctrl-C) before commit: nothing was committed or
     /// published; run again to complete. 128 + SIGINT, as shells report an interrupted command.
     Interrupted = 130,
@@ -74,7 +78,7 @@ pub enum Command {
     Validate(validate::Args),
     /// Apply the inbox to the ledger and publish linkage files (nightly and age-transition runs).
     Run(run::Args),
-    /// Age-75 transition tools (国保 side hand-off extract).
+    /// Age-75 transition tools (国保 side: hand-off extract, answers to registration inquiries).
     #[command(name = "age-transition")]
     AgeTransition(age_transition::Args),
     // help text: the doc comment of generate::Args (a doc comment here would replace it)
@@ -124,6 +128,21 @@ impl LimitArgs {
             max_file_bytes: self.max_file_bytes.unwrap_or(base.max_file_bytes),
             ..base
         }
+    }
+}
+
+/// The exit status of an error of `run` or `migrate` that has one of its own: another process
+/// holds the ledger (4), output failed before the commit (3), the run was committed but not
+/// published (6). `None` for any other error (exit 2: nothing was done).
+fn status_of_error(e: &anyhow::Error) -> Option<Exit> {
+    if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() {
+        Some(Exit::Busy)
+    } else if e.downcast_ref::<crate::engine::run::PublishFailed>().is_some() {
+        Some(Exit::CommittedNotPublished)
+    } else if e.downcast_ref::<crate::engine::run::OutputFailed>().is_some() {
+        Some(Exit::Aborted)
+    } else {
+        None
     }
 }
 

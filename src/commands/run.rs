@@ -29,6 +29,11 @@ pub struct Args {
     /// The SQLite ledger [default: ./var/ledger.sqlite]
     #[arg(long)]
     pub ledger: Option<PathBuf>,
+    /// Create a new ledger if nothing is at the ledger's path (first run of an installation).
+    /// Without it a missing or empty ledger is refused: an unmounted disk or a mistyped path is
+    /// never taken for a new ledger. An existing ledger is opened as usual.
+    #[arg(long)]
+    pub init_ledger: bool,
     /// Processing date (基準日), YYYYMMDD [default: today]
     #[arg(long, value_name = "YYYYMMDD")]
     pub as_of: Option<String>,
@@ -135,6 +140,7 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
         ledger: a.ledger.or(cfg.ledger).unwrap_or_else(|| "var/ledger.sqlite".into()),
         as_of: parse_as_of(a.as_of.or(cfg.as_of))?,
         dry_run: a.dry_run,
+        init_ledger: a.init_ledger,
         format: a.output_format.or(cfg.output_format).unwrap_or(Format::Csv),
         encoding: a
             .output_encoding
@@ -165,11 +171,13 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
     crate::engine::interrupt::install().context("cannot install the SIGTERM/SIGINT handler")?;
     let res = match run(&opts) {
         Ok(r) => r,
-        Err(e) if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() => {
-            crate::complain!("nhi-linkage: {e}");
-            return Ok(Exit::Busy);
-        }
-        Err(e) => return Err(e),
+        Err(e) => match super::status_of_error(&e) {
+            Some(status) => {
+                crate::complain!("nhi-linkage: {e:#}");
+                return Ok(status);
+            }
+            None => return Err(e),
+        },
     };
     let r = &res.report;
     if let Some(s) = opts.shard {

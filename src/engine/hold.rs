@@ -6,7 +6,9 @@
 //!   future-dated (R3 forbids the carry, and an unflagged registration would clear the flag);
 //! - a future-dated 後期 registration that lacks 自己情報提供不可 or 不開示該当 while a matched 国保
 //!   enrollment or hand-off holds it (e.g. the union released a carried flag before the
-//!   acquisition date while 国保 still holds it, or a reason-03 registration of a flagged person).
+//!   acquisition date while 国保 still holds it, or a reason-03 registration of a flagged person);
+//! - a future-dated 01/02 registration that nothing matched while its R13 inquiry is unanswered
+//!   ([`super::inquiry`]): the only hold that needs no flagged match.
 //!
 //! A withheld group is not published, stays unsent in the ledger (R14), is critical on the review
 //! worklist and is tried again by every later run. A 取消 (ProcessingCode 15) is never withheld.
@@ -36,6 +38,9 @@ pub struct Hold {
 pub struct HoldChecker {
     looked_up: u32,
     flagged: Option<ledger::FlaggedPersonKeys>,
+    /// R13: registrations with an unanswered inquiry (read once; few), which need no flagged
+    /// match to be held.
+    open_inquiries: Option<std::collections::HashSet<SubKey>>,
 }
 
 /// 後期 groups checked one by one before the flagged persons' keys are read instead.
@@ -46,6 +51,18 @@ impl HoldChecker {
     pub fn check(&mut self, conn: &Connection, e: &Enrollment, as_of: Date) -> Result<Option<Hold>> {
         if !e.insurer.is_kouki() || e.status == Status::Cancelled || e.has_protective_flag_pair() {
             return Ok(None);
+        }
+        if self.open_inquiries.is_none() {
+            self.open_inquiries = Some(super::inquiry::open_keys(conn)?);
+        }
+        let inquired = self
+            .open_inquiries
+            .as_ref()
+            .is_some_and(|s| s.contains(&(e.insurer, e.key)));
+        if inquired {
+            if let Some(h) = inquiry_hold(e, as_of) {
+                return Ok(Some(h));
+            }
         }
         self.looked_up += 1;
         if self.flagged.is_none() && self.looked_up > PREFILTER_AFTER {
@@ -83,6 +100,11 @@ pub fn hold_reason(conn: &Connection, e: &Enrollment, as_of: Date) -> Result<Opt
     let Some(period) = e.current_period() else {
         return Ok(None);
     };
+    if super::inquiry::is_open(conn, e.insurer, e.key)? {
+        if let Some(h) = inquiry_hold(e, as_of) {
+            return Ok(Some(h));
+        }
+    }
     let person = e.person();
     // candidates by 国保 key: (self_info, non_disclosure), the union of ledger and hand-off
     let mut cands: BTreeMap<SubKey, (bool, bool)> = BTreeMap::new();
@@ -123,4 +145,14 @@ pub fn hold_reason(conn: &Connection, e: &Enrollment, as_of: Date) -> Result<Opt
         }));
     }
     Ok(None)
+}
+
+/// R13: a future-dated transition registration that nothing matched and whose inquiry the 国保
+/// side has not answered yet (the caller checked that it is open and lacks a protective flag).
+fn inquiry_hold(e: &Enrollment, as_of: Date) -> Option<Hold> {
+    let p = e.current_period()?;
+    (p.reason_of_qualification.is_transition() && p.qualification_date > as_of).then(|| Hold {
+        why: "future-dated registration that no 国保 enrollment or hand-off matches: withheld until the 国保 side answers its inquiry (R13)".into(),
+        candidates: Vec::new(),
+    })
 }

@@ -107,7 +107,7 @@ fn shard_runs(from: &Path, i: usize) -> Result<Vec<(String, Found)>> {
         if name.starts_with('.') || !e.path().join("report.json").is_file() {
             continue;
         }
-        if let Some((base, shard)) = Shard::split_run_id(&name) {
+        if let Some((base, shard)) = Shard::split_run_id(&name).filter(|(b, _)| plain_run_id(b)) {
             out.push((
                 base.to_owned(),
                 Found {
@@ -200,6 +200,10 @@ pub fn merge_shards(o: &MergeOptions) -> Result<Vec<Merged>> {
             if let Some((base, s)) = Shard::split_run_id(id) {
                 bail!("--run-id {id} is the id of shard {s}; give the unsharded run id {base}");
             }
+            ensure!(
+                plain_run_id(id),
+                "--run-id: a run id is letters, digits and '-' only (like 20261201-5e6295e0f67a)"
+            );
             vec![id.clone()]
         }
         None => by_base
@@ -260,6 +264,15 @@ fn load_shard(from: &Path, f: &Found) -> Result<ShardRun> {
         "{}: the run did not complete",
         at()
     );
+    // every name read from the report that becomes a file name: checked before anything is written
+    for name in report["worklists"].as_object().into_iter().flat_map(|w| w.keys()) {
+        ensure!(
+            RUN_WORKLISTS.contains(&name.as_str()),
+            "{}: report.json names a worklist `run` does not write, {}: nothing merged",
+            at(),
+            shown(name)
+        );
+    }
     let sh = &report["shard"];
     ensure!(
         sh["index"] == f.shard.index && sh["count"] == f.shard.count,
@@ -806,9 +819,44 @@ fn column(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 
+/// The worklists a `run` writes: the only names a shard's report.json may give (each becomes a
+/// file name, `<name>.csv`, read in the shard's folder and written in the merged one).
+pub const RUN_WORKLISTS: [&str; 5] = [
+    "certificate_issuance",
+    "character_identification",
+    "flag_confirmation",
+    "review",
+    "support_measure_expiry",
+];
+
+/// A name fit to become a folder name: letters, digits and `-`, not empty, at most 100 bytes
+/// (what `run` makes a run id of), so no name read from a shard's folder can lead elsewhere.
+fn plain_run_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 100 && !s.starts_with('-') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A name read from a file, for a message: shown only when short and plain.
+fn shown(s: &str) -> String {
+    if !s.is_empty()
+        && s.len() <= 40
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/'))
+    {
+        format!("{s:?}")
+    } else {
+        "(a name not shown)".to_owned()
+    }
+}
+
 fn read_worklist(dir: &Path, name: &str, expected: u64) -> Result<(Vec<String>, Vec<Vec<String>>)> {
     let path = dir.join(format!("{name}.csv"));
     let (columns, rows) = crate::report::csv::read_table(&path)?;
+    // the cell as the run held it: the report writer neutralises it again
+    let raw = |c: String| match c.strip_prefix('\'') {
+        Some(rest) if crate::report::neutral_cell(rest).len() != rest.len() => rest.to_owned(),
+        _ => c,
+    };
+    let rows: Vec<Vec<String>> = rows.into_iter().map(|r| r.into_iter().map(raw).collect()).collect();
     ensure!(
         rows.len() as u64 == expected,
         "{} holds {} rows, report.json says {expected}",
@@ -915,6 +963,14 @@ fn merged_report(base: &str, shards: &[ShardRun], outputs: Vec<OutputEntry>) -> 
     let mut names: BTreeSet<String> = BTreeSet::new();
     for s in shards {
         if let Some(w) = s.report["worklists"].as_object() {
+            for name in w.keys() {
+                ensure!(
+                    RUN_WORKLISTS.contains(&name.as_str()),
+                    "shard run {}: report.json names a worklist `run` does not write, {}: nothing merged",
+                    s.run_id,
+                    shown(name)
+                );
+            }
             names.extend(w.keys().cloned());
         }
     }

@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub ledger: PathBuf,
     pub as_of: Date,
     pub dry_run: bool,
+    /// `--init-ledger`: create the ledger when nothing is at its path (otherwise refused).
+    pub init_ledger: bool,
     pub format: Format,
     pub encoding: TextEncoding,
     pub unmappable: UnmappablePolicy,
@@ -79,6 +81,12 @@ pub struct RunResult {
     pub report_dir: PathBuf,
     pub outbox_dir: Option<PathBuf>,
 }
+
+/// Writing the outputs aside failed before the commit: the ledger was rolled back and nothing
+/// was published (exit 3, like an R4 abort).
+#[derive(Debug, thiserror::Error)]
+#[error("output failed; the ledger was rolled back, nothing was committed or published")]
+pub struct OutputFailed;
 
 /// The R4 violation.
 #[derive(Debug, thiserror::Error)]
@@ -120,27 +128,91 @@ struct LoadedFile {
     note: Option<String>,
 }
 
+/// The inbox's own `.xml`/`.csv` files, in name order. Only regular files directly in the
+/// inbox are read: sub-folders (operators keep processed files in `inbox/processed/`) are not
+/// entered; a FIFO, socket or device is skipped with a warning, never opened (a FIFO would block
+/// the run while it holds the lock); a symbolic link is read only when it leads to a regular
+/// file directly in the inbox, never outside it.
 fn list_inbox(inbox: &Path) -> Result<Vec<PathBuf>> {
+    let canon = std::fs::canonicalize(inbox).with_context(|| format!("cannot read inbox {}", inbox.display()))?;
     let mut out = Vec::new();
-    let mut stack = vec![inbox.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read inbox {}", d.display()))? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if matches!(
-                p.extension()
-                    .and_then(|x| x.to_str())
-                    .map(str::to_ascii_lowercase)
-                    .as_deref(),
-                Some("xml" | "csv")
-            ) {
-                out.push(p);
+    for e in std::fs::read_dir(inbox).with_context(|| format!("cannot read inbox {}", inbox.display()))? {
+        let e = e.with_context(|| format!("cannot read inbox {}", inbox.display()))?;
+        let p = e.path();
+        let wanted = matches!(
+            p.extension()
+                .and_then(|x| x.to_str())
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("xml" | "csv")
+        );
+        let ft = e.file_type().with_context(|| format!("cannot read {}", p.display()))?;
+        if ft.is_dir() {
+            continue; // e.g. inbox/processed/: not read
+        }
+        if !wanted {
+            continue;
+        }
+        let name = e.file_name().to_string_lossy().into_owned();
+        if ft.is_file() {
+            out.push(p);
+        } else if ft.is_symlink() {
+            match std::fs::canonicalize(&p) {
+                Ok(t) if t.parent() == Some(canon.as_path()) && t.is_file() => out.push(p),
+                _ => tracing::warn!(
+                    file = %name,
+                    "skipped: a symbolic link that does not lead to a regular file in the inbox (links are not followed out of the inbox)"
+                ),
             }
+        } else {
+            tracing::warn!(file = %name, "skipped: not a regular file (a FIFO, socket or device is never read)");
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// What identifies a file's content without reading it: device, inode, size, modification and
+/// status-change times. Equal before and after the read ⇒ the bytes parsed (and hashed) are
+/// the file's bytes, not a mix of two versions.
+fn identity(path: &Path) -> std::io::Result<(u64, u64, u64, i64, i64, i64, i64)> {
+    let m = std::fs::metadata(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok((
+            m.dev(),
+            m.ino(),
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        let t = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        Ok((0, 0, m.len(), t.as_secs() as i64, t.subsec_nanos() as i64, 0, 0))
+    }
+}
+
+/// Test hook: `NHI_FAILPOINT=pause-after-file` holds the run after a file was read, until the
+/// file named by `NHI_FAILPOINT_RESUME` exists (at most 60 s), so a test can change the file
+/// between the reading and the check that it did not change.
+fn pause_after_file(name: &str) {
+    if failpoint("pause-after-file") {
+        eprintln!("nhi-linkage: failpoint pause-after-file: read {name}");
+        let gate = std::env::var_os("NHI_FAILPOINT_RESUME").map(PathBuf::from);
+        let start = std::time::Instant::now();
+        while gate.as_ref().is_some_and(|g| !g.exists()) && start.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
 
 /// Reads one file, spooling the accepted records this process applies (`gate`: all of them, or
@@ -152,9 +224,29 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32, 
         .unwrap_or(path)
         .to_string_lossy()
         .replace('\\', "/");
+    let rejected_whole = |name: String, message: String| LoadedFile {
+        file_errors: vec![Diagnostic::new(&name, ErrorCode::Schema, message)],
+        name,
+        sha: String::new(),
+        header: None,
+        rejects: Vec::new(),
+        total: 0,
+        status: "rejected",
+        note: None,
+    };
+    let before = match identity(path) {
+        Ok(id) if std::fs::metadata(path).is_ok_and(|m| m.is_file()) => id,
+        _ => {
+            return Ok(rejected_whole(
+                name,
+                "not a regular file any more, or gone: not read".into(),
+            ));
+        }
+    };
     let mut rejects = Vec::new();
     let mut spool_error = None;
     let res = read_input(path, &name, opts, &mut |o| match o {
+        RecordOutcome::Accepted(Record::AgeTransitionInquiry(_)) => {} // refused below (R13)
         RecordOutcome::Accepted(r) if gate.admit(&r) => {
             if spool_error.is_none() {
                 if let Err(e) = spool.push(tag, r) {
@@ -168,7 +260,34 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32, 
     if let Some(e) = spool_error {
         return Err(e);
     }
+    pause_after_file(&name);
+    if identity(path).ok() != Some(before) {
+        // its records stay in the spool unused, like those of any rejected file
+        return Ok(rejected_whole(
+            name,
+            "the file changed while it was read (size, modification time or inode differ): rejected whole, nothing in it \
+             applied; let the sender finish writing it (write aside, then rename into the inbox) and run again"
+                .into(),
+        ));
+    }
     Ok(match res {
+        Ok(s) if s.header.kind == FileKind::AgeTransitionInquiry => LoadedFile {
+            name: name.clone(),
+            sha: hex(&s.sha256),
+            header: Some(s.header),
+            rejects: Vec::new(),
+            file_errors: vec![
+                Diagnostic::new(
+                    &name,
+                    ErrorCode::Schema,
+                    "an AgeTransitionInquiry file is answered on the 国保 side (`age-transition answer`), not applied by `run`",
+                )
+                .field("FileKind"),
+            ],
+            total: 0,
+            status: "rejected",
+            note: None,
+        },
         Ok(s) => LoadedFile {
             name,
             sha: hex(&s.sha256),
@@ -228,8 +347,14 @@ pub fn chain_run_hash(h: &mut Sha256, conn: &Connection) -> Result<()> {
 
 /// Moves a committed run's staged folders to their final names and marks the run published.
 /// A published folder is never replaced: one that holds the very same files (a restored ledger
-/// running the same night again) is kept and the staging dropped; any other is an error.
+/// running the same night again) is kept and the staging dropped; any other is an error. An error
+/// after the commit (a path in the way, a full disk) is returned inside [`PublishFailed`], which
+/// says what was committed and published and what to do.
 fn publish(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
+    publish_inner(conn, r).map_err(|e| e.context(PublishFailed::of(r)))
+}
+
+fn publish_inner(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
     for (staging, fin, linkage) in [
         (&r.outbox_staging, &r.outbox_final, true),
         (&r.report_staging, &r.report_final, false),
@@ -259,7 +384,7 @@ fn publish(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
                         s.display()
                     );
                 }
-                std::fs::rename(s, f).with_context(|| format!("cannot publish {}", s.display()))?;
+                std::fs::rename(s, f).with_context(|| format!("cannot rename {} to {}", s.display(), f.display()))?;
                 sync_dir(f.parent().unwrap_or(Path::new(".")));
             } else if !f.exists() {
                 bail!(
@@ -271,7 +396,7 @@ fn publish(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
         }
     }
     crash_at("after-rename");
-    ledger::mark_published(conn, &r.run_id)
+    ledger::mark_published(conn, &r.run_id).context("cannot record the run as published in the ledger")
 }
 
 /// Whether two folders hold the same files with the same bytes.
@@ -289,44 +414,163 @@ fn same_files(a: &Path, b: &Path) -> Result<bool> {
     Ok(list(a)? == list(b)?)
 }
 
-/// Finishes runs committed but not yet published, and removes staging of uncommitted runs (R12).
-pub fn recover(conn: &Connection, outbox: &Path, reports: &Path) -> Result<()> {
+/// A run committed to the ledger whose publishing failed (exit 6): its inputs are applied and
+/// recorded, its outputs wait in staging; the next run (or migrate) of the ledger publishes
+/// them first, once the cause is fixed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "run {run_id} IS COMMITTED to the ledger (its inputs are applied and recorded) but was not fully published: \
+     {state}. Fix the cause, then run again with the same ledger, outbox and reports: the next run \
+     publishes it before anything else. Do not apply or send its inputs again. Cause"
+)]
+pub struct PublishFailed {
+    pub run_id: String,
+    /// What is published and what waits, by path.
+    pub state: String,
+}
+
+impl PublishFailed {
+    fn of(r: &ledger::RunRow) -> PublishFailed {
+        let mut parts = Vec::new();
+        for (what, staging, fin) in [
+            ("linkage files", &r.outbox_staging, &r.outbox_final),
+            ("report", &r.report_staging, &r.report_final),
+        ] {
+            if let (Some(s), Some(f)) = (staging, fin) {
+                if Path::new(s).exists() {
+                    parts.push(format!("{what} not published, waiting in {s} for {f}"));
+                } else if Path::new(f).is_dir() {
+                    parts.push(format!("{what} published in {f}"));
+                }
+            }
+        }
+        PublishFailed {
+            run_id: r.run_id.clone(),
+            state: if parts.is_empty() {
+                "nothing of it was published".into()
+            } else {
+                parts.join("; ")
+            },
+        }
+    }
+}
+
+impl RunOptions {
+    /// What a command does when no ledger is at `ledger`: a dry run diffs against an empty
+    /// in-memory ledger and creates nothing; `--init-ledger` creates it; otherwise refused.
+    pub fn if_missing(&self) -> ledger::IfMissing {
+        if self.dry_run {
+            ledger::IfMissing::InMemory
+        } else if self.init_ledger {
+            ledger::IfMissing::Create
+        } else {
+            ledger::IfMissing::Refuse
+        }
+    }
+
+    /// These options with the ledger at its canonical path (as [`ledger::acquire`] found it)
+    /// and outbox and reports created (0700) and made absolute, so that the staging paths
+    /// recorded in the ledger hold from any working directory (R12).
+    pub fn settled(&self, ledger_path: &Path) -> Result<RunOptions> {
+        let dir = |p: &Path, what: &str| -> Result<PathBuf> {
+            create_private_dir(p).with_context(|| format!("cannot create {what} {}", p.display()))?;
+            std::fs::canonicalize(p).with_context(|| format!("cannot resolve {what} {}", p.display()))
+        };
+        Ok(RunOptions {
+            outbox: dir(&self.outbox, "outbox")?,
+            reports: dir(&self.reports, "reports folder")?,
+            ledger: ledger_path.to_path_buf(),
+            ..self.clone()
+        })
+    }
+
+    /// The tag of this ledger's staging and spill folders ([`ledger::tag`]).
+    pub fn ledger_tag(&self) -> String {
+        ledger::tag(&self.ledger)
+    }
+}
+
+/// Creates a folder and its missing parents owner-only (0700).
+pub fn create_private_dir(p: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(p)
+}
+
+/// The staging folder name of `run_id` for the ledger tagged `tag`: `.staging-<tag>-<run-id>`.
+fn staging_name(tag: &str, run_id: &str) -> String {
+    format!(".staging-{tag}-{run_id}")
+}
+
+/// Finishes runs committed but not yet published, from the staging paths the ledger recorded,
+/// and removes this ledger's staging of uncommitted runs and its spill folders (R12). Staging
+/// and spill of other ledgers sharing the outbox, reports folder or ledger folder are never
+/// touched: their names carry another ledger's tag.
+pub fn recover(conn: &Connection, opts: &RunOptions) -> Result<()> {
     for r in ledger::runs_to_publish(conn)? {
         publish(conn, &r)?;
         tracing::warn!(run_id = %r.run_id, "finished publishing a run interrupted after commit");
     }
-    for dir in [outbox, reports] {
+    let prefix = staging_name(&opts.ledger_tag(), "");
+    for dir in [&opts.outbox, &opts.reports] {
         if let Ok(rd) = std::fs::read_dir(dir) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                if n.starts_with(".staging-") {
+                if n.starts_with(&prefix) {
                     std::fs::remove_dir_all(e.path()).ok();
                     tracing::warn!(dir = %n, "removed staging left by an interrupted run");
                 }
             }
         }
     }
+    spool::remove_leftovers(&spill_dir(opts), &spill_prefix(opts));
+    // migrate's diff spool (each subscriber's flag state) left by a crashed migration
+    let spool_prefix = migrate_spool_prefix(opts);
+    if let Ok(rd) = std::fs::read_dir(&opts.reports) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&spool_prefix) && n.ends_with(".csv") && std::fs::remove_file(e.path()).is_ok() {
+                tracing::warn!(file = %n, "removed a migration spool left by an interrupted migration");
+            }
+        }
+    }
     Ok(())
 }
 
-/// Where spill folders go: beside the ledger (a filesystem sized for the data, as private).
-pub fn spill_dir(ledger: &Path) -> PathBuf {
-    match ledger.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+/// Name prefix of `migrate`'s diff spool in the reports folder: `.spool-migrate-<tag>-`
+/// (followed by the process id).
+pub fn migrate_spool_prefix(opts: &RunOptions) -> String {
+    format!(".spool-migrate-{}-", opts.ledger_tag())
+}
+
+/// Where spill folders go: beside the ledger (a filesystem sized for the data, as private);
+/// the reports folder when the ledger's folder does not exist (a dry run without a ledger).
+pub fn spill_dir(opts: &RunOptions) -> PathBuf {
+    match opts.ledger.parent() {
+        Some(p) if !p.as_os_str().is_empty() && p.is_dir() => p.to_path_buf(),
+        Some(p) if p.as_os_str().is_empty() => PathBuf::from("."),
+        _ => opts.reports.clone(),
     }
+}
+
+/// Name prefix of this ledger's spill folders: `.nhi-spill-<tag>-`.
+pub fn spill_prefix(opts: &RunOptions) -> String {
+    format!("{}{}-", spool::SPILL_PREFIX, opts.ledger_tag())
 }
 
 /// Runs one batch. Errors are usage/environment problems; an R4 violation returns `Aborted`.
 pub fn run(opts: &RunOptions) -> Result<RunResult> {
-    let _lock = ledger::lock(&opts.ledger)?;
-    let mut conn = ledger::open(&opts.ledger)?;
-    ledger::quick_check(&conn, &opts.ledger)?;
-    std::fs::create_dir_all(&opts.outbox).with_context(|| format!("cannot create outbox {}", opts.outbox.display()))?;
-    std::fs::create_dir_all(&opts.reports)
-        .with_context(|| format!("cannot create reports folder {}", opts.reports.display()))?;
-    recover(&conn, &opts.outbox, &opts.reports)?;
-    spool::remove_leftovers(&spill_dir(&opts.ledger));
+    let led = ledger::acquire(&opts.ledger, opts.if_missing())?;
+    let _lock = led.lock;
+    let mut conn = led.conn;
+    ledger::quick_check(&conn, &led.path)?;
+    let opts = &opts.settled(&led.path)?;
+    recover(&conn, opts)?;
 
     // 1. read, into a spool partitioned by subscriber (spilled to disk when the inbox is large)
     let paths = list_inbox(&opts.inbox)?;
@@ -338,7 +582,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         .iter()
         .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
         .sum();
-    let spool = Spool::new(opts.chunk_records, &spill_dir(&opts.ledger));
+    let spool = Spool::new(opts.chunk_records, &spill_dir(opts)).with_prefix(spill_prefix(opts));
     let gate = Gate::new(opts.shard); // shard hook
     tracing::info!(files = paths.len(), bytes = input_bytes, "reading inbox");
     let t0 = std::time::Instant::now();
@@ -533,8 +777,9 @@ pub fn execute(
     let tx = conn.transaction()?;
     let t0 = std::time::Instant::now();
     let bar = progress_span("applying and storing", None);
-    let outcome = bar.in_scope(|| apply_batch(&tx, &run_id, batch))?;
+    let mut outcome = bar.in_scope(|| apply_batch(&tx, &run_id, batch))?;
     drop(bar);
+    let inquiries = super::inquiry::reconcile(&tx, &run_id, opts.as_of, &mut outcome)?; // R13
     tracing::info!(
         elapsed_ms = t0.elapsed().as_millis() as u64,
         subscribers = outcome.touched,
@@ -553,7 +798,7 @@ pub fn execute(
 
     // 3. linkage streamed from the ledger (R2) into staging, each group checked against R4
     // before it is written
-    let out_stage = opts.outbox.join(format!(".staging-{run_id}"));
+    let out_stage = opts.outbox.join(staging_name(&opts.ledger_tag(), &run_id));
     let out_final = opts.outbox.join(&run_id);
     if out_stage.exists() {
         std::fs::remove_dir_all(&out_stage)?;
@@ -565,7 +810,16 @@ pub fn execute(
     let bar = progress_span("writing linkage", Some(outcome.touched));
     let written = bar.in_scope(|| write_outputs(&tx, &layout, &out_stage, &run_id, creation, opts, &outcome, &bar));
     drop(bar);
-    let (written, derived) = match written? {
+    let written = match written {
+        Ok(w) => w,
+        Err(e) => {
+            // a file could not be written (disk full, a value XML forbids): nothing committed
+            drop(tx); // rollback
+            std::fs::remove_dir_all(&out_stage).ok();
+            return Err(e.context(OutputFailed));
+        }
+    };
+    let (written, derived) = match written {
         Ok(w) => w,
         Err(v) => {
             drop(tx); // rollback
@@ -641,6 +895,7 @@ pub fn execute(
     );
     report.outputs = written.entries.clone();
     fill_report(&tx, &mut report, &outcome, derived, opts)?;
+    let inquiry_files = inquiries.finish(&mut report, &run_id, creation, opts)?; // R13
     super::shard::annotate(opts.shard, &tx, &mut report)?; // shard hook: what merge-shards needs
 
     let critical = outcome.review.iter().any(|r| r.critical)
@@ -681,12 +936,13 @@ pub fn execute(
         });
     }
 
-    let rep_stage = opts.reports.join(format!(".staging-{run_id}"));
+    let rep_stage = opts.reports.join(staging_name(&opts.ledger_tag(), &run_id));
     let rep_final = opts.reports.join(&run_id);
     if rep_stage.exists() {
         std::fs::remove_dir_all(&rep_stage)?;
     }
     report.write_to(&rep_stage)?;
+    super::inquiry::write_files(&rep_stage, &inquiry_files)?; // R13: beside the report
     sync_dir(&rep_stage);
     let publish_outbox = !written.entries.is_empty();
     if !publish_outbox {

@@ -71,7 +71,9 @@ fn sub_key(rec: &Record) -> SubKey {
         Record::SubscriberChange(c) => (c.insurer, c.key),
         Record::Fukuhon(f) => (f.insurer, f.key),
         Record::FlagChange(f) => (f.insurer, f.key.expect("subscriber-scoped")),
-        Record::AgeTransitionHandoff(_) => unreachable!("hand-offs are not spooled by subscriber"),
+        Record::AgeTransitionHandoff(_) | Record::AgeTransitionInquiry(_) => {
+            unreachable!("hand-offs and inquiries are not spooled by subscriber")
+        }
     }
 }
 
@@ -94,6 +96,7 @@ struct Disk {
 pub struct Spool {
     chunk_records: u64,
     spill_in: PathBuf,
+    prefix: String,
     state: Mutex<State>,
     scope2: Mutex<Vec<(u32, FlagChange)>>,
     handoffs: Mutex<Vec<(u32, AgeTransitionHandoff)>>,
@@ -111,6 +114,7 @@ impl Spool {
         Spool {
             chunk_records: chunk_records.max(1),
             spill_in: spill_in.to_path_buf(),
+            prefix: SPILL_PREFIX.to_owned(),
             state: Mutex::new(State {
                 mem: [Vec::new(), Vec::new()],
                 held: 0,
@@ -119,6 +123,13 @@ impl Spool {
             scope2: Mutex::new(Vec::new()),
             handoffs: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Names the spill folder `<prefix>XXXXXX` (a prefix of one ledger's own, so that its
+    /// recovery removes only its own leftovers); the default is [`SPILL_PREFIX`].
+    pub fn with_prefix(mut self, prefix: String) -> Spool {
+        self.prefix = prefix;
+        self
     }
 
     /// Whether records went to disk.
@@ -146,6 +157,9 @@ impl Spool {
                 self.handoffs.lock().expect("spool lock").push((tag, h));
                 return Ok(());
             }
+            Record::AgeTransitionInquiry(_) => {
+                anyhow::bail!("an AgeTransitionInquiry record cannot be applied (run refuses inquiry files)")
+            }
         };
         let mut st = self.state.lock().expect("spool lock");
         st.mem[Wave::of(ins) as usize].push((tag, rec));
@@ -164,7 +178,7 @@ impl Spool {
                 "spilling the run's records to disk, sorted by subscriber"
             );
             st.disk = Some(Disk {
-                dir: private_dir(&self.spill_in)?,
+                dir: private_dir(&self.spill_in, &self.prefix)?,
                 runs: [Vec::new(), Vec::new()],
                 next: 0,
             });
@@ -297,14 +311,22 @@ impl Merge {
 struct RunReader {
     input: BufReader<std::fs::File>,
     frame: Vec<u8>,
+    /// Bytes of the run file not read yet: a frame length beyond them is corruption, found
+    /// before anything is allocated for it.
+    left: u64,
 }
 
 impl RunReader {
     fn open(path: &Path) -> Result<RunReader> {
         let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let left = f
+            .metadata()
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
         Ok(RunReader {
             input: BufReader::with_capacity(1 << 16, f),
             frame: Vec::new(),
+            left,
         })
     }
 
@@ -317,6 +339,14 @@ impl RunReader {
             .read_exact(&mut self.frame[..8])
             .context("the spill is truncated")?;
         let len = u32::from_le_bytes(self.frame[..4].try_into().expect("4 bytes")) as usize;
+        let need = 8 + len as u64;
+        if need > self.left {
+            anyhow::bail!(
+                "the spill is corrupt: a frame of {len} bytes where {} are left",
+                self.left.saturating_sub(8)
+            );
+        }
+        self.left -= need;
         self.frame.resize(8 + len, 0);
         self.input
             .read_exact(&mut self.frame[8..])
@@ -357,10 +387,10 @@ impl Chunks {
     }
 }
 
-fn private_dir(spill_in: &Path) -> Result<tempfile::TempDir> {
+fn private_dir(spill_in: &Path, prefix: &str) -> Result<tempfile::TempDir> {
     // owner only, from creation: the spill holds personal data like the ledger
     let mut b = tempfile::Builder::new();
-    b.prefix(SPILL_PREFIX);
+    b.prefix(prefix);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -381,11 +411,11 @@ fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     o.open(path)
 }
 
-/// Removes spill folders left in `dir` by a crashed run.
-pub fn remove_leftovers(dir: &Path) {
+/// Removes spill folders named `<prefix>…` left in `dir` by a crashed run.
+pub fn remove_leftovers(dir: &Path, prefix: &str) {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(SPILL_PREFIX) && e.path().is_dir() {
+            if e.file_name().to_string_lossy().starts_with(prefix) && e.path().is_dir() {
                 if std::fs::remove_dir_all(e.path()).is_ok() {
                     tracing::warn!("removed a spill folder left by an interrupted run");
                 }
@@ -397,6 +427,21 @@ pub fn remove_leftovers(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A corrupted frame length is found before the frame is allocated.
+    #[test]
+    fn a_corrupt_frame_length_fails_fast_without_allocating_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run");
+        let mut bytes = (256u32 << 20).to_le_bytes().to_vec(); // 256 MiB
+        bytes.extend_from_slice(&[0; 4]);
+        bytes.extend_from_slice(&[7; 92]);
+        std::fs::write(&path, &bytes).unwrap();
+        let mut r = RunReader::open(&path).unwrap();
+        let e = r.next().unwrap_err();
+        assert!(format!("{e:#}").contains("corrupt"), "{e:#}");
+        assert!(r.frame.capacity() < 1 << 20, "allocated {} bytes", r.frame.capacity());
+    }
 
     #[test]
     fn hash_is_stable() {

@@ -347,6 +347,8 @@ struct CsvParser<'a, R: Read> {
     expect_header: bool,
     piece: Option<PieceState>,
     first_seq: Option<u64>,
+    /// Line of the last row read (a row whose start was not noted gets the next one).
+    last_line: u64,
 }
 
 impl<'a, R: Read> CsvParser<'a, R> {
@@ -376,6 +378,7 @@ impl<'a, R: Read> CsvParser<'a, R> {
             expect_header: true,
             piece: None,
             first_seq: None,
+            last_line: 0,
         }
     }
 
@@ -404,7 +407,13 @@ impl<'a, R: Read> CsvParser<'a, R> {
             d.file = self.display.to_owned();
             return vec![d];
         }
-        let line = e.position().map(|p| p.line()).unwrap_or(0);
+        // an I/O stop (size limit) has no csv position: the row being read starts at the next
+        // noted start, or after the last row read
+        let line = e
+            .position()
+            .map(|p| p.line())
+            .or_else(|| qc.starts.front().copied())
+            .unwrap_or(self.last_line + 1);
         match qc.inner.stop_reason() {
             Some(StopReason::Encoding(d)) => {
                 vec![
@@ -461,8 +470,9 @@ impl<'a, R: Read> CsvParser<'a, R> {
                 // and rows from here on get the lines of later rows. The serial reader's lines
                 // then depend on what came before the piece.
                 None if self.piece.is_some() => return Err(unclear()),
-                None => 0,
+                None => self.last_line + 1,
             };
+            self.last_line = line;
             if self.rdr.position().byte() - pos.byte() > max_row {
                 return Err(self.err(
                     line,
@@ -544,7 +554,7 @@ impl<'a, R: Read> CsvParser<'a, R> {
             return Err(self.err(
                 line,
                 ErrorCode::Schema,
-                "FileKind must be SubscriberChange, FlagChange, Fukuhon or AgeTransitionHandoff",
+                "FileKind must be SubscriberChange, FlagChange, Fukuhon, AgeTransitionHandoff or AgeTransitionInquiry",
             ));
         };
         self.kind = kind;
@@ -629,8 +639,12 @@ impl<'a, R: Read> CsvParser<'a, R> {
                 });
             } else {
                 let r = self.decode(bytes, &mut s, line);
-                self.raw.values[i] = Some(s);
                 r?;
+                if let Some(f) = not_xml_char(fields[i], &s) {
+                    self.faults.push(f);
+                    s.clear(); // reported; not typed again
+                }
+                self.raw.values[i] = Some(s);
                 continue;
             }
             self.raw.values[i] = Some(s);
@@ -658,7 +672,11 @@ impl<'a, R: Read> CsvParser<'a, R> {
                     let (mut cs, mut vs) = (String::new(), String::new());
                     self.decode(c, &mut cs, line)?;
                     self.decode(v, &mut vs, line)?;
-                    self.raw.items.push((cs, vs));
+                    let bad = not_xml_char("Items/ItemCode", &cs).or_else(|| not_xml_char("Items/Value", &vs));
+                    match bad {
+                        Some(f) => self.faults.push(f),
+                        None => self.raw.items.push((cs, vs)),
+                    }
                 }
                 i += 2;
             }
@@ -678,6 +696,24 @@ impl<'a, R: Read> CsvParser<'a, R> {
         on_record(out);
         Ok(())
     }
+}
+
+/// §1: a character XML 1.0 does not allow (C0 controls but tab, LF and CR; U+FFFE, U+FFFF) is
+/// `E_FIELD_FORMAT` in CSV too, so both syntaxes accept the same text.
+fn not_xml_char(field: &'static str, s: &str) -> Option<StructFault> {
+    let (i, c) = s
+        .chars()
+        .enumerate()
+        .find(|&(_, c)| !super::xml_reader::is_xml_char(c))?;
+    Some(StructFault {
+        field: Some(field),
+        code: ErrorCode::FieldFormat,
+        message: format!(
+            "{field} holds U+{:04X} at position {}, a character XML does not allow",
+            c as u32,
+            i + 1
+        ),
+    })
 }
 
 #[cfg(test)]

@@ -588,7 +588,7 @@ pub(crate) fn safe_name(name: &[u8]) -> String {
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
     {
-        format!("<{}>", String::from_utf8_lossy(name))
+        format!("<{}>", crate::error::mask_digit_runs(&String::from_utf8_lossy(name)))
     } else {
         "an element".to_owned()
     }
@@ -679,6 +679,20 @@ pub(crate) mod testdata {
                 "1",
                 "0",
                 "20240101090000",
+            ],
+            FileKind::AgeTransitionInquiry => vec![
+                &seq,
+                "39131040",
+                "3913104052000530",
+                "123456789018",
+                "131041",
+                "1234567",
+                "山田　花子",
+                "ﾔﾏﾀﾞ ﾊﾅｺ",
+                "2",
+                "19560310",
+                "20261116",
+                "02",
             ],
             _ => unreachable!(),
         };

@@ -467,16 +467,25 @@ fn read_xml(bytes: &[u8]) -> Result<LinkageFile> {
 /// order, once each, with text only.
 fn leaves(el: &El, names: &[&str], at: u64) -> Result<Vec<String>> {
     if !el.text.trim().is_empty() {
-        bail!("record {at}: text in {} outside its fields", el.name);
+        bail!(
+            "record {at}: text in {} outside its fields",
+            super::decode::safe_name(el.name.as_bytes())
+        );
     }
     let mut out = vec![String::new(); names.len()];
     let mut next = 0;
     for c in &el.children {
         let Some(i) = names.iter().position(|n| *n == c.name) else {
-            bail!("record {at}: unknown element in {}", el.name);
+            bail!(
+                "record {at}: unknown element in {}",
+                super::decode::safe_name(el.name.as_bytes())
+            );
         };
         if i < next {
-            bail!("record {at}: element out of order or repeated in {}", el.name);
+            bail!(
+                "record {at}: element out of order or repeated in {}",
+                super::decode::safe_name(el.name.as_bytes())
+            );
         }
         if !c.children.is_empty() {
             bail!("record {at}: a field holds elements");

@@ -45,6 +45,15 @@ pub enum WriteError {
     /// The record was not written: characters with no mapping in the output encoding.
     #[error("{}: {}", ErrorCode::UnmappableChar, .0.iter().map(|u| format!("{} in {}", u.code_point, u.field)).collect::<Vec<_>>().join(", "))]
     Unmappable(Vec<UnmappableChar>),
+    /// A value holds a character XML 1.0 does not allow (§1): the file would not be well-formed
+    /// (and the CSV form must hold the same text), so nothing may be published.
+    #[error(
+        "{}: {} holds {}, a character XML does not allow; the output would not be well-formed",
+        ErrorCode::FieldFormat,
+        .0.field,
+        .0.code_point
+    )]
+    NotXmlChar(UnmappableChar),
 }
 
 /// Encodes text fields of one record into a buffer, applying the unmappable policy.
@@ -55,6 +64,8 @@ pub struct FieldEncoder {
     pub replaced: Vec<UnmappableChar>,
     /// Characters refused in the current record (policy Reject).
     pub refused: Vec<UnmappableChar>,
+    /// The first character XML does not allow, in any field of the current record.
+    pub forbidden: Option<UnmappableChar>,
 }
 
 impl FieldEncoder {
@@ -64,11 +75,20 @@ impl FieldEncoder {
             policy,
             replaced: Vec::new(),
             refused: Vec::new(),
+            forbidden: None,
         }
     }
 
-    /// Appends `s`, already escaped for its syntax, for field `field`.
+    /// Appends `s`, already escaped for its syntax, for field `field`. Every value of every
+    /// output goes through here, so this is the well-formedness guard of the XML outputs: the
+    /// writers build the markup from fixed names and escape `&`, `<` and `>`, which leaves the
+    /// characters XML forbids as the one way input could break a file.
     pub fn push(&mut self, out: &mut Vec<u8>, field: &str, s: &str) {
+        if self.forbidden.is_none() {
+            if let Some(c) = s.chars().find(|&c| !super::xml_reader::is_xml_char(c)) {
+                self.forbidden = Some(UnmappableChar::new(field, c));
+            }
+        }
         match self.policy {
             UnmappablePolicy::Reject => {
                 if let Err(c) = encode_into(out, s, self.encoding) {
@@ -95,8 +115,12 @@ impl FieldEncoder {
         }
     }
 
-    /// Ends a record: `Err` if anything was refused, else the replaced characters.
+    /// Ends a record: `Err` if anything was refused, else the replaced characters. A character
+    /// XML forbids is an error of the whole file ([`WriteError::NotXmlChar`]).
     pub fn take(&mut self) -> Result<Vec<UnmappableChar>, WriteError> {
+        if let Some(c) = self.forbidden.take() {
+            return Err(WriteError::NotXmlChar(c));
+        }
         if !self.refused.is_empty() {
             self.replaced.clear();
             return Err(WriteError::Unmappable(std::mem::take(&mut self.refused)));

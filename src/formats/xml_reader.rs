@@ -548,7 +548,7 @@ impl<'a, R: Read> Parser<'a, R> {
                     return Err(self.err(
                         ErrorCode::Schema,
                         format!(
-                            "root element {} is not an input file kind (SubscriberChangeFile, FlagChangeFile, FukuhonFile, AgeTransitionHandoffFile)",
+                            "root element {} is not an input file kind (SubscriberChangeFile, FlagChangeFile, FukuhonFile, AgeTransitionHandoffFile, AgeTransitionInquiryFile)",
                             decode::safe_name(name)
                         ),
                     ));
@@ -978,8 +978,8 @@ impl<'a, R: Read> Parser<'a, R> {
     }
 }
 
-/// XML 1.0 `Char` production.
-fn is_xml_char(c: char) -> bool {
+/// XML 1.0 `Char` production (also what CSV input accepts and every writer writes, §1).
+pub(crate) fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 

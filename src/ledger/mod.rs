@@ -16,6 +16,23 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 const SCHEMA_V1: &str = include_str!("schema.sql");
+/// R13 registration inquiries (union side), beside schema v1: created when missing, so a ledger
+/// of any v1 release gains it on open. One row per 後期 registration that matched nothing;
+/// `status` 'open' until a hand-off, an answer or a 国保 enrollment matches it ('answered').
+const INQUIRY_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS inquiry (
+    insurer             TEXT NOT NULL,
+    subscriber_key      TEXT NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('open', 'answered')),
+    first_run           TEXT NOT NULL,
+    last_run            TEXT,
+    times_inquired      INTEGER NOT NULL DEFAULT 0,
+    answered_run        TEXT,
+    answered_by         TEXT,
+    PRIMARY KEY (insurer, subscriber_key)
+) WITHOUT ROWID;
+";
+
 /// Version 1 → 2 (also applied after version 1 when a ledger is created).
 const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 /// Page cache of the ledger itself, MiB (upper bound; SQLite allocates pages on demand).
@@ -44,11 +61,10 @@ impl LedgerLock {
 #[error("the ledger {0} is in use by another nhi-linkage process (lock file {0}.lock); wait for it to finish")]
 pub struct LedgerBusy(pub String);
 
-/// Takes the ledger's lock without waiting.
+/// Takes the lock of the ledger at `ledger` without waiting. Give it the canonical path
+/// ([`canonical`]): the lock file is `<path>.lock`, so a ledger reached through a symbolic link
+/// or a relative path gets the same lock.
 pub fn lock(ledger: &Path) -> Result<LedgerLock> {
-    if let Some(dir) = ledger.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
     let mut name = ledger.as_os_str().to_owned();
     name.push(".lock");
     let path = PathBuf::from(name);
@@ -70,12 +86,236 @@ pub fn lock(ledger: &Path) -> Result<LedgerLock> {
     }
 }
 
+/// What `acquire` does when no ledger is at the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Refuse: a missing ledger is never taken for a new one (an unmounted disk or a mistyped
+    /// path would otherwise look like an empty ledger).
+    Refuse,
+    /// Create it (`--init-ledger`): only when nothing at all is at the path.
+    Create,
+    /// Stand in an empty in-memory ledger and create nothing (dry runs).
+    InMemory,
+}
+
+/// No ledger at the path, and the caller did not ask for a new one.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no ledger at {0}: a missing ledger is never taken for a new one. If this is a new installation, \
+     create it with `run --init-ledger` (or `migrate --init-ledger`); otherwise check that the disk or mount holding it is \
+     available and the path is right, or restore the ledger from its backup"
+)]
+pub struct LedgerMissing(pub String);
+
+/// A zero-length file where the ledger should be.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the ledger {0} is empty (0 bytes): that is not a ledger and is never taken for a new one. If a \
+     ledger should be there, restore it from its backup; if this is a new installation, remove the empty \
+     file and run again with --init-ledger"
+)]
+pub struct LedgerEmpty(pub String);
+
+/// A ledger opened for a command: the connection, the lock held until it is dropped, and the
+/// canonical path that names everything belonging to this ledger (lock, spill, staging tags).
+#[derive(Debug)]
+pub struct Opened {
+    pub conn: Connection,
+    /// `None` only for an in-memory stand-in.
+    pub lock: Option<LedgerLock>,
+    /// The canonical path (symbolic links resolved); for an in-memory stand-in, the path as given.
+    pub path: PathBuf,
+    /// No ledger was at the path and an empty in-memory one stands in for it (nothing created).
+    pub in_memory: bool,
+    /// This call created the ledger (`IfMissing::Create`).
+    pub created: bool,
+}
+
+/// The canonical form of a ledger path: symbolic links and `..` resolved, absolute. For a path
+/// where nothing exists yet, the canonical folder joined with the file name; `None` when the
+/// folder does not exist either.
+pub fn canonical(path: &Path) -> Option<PathBuf> {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return Some(p);
+    }
+    let name = path.file_name()?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::canonicalize(dir).ok().map(|d| d.join(name))
+}
+
+/// A short tag derived from a ledger's canonical path: names the staging and spill folders that
+/// belong to this ledger, so that recovery removes only its own when ledgers share folders.
+pub fn tag(canonical: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    h[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What is at the ledger's path: `Ok(true)` a ledger (non-empty regular file), `Ok(false)`
+/// nothing at all; an error for anything else (an empty file, a folder, a dangling link).
+fn present(path: &Path) -> Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() == 0 => Err(LedgerEmpty(path.display().to_string()).into()),
+        Ok(m) if m.is_file() => Ok(true),
+        Ok(_) => anyhow::bail!("the ledger {} is not a regular file", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if std::fs::symlink_metadata(path).is_ok() {
+                anyhow::bail!(
+                    "the ledger {} is a symbolic link to nothing: check that the disk or mount it points to is available",
+                    path.display()
+                );
+            }
+            Ok(false)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read the ledger {}", path.display())),
+    }
+}
+
+/// Locks and opens the ledger at `path` for a command. A missing ledger is refused, created
+/// (only when nothing is at the path) or stood in for by an empty in-memory one, as `if_missing`
+/// says; a zero-length file is always refused. Refusing creates nothing (no folder, no lock file).
+pub fn acquire(path: &Path, if_missing: IfMissing) -> Result<Opened> {
+    let exists = present(path)?;
+    if !exists {
+        match if_missing {
+            IfMissing::Refuse => return Err(LedgerMissing(path.display().to_string()).into()),
+            IfMissing::InMemory => {
+                return Ok(Opened {
+                    conn: open(Path::new(":memory:"))?,
+                    lock: None,
+                    path: path.to_path_buf(),
+                    in_memory: true,
+                    created: false,
+                });
+            }
+            IfMissing::Create => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    let mut b = std::fs::DirBuilder::new();
+                    b.recursive(true);
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::DirBuilderExt;
+                        b.mode(0o700);
+                    }
+                    b.create(dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+            }
+        }
+    }
+    let canon = canonical(path).with_context(|| format!("cannot resolve the ledger path {}", path.display()))?;
+    check_private(&canon)?;
+    let lock = lock(&canon)?;
+    // again under the lock: another process may have created it meanwhile
+    let created = !present(&canon)?;
+    if created {
+        if if_missing != IfMissing::Create {
+            return Err(LedgerMissing(path.display().to_string()).into());
+        }
+        create_new(&canon)?;
+        tracing::warn!(ledger = %canon.display(), "created a new, empty ledger (--init-ledger)");
+    }
+    let conn = open(&canon)?;
+    Ok(Opened {
+        conn,
+        lock: Some(lock),
+        path: canon,
+        in_memory: false,
+        created,
+    })
+}
+
+/// Files SQLite keeps beside the ledger, and the lock file.
+const SIDE_FILES: [&str; 4] = ["-wal", "-journal", "-shm", ".lock"];
+
+/// The ledger's folder and files must be the user's alone: a folder others can write to lets
+/// them plant a `-wal` file they can read (every change of the night, My Numbers included) or
+/// replace the ledger, so it is refused, and so is a ledger, WAL, journal, shared-memory or lock
+/// file that belongs to another user or is a link. Folder owned by this user or root, not
+/// writable by group or others; files owned by this user.
+#[cfg(unix)]
+fn check_private(canon: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let dir = canon.parent().unwrap_or(Path::new("/"));
+    let m = std::fs::metadata(dir).with_context(|| format!("cannot read the ledger folder {}", dir.display()))?;
+    if m.mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "the ledger folder {} can be written by other users (mode {:04o}): they could plant a WAL file \
+             and read the ledger's changes, or replace the ledger. Make it private (chmod 700 {}) or move \
+             the ledger to a private folder",
+            dir.display(),
+            m.mode() & 0o7777,
+            dir.display()
+        );
+    }
+    if m.uid() != me && m.uid() != 0 {
+        anyhow::bail!(
+            "the ledger folder {} belongs to another user (uid {}): run as that user, or move the ledger to a folder of your own",
+            dir.display(),
+            m.uid()
+        );
+    }
+    let mut files = vec![canon.to_path_buf()];
+    for suffix in SIDE_FILES {
+        let mut name = canon.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(PathBuf::from(name));
+    }
+    for f in files {
+        let m = match std::fs::symlink_metadata(&f) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", f.display())),
+        };
+        if !m.file_type().is_file() {
+            anyhow::bail!(
+                "{} is not a regular file (a link, folder or device): refusing to let SQLite open it. Check who put it there and remove it",
+                f.display()
+            );
+        }
+        if m.uid() != me {
+            anyhow::bail!(
+                "{} belongs to another user (uid {}): it may have been planted to read or change the ledger. \
+                 Check who created it and remove it (or run as the ledger's owner)",
+                f.display(),
+                m.uid()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_canon: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// Creates an empty ledger file, 0600, failing if anything is at the path.
+fn create_new(path: &Path) -> Result<()> {
+    let mut o = OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+        .with_context(|| format!("cannot create the ledger {}", path.display()))?;
+    Ok(())
+}
+
 /// Opens (creating if needed) and migrates the ledger.
 pub fn open(path: &Path) -> Result<Connection> {
     if path.as_os_str() == ":memory:" {
         // an in-memory ledger (migrate's dry run against a ledger that does not exist yet)
         let conn = Connection::open_in_memory()?;
         migrate(&conn)?;
+        conn.execute_batch(INQUIRY_SCHEMA)?;
         return Ok(conn);
     }
     #[cfg(unix)]
@@ -109,6 +349,8 @@ pub fn open(path: &Path) -> Result<Connection> {
     conn.pragma_update(Some("temp"), "cache_size", -(SCRATCH_CACHE_MIB * 1024))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     migrate(&conn)?;
+    conn.execute_batch(INQUIRY_SCHEMA)
+        .context("cannot create the inquiry table")?;
     Ok(conn)
 }
 

@@ -28,8 +28,8 @@ pub mod source;
 
 use crate::domain::*;
 use crate::engine::batch::{Batch, BatchFile};
-use crate::engine::run::{Prepared, RunOptions, RunStatus, execute, recover, spill_dir};
-use crate::engine::spool::{self, Spool};
+use crate::engine::run::{Prepared, RunOptions, RunStatus, execute, recover, spill_dir, spill_prefix};
+use crate::engine::spool::Spool;
 use crate::engine::state::{Enrollment, Flag, FlagKey, Status};
 use crate::error::{Diagnostic, ErrorCode};
 use crate::formats::hex;
@@ -226,7 +226,7 @@ impl Differ<'_> {
         let cells = [ins, key, change, fields, flags, changes, note];
         let line = cells
             .iter()
-            .map(|c| crate::formats::writer::csv_escape(c).into_owned())
+            .map(|c| crate::formats::writer::csv_escape(&crate::report::neutral_cell(c)).into_owned())
             .collect::<Vec<_>>()
             .join(",");
         self.spool.write_all(line.as_bytes())?;
@@ -636,27 +636,26 @@ fn list_sources(from: &Path) -> Result<Vec<PathBuf>> {
 /// Runs one migration. Errors are usage/environment problems.
 pub fn migrate(o: &MigrateOptions) -> Result<MigrateResult> {
     let opts = &o.run;
-    let _lock = ledger::lock(&opts.ledger)?;
     // A dry run never creates a ledger: an absent one is diffed as empty, in memory.
-    let mut conn = if opts.dry_run && !opts.ledger.exists() {
-        ledger::open(Path::new(":memory:"))?
-    } else {
-        let conn = ledger::open(&opts.ledger)?;
+    let led = ledger::acquire(&opts.ledger, opts.if_missing())?;
+    let _lock = led.lock;
+    let mut conn = led.conn;
+    if !led.in_memory {
         ledger::quick_check(&conn, &opts.ledger)?;
-        conn
-    };
+    }
     // a full source would bring every shard's subscribers into one shard's ledger
     if let Some(s) = crate::engine::shard::ledger_shard(&conn)? {
         anyhow::bail!("this ledger belongs to shard {s} of a sharded deployment: migrate into an unsharded ledger");
     }
-    std::fs::create_dir_all(&opts.outbox).with_context(|| format!("cannot create outbox {}", opts.outbox.display()))?;
-    std::fs::create_dir_all(&opts.reports)
-        .with_context(|| format!("cannot create reports folder {}", opts.reports.display()))?;
-    recover(&conn, &opts.outbox, &opts.reports)?;
-    spool::remove_leftovers(&spill_dir(&opts.ledger));
+    let opts = &opts.settled(&led.path)?;
+    recover(&conn, opts)?;
 
     let sources = list_sources(&o.from)?;
-    let spool_path = opts.reports.join(format!(".spool-migrate-{}.csv", std::process::id()));
+    let spool_path = opts.reports.join(format!(
+        "{}{}.csv",
+        crate::engine::run::migrate_spool_prefix(opts),
+        std::process::id()
+    ));
     let spool = {
         let mut oo = std::fs::OpenOptions::new();
         oo.write(true).create(true).truncate(true);
@@ -668,24 +667,24 @@ pub fn migrate(o: &MigrateOptions) -> Result<MigrateResult> {
         oo.open(&spool_path)
             .with_context(|| format!("cannot write {}", spool_path.display()))?
     };
-    let res = migrate_with(o, &mut conn, &sources, spool, &spool_path);
+    let res = migrate_with(o, opts, &mut conn, &sources, spool, &spool_path);
     std::fs::remove_file(&spool_path).ok();
     res
 }
 
 fn migrate_with(
     o: &MigrateOptions,
+    opts: &RunOptions,
     conn: &mut Connection,
     sources: &[PathBuf],
     spool: std::fs::File,
     spool_path: &Path,
 ) -> Result<MigrateResult> {
-    let opts = &o.run;
     let mut d = Differ {
         conn,
         as_of: opts.as_of,
         file: Arc::from(""),
-        batch: Spool::new(opts.chunk_records, &spill_dir(&opts.ledger)),
+        batch: Spool::new(opts.chunk_records, &spill_dir(opts)).with_prefix(spill_prefix(opts)),
         batch_error: None,
         seq: 0,
         seen: HashMap::new(),

@@ -41,10 +41,7 @@ pub const BOM: &str = "\u{feff}";
 /// strip before looking) gets a leading `'`, so it is shown as the text it is. The same rule
 /// applies to the CSV files and the .xlsx workbook.
 pub fn neutralise(cell: &str) -> Cow<'_, str> {
-    match cell.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
-        _ => cell.into(),
-    }
+    super::neutral_cell(cell)
 }
 
 /// A table as CSV text: the column row, then one row per entry, CRLF-terminated, UTF-8 with a

@@ -54,6 +54,10 @@ const COLUMNS: &[(&str, &str, CellKind)] = &[
     ("non_disclosure", "不開示該当", CellKind::Text),
     ("finding", "所見", CellKind::Text),
     ("municipality", "市町村コード", CellKind::Text),
+    ("answered_by", "回答元", CellKind::Text),
+    ("characters", "文字", CellKind::Text),
+    ("reason", "理由", CellKind::Text),
+    ("status", "状況", CellKind::Text),
     ("new", "新規", CellKind::Number),
     ("changed", "変更", CellKind::Number),
     ("unchanged", "変更なし", CellKind::Number),
@@ -92,6 +96,9 @@ const WORKLISTS: &[(&str, &str)] = &[
     ("flag_losses", "フラグ喪失"),
     ("migration_summary", "移行サマリー"),
     ("diff", "移行差分"),
+    ("inquiry_awaiting", "年齢到達照会（回答待ち）"),
+    ("inquiry_answered", "年齢到達照会（回答済み）"),
+    ("inquiry_not_written", "年齢到達照会（未作成）"),
 ];
 
 /// The sheet of the rejects list.

@@ -384,6 +384,18 @@ pub fn jst(t: chrono::DateTime<chrono::Utc>) -> String {
     t.with_timezone(&tokyo).format("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
 
+/// A report cell as a spreadsheet will not run it: a cell beginning with `=`, `+`, `-`, `@`
+/// (or a tab or CR, which some spreadsheets skip before one) gets a leading `'`. Report and
+/// worklist CSVs are opened in spreadsheets; a file name such as `=HYPERLINK(…)` must stay text.
+/// The same rule applies in report.xlsx.
+pub fn neutral_cell(c: &str) -> std::borrow::Cow<'_, str> {
+    if c.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{c}").into()
+    } else {
+        c.into()
+    }
+}
+
 /// Writes a file readable by its owner only (reports and outputs hold personal data) and fsyncs it.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;

@@ -190,6 +190,9 @@ impl Site {
             .arg(self.p("reports"))
             .arg("--ledger")
             .arg(self.p("ledger.sqlite"));
+        if !self.p("ledger.sqlite").exists() {
+            c.arg("--init-ledger"); // the first run of a site creates its ledger
+        }
         if !extra.contains(&"--as-of") {
             c.args(["--as-of", "20261201"]);
         }
