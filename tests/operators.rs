@@ -24,7 +24,7 @@ fn text(o: &Output) -> String {
 /// `run` of the sample inbox with everything under `root`.
 fn run_samples(root: &Path, inbox: &Path, extra: &[&str]) -> Output {
     Command::new(BIN)
-        .args(["run", "--as-of", "20261201", "--inbox"])
+        .args(["run", "--init-ledger", "--as-of", "20261201", "--inbox"])
         .arg(inbox)
         .arg("--ledger")
         .arg(root.join("ledger.sqlite"))
@@ -254,7 +254,7 @@ fn version_shows_commit_and_build_date() {
 fn a_closed_stdout_and_stderr_do_not_stop_a_run() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
-        .args(["-vv", "run", "--as-of", "20261201", "--inbox"])
+        .args(["-vv", "run", "--init-ledger", "--as-of", "20261201", "--inbox"])
         .arg(samples().join("inbox"))
         .arg("--ledger")
         .arg(dir.path().join("ledger.sqlite"))
@@ -425,7 +425,7 @@ fn config_applies_to_every_command_that_shares_options_with_run() {
     )
     .unwrap();
     let o = Command::new(BIN)
-        .args(["run", "--as-of", "20261201", "--inbox"])
+        .args(["run", "--init-ledger", "--as-of", "20261201", "--inbox"])
         .arg(samples().join("inbox"))
         .arg("--config")
         .arg(&cfg)
