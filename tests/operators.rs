@@ -370,6 +370,8 @@ fn config_tables_refuse_unknown_keys_naming_them() {
         vec!["validate", "samples/inbox"],
         vec!["merge-shards", "--from", "x"],
         vec!["age-transition", "extract", "--out", "x"],
+        vec!["age-transition", "answer", "--inquiry", "x", "--out", "x"],
+        vec!["ledger", "check"],
         vec![
             "migrate",
             "--from",

@@ -107,7 +107,7 @@ fn run_extract(mut a: ExtractArgs) -> Result<Exit> {
     let led = match crate::ledger::acquire(&a.ledger, crate::ledger::IfMissing::Refuse) {
         Ok(l) => l,
         Err(e) if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() => {
-            eprintln!("nhi-linkage: {e}");
+            crate::complain!("nhi-linkage: {e}");
             return Ok(super::Exit::Busy);
         }
         Err(e) => return Err(e),

@@ -22,7 +22,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, clap::Args)]
 pub struct AnswerArgs {
     /// The 国保 ledger (read only) [default: ./var/ledger.sqlite]
-    #[arg(long, default_value = "var/ledger.sqlite")]
+    #[arg(long = "ledger", value_name = "LEDGER")]
+    pub ledger_arg: Option<PathBuf>,
+    /// `--ledger`, else the config file's, else the default
+    #[arg(skip)]
     pub ledger: PathBuf,
     /// An AgeTransitionInquiry file, or a folder (e.g. the union run's report folder): every
     /// `AgeTransitionInquiry_*.xml|csv` file in it
@@ -34,6 +37,10 @@ pub struct AnswerArgs {
     /// Date of the answer, YYYYMMDD (CreationTime, file names) [default: today]
     #[arg(long, value_name = "YYYYMMDD")]
     pub as_of: Option<String>,
+    /// Settings file (TOML) of `run`: its `ledger` and `as_of` apply here too; command-line
+    /// flags win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// The answer about one inquired person.
@@ -158,7 +165,14 @@ fn inquiry_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-pub fn run_answer(a: AnswerArgs) -> Result<Exit> {
+pub fn run_answer(mut a: AnswerArgs) -> Result<Exit> {
+    let cfg = super::run::load_config(a.config.as_ref())?;
+    a.ledger = a
+        .ledger_arg
+        .take()
+        .or(cfg.ledger)
+        .unwrap_or_else(|| "var/ledger.sqlite".into());
+    a.as_of = a.as_of.or(cfg.as_of);
     let d = parse_as_of(a.as_of.clone())?;
     let conn = open_read_only(&a.ledger)?;
     let files = inquiry_files(&a.inquiry)?;
@@ -184,7 +198,7 @@ pub fn run_answer(a: AnswerArgs) -> Result<Exit> {
             Ok(s) => s.header,
             Err(r) => {
                 for d in &r.diagnostics {
-                    eprintln!("nhi-linkage: {d}");
+                    crate::complain!("nhi-linkage: {d}");
                 }
                 status = Exit::Rejected;
                 continue;
@@ -197,11 +211,11 @@ pub fn run_answer(a: AnswerArgs) -> Result<Exit> {
                     header.kind.name()
                 );
             }
-            println!("skipped {display}: a {} file, not an inquiry", header.kind.name());
+            crate::say!("skipped {display}: a {} file, not an inquiry", header.kind.name());
             continue;
         }
         for d in &rejects {
-            eprintln!("nhi-linkage: {d} (not answered)");
+            crate::complain!("nhi-linkage: {d} (not answered)");
             status = Exit::Rejected;
         }
         // one snapshot of the ledger for the whole file
@@ -212,9 +226,10 @@ pub fn run_answer(a: AnswerArgs) -> Result<Exit> {
             if insurers.is_empty() {
                 // an all-0 answer from a ledger that does not hold the municipality would release
                 // a withheld registration unflagged: refuse instead
-                eprintln!(
+                crate::complain!(
                     "nhi-linkage: {display} RecordSequence {} field MunicipalityCode: E_STATE_CONFLICT: this ledger holds no 国保 enrollment of municipality {}: not answered (answer from the municipality's 国保 ledger)",
-                    q.seq, q.municipality
+                    q.seq,
+                    q.municipality
                 );
                 status = Exit::Rejected;
                 continue;
@@ -223,7 +238,7 @@ pub fn run_answer(a: AnswerArgs) -> Result<Exit> {
         }
         conn.execute_batch("COMMIT")?;
         if answers.is_empty() {
-            println!("{display}: nothing to answer");
+            crate::say!("{display}: nothing to answer");
             continue;
         }
         let sender = answers.iter().map(|(_, x)| x.source_insurer).min().expect("not empty");
@@ -267,7 +282,7 @@ pub fn run_answer(a: AnswerArgs) -> Result<Exit> {
             let v: Vec<&str> = r.iter().map(String::as_str).collect();
             let replaced = w.write(&v, &[])?;
             if !replaced.is_empty() {
-                println!(
+                crate::say!(
                     "{display}: RecordSequence {}: {} written as ●",
                     r[0],
                     replaced
@@ -288,13 +303,13 @@ pub fn run_answer(a: AnswerArgs) -> Result<Exit> {
             .filter(|(_, x)| x.self_info.is_some() || x.non_disclosure || x.auto_response)
             .count();
         let unknown = answers.iter().filter(|(_, x)| x.source_key.is_none()).count();
-        println!(
+        crate::say!(
             "answered {records} inquiries of {display}: {flagged} with flags, {unknown} unknown to this ledger → {} ({bytes} bytes)",
             a.out.join(&name).display()
         );
     }
     if answered_files == 0 && status == Exit::Ok {
-        println!("no inquiry answered");
+        crate::say!("no inquiry answered");
     }
     Ok(status)
 }
