@@ -1201,7 +1201,8 @@ fn merged_rejects_are_in_the_order_of_one_process() {
     let d = Deployment::new();
     let regs: Vec<_> = (1..=12)
         .map(|i| {
-            let mut r = registration(i, "01", &transition(i), &birth(i));
+            // reason 03: no hand-off expected, so no inquiry holds them (R13)
+            let mut r = registration(i, "03", "20200401", &birth(i));
             if i % 2 == 0 {
                 r.insert("Sex1", "9".into()); // E_CODE: the record is rejected
             }
