@@ -597,9 +597,7 @@ fn engine_outputs_validate() {
 /// into a 国保 ledger and a union ledger).
 #[test]
 fn inquiry_and_answer_validate() {
-    if !have_xmllint() {
-        return;
-    }
+    require_xmllint();
     let bin = env!("CARGO_BIN_EXE_nhi-linkage");
     for enc in ["utf-8", "shift_jis"] {
         let dir = tempfile::tempdir().unwrap();
@@ -615,6 +613,7 @@ fn inquiry_and_answer_validate() {
             let out = Command::new(bin)
                 .args([
                     "run",
+                    "--init-ledger",
                     "--as-of",
                     "20261201",
                     "--output-format",
