@@ -203,9 +203,13 @@ fn registration_before_the_handoff_ends_flagged_once_it_arrives() {
             "山田　花子",
         )],
     );
-    assert!(union.run(&[]).status.success());
-    let first = subscriber_linkage_for(&union, KOUKI).unwrap();
-    assert_eq!(control_of(&first, &key(900001)).unwrap().0, "0", "nothing known yet");
+    // nothing known yet: R13 inquires and withholds the future-dated registration (exit 5)
+    assert_eq!(union.run(&[]).status.code(), Some(5));
+    assert!(
+        subscriber_linkage_for(&union, KOUKI).is_none(),
+        "withheld until matched"
+    );
+    assert_eq!(union.report("")["summary"]["withheld"], 1);
     // the hand-off arrives in the next run
     std::fs::remove_dir_all(union.inbox()).unwrap();
     std::fs::create_dir_all(union.inbox()).unwrap();
@@ -223,7 +227,7 @@ fn registration_before_the_handoff_ends_flagged_once_it_arrives() {
         .filter(|(n, _)| n.contains("SubscriberLinkage"))
         .map(|(_, b)| text_of(&b))
         .collect();
-    assert!(all.contains("12,39130018"), "published again as an update");
+    assert!(all.contains("11,39130018"), "published for the first time, flagged");
     let latest = subscriber_linkage_for(&union, KOUKI).unwrap();
     assert_eq!(
         control_of(&latest, &key(900001)).unwrap(),

@@ -188,12 +188,11 @@ fn late_handoff_with_a_rejected_duplicate_registration_still_carries() {
             "20261101230000",
             std::slice::from_ref(&reg),
         );
-        let (_, r1) = night.run("20261102", &[]);
-        let l1 = published(&site, &r1, KOUKI).expect("registration published");
-        assert_eq!(
-            control_of(&l1, &key(9001)).unwrap(),
-            ("0".into(), "0".into(), "0".into())
-        );
+        let (code1, r1) = night.run("20261102", &[]);
+        // nothing known yet: R13 inquires and withholds the future-dated registration (critical)
+        assert_eq!(code1, 5);
+        assert!(published(&site, &r1, KOUKI).is_none(), "withheld until matched");
+        assert_eq!(r1["summary"]["withheld"], 1);
 
         night.file(FileKind::SubscriberChange, KOUKI, "20261102230000", &[reg]);
         night.file(
@@ -216,7 +215,8 @@ fn late_handoff_with_a_rejected_duplicate_registration_still_carries() {
             control_of(&l2, &key(9001)).unwrap(),
             ("2".into(), "1".into(), "0".into())
         );
-        assert_eq!(processing_of(&l2, &key(9001)).as_deref(), Some("12"));
+        // first sent now, flagged (R14: the withheld group was kept unsent)
+        assert_eq!(processing_of(&l2, &key(9001)).as_deref(), Some("11"));
         assert_eq!(r2["summary"]["handoffs_matched"], 1);
     }
 }
@@ -810,4 +810,232 @@ fn flag_linkage_dates_a_release_with_its_own_time() {
         assert!(text.contains("20261111090000"), "{:?}: {text}", f.format);
         assert!(!text.contains("20261110090000"), "{text}");
     }
+}
+
+fn fukuhon(op: &str, date: &str, k: &str, info: &str, disclosure: &str) -> BTreeMap<&'static str, String> {
+    row(&[
+        ("Operation", op),
+        ("EffectiveDate", date),
+        ("InsurerNumber", KOKUHO),
+        ("SubscriberKey", k),
+        ("InfoCode", info),
+        ("DisclosureClassification", disclosure),
+    ])
+}
+
+/// The FukuhonLinkage rows this report's run published.
+fn fukuhon_rows(site: &Site, report: &serde_json::Value) -> Vec<nhi_linkage::formats::linkage::FukuhonRow> {
+    use nhi_linkage::formats::linkage_reader::{LinkageItem, LinkageReader};
+    let dir = site.p("outbox").join(report["run_id"].as_str().unwrap());
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap().to_string_lossy().starts_with("FukuhonLinkage_") {
+            for item in LinkageReader::open(&p).unwrap() {
+                if let LinkageItem::Fukuhon(r) = item.unwrap() {
+                    out.push(r);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Item 14 (R2): FukuhonLinkage states the 副本 after the run with the Operation the server needs.
+#[test]
+fn fukuhon_linkage_states_the_net_state_per_info_code() {
+    const Q: &str = "TM00000000000004"; // 特定健診情報: 001 date (required), 002 text
+    const H: &str = "TM00000000000002"; // 高額療養費: 001, 002 digits (required)
+    for f in syntaxes() {
+        let site = Site::new();
+        let mut night = Night::new(&site, &f);
+        let k = key(41);
+        night.file(
+            FileKind::SubscriberChange,
+            KOKUHO,
+            "20261109230000",
+            &[acquisition(
+                KOKUHO,
+                &k,
+                None,
+                "9001",
+                "19600101",
+                "20100401",
+                "03",
+                "佐藤　一子",
+            )],
+        );
+        night.run("20261110", &[]);
+        night.n += 1;
+        write_file_with_items(
+            &site.inbox(),
+            "Fukuhon_1",
+            FileKind::Fukuhon,
+            &f,
+            KOKUHO,
+            "FUKU-1",
+            "20261110230000",
+            &[
+                // registered (不開示) and updated in one run: one row, Operation 1, the update's items
+                (
+                    fukuhon("1", "20261110", &k, Q, "1"),
+                    vec![("001", "20261001"), ("002", "所見なし")],
+                ),
+                (fukuhon("2", "20261110", &k, Q, ""), vec![("001", "20261002")]),
+                // registered and deleted in one run: no row
+                (
+                    fukuhon("1", "20261110", &k, H, ""),
+                    vec![("001", "202610"), ("002", "1000")],
+                ),
+                (
+                    fukuhon("3", "20261110", &k, H, ""),
+                    vec![("001", "202610"), ("002", "1000")],
+                ),
+            ],
+        );
+        let (_, r1) = night.run("20261111", &[]);
+        let rows = fukuhon_rows(&site, &r1);
+        assert_eq!(rows.len(), 1, "{:?}: {rows:?}", f.format);
+        assert_eq!(rows[0].operation.code(), "1");
+        assert_eq!(rows[0].disclosure.map(|d| d.code()), Some("1"));
+        assert_eq!(
+            rows[0].items,
+            vec![
+                ("001".to_owned(), "20261002".to_owned()),
+                ("002".to_owned(), "所見なし".to_owned())
+            ]
+        );
+
+        // a later 更新 without DisclosureClassification keeps 不開示; then a 削除: Operation 3
+        write_file_with_items(
+            &site.inbox(),
+            "Fukuhon_2",
+            FileKind::Fukuhon,
+            &f,
+            KOKUHO,
+            "FUKU-2",
+            "20261111230000",
+            &[(fukuhon("2", "20261111", &k, Q, ""), vec![("001", "20261003")])],
+        );
+        let (_, r2) = night.run("20261112", &[]);
+        let rows = fukuhon_rows(&site, &r2);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].operation.code(), "2");
+        assert_eq!(
+            rows[0].disclosure.map(|d| d.code()),
+            Some("1"),
+            "an absent field keeps the ledger's value"
+        );
+        write_file_with_items(
+            &site.inbox(),
+            "Fukuhon_3",
+            FileKind::Fukuhon,
+            &f,
+            KOKUHO,
+            "FUKU-3",
+            "20261112230000",
+            &[(fukuhon("3", "20261112", &k, Q, ""), vec![("001", "20261003")])],
+        );
+        let (_, r3) = night.run("20261113", &[]);
+        let rows = fukuhon_rows(&site, &r3);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].operation.code(), "3");
+    }
+}
+
+/// Item 6 (R6): a 開示 is refused when 不開示該当 is set later in the same run.
+#[test]
+fn a_disclosure_is_refused_when_non_disclosure_is_set_later_in_the_run() {
+    const Q: &str = "TM00000000000004";
+    for f in syntaxes() {
+        let site = Site::new();
+        let mut night = Night::new(&site, &f);
+        let k = key(51);
+        night.file(
+            FileKind::SubscriberChange,
+            KOKUHO,
+            "20261109230000",
+            &[acquisition(
+                KOKUHO,
+                &k,
+                None,
+                "9101",
+                "19600101",
+                "20100401",
+                "03",
+                "佐藤　五子",
+            )],
+        );
+        night.run("20261110", &[]);
+        write_file_with_items(
+            &site.inbox(),
+            "Fukuhon_1",
+            FileKind::Fukuhon,
+            &f,
+            KOKUHO,
+            "FUKU-1",
+            "20261120230000",
+            &[(fukuhon("1", "20261120", &k, Q, "0"), vec![("001", "20261001")])],
+        );
+        night.file(
+            FileKind::FlagChange,
+            KOKUHO,
+            "20261121230000",
+            &[flag_set(KOKUHO, &k, "2", "", "20261121090000")],
+        );
+        let (_, r) = night.run("20261122", &[]);
+        assert_eq!(codes(&r), vec!["E_DISCLOSURE_CONFLICT".to_owned()], "{:?}", f.format);
+        assert!(fukuhon_rows(&site, &r).is_empty(), "no 開示 is sent");
+        let l = published(&site, &r, "00131045").unwrap();
+        assert_eq!(control_of(&l, &k).unwrap().1, "1");
+    }
+}
+
+/// Schema v1 ledgers are upgraded in place and keep working.
+#[test]
+fn a_schema_v1_ledger_is_upgraded_in_place() {
+    let site = Site::new();
+    {
+        let conn = rusqlite::Connection::open(site.p("ledger.sqlite")).unwrap();
+        conn.execute_batch(nhi_linkage::ledger::SCHEMA_V1_SQL).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO pending_flag (insurer, subscriber_key, info_code, flag_type, operation, reason_code, source,
+                effective_time, support_measure_end, file, record_sequence, file_order, run_id)
+             VALUES ('00131045', ?1, '', '3', '1', '2', '1', '20261101090000', NULL, 'old.xml', 1, 0, 'r0')",
+            [key(61)],
+        )
+        .unwrap();
+    }
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::ShiftJis,
+    };
+    let mut night = Night::new(&site, &f);
+    night.file(
+        FileKind::SubscriberChange,
+        KOKUHO,
+        "20261109230000",
+        &[acquisition(
+            KOKUHO,
+            &key(61),
+            None,
+            "9201",
+            "19600101",
+            "20100401",
+            "03",
+            "佐藤　六子",
+        )],
+    );
+    let (code, r) = night.run("20261110", &[]);
+    assert_eq!(code, 0);
+    assert_eq!(r["summary"]["pending_flags_applied"], 1);
+    let l = published(&site, &r, "00131045").unwrap();
+    assert_eq!(control_of(&l, &key(61)).unwrap().0, "2");
+    let conn = rusqlite::Connection::open(site.p("ledger.sqlite")).unwrap();
+    let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(v, nhi_linkage::ledger::SCHEMA_VERSION);
 }

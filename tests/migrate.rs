@@ -773,3 +773,146 @@ fn xml_zero(text: &str, tag: &str) -> String {
     assert_ne!(&text[s..e], "0", "{tag} is set");
     format!("{}0{}", &text[..s], &text[e..])
 }
+
+/// R14 in `migrate`: a flagged subscriber whose name Shift_JIS output refuses stays unpublished,
+/// and the next `run` sends it (here with `--unmappable replace`, its inbox empty).
+#[test]
+fn a_refused_subscriber_of_a_migration_is_sent_by_a_later_run() {
+    let src = Mig::new();
+    let out = src.legacy(
+        &samples().join("kokuho_export.csv"),
+        &["--output-format", "csv", "--output-encoding", "utf-8"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let files = src.site.outbox_files();
+    let (_, bytes) = files.iter().find(|(n, _)| n.contains("SubscriberLinkage_")).unwrap();
+    let text = String::from_utf8(bytes.clone())
+        .unwrap()
+        .replace("山田　花子", "𠮷田　花子");
+    let snap = src.site.p("snapshot.csv");
+    std::fs::write(&snap, text).unwrap();
+
+    let m = Mig::new();
+    let out = m.migrate(
+        &snap,
+        &[
+            "--municipality",
+            MUNI,
+            "--output-format",
+            "csv",
+            "--output-encoding",
+            "shift_jis",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "E_UNMAPPABLE_CHAR is a reject");
+    let j = json(&report_dir(&out));
+    assert_eq!(j["summary"]["unpublished"], 1, "{}", j["summary"]);
+    assert_eq!(ledger_flags(&m.ledger(), &key(101)), ["2", "3"]);
+
+    let inbox = m.site.inbox();
+    std::fs::create_dir_all(&inbox).unwrap();
+    let o = m.site.run(&["--unmappable", "replace"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = m.site.report("");
+    assert_eq!(r["summary"]["unpublished"], 0);
+    let linkage = subscriber_linkage_for(&m.site, "00131045").expect("sent");
+    assert_eq!(
+        control_of(&linkage, &key(101)).unwrap(),
+        ("2".into(), "1".into(), "0".into())
+    );
+    assert!(linkage.contains("●田　花子"));
+}
+
+/// v1.1 R4 in `migrate`: a snapshot's unflagged, future-dated 後期 registration of a person the
+/// ledger holds flagged at 国保 is withheld; the rest of the migration is published.
+#[test]
+fn a_future_registration_of_a_flagged_person_is_withheld_not_aborting_the_migration() {
+    use nhi_linkage::domain::FileKind;
+    use nhi_linkage::formats::{Format, TextEncoding};
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::Utf8,
+    };
+    // the ledger: a flagged 国保 member turning 75 next month
+    let m = Mig::new();
+    let mn = my_number(4711);
+    write_file(
+        &m.site.inbox(),
+        "SubscriberChange_k",
+        FileKind::SubscriberChange,
+        &f,
+        KOKUHO,
+        "K-1",
+        "20261110230000",
+        &[acquisition(
+            KOKUHO,
+            &key(1),
+            Some(&mn),
+            "3001",
+            "19520110",
+            "20100401",
+            "03",
+            "山田　花子",
+        )],
+    );
+    write_file(
+        &m.site.inbox(),
+        "FlagChange_k",
+        FileKind::FlagChange,
+        &f,
+        KOKUHO,
+        "KF-1",
+        "20261110230100",
+        &[flag_set(KOKUHO, &key(1), "3", "2", "20261110090000")],
+    );
+    assert!(m.site.run(&[]).status.success());
+    // the union's server view, from another installation: her future registration, unflagged,
+    // and another member
+    let u = Site::new();
+    write_file(
+        &u.inbox(),
+        "SubscriberChange_u",
+        FileKind::SubscriberChange,
+        &f,
+        KOUKI,
+        "U-1",
+        "20261120230000",
+        &[
+            acquisition(
+                KOUKI,
+                &key(501),
+                Some(&mn),
+                "3001",
+                "19520110",
+                "20270110",
+                "03",
+                "山田　花子",
+            ),
+            acquisition(
+                KOUKI,
+                &key(502),
+                None,
+                "3002",
+                "19400101",
+                "20161101",
+                "01",
+                "田中　二郎",
+            ),
+        ],
+    );
+    assert!(
+        u.run(&["--output-format", "csv", "--output-encoding", "utf-8"])
+            .status
+            .success()
+    );
+    let snap = m.site.p("kouki_snapshot.csv");
+    std::fs::write(&snap, subscriber_linkage_for(&u, KOUKI).unwrap()).unwrap();
+
+    let out = m.migrate(&snap, &["--municipality", MUNI]);
+    assert_eq!(out.status.code(), Some(5), "withheld: critical, not aborted");
+    let j = json(&report_dir(&out));
+    assert_eq!(j["summary"]["withheld"], 1);
+    let linkage = subscriber_linkage_for(&m.site, KOUKI).expect("the rest is published");
+    assert!(control_of(&linkage, &key(502)).is_some());
+    assert!(control_of(&linkage, &key(501)).is_none());
+}

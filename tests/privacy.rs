@@ -82,7 +82,9 @@ fn flagged_addresses() -> BTreeSet<String> {
                 }
             }
             Record::AgeTransitionHandoff(h) => {
-                keys.insert((h.source_insurer.to_string(), h.source_key.to_string()));
+                if let Some(k) = h.source_key {
+                    keys.insert((h.source_insurer.to_string(), k.to_string()));
+                }
                 if let Some(m) = h.individual_number {
                     persons.insert(m.expose().to_owned());
                 }
@@ -145,6 +147,22 @@ impl Sweep {
     }
     fn folder(&mut self, what: &str, dir: &Path) {
         for (name, bytes) in files_under(dir) {
+            // R13: the inquiry files sit in the report folder but are linkage data for the 国保
+            // side (they carry the IndividualNumber to match on, like the linkage files); they
+            // are owner-only like every file holding personal data
+            if name
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.starts_with("AgeTransitionInquiry_"))
+            {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = std::fs::metadata(dir.join(&name)).unwrap().permissions().mode();
+                    assert_eq!(mode & 0o077, 0, "{what}: {name} is readable by others");
+                }
+                continue;
+            }
             self.scan(&format!("{what}: {name}"), &text_of(&bytes));
         }
     }

@@ -71,7 +71,7 @@ fn golden_files_match_the_scenario() {
 #[test]
 fn every_sample_record_is_valid_by_the_domain_rules() {
     let catalog = Catalog::default_catalog();
-    for f in samples::scenario() {
+    for f in samples::scenario().into_iter().chain(samples::exchange()) {
         for (i, row) in f.rows.iter().enumerate() {
             let raw = RawRecord {
                 values: row
@@ -181,4 +181,59 @@ fn the_scenario_covers_what_the_readme_promises() {
         .map(|r| r.get("ChangeType").to_owned())
         .collect();
     assert!(types.contains("1") && types.contains("2") && types.contains("3"));
+}
+
+/// samples/README.md's two-ledger walk-through, run as written (every command must work), ends
+/// with three carries: two from the extract, the 障害認定 one from the inquiry's answer.
+#[test]
+fn two_ledger_walkthrough_ends_with_three_carries() {
+    let readme = std::fs::read_to_string(samples_dir().join("README.md")).unwrap();
+    let section = &readme[readme.find("## Two ledgers").expect("the walk-through section")..];
+    let start = section.find("```sh\n").expect("a sh block") + 6;
+    let script = &section[start..start + section[start..].find("```").unwrap()];
+    assert!(
+        script.contains("age-transition answer"),
+        "the inquiry round trip is shown"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_nhi-linkage"), bin.join("nhi-linkage")).unwrap();
+    std::os::unix::fs::symlink(samples_dir(), dir.path().join("samples")).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the walk-through failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut carries = Vec::new();
+    let reports = dir.path().join("var/union/reports");
+    let mut runs: Vec<_> = std::fs::read_dir(&reports)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    runs.sort();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    for r in &runs {
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(r.join("report.json")).unwrap()).unwrap();
+        for c in j["carries"].as_array().unwrap() {
+            carries.push((c["to_subscriber_key"].as_str().unwrap().to_owned(), c["flags"].clone()));
+        }
+    }
+    assert_eq!(carries.len(), 3, "{carries:?}");
+    // 中村　節子 (union key 3913104052000530) gets 不開示該当 on the second night
+    assert!(
+        carries
+            .iter()
+            .any(|(k, f)| k == "3913104052000530" && f == &serde_json::json!(["NonDisclosure"])),
+        "{carries:?}"
+    );
 }

@@ -583,3 +583,88 @@ fn engine_outputs_validate() {
         }
     }
 }
+
+/// R13: the inquiry the union's run writes (report folder) and the answer `age-transition
+/// answer` writes validate against their schemas, in both encodings (the sample night split
+/// into a 国保 ledger and a union ledger).
+#[test]
+fn inquiry_and_answer_validate() {
+    if !have_xmllint() {
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_nhi-linkage");
+    for enc in ["utf-8", "shift_jis"] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |s: &str| dir.path().join(s);
+        for (side, pat) in [("kokuho", "_00131045_"), ("union", "_39131040_")] {
+            std::fs::create_dir_all(p(side).join("inbox")).unwrap();
+            for e in std::fs::read_dir(root().join("samples/inbox")).unwrap() {
+                let f = e.unwrap().path();
+                if f.file_name().unwrap().to_string_lossy().contains(pat) {
+                    std::fs::copy(&f, p(side).join("inbox").join(f.file_name().unwrap())).unwrap();
+                }
+            }
+            let out = Command::new(bin)
+                .args([
+                    "run",
+                    "--as-of",
+                    "20261201",
+                    "--output-format",
+                    "xml",
+                    "--output-encoding",
+                    enc,
+                ])
+                .args(["--unmappable", "replace", "--inbox"])
+                .arg(p(side).join("inbox"))
+                .arg("--outbox")
+                .arg(p(side).join("outbox"))
+                .arg("--reports")
+                .arg(p(side).join("reports"))
+                .arg("--ledger")
+                .arg(p(side).join("ledger.sqlite"))
+                .output()
+                .unwrap();
+            // the union's night withholds 渡辺　清 until 国保 answers (exit 5, critical)
+            assert!(
+                matches!(out.status.code(), Some(0) | Some(5)),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let reports = p("union").join("reports");
+        let run_dir = std::fs::read_dir(&reports)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|d| !d.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .unwrap();
+        let ans = Command::new(bin)
+            .args(["age-transition", "answer", "--as-of", "20261202", "--ledger"])
+            .arg(p("kokuho").join("ledger.sqlite"))
+            .arg("--inquiry")
+            .arg(&run_dir)
+            .arg("--out")
+            .arg(p("answers"))
+            .output()
+            .unwrap();
+        assert!(ans.status.success(), "{}", String::from_utf8_lossy(&ans.stderr));
+        let mut files = Vec::new();
+        xml_files_under(&run_dir, &mut files);
+        xml_files_under(&p("answers"), &mut files);
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.starts_with("AgeTransitionInquiry_")),
+            "{enc}: {names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n.starts_with("AgeTransitionHandoff_")),
+            "{enc}: {names:?}"
+        );
+        for f in files {
+            let (ok, msg) = xmllint_file(&f);
+            assert!(ok, "{enc}: {} does not validate: {msg}", f.display());
+        }
+    }
+}

@@ -25,6 +25,10 @@ pub enum Sub {
     /// union to set the flags in the same linkage as the registration. Also checks for members
     /// already past the date whose 後期 enrollment lacks the flags ("missed", exit status 5).
     Extract(ExtractArgs),
+    /// 国保 side of the registration inquiry (R13): answer the union's AgeTransitionInquiry
+    /// files from this ledger (read only) with AgeTransitionHandoff files for its inbox: each
+    /// inquired person's flags, or all 0 (empty SourceSubscriberKey when the person is unknown).
+    Answer(super::age_transition_answer::AnswerArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,6 +69,7 @@ pub struct ExtractArgs {
 pub fn run(a: Args) -> Result<Exit> {
     match a.command {
         Sub::Extract(x) => run_extract(x),
+        Sub::Answer(x) => super::age_transition_answer::run_answer(x),
     }
 }
 
@@ -80,6 +85,7 @@ fn run_extract(a: ExtractArgs) -> Result<Exit> {
     };
     let _lock = led.lock;
     let conn = led.conn;
+    crate::ledger::quick_check(&conn, &a.ledger)?;
     match (a.shard, ledger_shard(&conn)?) {
         (Some(s), Some(l)) if s != l => anyhow::bail!("--shard {s}: this ledger belongs to shard {l}"),
         (Some(s), None) => anyhow::bail!("--shard {s}: this ledger was not written by `run --shard {s}`"),

@@ -1,7 +1,9 @@
 //! One file per subcommand; this module holds the shared CLI definition and exit statuses.
 
 pub mod age_transition;
+pub mod age_transition_answer;
 pub mod generate;
+pub mod ledger;
 pub mod merge_shards;
 pub mod migrate;
 pub mod run;
@@ -60,7 +62,7 @@ pub enum Command {
     Validate(validate::Args),
     /// Apply the inbox to the ledger and publish linkage files (nightly and age-transition runs).
     Run(run::Args),
-    /// Age-75 transition tools (国保 side hand-off extract).
+    /// Age-75 transition tools (国保 side: hand-off extract, answers to registration inquiries).
     #[command(name = "age-transition")]
     AgeTransition(age_transition::Args),
     // help text: the doc comment of generate::Args (a doc comment here would replace it)
@@ -70,6 +72,8 @@ pub enum Command {
     // help text: the doc comment of merge_shards::Args
     #[command(name = "merge-shards")]
     MergeShards(merge_shards::Args),
+    /// Check a ledger's integrity, or back it up.
+    Ledger(ledger::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
@@ -80,6 +84,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Generate(a) => generate::run(a),
         Command::Migrate(a) => migrate::run(a),
         Command::MergeShards(a) => merge_shards::run(a),
+        Command::Ledger(a) => ledger::run(a),
     }
 }
 

@@ -15,23 +15,29 @@ pub enum FileKind {
     FlagChange,
     Fukuhon,
     AgeTransitionHandoff,
+    /// R13 registration inquiry: written by the union's run, read by `age-transition answer`.
+    AgeTransitionInquiry,
     SubscriberLinkage,
     FlagLinkage,
     FukuhonLinkage,
 }
 
 impl FileKind {
-    pub const INPUTS: [FileKind; 4] = [
+    /// Kinds the readers accept (AgeTransitionInquiry is read by `age-transition answer` and
+    /// `validate`; `run` refuses it).
+    pub const INPUTS: [FileKind; 5] = [
         FileKind::SubscriberChange,
         FileKind::FlagChange,
         FileKind::Fukuhon,
         FileKind::AgeTransitionHandoff,
+        FileKind::AgeTransitionInquiry,
     ];
-    pub const ALL: [FileKind; 7] = [
+    pub const ALL: [FileKind; 8] = [
         FileKind::SubscriberChange,
         FileKind::FlagChange,
         FileKind::Fukuhon,
         FileKind::AgeTransitionHandoff,
+        FileKind::AgeTransitionInquiry,
         FileKind::SubscriberLinkage,
         FileKind::FlagLinkage,
         FileKind::FukuhonLinkage,
@@ -43,6 +49,7 @@ impl FileKind {
             FileKind::FlagChange => "FlagChange",
             FileKind::Fukuhon => "Fukuhon",
             FileKind::AgeTransitionHandoff => "AgeTransitionHandoff",
+            FileKind::AgeTransitionInquiry => "AgeTransitionInquiry",
             FileKind::SubscriberLinkage => "SubscriberLinkage",
             FileKind::FlagLinkage => "FlagLinkage",
             FileKind::FukuhonLinkage => "FukuhonLinkage",
@@ -55,6 +62,7 @@ impl FileKind {
             FileKind::FlagChange => "FlagChangeFile",
             FileKind::Fukuhon => "FukuhonFile",
             FileKind::AgeTransitionHandoff => "AgeTransitionHandoffFile",
+            FileKind::AgeTransitionInquiry => "AgeTransitionInquiryFile",
             FileKind::SubscriberLinkage => "SubscriberLinkageFile",
             FileKind::FlagLinkage => "FlagLinkageFile",
             FileKind::FukuhonLinkage => "FukuhonLinkageFile",
@@ -77,6 +85,7 @@ impl FileKind {
             FileKind::FlagChange => FLAG_CHANGE_FIELDS,
             FileKind::Fukuhon | FileKind::FukuhonLinkage => FUKUHON_FIELDS,
             FileKind::AgeTransitionHandoff => HANDOFF_FIELDS,
+            FileKind::AgeTransitionInquiry => INQUIRY_FIELDS,
             FileKind::FlagLinkage => FLAG_LINKAGE_FIELDS,
             FileKind::SubscriberLinkage => &[],
         }
@@ -152,6 +161,22 @@ pub const HANDOFF_FIELDS: &[&str] = &[
     "NonDisclosureFlg",
     "AutoResponseProhibitedFlg",
     "FlagSetTime",
+];
+
+/// AgeTransitionInquiry (R13): a 後期 registration (reason 01/02) the union could not match.
+pub const INQUIRY_FIELDS: &[&str] = &[
+    "RecordSequence",
+    "InsurerNumber",
+    "SubscriberKey",
+    "IndividualNumber",
+    "MunicipalityCode",
+    "ResidentCode",
+    "Name",
+    "NameKana",
+    "Sex1",
+    "Birthdate",
+    "QualificationDate",
+    "ReasonOfQualification",
 ];
 
 /// FlagLinkage (our output, §4): the InfoCode-scoped flags as they stand after the run.
@@ -260,12 +285,15 @@ pub struct Fukuhon {
     pub items: Vec<(String, String)>,
 }
 
-/// 年齢到達引継: a flagged 国保 member about to move to 後期.
+/// 年齢到達引継: a flagged 国保 member about to move to 後期, or the 国保 side's answer to a
+/// registration inquiry (R13).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgeTransitionHandoff {
     pub seq: u64,
     pub source_insurer: InsurerNumber,
-    pub source_key: SubscriberKey,
+    /// `None` only in the answer about a person the 国保 ledger does not know: all three flags
+    /// `0` (the extract writes flagged members only, so a record without flags is an answer).
+    pub source_key: Option<SubscriberKey>,
     pub individual_number: Option<IndividualNumber>,
     pub municipality: MunicipalityCode,
     pub resident: ResidentCode,
@@ -280,12 +308,37 @@ pub struct AgeTransitionHandoff {
     pub flag_set_time: Option<Timestamp>,
 }
 
+impl AgeTransitionHandoff {
+    /// Whether any of the three flags is set (a record without flags is an answer, R13).
+    pub fn any_flag(&self) -> bool {
+        self.self_info.is_some() || self.non_disclosure || self.auto_response
+    }
+}
+
+/// 年齢到達照会 (R13): the union asks the 国保 side about a registration it cannot match.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgeTransitionInquiry {
+    pub seq: u64,
+    pub insurer: InsurerNumber,
+    pub key: SubscriberKey,
+    pub individual_number: Option<IndividualNumber>,
+    pub municipality: MunicipalityCode,
+    pub resident: ResidentCode,
+    pub name: String,
+    pub name_kana: String,
+    pub sex: Sex1,
+    pub birthdate: Date,
+    pub qualification_date: Date,
+    pub reason: ReasonOfQualification,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     SubscriberChange(SubscriberChange),
     FlagChange(FlagChange),
     Fukuhon(Fukuhon),
     AgeTransitionHandoff(AgeTransitionHandoff),
+    AgeTransitionInquiry(AgeTransitionInquiry),
 }
 
 impl Record {
@@ -295,6 +348,7 @@ impl Record {
             Record::FlagChange(r) => r.seq,
             Record::Fukuhon(r) => r.seq,
             Record::AgeTransitionHandoff(r) => r.seq,
+            Record::AgeTransitionInquiry(r) => r.seq,
         }
     }
 }
@@ -407,6 +461,7 @@ pub fn build(kind: FileKind, seq: u64, raw: &RawRecord, catalog: &Catalog) -> Re
         FileKind::FlagChange => build_flag_change(&mut f, seq).map(Record::FlagChange),
         FileKind::Fukuhon => build_fukuhon(&mut f, seq, catalog).map(Record::Fukuhon),
         FileKind::AgeTransitionHandoff => build_handoff(&mut f, seq).map(Record::AgeTransitionHandoff),
+        FileKind::AgeTransitionInquiry => build_inquiry(&mut f, seq).map(Record::AgeTransitionInquiry),
         _ => panic!("build() is for input kinds; {kind:?} is an output"),
     };
     match rec {
@@ -594,7 +649,6 @@ fn build_fukuhon(f: &mut Fields, seq: u64, catalog: &Catalog) -> Option<Fukuhon>
 
 fn build_handoff(f: &mut Fields, seq: u64) -> Option<AgeTransitionHandoff> {
     let source_insurer = f.req("SourceInsurerNumber", InsurerNumber::parse);
-    let source_key = f.req("SourceSubscriberKey", SubscriberKey::parse);
     let individual_number = f.opt("IndividualNumber", IndividualNumber::parse);
     let municipality = f.req("MunicipalityCode", MunicipalityCode::parse);
     let resident = f.req("ResidentCode", ResidentCode::parse);
@@ -607,6 +661,15 @@ fn build_handoff(f: &mut Fields, seq: u64) -> Option<AgeTransitionHandoff> {
     let non_disclosure = f.req("NonDisclosureFlg", parse_bool_flag);
     let auto_response = f.req("AutoResponseProhibitedFlg", parse_bool_flag);
     let any_flag = self_info.flatten().is_some() || non_disclosure == Some(true) || auto_response == Some(true);
+    // R13: an empty SourceSubscriberKey is the answer about a person the 国保 ledger does not
+    // know, which states no flag; a record with a flag set (or a flag column in error) needs it
+    let flags_known_zero = self_info == Some(None) && non_disclosure == Some(false) && auto_response == Some(false);
+    let source_key = f.req_if(
+        !flags_known_zero,
+        "unless the record answers an inquiry about an unknown person (all flags 0)",
+        "SourceSubscriberKey",
+        SubscriberKey::parse,
+    );
     let flag_set_time = f.req_if(any_flag, "when a flag is set", "FlagSetTime", Timestamp::parse);
     if let (Some(b), Some(t)) = (birthdate, transition_date) {
         if t <= b {
@@ -619,7 +682,7 @@ fn build_handoff(f: &mut Fields, seq: u64) -> Option<AgeTransitionHandoff> {
     Some(AgeTransitionHandoff {
         seq,
         source_insurer: source_insurer?,
-        source_key: source_key?,
+        source_key,
         individual_number,
         municipality: municipality?,
         resident: resident?,
@@ -632,5 +695,56 @@ fn build_handoff(f: &mut Fields, seq: u64) -> Option<AgeTransitionHandoff> {
         non_disclosure: non_disclosure?,
         auto_response: auto_response?,
         flag_set_time,
+    })
+}
+
+fn build_inquiry(f: &mut Fields, seq: u64) -> Option<AgeTransitionInquiry> {
+    let insurer = f.req("InsurerNumber", InsurerNumber::parse);
+    if insurer.is_some_and(|i| !i.is_kouki()) {
+        f.fault(
+            "InsurerNumber",
+            FieldError::new(
+                ErrorCode::Code,
+                "InsurerNumber of an inquiry must be a 後期 insurer (39…)",
+            ),
+        );
+    }
+    let key = f.req("SubscriberKey", SubscriberKey::parse);
+    let individual_number = f.opt("IndividualNumber", IndividualNumber::parse);
+    let municipality = f.req("MunicipalityCode", MunicipalityCode::parse);
+    let resident = f.req("ResidentCode", ResidentCode::parse);
+    let name = f.req("Name", name_field);
+    let name_kana = f.req("NameKana", text::normalize_kana);
+    let sex = f.req("Sex1", Sex1::parse);
+    let birthdate = f.req("Birthdate", Date::parse);
+    let qualification_date = f.req("QualificationDate", Date::parse);
+    let reason = f.req("ReasonOfQualification", ReasonOfQualification::parse);
+    if reason.is_some_and(|r| !r.is_transition()) {
+        f.fault(
+            "ReasonOfQualification",
+            FieldError::new(ErrorCode::Code, "an inquiry is for ReasonOfQualification 01 or 02"),
+        );
+    }
+    if let (Some(b), Some(q)) = (birthdate, qualification_date) {
+        if q < b {
+            f.fault(
+                "QualificationDate",
+                FieldError::new(ErrorCode::Date, "QualificationDate is before Birthdate"),
+            );
+        }
+    }
+    Some(AgeTransitionInquiry {
+        seq,
+        insurer: insurer?,
+        key: key?,
+        individual_number,
+        municipality: municipality?,
+        resident: resident?,
+        name: name?,
+        name_kana: name_kana?,
+        sex: sex?,
+        birthdate: birthdate?,
+        qualification_date: qualification_date?,
+        reason: reason?,
     })
 }

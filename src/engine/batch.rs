@@ -47,6 +47,12 @@ pub struct BatchOutcome {
     pub handoffs_matched: u64,
     /// Chunks the input was applied in (1 per wave when it fitted in memory).
     pub chunks: u32,
+    /// R13: 後期 transition registrations of this run that matched no 国保 enrollment and no
+    /// hand-off (zero candidates): inquired by [`super::inquiry`].
+    pub unmatched: Vec<SubKey>,
+    /// R13: answers about persons the 国保 ledger does not know (empty SourceSubscriberKey):
+    /// (origin `file#seq`, person). Not hand-offs: [`super::inquiry`] matches them to inquiries.
+    pub unknown_answers: Vec<(String, PersonKey)>,
 }
 
 /// A line of the review worklist: a case a person must look at.
@@ -189,10 +195,10 @@ fn person_of_change(c: &SubscriberChange) -> Option<PersonKey> {
     })
 }
 
-fn stored_handoff(h: &AgeTransitionHandoff, origin: String) -> StoredHandoff {
+fn stored_handoff(h: &AgeTransitionHandoff, source_key: SubscriberKey, origin: String) -> StoredHandoff {
     StoredHandoff {
         source_insurer: h.source_insurer,
-        source_key: h.source_key,
+        source_key,
         person: PersonKey {
             individual_number: h.individual_number,
             municipality: Some(h.municipality),
@@ -290,6 +296,8 @@ fn resident_match_only(a: &PersonKey, b: &PersonKey) -> bool {
 }
 
 struct Resolution {
+    /// 国保 enrollments and hand-offs matching the person (0: R13 inquiry).
+    candidates: usize,
     carry: Option<Carry>,
     any_flagged: bool,
     handoffs_used: Vec<SubKey>,
@@ -384,6 +392,7 @@ fn resolve_carry(
     mismatched.sort();
     mismatched.dedup();
     let any_flagged = cands.values().any(|c| c.self_info.is_some() || c.non_disclosure);
+    let candidates = cands.len();
     let carry = match cands.len() {
         0 => None,
         1 => {
@@ -393,6 +402,7 @@ fn resolve_carry(
         _ => Some(Carry::Ambiguous(cands.into_keys().collect())),
     };
     Ok(Resolution {
+        candidates,
         carry,
         any_flagged,
         handoffs_used,
@@ -454,7 +464,9 @@ impl Applier<'_> {
                     let k = (x.insurer, x.key.expect("spooled by subscriber"));
                     (k, ev(x.effective_time.date(), x.seq, EventKind::Flag(x)))
                 }
-                Record::AgeTransitionHandoff(_) => unreachable!("hand-offs are not spooled by subscriber"),
+                Record::AgeTransitionHandoff(_) | Record::AgeTransitionInquiry(_) => {
+                    unreachable!("hand-offs and inquiries are not spooled by subscriber")
+                }
             };
             subs.entry(k).or_default().push(e);
         }
@@ -521,6 +533,9 @@ impl Applier<'_> {
                 });
                 if let Some(person) = acq.next_back().and_then(person_of_change) {
                     let r = resolve_carry(conn, self.lookup, self.empty, &person, &self.run_handoffs)?;
+                    if r.candidates == 0 {
+                        self.out.unmatched.push((w.insurer, w.key)); // R13: inquire
+                    }
                     if let Some(Carry::Ambiguous(_)) = r.carry {
                         // in review with this registration: never carried later in the run
                         self.ambiguous_handoffs.extend(r.handoffs_used.iter().copied());
@@ -942,10 +957,14 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
     let mut run_handoffs: BTreeMap<SubKey, StoredHandoff> = BTreeMap::new();
     for (tag, h) in handoffs {
         out.handoffs_received += 1;
-        run_handoffs.insert(
-            (h.source_insurer, h.source_key),
-            stored_handoff(&h, format!("{}#{}", files[tag as usize].name, h.seq)),
-        );
+        let origin = format!("{}#{}", files[tag as usize].name, h.seq);
+        let Some(source_key) = h.source_key else {
+            // R13: the answer about a person the 国保 ledger does not know
+            out.unknown_answers
+                .push((origin, super::inquiry::person_of_handoff(&h)));
+            continue;
+        };
+        run_handoffs.insert((h.source_insurer, source_key), stored_handoff(&h, source_key, origin));
     }
 
     // Insurer-wide InfoCode flags (Scope 2), in R1 order.

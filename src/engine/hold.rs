@@ -6,7 +6,9 @@
 //!   future-dated (R3 forbids the carry, and an unflagged registration would clear the flag);
 //! - a future-dated 後期 registration that lacks 自己情報提供不可 or 不開示該当 while a matched 国保
 //!   enrollment or hand-off holds it (e.g. the union released a carried flag before the
-//!   acquisition date while 国保 still holds it, or a reason-03 registration of a flagged person).
+//!   acquisition date while 国保 still holds it, or a reason-03 registration of a flagged person);
+//! - a future-dated 01/02 registration that nothing matched while its R13 inquiry is unanswered
+//!   ([`super::inquiry`]): the only hold that needs no flagged match.
 //!
 //! A withheld group is not published, stays unsent in the ledger (R14), is critical on the review
 //! worklist and is tried again by every later run. A 取消 (ProcessingCode 15) is never withheld.
@@ -28,6 +30,63 @@ pub struct Hold {
     pub candidates: Vec<SubKey>,
 }
 
+/// Decides holds for the groups of one run. Every hold needs a flagged match, so after a few
+/// thousand 後期 groups (a full load) the checker reads the index keys of all flagged persons
+/// once and skips the per-group lookups for registrations that match none of them; a nightly
+/// delta only does the indexed lookups of its own registrations.
+#[derive(Default)]
+pub struct HoldChecker {
+    looked_up: u32,
+    flagged: Option<ledger::FlaggedPersonKeys>,
+    /// R13: registrations with an unanswered inquiry (read once; few), which need no flagged
+    /// match to be held.
+    open_inquiries: Option<std::collections::HashSet<SubKey>>,
+}
+
+/// 後期 groups checked one by one before the flagged persons' keys are read instead.
+const PREFILTER_AFTER: u32 = 2000;
+
+impl HoldChecker {
+    /// The hold on a 後期 registration about to be written, if any. `e` is its state after the run.
+    pub fn check(&mut self, conn: &Connection, e: &Enrollment, as_of: Date) -> Result<Option<Hold>> {
+        if !e.insurer.is_kouki() || e.status == Status::Cancelled || e.has_protective_flag_pair() {
+            return Ok(None);
+        }
+        if self.open_inquiries.is_none() {
+            self.open_inquiries = Some(super::inquiry::open_keys(conn)?);
+        }
+        let inquired = self
+            .open_inquiries
+            .as_ref()
+            .is_some_and(|s| s.contains(&(e.insurer, e.key)));
+        if inquired {
+            if let Some(h) = inquiry_hold(e, as_of) {
+                return Ok(Some(h));
+            }
+        }
+        self.looked_up += 1;
+        if self.flagged.is_none() && self.looked_up > PREFILTER_AFTER {
+            self.flagged = Some(ledger::flagged_person_keys(conn)?);
+        }
+        if let Some(f) = &self.flagged {
+            let by_mn = e
+                .individual_number
+                .is_some_and(|m| f.individual_numbers.contains(m.expose()));
+            let by_res = match (e.municipality, &e.resident) {
+                (Some(m), Some(r)) => {
+                    f.residents
+                        .contains(&(m.as_str().to_owned(), r.as_str().to_owned(), e.birthdate.to_string()))
+                }
+                _ => false,
+            };
+            if !by_mn && !by_res {
+                return Ok(None);
+            }
+        }
+        hold_reason(conn, e, as_of)
+    }
+}
+
 /// The hold on a 後期 registration about to be written, if any. `e` is its state after the run.
 pub fn hold_reason(conn: &Connection, e: &Enrollment, as_of: Date) -> Result<Option<Hold>> {
     if !e.insurer.is_kouki() || e.status == Status::Cancelled {
@@ -41,6 +100,11 @@ pub fn hold_reason(conn: &Connection, e: &Enrollment, as_of: Date) -> Result<Opt
     let Some(period) = e.current_period() else {
         return Ok(None);
     };
+    if super::inquiry::is_open(conn, e.insurer, e.key)? {
+        if let Some(h) = inquiry_hold(e, as_of) {
+            return Ok(Some(h));
+        }
+    }
     let person = e.person();
     // candidates by 国保 key: (self_info, non_disclosure), the union of ledger and hand-off
     let mut cands: BTreeMap<SubKey, (bool, bool)> = BTreeMap::new();
@@ -81,4 +145,14 @@ pub fn hold_reason(conn: &Connection, e: &Enrollment, as_of: Date) -> Result<Opt
         }));
     }
     Ok(None)
+}
+
+/// R13: a future-dated transition registration that nothing matched and whose inquiry the 国保
+/// side has not answered yet (the caller checked that it is open and lacks a protective flag).
+fn inquiry_hold(e: &Enrollment, as_of: Date) -> Option<Hold> {
+    let p = e.current_period()?;
+    (p.reason_of_qualification.is_transition() && p.qualification_date > as_of).then(|| Hold {
+        why: "future-dated registration that no 国保 enrollment or hand-off matches: withheld until the 国保 side answers its inquiry (R13)".into(),
+        candidates: Vec::new(),
+    })
 }

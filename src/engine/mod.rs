@@ -5,6 +5,7 @@ pub mod apply;
 pub mod batch;
 pub mod extract;
 pub mod hold;
+pub mod inquiry;
 pub mod interrupt;
 pub mod merge;
 mod output;

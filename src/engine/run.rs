@@ -246,6 +246,7 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32, 
     let mut rejects = Vec::new();
     let mut spool_error = None;
     let res = read_input(path, &name, opts, &mut |o| match o {
+        RecordOutcome::Accepted(Record::AgeTransitionInquiry(_)) => {} // refused below (R13)
         RecordOutcome::Accepted(r) if gate.admit(&r) => {
             if spool_error.is_none() {
                 if let Err(e) = spool.push(tag, r) {
@@ -270,6 +271,23 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32, 
         ));
     }
     Ok(match res {
+        Ok(s) if s.header.kind == FileKind::AgeTransitionInquiry => LoadedFile {
+            name: name.clone(),
+            sha: hex(&s.sha256),
+            header: Some(s.header),
+            rejects: Vec::new(),
+            file_errors: vec![
+                Diagnostic::new(
+                    &name,
+                    ErrorCode::Schema,
+                    "an AgeTransitionInquiry file is answered on the 国保 side (`age-transition answer`), not applied by `run`",
+                )
+                .field("FileKind"),
+            ],
+            total: 0,
+            status: "rejected",
+            note: None,
+        },
         Ok(s) => LoadedFile {
             name,
             sha: hex(&s.sha256),
@@ -317,23 +335,54 @@ fn sha_file(path: &Path) -> Result<String> {
     Ok(hex(&h.finalize()))
 }
 
+/// Feeds the ledger's previous run id into a run id's hash (see [`ledger::last_run_id`]).
+pub fn chain_run_hash(h: &mut Sha256, conn: &Connection) -> Result<()> {
+    if let Some(prev) = ledger::last_run_id(conn)? {
+        h.update(b"after:");
+        h.update(prev.as_bytes());
+        h.update(b"\n");
+    }
+    Ok(())
+}
+
 /// Moves a committed run's staged folders to their final names and marks the run published.
-/// An error after the commit (a path in the way, a full disk) is returned inside
-/// [`PublishFailed`], which says what was committed and published and what to do.
+/// A published folder is never replaced: one that holds the very same files (a restored ledger
+/// running the same night again) is kept and the staging dropped; any other is an error. An error
+/// after the commit (a path in the way, a full disk) is returned inside [`PublishFailed`], which
+/// says what was committed and published and what to do.
 fn publish(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
     publish_inner(conn, r).map_err(|e| e.context(PublishFailed::of(r)))
 }
 
 fn publish_inner(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
-    for (staging, fin) in [
-        (&r.outbox_staging, &r.outbox_final),
-        (&r.report_staging, &r.report_final),
+    for (staging, fin, linkage) in [
+        (&r.outbox_staging, &r.outbox_final, true),
+        (&r.report_staging, &r.report_final, false),
     ] {
         if let (Some(s), Some(f)) = (staging, fin) {
             let (s, f) = (Path::new(s), Path::new(f));
             if s.exists() {
+                if f.exists() && !linkage {
+                    // an earlier report of this run id (a restored ledger): kept beside
+                    let aside = (1..)
+                        .map(|n| f.with_file_name(format!("{}.earlier-{n}", r.run_id)))
+                        .find(|p| !p.exists())
+                        .expect("a free name");
+                    std::fs::rename(f, &aside).with_context(|| format!("cannot move {} aside", f.display()))?;
+                }
                 if f.exists() {
-                    std::fs::remove_dir_all(f).with_context(|| format!("cannot replace {}", f.display()))?;
+                    if same_files(s, f)? {
+                        std::fs::remove_dir_all(s).with_context(|| format!("cannot remove {}", s.display()))?;
+                        continue;
+                    }
+                    bail!(
+                        "run {} is committed in the ledger, but {} already holds a different published folder: \
+                         refusing to replace it. Move that folder aside (it was published by another ledger or \
+                         before a restore) and run again to publish {}",
+                        r.run_id,
+                        f.display(),
+                        s.display()
+                    );
                 }
                 std::fs::rename(s, f).with_context(|| format!("cannot rename {} to {}", s.display(), f.display()))?;
                 sync_dir(f.parent().unwrap_or(Path::new(".")));
@@ -348,6 +397,21 @@ fn publish_inner(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
     }
     crash_at("after-rename");
     ledger::mark_published(conn, &r.run_id).context("cannot record the run as published in the ledger")
+}
+
+/// Whether two folders hold the same files with the same bytes.
+fn same_files(a: &Path, b: &Path) -> Result<bool> {
+    let list = |d: &Path| -> Result<BTreeMap<std::ffi::OsString, Vec<u8>>> {
+        let mut m = BTreeMap::new();
+        for e in std::fs::read_dir(d).with_context(|| format!("cannot read {}", d.display()))? {
+            let e = e?;
+            if e.file_type()?.is_file() {
+                m.insert(e.file_name(), std::fs::read(e.path())?);
+            }
+        }
+        Ok(m)
+    };
+    Ok(list(a)? == list(b)?)
 }
 
 /// A run committed to the ledger whose publishing failed (exit 6): its inputs are applied and
@@ -504,6 +568,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let led = ledger::acquire(&opts.ledger, opts.if_missing())?;
     let _lock = led.lock;
     let mut conn = led.conn;
+    ledger::quick_check(&conn, &led.path)?;
     let opts = &opts.settled(&led.path)?;
     recover(&conn, opts)?;
 
@@ -580,9 +645,11 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         }
     }
 
-    // Run id from the inputs: a rerun of the same inbox state gets the same id.
+    // Run id from the inputs and the ledger's previous run: a rerun of the same inbox state on
+    // the same ledger state gets the same id (R12), and no two runs of a ledger share one.
     let run_id = {
         let mut h = Sha256::new();
+        chain_run_hash(&mut h, &conn)?;
         h.update(opts.as_of.to_string());
         h.update(format!("{:?}{:?}{:?}", opts.format, opts.encoding, opts.unmappable));
         for f in &files {
@@ -710,8 +777,9 @@ pub fn execute(
     let tx = conn.transaction()?;
     let t0 = std::time::Instant::now();
     let bar = progress_span("applying and storing", None);
-    let outcome = bar.in_scope(|| apply_batch(&tx, &run_id, batch))?;
+    let mut outcome = bar.in_scope(|| apply_batch(&tx, &run_id, batch))?;
     drop(bar);
+    let inquiries = super::inquiry::reconcile(&tx, &run_id, opts.as_of, &mut outcome)?; // R13
     tracing::info!(
         elapsed_ms = t0.elapsed().as_millis() as u64,
         subscribers = outcome.touched,
@@ -827,6 +895,7 @@ pub fn execute(
     );
     report.outputs = written.entries.clone();
     fill_report(&tx, &mut report, &outcome, derived, opts)?;
+    let inquiry_files = inquiries.finish(&mut report, &run_id, creation, opts)?; // R13
     super::shard::annotate(opts.shard, &tx, &mut report)?; // shard hook: what merge-shards needs
 
     let critical = outcome.review.iter().any(|r| r.critical)
@@ -873,6 +942,7 @@ pub fn execute(
         std::fs::remove_dir_all(&rep_stage)?;
     }
     report.write_to(&rep_stage)?;
+    super::inquiry::write_files(&rep_stage, &inquiry_files)?; // R13: beside the report
     sync_dir(&rep_stage);
     let publish_outbox = !written.entries.is_empty();
     if !publish_outbox {
@@ -958,6 +1028,7 @@ struct Derived {
     kouki_months: BTreeMap<String, u64>,
     /// Groups withheld (R4, v1.1), in writing order.
     held: Vec<(SubKey, super::hold::Hold)>,
+    holds: super::hold::HoldChecker,
     /// Ledger publication state to set once the outputs are written: (subscriber, published,
     /// unsent) — R14. Only subscribers whose stored state differs are listed.
     publication: Vec<(SubKey, bool, bool)>,
@@ -1024,7 +1095,7 @@ fn group_for(
         _ if before.was_published => ProcessingCode::Update,
         _ => ProcessingCode::FirstRegistration,
     };
-    if let Some(h) = super::hold::hold_reason(conn, &e, as_of)? {
+    if let Some(h) = derived.holds.check(conn, &e, as_of)? {
         // R14: not sent; the server's registration state is what it was before the run
         derived.publication.push((k, before.was_published, true));
         derived.held.push((k, h));
@@ -1084,7 +1155,21 @@ pub fn verify_group(conn: &Connection, g: &SubscriberGroup, as_of: Date) -> Resu
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     };
     let (ins, key) = (g.insurer.to_string(), g.key.to_string());
-    let held = flags_of(&ins, &key).map_err(err)?;
+    // the flag rows against the second record of them kept with the enrollment row: a corrupted
+    // flag row (or digest) is found here, before anything is published
+    let (rows, digest) = ledger::raw_flags_and_digest(conn, &ins, &key).map_err(err)?;
+    let recomputed = ledger::flag_digest(rows.iter().map(|(i, t, r)| (i.as_str(), t.as_str(), r.as_str())));
+    if digest.as_deref() != Some(recomputed.as_str()) {
+        return Err(FlagWouldBeCleared(format!(
+            "the ledger's flags of subscriber {ins}/{key} do not match their second record (flag_digest): \
+             the ledger may be corrupted; run `nhi-linkage ledger check` and restore the last good backup"
+        )));
+    }
+    let held: Vec<(String, Option<String>)> = rows
+        .into_iter()
+        .filter(|(i, _, _)| i.is_empty())
+        .map(|(_, t, r)| (t, Some(r).filter(|r| !r.is_empty())))
+        .collect();
     for (ty, reason) in &held {
         let written = match ty.as_str() {
             "1" => g.control.auto_response.then(|| "1".to_owned()),
@@ -1432,6 +1517,7 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, derived: Der
         kouki_months,
         held: derived_held,
         publication: _,
+        holds: _,
     } = derived;
     r.flag_changes.extend(flag_changes);
     r.add_worklist(

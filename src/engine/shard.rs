@@ -68,7 +68,7 @@ impl Route {
                 Some(k) if f.scope == FlagScope::Subscriber => Route::Subscriber(f.insurer, k),
                 _ => Route::Replicated,
             },
-            Record::AgeTransitionHandoff(_) => Route::Replicated,
+            Record::AgeTransitionHandoff(_) | Record::AgeTransitionInquiry(_) => Route::Replicated,
         }
     }
 }
@@ -425,7 +425,7 @@ mod tests {
         let h = Record::AgeTransitionHandoff(AgeTransitionHandoff {
             seq: 1,
             source_insurer: ins("00131045"),
-            source_key: key("0000000000000001"),
+            source_key: Some(key("0000000000000001")),
             individual_number: None,
             municipality: MunicipalityCode::parse("131041").unwrap(),
             resident: ResidentCode::parse("1001").unwrap(),

@@ -73,6 +73,7 @@ pub fn encode_frame(tag: u32, rec: &Record, out: &mut Vec<u8>) {
             e.u8(KIND_HANDOFF);
             e.handoff(r);
         }
+        Record::AgeTransitionInquiry(_) => unreachable!("inquiries are not spooled (run refuses them)"),
     }
     let body = &out[start + HEADER..];
     let len = u32::try_from(body.len()).expect("a record is far smaller than 4 GiB");
@@ -331,7 +332,6 @@ impl Enc<'_> {
     fn handoff(&mut self, r: &AgeTransitionHandoff) {
         self.varint(r.seq);
         self.digits(r.source_insurer.as_str());
-        self.digits(r.source_key.as_str());
         self.digits(r.municipality.as_str());
         self.resident(&r.resident);
         self.text(&r.name);
@@ -345,7 +345,11 @@ impl Enc<'_> {
             r.flag_set_time.is_some(),
             r.non_disclosure,
             r.auto_response,
+            r.source_key.is_some(),
         ]));
+        if let Some(v) = &r.source_key {
+            self.digits(v.as_str());
+        }
         if let Some(v) = &r.individual_number {
             self.digits(v.expose());
         }
@@ -627,7 +631,6 @@ impl<'a> Dec<'a> {
     fn handoff(&mut self) -> D<AgeTransitionHandoff> {
         let seq = self.varint()?;
         let source_insurer = self.insurer()?;
-        let source_key = self.key()?;
         let municipality = self.municipality()?;
         let resident = self.resident()?;
         let name = self.text("Name")?;
@@ -635,7 +638,8 @@ impl<'a> Dec<'a> {
         let sex = self.code(Sex1::ALL, "Sex1")?;
         let birthdate = self.date()?;
         let transition_date = self.date()?;
-        let p = self.presence(5)?;
+        let p = self.presence(6)?;
+        let source_key = self.opt(p, 5, Self::key)?;
         Ok(AgeTransitionHandoff {
             seq,
             source_insurer,

@@ -71,7 +71,9 @@ fn sub_key(rec: &Record) -> SubKey {
         Record::SubscriberChange(c) => (c.insurer, c.key),
         Record::Fukuhon(f) => (f.insurer, f.key),
         Record::FlagChange(f) => (f.insurer, f.key.expect("subscriber-scoped")),
-        Record::AgeTransitionHandoff(_) => unreachable!("hand-offs are not spooled by subscriber"),
+        Record::AgeTransitionHandoff(_) | Record::AgeTransitionInquiry(_) => {
+            unreachable!("hand-offs and inquiries are not spooled by subscriber")
+        }
     }
 }
 
@@ -154,6 +156,9 @@ impl Spool {
                 };
                 self.handoffs.lock().expect("spool lock").push((tag, h));
                 return Ok(());
+            }
+            Record::AgeTransitionInquiry(_) => {
+                anyhow::bail!("an AgeTransitionInquiry record cannot be applied (run refuses inquiry files)")
             }
         };
         let mut st = self.state.lock().expect("spool lock");

@@ -106,6 +106,10 @@ impl Enrollment {
         self.flag(FlagType::SelfInfoProvisionProhibited)
             .map(|f| f.reason.unwrap_or(SelfInfoReason::ProviderReason))
     }
+    /// Both 自己情報提供不可 and 不開示該当 set on the whole subscriber: nothing a carry could add.
+    pub fn has_protective_flag_pair(&self) -> bool {
+        self.flag(FlagType::SelfInfoProvisionProhibited).is_some() && self.flag(FlagType::NonDisclosure).is_some()
+    }
     /// 自己情報提供不可 or 不開示該当 set on the whole subscriber.
     pub fn has_protective_flag(&self) -> bool {
         self.flag(FlagType::SelfInfoProvisionProhibited).is_some() || self.flag(FlagType::NonDisclosure).is_some()

@@ -554,7 +554,7 @@ impl<'a, R: Read> CsvParser<'a, R> {
             return Err(self.err(
                 line,
                 ErrorCode::Schema,
-                "FileKind must be SubscriberChange, FlagChange, Fukuhon or AgeTransitionHandoff",
+                "FileKind must be SubscriberChange, FlagChange, Fukuhon, AgeTransitionHandoff or AgeTransitionInquiry",
             ));
         };
         self.kind = kind;

@@ -680,6 +680,20 @@ pub(crate) mod testdata {
                 "0",
                 "20240101090000",
             ],
+            FileKind::AgeTransitionInquiry => vec![
+                &seq,
+                "39131040",
+                "3913104052000530",
+                "123456789018",
+                "131041",
+                "1234567",
+                "山田　花子",
+                "ﾔﾏﾀﾞ ﾊﾅｺ",
+                "2",
+                "19560310",
+                "20261116",
+                "02",
+            ],
             _ => unreachable!(),
         };
         let items = if kind.has_items() {

@@ -548,7 +548,7 @@ impl<'a, R: Read> Parser<'a, R> {
                     return Err(self.err(
                         ErrorCode::Schema,
                         format!(
-                            "root element {} is not an input file kind (SubscriberChangeFile, FlagChangeFile, FukuhonFile, AgeTransitionHandoffFile)",
+                            "root element {} is not an input file kind (SubscriberChangeFile, FlagChangeFile, FukuhonFile, AgeTransitionHandoffFile, AgeTransitionInquiryFile)",
                             decode::safe_name(name)
                         ),
                     ));

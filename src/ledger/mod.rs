@@ -16,6 +16,23 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 const SCHEMA_V1: &str = include_str!("schema.sql");
+/// R13 registration inquiries (union side), beside schema v1: created when missing, so a ledger
+/// of any v1 release gains it on open. One row per 後期 registration that matched nothing;
+/// `status` 'open' until a hand-off, an answer or a 国保 enrollment matches it ('answered').
+const INQUIRY_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS inquiry (
+    insurer             TEXT NOT NULL,
+    subscriber_key      TEXT NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('open', 'answered')),
+    first_run           TEXT NOT NULL,
+    last_run            TEXT,
+    times_inquired      INTEGER NOT NULL DEFAULT 0,
+    answered_run        TEXT,
+    answered_by         TEXT,
+    PRIMARY KEY (insurer, subscriber_key)
+) WITHOUT ROWID;
+";
+
 /// Version 1 → 2 (also applied after version 1 when a ledger is created).
 const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 /// Page cache of the ledger itself, MiB (upper bound; SQLite allocates pages on demand).
@@ -298,6 +315,7 @@ pub fn open(path: &Path) -> Result<Connection> {
         // an in-memory ledger (migrate's dry run against a ledger that does not exist yet)
         let conn = Connection::open_in_memory()?;
         migrate(&conn)?;
+        conn.execute_batch(INQUIRY_SCHEMA)?;
         return Ok(conn);
     }
     #[cfg(unix)]
@@ -331,6 +349,8 @@ pub fn open(path: &Path) -> Result<Connection> {
     conn.pragma_update(Some("temp"), "cache_size", -(SCRATCH_CACHE_MIB * 1024))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     migrate(&conn)?;
+    conn.execute_batch(INQUIRY_SCHEMA)
+        .context("cannot create the inquiry table")?;
     Ok(conn)
 }
 
@@ -351,6 +371,82 @@ fn migrate(conn: &Connection) -> Result<()> {
         ),
         v => anyhow::bail!("unknown ledger schema version {v}"),
     }
+}
+
+/// The ledger is damaged: SQLite's own check or the flags' second record disagree.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the ledger {path} is damaged ({what}); nothing was changed or published. Run `nhi-linkage ledger check --ledger {path}` and restore the last good backup (see docs)"
+)]
+pub struct LedgerCorrupt {
+    pub path: String,
+    pub what: String,
+}
+
+/// SQLite's `PRAGMA quick_check` (every page and B-tree structure, not index contents): run at
+/// the start of every command that publishes, before anything is read for publishing.
+pub fn quick_check(conn: &Connection, path: &Path) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let lines = (|| -> rusqlite::Result<Vec<String>> {
+        let mut st = conn.prepare("PRAGMA quick_check(20)")?;
+        st.query_map([], |r| r.get(0))?.collect()
+    })()
+    .unwrap_or_else(|e| vec![e.to_string()]);
+    tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "ledger quick_check");
+    if lines.len() == 1 && lines[0] == "ok" {
+        return Ok(());
+    }
+    Err(LedgerCorrupt {
+        path: path.display().to_string(),
+        what: format!("quick_check: {}", lines.join("; ")),
+    }
+    .into())
+}
+
+/// A full check (`ledger check`): SQLite's integrity_check (pages, B-trees and every index
+/// against its table), each subscriber's flag rows against their second record, and flag rows
+/// that belong to nothing. Returns the problems found (empty: the ledger is sound).
+pub fn full_check(conn: &Connection) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let mut st = conn.prepare("PRAGMA integrity_check(100)")?;
+    let lines: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    if !(lines.len() == 1 && lines[0] == "ok") {
+        problems.extend(lines.into_iter().map(|l| format!("integrity_check: {l}")));
+        // the tables below cannot be trusted to be read
+        return Ok(problems);
+    }
+    for (i, k) in digest_mismatches(conn)? {
+        problems.push(format!(
+            "subscriber {i}/{k}: flag rows do not match their second record (flag_digest)"
+        ));
+    }
+    for (i, k, what) in flag_orphans(conn)? {
+        problems.push(format!("subscriber {i}/{k}: {what}"));
+    }
+    Ok(problems)
+}
+
+/// A consistent copy of the ledger at `to` (SQLite `VACUUM INTO`: a snapshot of the last commit,
+/// taken while holding the ledger's lock, compacted). `to` must not exist.
+pub fn backup(conn: &Connection, to: &Path) -> Result<()> {
+    // created empty and owner-only first (VACUUM INTO accepts an empty file), so the copy of
+    // personal data is never readable by others, not even for a moment
+    let mut o = OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(to).with_context(|| {
+        format!(
+            "cannot create the backup {} (a backup never replaces a file)",
+            to.display()
+        )
+    })?;
+    conn.execute("VACUUM INTO ?1", [to.to_string_lossy()])
+        .with_context(|| format!("cannot write the backup {}", to.display()))?;
+    Ok(())
 }
 
 /// The version 1 schema, for tests of the upgrade path.

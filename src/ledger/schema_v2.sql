@@ -24,3 +24,16 @@ CREATE TABLE flag_released (
     origin          TEXT NOT NULL,
     PRIMARY KEY (insurer, subscriber_key, info_code, flag_type)
 ) WITHOUT ROWID;
+
+-- A second, independent record of each subscriber's flags: the canonical list
+-- `info_code|flag_type|reason_code` of its `flag` rows, sorted, joined by ';' ('' = none). The
+-- engine writes it with the enrollment row (another B-tree page than the flag rows); R4 and
+-- `ledger check` compare the two, so a corrupted flag row is found before anything is published.
+ALTER TABLE enrollment ADD COLUMN flag_digest TEXT NOT NULL DEFAULT '';
+UPDATE enrollment SET flag_digest = coalesce((
+    SELECT group_concat(f.info_code || '|' || f.flag_type || '|' || coalesce(f.reason_code, ''), ';'
+                        ORDER BY f.info_code, f.flag_type)
+    FROM flag f WHERE f.insurer = enrollment.insurer AND f.subscriber_key = enrollment.subscriber_key), '');
+
+-- Run ids are chained to the ledger's previous run (issue 13): seq orders the runs of a ledger.
+ALTER TABLE run ADD COLUMN seq INTEGER;

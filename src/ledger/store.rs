@@ -39,7 +39,7 @@ fn make_flag(
 pub fn load_enrollment(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<Option<Enrollment>> {
     let mut st = conn.prepare_cached(
         "SELECT individual_number, municipality, resident_code, name, name_kana, sex, birthdate,
-                post_number, address, status, published, unsent
+                post_number, address, status, published, unsent, flag_digest
          FROM enrollment WHERE insurer = ?1 AND subscriber_key = ?2",
     )?;
     let row = st
@@ -57,10 +57,11 @@ pub fn load_enrollment(conn: &Connection, insurer: InsurerNumber, key: Subscribe
                 r.get::<_, String>(9)?,
                 r.get::<_, bool>(10)?,
                 r.get::<_, bool>(11)?,
+                r.get::<_, String>(12)?,
             ))
         })
         .optional()?;
-    let Some((mn, muni, res, name, kana, sex, birth, post, addr, status, published, unsent)) = row else {
+    let Some((mn, muni, res, name, kana, sex, birth, post, addr, status, published, unsent, digest)) = row else {
         return Ok(None);
     };
     let mut e = Enrollment {
@@ -113,6 +114,14 @@ pub fn load_enrollment(conn: &Connection, insurer: InsurerNumber, key: Subscribe
         });
     }
     e.flags = load_subscriber_flags(conn, "main.flag", insurer, key)?;
+    if digest_of(&e.flags) != digest {
+        // the flag rows and their second record disagree: never act on either
+        return Err(super::LedgerCorrupt {
+            path: "the ledger".into(),
+            what: format!("the flags of subscriber {insurer}/{key} do not match their second record (flag_digest)"),
+        }
+        .into());
+    }
     e.released = load_released(conn, insurer, Some(key))?;
     Ok(Some(e))
 }
@@ -227,8 +236,9 @@ pub fn store_enrollment(conn: &Connection, e: &Enrollment, existed: bool) -> Res
     let (ins, key) = (e.insurer.as_str(), e.key.as_str());
     conn.prepare_cached(
         "INSERT OR REPLACE INTO enrollment (insurer, subscriber_key, individual_number, municipality,
-            resident_code, name, name_kana, sex, birthdate, post_number, address, status, published, unsent)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            resident_code, name, name_kana, sex, birthdate, post_number, address, status, published, unsent,
+            flag_digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         ins,
@@ -245,6 +255,7 @@ pub fn store_enrollment(conn: &Connection, e: &Enrollment, existed: bool) -> Res
         e.status.as_str(),
         e.published,
         e.unsent,
+        digest_of(&e.flags),
     ])?;
     if existed {
         conn.prepare_cached("DELETE FROM period WHERE insurer = ?1 AND subscriber_key = ?2")?
@@ -279,6 +290,80 @@ pub fn store_enrollment(conn: &Connection, e: &Enrollment, existed: bool) -> Res
     }
     store_released(conn, e.insurer, Some(e.key), &e.released, existed)?;
     Ok(())
+}
+
+/// The canonical list of a subscriber's flags kept in `enrollment.flag_digest` (schema v2):
+/// `info_code|flag_type|reason_code` per flag, sorted, joined by ';'. Written with the enrollment
+/// row, compared with the flag rows by R4 and `ledger check`.
+pub fn flag_digest<'a>(flags: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>) -> String {
+    // ordered by (info_code, flag_type) as the SQL of the upgrade and of `ledger check` orders it
+    let mut v: Vec<(&str, &str, &str)> = flags.into_iter().collect();
+    v.sort();
+    v.iter()
+        .map(|(i, t, r)| format!("{i}|{t}|{r}"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// [`flag_digest`] of a subscriber's flags.
+fn digest_of(flags: &BTreeMap<FlagKey, Flag>) -> String {
+    flag_digest(flags.iter().map(|((info, ty), f)| {
+        (
+            info.as_ref().map_or("", InfoCode::as_str),
+            ty.code(),
+            f.reason.map_or("", SelfInfoReason::code),
+        )
+    }))
+}
+
+/// A subscriber's flag rows as stored (info_code, flag_type, reason_code), read with plain SQL,
+/// and the digest stored with its enrollment row (None: no enrollment row).
+pub fn raw_flags_and_digest(
+    conn: &Connection,
+    insurer: &str,
+    key: &str,
+) -> Result<(Vec<(String, String, String)>, Option<String>)> {
+    let mut st = conn.prepare_cached(
+        "SELECT info_code, flag_type, coalesce(reason_code, '') FROM flag WHERE insurer = ?1 AND subscriber_key = ?2",
+    )?;
+    let rows = st
+        .query_map([insurer, key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<(String, String, String)>>>()?;
+    let digest = conn
+        .prepare_cached("SELECT flag_digest FROM enrollment WHERE insurer = ?1 AND subscriber_key = ?2")?
+        .query_row([insurer, key], |r| r.get(0))
+        .optional()?;
+    Ok((rows, digest))
+}
+
+/// Every enrollment whose flag rows do not match its stored digest (`ledger check`).
+pub fn digest_mismatches(conn: &Connection) -> Result<Vec<(String, String)>> {
+    let mut st = conn.prepare(
+        "SELECT e.insurer, e.subscriber_key FROM enrollment e
+         WHERE e.flag_digest != coalesce((
+             SELECT group_concat(f.info_code || '|' || f.flag_type || '|' || coalesce(f.reason_code, ''), ';'
+                                 ORDER BY f.info_code, f.flag_type)
+             FROM flag f WHERE f.insurer = e.insurer AND f.subscriber_key = e.subscriber_key), '')
+         ORDER BY 1, 2",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Flag rows of subscribers the ledger holds no enrollment for, and flags both set and released
+/// (`ledger check`): (insurer, subscriber_key, what).
+pub fn flag_orphans(conn: &Connection) -> Result<Vec<(String, String, String)>> {
+    let mut st = conn.prepare(
+        "SELECT f.insurer, f.subscriber_key, 'flag row without an enrollment' FROM flag f
+         WHERE f.subscriber_key != '' AND NOT EXISTS (
+             SELECT 1 FROM enrollment e WHERE e.insurer = f.insurer AND e.subscriber_key = f.subscriber_key)
+         UNION ALL
+         SELECT r.insurer, r.subscriber_key, 'flag both set and released' FROM flag_released r
+         JOIN flag f USING (insurer, subscriber_key, info_code, flag_type)
+         ORDER BY 1, 2",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Writes one flag row into `table` (`main.flag`, or a scratch copy with the same columns).
@@ -430,6 +515,44 @@ pub fn unsent_count(conn: &Connection) -> Result<u64> {
     Ok(conn
         .prepare_cached("SELECT count(*) FROM enrollment WHERE unsent = 1")?
         .query_row([], |r| r.get::<_, i64>(0))? as u64)
+}
+
+/// Index keys of every person the ledger holds with a protective flag (自己情報提供不可 or 不開示該当
+/// on a whole 国保 subscriber) or a flagged hand-off: My Numbers, and (municipality, 宛名番号,
+/// birthdate). A prefilter for checks that need a flagged match (R3/R4): a person matching none
+/// of these keys has no flagged match.
+#[derive(Debug, Default)]
+pub struct FlaggedPersonKeys {
+    pub individual_numbers: std::collections::HashSet<String>,
+    pub residents: std::collections::HashSet<(String, String, String)>,
+}
+
+pub fn flagged_person_keys(conn: &Connection) -> Result<FlaggedPersonKeys> {
+    let mut out = FlaggedPersonKeys::default();
+    let mut add = |mn: Option<String>, muni: Option<String>, res: Option<String>, birth: String| {
+        if let Some(mn) = mn.filter(|m| !m.is_empty()) {
+            out.individual_numbers.insert(mn);
+        }
+        if let (Some(m), Some(r)) = (muni.filter(|m| !m.is_empty()), res.filter(|r| !r.is_empty())) {
+            out.residents.insert((m, r, birth));
+        }
+    };
+    type Row = (Option<String>, Option<String>, Option<String>, String);
+    for sql in [
+        "SELECT e.individual_number, e.municipality, e.resident_code, e.birthdate
+         FROM enrollment e JOIN flag f ON f.insurer = e.insurer AND f.subscriber_key = e.subscriber_key
+         WHERE f.info_code = '' AND f.flag_type IN ('2', '3') AND e.status != 'cancelled'",
+        "SELECT individual_number, municipality, resident_code, birthdate FROM handoff
+         WHERE self_info != '0' OR non_disclosure = 1",
+    ] {
+        let mut st = conn.prepare_cached(sql)?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        for r in rows {
+            let (mn, muni, res, birth): Row = r?;
+            add(mn, muni, res, birth);
+        }
+    }
+    Ok(out)
 }
 
 /// A FlagChange kept until its subscriber is enrolled (R7).
@@ -846,10 +969,30 @@ pub struct RunRow {
     pub report_final: Option<String>,
 }
 
+/// The ledger's latest run that changed something — applied a file or published linkage — to
+/// chain the next run id to, `None` for a new ledger. Runs that did neither (a retry whose files
+/// were all skipped) are left out: they change nothing, and a shard retried that way must keep
+/// the same chain as the other shards. A shard ledger's run id is returned without its
+/// `-s{I}of{N}` suffix, so that shard ledgers and a single ledger chain the same ids.
+pub fn last_run_id(conn: &Connection) -> Result<Option<String>> {
+    let id: Option<String> = conn
+        .prepare_cached(
+            "SELECT run_id FROM run r
+             WHERE r.outbox_final IS NOT NULL OR EXISTS (SELECT 1 FROM applied_file a WHERE a.run_id = r.run_id)
+             ORDER BY coalesce(seq, 0) DESC, run_id DESC LIMIT 1",
+        )?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(id.map(|id| match crate::engine::shard::Shard::split_run_id(&id) {
+        Some((base, _)) => base.to_owned(),
+        None => id,
+    }))
+}
+
 pub fn insert_run(conn: &Connection, r: &RunRow, as_of: Date) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO run (run_id, as_of, status, outbox_staging, outbox_final, report_staging, report_final)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO run (run_id, as_of, status, outbox_staging, outbox_final, report_staging, report_final, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT coalesce(max(seq), 0) + 1 FROM run))",
     )?
     .execute(params![
         r.run_id,

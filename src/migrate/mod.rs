@@ -640,6 +640,9 @@ pub fn migrate(o: &MigrateOptions) -> Result<MigrateResult> {
     let led = ledger::acquire(&opts.ledger, opts.if_missing())?;
     let _lock = led.lock;
     let mut conn = led.conn;
+    if !led.in_memory {
+        ledger::quick_check(&conn, &opts.ledger)?;
+    }
     // a full source would bring every shard's subscribers into one shard's ledger
     if let Some(s) = crate::engine::shard::ledger_shard(&conn)? {
         anyhow::bail!("this ledger belongs to shard {s} of a sharded deployment: migrate into an unsharded ledger");
@@ -786,6 +789,7 @@ fn migrate_with(
     }
     d.spool.flush()?;
     let elapsed = started.elapsed();
+    crate::engine::run::chain_run_hash(&mut run_hash, conn)?;
     let run_id = format!("{}-{}", opts.as_of, &hex(&run_hash.finalize())[..12]);
     let losses = d.losses.len() as u64;
     d.losses.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));

@@ -1214,6 +1214,7 @@ mod tests {
                 }
                 Record::FlagChange(_) => *counts.entry("flags").or_default() += 1,
                 Record::Fukuhon(_) => *counts.entry("fukuhon").or_default() += 1,
+                Record::AgeTransitionInquiry(_) => panic!("the generator writes no inquiry"),
                 Record::AgeTransitionHandoff(h) => {
                     assert!(h.self_info.is_some() || h.non_disclosure);
                     handoff_dates.push((h.resident.as_str().to_owned(), h.transition_date));
@@ -1390,6 +1391,7 @@ mod tests {
                     "handoff"
                 }
                 Record::Fukuhon(_) => panic!("no 副本 in a delta"),
+                Record::AgeTransitionInquiry(_) => panic!("no inquiry in a delta"),
             };
             *kinds.entry(kind).or_default() += 1;
         }

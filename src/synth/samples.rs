@@ -550,6 +550,71 @@ pub fn scenario() -> Vec<SampleFile> {
     files
 }
 
+/// The R13 exchange of a two-ledger site (国保 and the union in separate ledgers; see
+/// samples/README.md): the union's registration inquiry of the night and the 国保 side's
+/// answer. Not in `inbox/` (they pass between the two sites); under `formats/` in every variant.
+pub fn exchange() -> Vec<SampleFile> {
+    use Format::Csv;
+    use TextEncoding::ShiftJis;
+    let [kiyoshi, setsuko, shigeru] = [CAST[8], CAST[9], CAST[16]];
+    let (k, u) = (kokuho(), kouki());
+    let inquiry = |p: &Person, qualification: &str, reason: &str| {
+        let mut r = Row::new(FileKind::AgeTransitionInquiry);
+        r.set("InsurerNumber", kouki())
+            .set("SubscriberKey", p.kouki_key())
+            .set("IndividualNumber", p.my_number())
+            .set("MunicipalityCode", municipality_code(SHINJUKU))
+            .set("ResidentCode", p.resident())
+            .set("Name", p.name)
+            .set("NameKana", p.kana)
+            .set("Sex1", p.sex)
+            .set("Birthdate", p.birth)
+            .set("QualificationDate", qualification)
+            .set("ReasonOfQualification", reason);
+        r
+    };
+    let mut unknown = handoff(&shigeru, "20250402", "0", "0", "0", "");
+    unknown.set("SourceSubscriberKey", "");
+    vec![
+        // the union's run of 2026-12-01: three 01/02 registrations it cannot match
+        SampleFile {
+            stem: format!("AgeTransitionInquiry_{}_0088", municipality_code(SHINJUKU)),
+            header: header(
+                FileKind::AgeTransitionInquiry,
+                "KU131040-20261201-0088",
+                &u,
+                "20261201000000",
+                88,
+                Csv,
+                ShiftJis,
+            ),
+            rows: vec![
+                inquiry(&kiyoshi, "20270310", "01"),
+                inquiry(&setsuko, "20261116", "02"),
+                inquiry(&shigeru, "20250402", "01"),
+            ],
+        },
+        // 国保's answer: no flags, 不開示該当, and a person 国保 does not know
+        SampleFile {
+            stem: format!("AgeTransitionHandoff_{k}_0345"),
+            header: header(
+                FileKind::AgeTransitionHandoff,
+                "KK131045-20261202-0345",
+                &k,
+                "20261202000000",
+                345,
+                Csv,
+                ShiftJis,
+            ),
+            rows: vec![
+                handoff(&kiyoshi, "20270310", "0", "0", "0", ""),
+                handoff(&setsuko, "20261116", "0", "1", "0", "20230111100000"),
+                unknown,
+            ],
+        },
+    ]
+}
+
 /// A character written as `●`: the file's stem, the record's RecordSequence and the character.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Replacement {
@@ -607,6 +672,7 @@ pub fn sample_set() -> Result<(Vec<SampleBytes>, Vec<Replacement>), WriteError> 
         out.push((format!("inbox/{}.{}", f.stem, f.header.format.extension()), bytes));
         replaced.extend(r);
     }
+    let files: Vec<SampleFile> = files.into_iter().chain(exchange()).collect();
     for format in [Format::Xml, Format::Csv] {
         for encoding in [TextEncoding::Utf8, TextEncoding::ShiftJis] {
             for f in &files {

@@ -59,7 +59,9 @@ fn records_under(dir: &Path) -> Vec<(u32, Record)> {
 
 #[test]
 fn every_sample_record_round_trips_in_one_buffer() {
-    let recs = records_under(&Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/formats"));
+    let mut recs = records_under(&Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/formats"));
+    // inquiries are answered by the 国保 side, never applied: `run` refuses them unspooled
+    recs.retain(|(_, r)| !matches!(r, Record::AgeTransitionInquiry(_)));
     for kind in 0..4 {
         let n = recs
             .iter()
@@ -200,7 +202,7 @@ fn debug_and_errors_show_no_data() {
     let rec = Record::AgeTransitionHandoff(AgeTransitionHandoff {
         seq: 1,
         source_insurer: InsurerNumber::parse("01130012").unwrap(),
-        source_key: SubscriberKey::parse("0000000000000001").unwrap(),
+        source_key: Some(SubscriberKey::parse("0000000000000001").unwrap()),
         individual_number: Some(IndividualNumber::parse(mn).unwrap()),
         municipality: MunicipalityCode::parse("011002").unwrap(),
         resident: ResidentCode::parse("1").unwrap(),
@@ -431,7 +433,7 @@ fn handoff() -> impl Strategy<Value = AgeTransitionHandoff> {
         (
             any::<u64>(),
             insurer(),
-            key(),
+            of(key()),
             of(my_number()),
             municipality(),
             resident(),

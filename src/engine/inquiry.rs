@@ -1,0 +1,432 @@
+//! R13 registration inquiry, the union's side.
+//!
+//! Sites where 国保 and the union keep separate ledgers learn of a flagged member only through a
+//! hand-off, and the extract lists only members turning 75 (not the 障害認定 route, not flags set
+//! after the extract, not members it missed). So every 後期 資格取得 with reason 01/02 whose R3
+//! resolution finds no candidate at all (no 国保 enrollment in this ledger, no hand-off) is
+//! *inquired*: the run writes it into an `AgeTransitionInquiry` file for its municipality, in the
+//! run's report folder, and the 国保 side answers it with `age-transition answer` (an
+//! AgeTransitionHandoff record: the flags, or all `0`; with an empty SourceSubscriberKey for a
+//! person it does not know).
+//!
+//! State lives in the ledger's `inquiry` table (one row per registration, `open` or
+//! `answered`). After the batch is applied ([`reconcile`], inside the run's transaction):
+//!
+//! - registrations of this run that matched nothing get an `open` row;
+//! - every open row is checked again: a 国保 enrollment in this ledger, a stored hand-off (an
+//!   answer with flags has been carried by then, one without flags is marked matched here) or an
+//!   answer about an unknown person that matches it by R3's rule answers it;
+//! - an open row is written into this run's inquiry file again (every run until answered: a lost
+//!   or late file heals the next night); while open, a registration with a future
+//!   QualificationDate that lacks a protective flag is withheld ([`super::hold`]: not published,
+//!   critical, kept unsent and sent by the first run after the answer, R14) and a past-dated one
+//!   is published and listed as awaiting an answer.
+
+use super::batch::{BatchOutcome, SubKey};
+use super::run::RunOptions;
+use super::state::*;
+use crate::domain::*;
+use crate::formats::writer::{RecordWriter, WriteError};
+use crate::formats::{FileHeader, hex};
+use crate::ledger;
+use crate::report::{Report, Worklist, write_private};
+use anyhow::Result;
+use rusqlite::{Connection, params};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The person an AgeTransitionHandoff record names (R3 keys).
+pub fn person_of_handoff(h: &AgeTransitionHandoff) -> PersonKey {
+    PersonKey {
+        individual_number: h.individual_number,
+        municipality: Some(h.municipality),
+        resident: Some(h.resident.clone()),
+        birthdate: h.birthdate,
+    }
+}
+
+/// The inquiry record of a registration, when it can be written (MunicipalityCode and
+/// ResidentCode known, a transition period).
+pub fn inquiry_of(e: &Enrollment, seq: u64) -> Option<AgeTransitionInquiry> {
+    let p = e.current_period()?;
+    Some(AgeTransitionInquiry {
+        seq,
+        insurer: e.insurer,
+        key: e.key,
+        individual_number: e.individual_number,
+        municipality: e.municipality?,
+        resident: e.resident.clone()?,
+        name: e.name.clone(),
+        name_kana: e.name_kana.clone(),
+        sex: e.sex,
+        birthdate: e.birthdate,
+        qualification_date: p.qualification_date,
+        reason: p.reason_of_qualification,
+    })
+}
+
+/// What [`reconcile`] found, for the report and the inquiry files.
+#[derive(Debug, Default)]
+pub struct Inquiries {
+    /// Records to write, per municipality (one file each), in subscriber order.
+    pub records: BTreeMap<MunicipalityCode, Vec<AgeTransitionInquiry>>,
+    /// `inquiry_awaiting` worklist rows.
+    pub awaiting: Vec<Vec<String>>,
+    /// `inquiry_answered` worklist rows (answered in this run).
+    pub answered: Vec<Vec<String>>,
+    /// Future-dated registrations withheld for want of an answer.
+    pub withheld: u64,
+    /// Answers (with no SourceSubscriberKey) that matched no open inquiry (e.g. a second answer).
+    pub unused_answers: u64,
+}
+
+/// One encoded inquiry file.
+#[derive(Debug)]
+pub struct InquiryFile {
+    pub name: String,
+    pub municipality: MunicipalityCode,
+    pub bytes: Vec<u8>,
+    pub records: u64,
+    pub sha256: String,
+}
+
+fn key_of(ins: &str, key: &str) -> Option<SubKey> {
+    Some((InsurerNumber::parse(ins).ok()?, SubscriberKey::parse(key).ok()?))
+}
+
+/// 国保 enrollments of this ledger that are this person (R3 rule).
+fn kokuho_matches(conn: &Connection, person: &PersonKey) -> Result<Vec<SubKey>> {
+    let mut out = Vec::new();
+    for (i, k) in ledger::find_person(conn, person)? {
+        if !i.is_kokuho() {
+            continue;
+        }
+        if let Some(e) = ledger::load_enrollment(conn, i, k)? {
+            if e.status != Status::Cancelled && person.matches(&e.person()).is_some() {
+                out.push((i, k));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the registration has an inquiry nobody answered yet: while so, a future-dated one is
+/// withheld ([`super::hold`]; R14 sends it once answered).
+pub fn is_open(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<bool> {
+    let mut st = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM inquiry WHERE insurer = ?1 AND subscriber_key = ?2 AND status = 'open')",
+    )?;
+    Ok(st.query_row(params![insurer.as_str(), key.as_str()], |r| r.get(0))?)
+}
+
+/// Every registration with an unanswered inquiry.
+pub fn open_keys(conn: &Connection) -> Result<std::collections::HashSet<SubKey>> {
+    let mut st = conn.prepare("SELECT insurer, subscriber_key FROM inquiry WHERE status = 'open'")?;
+    let rows: Vec<(String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows.iter().filter_map(|(i, k)| key_of(i, k)).collect())
+}
+
+/// R13 after the batch is applied (see the module documentation): records new inquiries,
+/// answers open ones, and collects what this run inquires. Withholding itself is decided with
+/// the other holds when the group is written ([`super::hold`]).
+pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutcome) -> Result<Inquiries> {
+    let mut out = Inquiries::default();
+    // 1. registrations of this run that matched nothing
+    for k in std::mem::take(&mut o.unmatched) {
+        conn.execute(
+            "INSERT INTO inquiry (insurer, subscriber_key, status, first_run) VALUES (?1, ?2, 'open', ?3)
+             ON CONFLICT (insurer, subscriber_key) DO NOTHING",
+            params![k.0.as_str(), k.1.as_str(), run_id],
+        )?;
+    }
+    // 2. answers without flags that are still pending (the extract never writes such a record,
+    //    so they are answers): matched to the inquired registration, so they do not wait forever
+    let mut st = conn.prepare(
+        "SELECT source_insurer, source_key, individual_number, municipality, resident_code, birthdate FROM handoff
+         WHERE matched_insurer IS NULL AND self_info = '0' AND non_disclosure = 0 AND auto_response = 0",
+    )?;
+    let zero: Vec<(String, String, Option<String>, String, String, String)> = st
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    drop(st);
+    for (si, sk, mn, muni, res, birth) in zero {
+        let person = PersonKey {
+            individual_number: mn.as_deref().and_then(|m| IndividualNumber::parse(m).ok()),
+            municipality: MunicipalityCode::parse(&muni).ok(),
+            resident: ResidentCode::parse(&res).ok(),
+            birthdate: match Date::parse(&birth) {
+                Ok(d) => d,
+                Err(_) => continue,
+            },
+        };
+        let mut target = None;
+        for (i, k) in ledger::find_person(conn, &person)? {
+            let inquired: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM inquiry WHERE insurer = ?1 AND subscriber_key = ?2)",
+                params![i.as_str(), k.as_str()],
+                |r| r.get(0),
+            )?;
+            let same = ledger::load_enrollment(conn, i, k)?.is_some_and(|e| person.matches(&e.person()).is_some());
+            if inquired && same {
+                target = Some((i, k));
+                break;
+            }
+        }
+        if let Some((i, k)) = target {
+            conn.execute(
+                "UPDATE handoff SET matched_insurer = ?3, matched_key = ?4 WHERE source_insurer = ?1 AND source_key = ?2",
+                params![si, sk, i.as_str(), k.as_str()],
+            )?;
+            o.handoffs_matched += 1;
+        }
+    }
+    // 3. every open inquiry
+    let mut st = conn.prepare(
+        "SELECT insurer, subscriber_key, first_run, times_inquired FROM inquiry WHERE status = 'open'
+         ORDER BY insurer, subscriber_key",
+    )?;
+    let open: Vec<(String, String, String, i64)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    drop(st);
+    let mut answers_used = vec![false; o.unknown_answers.len()];
+    // first_run and times_inquired stay in the ledger; the worklist leaves them out (they differ
+    // between shard runs and one process, and a retried run counts again)
+    for (ins, key, _first_run, _times) in open {
+        let Some(k) = key_of(&ins, &key) else { continue };
+        let e = ledger::load_enrollment(conn, k.0, k.1)?;
+        let Some(e) = e.filter(|e| e.status != Status::Cancelled) else {
+            // cancelled (取消) or gone: nothing left to inquire about
+            conn.execute(
+                "DELETE FROM inquiry WHERE insurer = ?1 AND subscriber_key = ?2",
+                params![ins, key],
+            )?;
+            continue;
+        };
+        let person = e.person();
+        let kokuho = kokuho_matches(conn, &person)?;
+        let handoffs: Vec<_> = ledger::find_handoffs(conn, &person)?
+            .into_iter()
+            .filter(|h| person.matches(&h.person).is_some())
+            .collect();
+        // (a match that holds a protection the registration lacks — several candidates, or a
+        // carry not made yet — is answered here and withheld by R3/R4's own hold)
+        let mut by = kokuho.first().map(|(i, k)| format!("国保 enrollment {i}/{k}"));
+        if by.is_none() {
+            by = handoffs.first().map(|h| format!("hand-off {}", h.origin));
+        }
+        for (i, (origin, p)) in o.unknown_answers.iter().enumerate() {
+            if person.matches(p).is_some() {
+                answers_used[i] = true;
+                if by.is_none() {
+                    by = Some(format!("answer {origin} (person unknown to 国保: no flags)"));
+                }
+            }
+        }
+        let q = e.current_period().map(|p| p.qualification_date);
+        let q_s = q.map(|d| d.to_string()).unwrap_or_default();
+        if let Some(by) = by {
+            conn.execute(
+                "UPDATE inquiry SET status = 'answered', answered_run = ?3, answered_by = ?4
+                 WHERE insurer = ?1 AND subscriber_key = ?2",
+                params![ins, key, run_id, by],
+            )?;
+            out.answered.push(vec![ins, key, e.name.clone(), q_s, by]);
+            continue;
+        }
+        let protected = e.self_info_reason().is_some() && e.flag(FlagType::NonDisclosure).is_some();
+        let future = q.is_some_and(|d| d > as_of) && !protected;
+        let record = inquiry_of(&e, 0);
+        let mut note = match &record {
+            Some(_) => "inquired (AgeTransitionInquiry in this run's report folder)".to_owned(),
+            None => "cannot be inquired: MunicipalityCode or ResidentCode missing; send a 記載事項変更 with them, or confirm the flags with 国保 by hand".to_owned(),
+        };
+        if future {
+            // withheld by super::hold (critical on the review worklist)
+            out.withheld += 1;
+            note = format!("withheld (critical); {note}");
+        } else {
+            note = format!("published; awaiting the answer; {note}");
+        }
+        if let Some(r) = record {
+            out.records.entry(r.municipality).or_default().push(r);
+            conn.execute(
+                "UPDATE inquiry SET last_run = ?3, times_inquired = times_inquired + 1
+                 WHERE insurer = ?1 AND subscriber_key = ?2",
+                params![ins, key, run_id],
+            )?;
+        }
+        out.awaiting.push(vec![
+            ins,
+            key,
+            e.name.clone(),
+            q_s,
+            e.current_period()
+                .map(|p| p.reason_of_qualification.code().to_owned())
+                .unwrap_or_default(),
+            if future { "critical" } else { "" }.to_owned(),
+            note,
+        ]);
+    }
+    out.unused_answers = answers_used.iter().filter(|u| !**u).count() as u64;
+    Ok(out)
+}
+
+impl Inquiries {
+    /// Encodes the inquiry files (one per municipality) and adds the worklists and counts to the
+    /// report. Records refused for an unmappable character are listed, not written.
+    pub fn finish(
+        mut self,
+        report: &mut Report,
+        run_id: &str,
+        creation: Timestamp,
+        opts: &RunOptions,
+    ) -> Result<Vec<InquiryFile>> {
+        let mut files = Vec::new();
+        let mut refused = Vec::new();
+        for (muni, recs) in std::mem::take(&mut self.records) {
+            let Some(sender) = recs.iter().map(|r| r.insurer).min() else {
+                continue;
+            };
+            let header = FileHeader {
+                kind: FileKind::AgeTransitionInquiry,
+                file_identifier: format!("ATI-{muni}-{run_id}"),
+                sender,
+                creation_time: creation,
+                file_sequence: 1,
+                format: opts.format,
+                encoding: opts.encoding,
+            };
+            let mut w = RecordWriter::start(Vec::new(), header, opts.unmappable)?;
+            for r in recs {
+                let seq = (w.count() + 1).to_string();
+                let vals = inquiry_values(&r, &seq);
+                let v: Vec<&str> = vals.iter().map(String::as_str).collect();
+                match w.write(&v, &[]) {
+                    Ok(replaced) if !replaced.is_empty() => refused.push(vec![
+                        r.insurer.to_string(),
+                        r.key.to_string(),
+                        chars(&replaced),
+                        "written with ● (文字同定)".into(),
+                    ]),
+                    Ok(_) => {}
+                    Err(WriteError::Unmappable(c)) => refused.push(vec![
+                        r.insurer.to_string(),
+                        r.key.to_string(),
+                        chars(&c),
+                        "E_UNMAPPABLE_CHAR: not inquired (use --unmappable replace, or ask 国保 by hand)".into(),
+                    ]),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let (bytes, records, _) = w.finish()?;
+            if records == 0 {
+                continue;
+            }
+            files.push(InquiryFile {
+                name: format!(
+                    "{}_{muni}_{run_id}.{}",
+                    FileKind::AgeTransitionInquiry.name(),
+                    opts.format.extension()
+                ),
+                municipality: muni,
+                sha256: hex(&Sha256::digest(&bytes)),
+                bytes,
+                records,
+            });
+        }
+        let cols = |c: &[&'static str]| c.to_vec();
+        report.add_worklist(
+            "inquiry_awaiting",
+            Worklist {
+                title: "年齢到達照会 — 後期 registrations awaiting the 国保 answer (R13)".into(),
+                columns: cols(&[
+                    "insurer",
+                    "subscriber_key",
+                    "name",
+                    "qualification_date",
+                    "reason",
+                    "critical",
+                    "status",
+                ]),
+                rows: self.awaiting,
+            },
+        );
+        report.add_worklist(
+            "inquiry_answered",
+            Worklist {
+                title: "年齢到達照会 — answered in this run (R13)".into(),
+                columns: cols(&["insurer", "subscriber_key", "name", "qualification_date", "answered_by"]),
+                rows: self.answered,
+            },
+        );
+        report.add_worklist(
+            "inquiry_not_written",
+            Worklist {
+                title: "年齢到達照会 — characters Shift_JIS cannot hold (R13)".into(),
+                columns: cols(&["insurer", "subscriber_key", "characters", "action"]),
+                rows: refused,
+            },
+        );
+        let s = &mut report.summary;
+        s.insert("inquiries".into(), files.iter().map(|f| f.records).sum());
+        s.insert("inquiries_withheld".into(), self.withheld);
+        s.insert("inquiry_answers_unused".into(), self.unused_answers);
+        report.extra.insert(
+            "inquiries".into(),
+            serde_json::json!(
+                files
+                    .iter()
+                    .map(|f| serde_json::json!({
+                        "name": f.name,
+                        "municipality": f.municipality.to_string(),
+                        "records": f.records,
+                        "bytes": f.bytes.len(),
+                        "sha256": f.sha256,
+                    }))
+                    .collect::<Vec<_>>()
+            ),
+        );
+        Ok(files)
+    }
+}
+
+fn chars(c: &[crate::formats::writer::UnmappableChar]) -> String {
+    c.iter()
+        .map(|c| format!("{} in {}", c.code_point, c.field))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Field values of an inquiry record, in `INQUIRY_FIELDS` order.
+pub fn inquiry_values(r: &AgeTransitionInquiry, seq: &str) -> Vec<String> {
+    vec![
+        seq.to_owned(),
+        r.insurer.to_string(),
+        r.key.to_string(),
+        r.individual_number
+            .as_ref()
+            .map_or(String::new(), |m| m.expose().to_owned()),
+        r.municipality.to_string(),
+        r.resident.as_str().to_owned(),
+        r.name.clone(),
+        r.name_kana.clone(),
+        r.sex.code().to_owned(),
+        r.birthdate.to_string(),
+        r.qualification_date.to_string(),
+        r.reason.code().to_owned(),
+    ]
+}
+
+/// Writes the inquiry files into the run's (staged) report folder, owner-only.
+pub fn write_files(dir: &Path, files: &[InquiryFile]) -> Result<()> {
+    for f in files {
+        write_private(&dir.join(&f.name), &f.bytes)?;
+    }
+    Ok(())
+}
