@@ -948,7 +948,10 @@ fn csv_cells(dir: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, bytes) in files_under(dir) {
         // inquiry files beside a report are linkage data in the run's output encoding (R13)
-        let linkage = name.rsplit('/').next().is_some_and(|n| n.starts_with("AgeTransitionInquiry_"));
+        let linkage = name
+            .rsplit('/')
+            .next()
+            .is_some_and(|n| n.starts_with("AgeTransitionInquiry_"));
         if !name.ends_with(".csv") || linkage {
             continue;
         }
