@@ -821,10 +821,13 @@ fn column(s: String) -> &'static str {
 
 /// The worklists a `run` writes: the only names a shard's report.json may give (each becomes a
 /// file name, `<name>.csv`, read in the shard's folder and written in the merged one).
-pub const RUN_WORKLISTS: [&str; 5] = [
+pub const RUN_WORKLISTS: [&str; 8] = [
     "certificate_issuance",
     "character_identification",
     "flag_confirmation",
+    "inquiry_answered",
+    "inquiry_awaiting",
+    "inquiry_not_written",
     "review",
     "support_measure_expiry",
 ];
