@@ -614,7 +614,7 @@ fn inquiry_and_answer_validate() {
                     "--output-encoding",
                     enc,
                 ])
-                .args(["--unmappable", "replace", "--inbox"])
+                .args(["--unmappable", "replace", "--init-ledger", "--inbox"])
                 .arg(p(side).join("inbox"))
                 .arg("--outbox")
                 .arg(p(side).join("outbox"))
@@ -622,7 +622,6 @@ fn inquiry_and_answer_validate() {
                 .arg(p(side).join("reports"))
                 .arg("--ledger")
                 .arg(p(side).join("ledger.sqlite"))
-                .arg("--init-ledger")
                 .output()
                 .unwrap();
             // the union's night withholds 渡辺　清 until 国保 answers (exit 5, critical)
