@@ -621,7 +621,7 @@ fn inquiry_and_answer_validate() {
                     "--output-encoding",
                     enc,
                 ])
-                .args(["--unmappable", "replace", "--inbox"])
+                .args(["--unmappable", "replace", "--init-ledger", "--inbox"])
                 .arg(p(side).join("inbox"))
                 .arg("--outbox")
                 .arg(p(side).join("outbox"))

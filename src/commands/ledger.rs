@@ -51,7 +51,8 @@ pub fn run(a: Args) -> Result<Exit> {
     if !ledger.is_file() || std::fs::metadata(&ledger)?.len() == 0 {
         anyhow::bail!("ledger {} does not exist or is empty", ledger.display());
     }
-    let _lock = match crate::ledger::lock(&ledger) {
+    // on the canonical path, as every command takes it (a symlinked path is the same ledger)
+    let _lock = match crate::ledger::lock(&crate::ledger::canonical(&ledger).unwrap_or_else(|| ledger.clone())) {
         Ok(l) => l,
         Err(e) if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() => {
             crate::complain!("nhi-linkage: {e}");
