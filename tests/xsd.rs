@@ -613,7 +613,6 @@ fn inquiry_and_answer_validate() {
             let out = Command::new(bin)
                 .args([
                     "run",
-                    "--init-ledger",
                     "--as-of",
                     "20261201",
                     "--output-format",
