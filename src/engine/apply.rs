@@ -56,6 +56,9 @@ pub struct CarrySource {
     pub non_disclosure: bool,
     pub auto_response: bool,
     pub set_time: Option<Timestamp>,
+    /// Each protective flag's own set time at the source (a hand-off states only the earliest,
+    /// `set_time`): compared with a release the registration holds (R1a).
+    pub flag_times: BTreeMap<FlagType, Timestamp>,
 }
 
 /// Everything one subscriber's processing needs.
@@ -554,6 +557,7 @@ pub fn carry_onto(
     self_info: Option<SelfInfoReason>,
     non_disclosure: bool,
     time: Timestamp,
+    flag_times: &BTreeMap<FlagType, Timestamp>,
     from: (InsurerNumber, SubscriberKey),
 ) -> Vec<FlagType> {
     let origin = format!("carry:{}/{}", from.0, from.1);
@@ -565,6 +569,7 @@ pub fn carry_onto(
     for (on, t, reason) in wanted {
         // a release the registration holds that is newer than the carried flag wins (R1a): the
         // registration is then withheld while it is future-dated and 国保 still holds the flag
+        let time = flag_times.get(&t).copied().unwrap_or(time);
         let released_later = e.released.get(&(None, t)).is_some_and(|r| r.effective_time > time);
         if on && !e.flags.contains_key(&(None, t)) && !released_later {
             e.released.remove(&(None, t));
@@ -587,7 +592,7 @@ pub fn carry_onto(
 fn carry_flags(out: &mut Outcome, ev: &Event, src: &CarrySource, c: &SubscriberChange) {
     let e = out.after.as_mut().expect("just enrolled");
     let time = src.set_time.unwrap_or_else(|| Timestamp::start_of(c.effective_date));
-    let carried = carry_onto(e, src.self_info, src.non_disclosure, time, src.from);
+    let carried = carry_onto(e, src.self_info, src.non_disclosure, time, &src.flag_times, src.from);
     if !carried.is_empty() || src.self_info.is_some() || src.non_disclosure {
         out.journal.push((
             ev.file.to_string(),

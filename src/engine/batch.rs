@@ -343,6 +343,10 @@ fn resolve_carry(
                 non_disclosure: e.flag(FlagType::NonDisclosure).is_some(),
                 auto_response: e.flag(FlagType::AutoResponseProhibited).is_some(),
                 set_time: e.flags.values().map(|f| f.effective_time).min(),
+                flag_times: [FlagType::SelfInfoProvisionProhibited, FlagType::NonDisclosure]
+                    .into_iter()
+                    .filter_map(|t| Some((t, e.flag(t)?.effective_time)))
+                    .collect(),
             },
         );
     }
@@ -376,6 +380,7 @@ fn resolve_carry(
             non_disclosure: false,
             auto_response: false,
             set_time: h.flag_set_time,
+            flag_times: BTreeMap::new(),
         });
         // union of what the ledger and the hand-off say: the carry never weakens a protection
         c.self_info = c.self_info.or(h.self_info);
@@ -482,7 +487,9 @@ impl Applier<'_> {
             } else {
                 ledger::load_enrollment(conn, ins, key)?
             };
-            let pending = if before.is_none() && !self.empty.pending {
+            // flags kept while the subscriber was not enrolled: never, or since a 取消 (R7)
+            let enrolled = before.as_ref().is_some_and(|b| b.status != Status::Cancelled);
+            let pending = if !enrolled && !self.empty.pending {
                 ledger::take_pending_flags(conn, ins, key)?
             } else {
                 Vec::new()
@@ -757,7 +764,14 @@ impl Applier<'_> {
             let mut after = e.clone();
             let transition_date = e.current_period().map(|p| p.qualification_date).expect("has a period");
             let time = src.set_time.unwrap_or_else(|| Timestamp::start_of(transition_date));
-            let carried = carry_onto(&mut after, src.self_info, src.non_disclosure, time, src.from);
+            let carried = carry_onto(
+                &mut after,
+                src.self_info,
+                src.non_disclosure,
+                time,
+                &src.flag_times,
+                src.from,
+            );
             if carried.is_empty() && !by_handoff {
                 continue; // the registration holds these flags already
             }
@@ -836,11 +850,11 @@ impl Applier<'_> {
         for c in self.out.carries.iter().chain(late) {
             first_carry.entry(c.to).or_insert(c);
         }
-        // Only enrollments with a protective flag can produce a row. With many acquisitions (a
+        // Only flagged enrollments can produce a row (自動応答不可 alone too: it is never carried). With many acquisitions (a
         // full load) index those persons once; with few, look each acquisition up.
         let n_flagged: i64 = conn.query_row(
             "SELECT count(DISTINCT insurer || '/' || subscriber_key) FROM flag
-             WHERE subscriber_key != '' AND info_code = '' AND flag_type IN ('2', '3')",
+             WHERE subscriber_key != '' AND info_code = ''",
             [],
             |r| r.get(0),
         )?;
@@ -848,7 +862,7 @@ impl Applier<'_> {
             let mut idx = PersonIndex::default();
             let mut st = conn.prepare(
                 "SELECT DISTINCT insurer, subscriber_key FROM flag
-                 WHERE subscriber_key != '' AND info_code = '' AND flag_type IN ('2', '3')",
+                 WHERE subscriber_key != '' AND info_code = ''",
             )?;
             let keys: Vec<(String, String)> = st
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -916,7 +930,7 @@ impl Applier<'_> {
                     .into_iter()
                     .filter(|t| e.flag(*t).is_some() && own.as_ref().is_none_or(|o| o.flag(*t).is_none()))
                     .collect();
-                    if flags.iter().any(|t| t.is_protective()) {
+                    if !flags.is_empty() {
                         rows.push((
                             ins.is_kouki(),
                             k,

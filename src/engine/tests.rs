@@ -203,6 +203,7 @@ fn carry_sets_flags_with_source_4_and_keeps_reason() {
         non_disclosure: true,
         auto_response: false,
         set_time: None,
+        flag_times: BTreeMap::new(),
     }));
     let o = apply(w);
     let e = o.after.unwrap();
@@ -228,6 +229,7 @@ fn carry_sets_flags_with_source_4_and_keeps_reason() {
         non_disclosure: false,
         auto_response: false,
         set_time: None,
+        flag_times: BTreeMap::new(),
     }));
     assert!(!apply(w).after.unwrap().has_protective_flag());
 }
@@ -343,7 +345,7 @@ proptest! {
         }
         let mut w = work(i, k, events);
         let reason = self_info.map(|r| if r == 0 { SelfInfoReason::ProviderReason } else { SelfInfoReason::PersonReason });
-        w.carry = Some(Carry::Flags(CarrySource { from: (kokuho(), key(9)), rule: MatchRule::ResidentCode, via: "handoff", self_info: reason, non_disclosure: nd, auto_response: false, set_time: None }));
+        w.carry = Some(Carry::Flags(CarrySource { from: (kokuho(), key(9)), rule: MatchRule::ResidentCode, via: "handoff", self_info: reason, non_disclosure: nd, auto_response: false, set_time: None, flag_times: BTreeMap::new() }));
         let e = apply(w).after.unwrap();
         prop_assert_eq!(e.flag(FlagType::SelfInfoProvisionProhibited).is_some(), reason.is_some() || explicit);
         prop_assert_eq!(e.flag(FlagType::NonDisclosure).is_some(), nd);
