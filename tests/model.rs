@@ -24,7 +24,7 @@
 mod common;
 mod reference;
 
-use common::{Files, Site, acquisition, flag_set, key, my_number, row, write_file};
+use common::{Files, Site, acquisition, flag_set, my_number, row, write_file};
 use nhi_linkage::domain::{FileKind, FlagType};
 use nhi_linkage::formats::linkage_reader::{LinkageRows, read_linkage_file};
 use nhi_linkage::formats::{Format, TextEncoding};
@@ -155,7 +155,9 @@ fn write_files(case: &Case, dir: &Path) -> Vec<PathBuf> {
         .map(|i| {
             let f = &case.files[i];
             assert!(
-                f.recs.iter().all(|r| r.kind() == f.recs[0].kind() && r.sender() == f.recs[0].sender()),
+                f.recs
+                    .iter()
+                    .all(|r| r.kind() == f.recs[0].kind() && r.sender() == f.recs[0].sender()),
                 "a file holds records of one kind and one sender"
             );
             let rows = rows_of(case, i);
@@ -304,7 +306,11 @@ fn compare_night(
             tag,
             format!(
                 "exit {code:?}: {}",
-                String::from_utf8_lossy(&out.stderr).lines().take(3).collect::<Vec<_>>().join(" | ")
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" | ")
             ),
         ));
         return pr;
@@ -317,7 +323,10 @@ fn compare_night(
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).unwrap()).unwrap();
     if report["status"] == "aborted" {
-        pr.push(Problem("abort", format!("report status aborted: {}", report["abort_reason"])));
+        pr.push(Problem(
+            "abort",
+            format!("report status aborted: {}", report["abort_reason"]),
+        ));
         return pr;
     }
 
@@ -326,7 +335,10 @@ fn compare_night(
         let name = i["name"].as_str().unwrap_or_default();
         let skipped = i["status"] == "skipped";
         if ex.skipped.iter().any(|s| name.ends_with(s.as_str())) != skipped {
-            pr.push(Problem("input", format!("{name}: status {} (model: re-sent = {})", i["status"], !skipped)));
+            pr.push(Problem(
+                "input",
+                format!("{name}: status {} (model: re-sent = {})", i["status"], !skipped),
+            ));
         }
     }
 
@@ -368,7 +380,10 @@ fn compare_night(
                     ));
                 }
                 if *critical && !crit {
-                    pr.push(Problem("reject-critical", format!("{}#{}: {code} not critical", k.0, k.1)));
+                    pr.push(Problem(
+                        "reject-critical",
+                        format!("{}#{}: {code} not critical", k.0, k.1),
+                    ));
                 }
             }
         }
@@ -382,10 +397,16 @@ fn compare_night(
         }
     }
     for s in ex.refused.difference(&refused) {
-        pr.push(Problem("refused", format!("{}: no E_UNMAPPABLE_CHAR refusal", name_of(*s))));
+        pr.push(Problem(
+            "refused",
+            format!("{}: no E_UNMAPPABLE_CHAR refusal", name_of(*s)),
+        ));
     }
     for s in refused.difference(&ex.refused) {
-        pr.push(Problem("refused", format!("{}: refused, the model publishes it", name_of(*s))));
+        pr.push(Problem(
+            "refused",
+            format!("{}: refused, the model publishes it", name_of(*s)),
+        ));
     }
 
     // published groups
@@ -398,7 +419,12 @@ fn compare_night(
     {
         for e in std::fs::read_dir(outdir).unwrap() {
             let p = e.unwrap().path();
-            if !p.file_name().unwrap().to_string_lossy().starts_with("SubscriberLinkage_") {
+            if !p
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("SubscriberLinkage_")
+            {
                 continue;
             }
             let file = match read_linkage_file(&p) {
@@ -423,7 +449,10 @@ fn compare_night(
                     c.non_disclosure,
                     c.auto_response,
                 );
-                if published.insert(*s, (g.processing.code().to_owned(), control)).is_some() {
+                if published
+                    .insert(*s, (g.processing.code().to_owned(), control))
+                    .is_some()
+                {
                     pr.push(Problem("output", format!("{}: written twice in one run", name_of(*s))));
                 }
             }
@@ -487,7 +516,10 @@ fn compare_night(
                     _ => "11",
                 };
                 if e.is_none() || (want_code == "15" && !e.unwrap().server) {
-                    pr.push(Problem("extra-publish", format!("{}: published {code}, not in the ledger", name_of(*s))));
+                    pr.push(Problem(
+                        "extra-publish",
+                        format!("{}: published {code}, not in the ledger", name_of(*s)),
+                    ));
                 } else if want_code != code {
                     pr.push(Problem(
                         "processing-code",
@@ -535,7 +567,10 @@ fn compare_night(
         if !want.contains_key(k) {
             pr.push(Problem(
                 "ledger",
-                format!("{}/{} type {}: set in the ledger {l:?}, not in the model", k.0, k.1, k.2),
+                format!(
+                    "{}/{} type {}: set in the ledger {l:?}, not in the model",
+                    k.0, k.1, k.2
+                ),
             ));
         }
     }
@@ -549,7 +584,10 @@ fn compare_night(
         let text = std::fs::read_to_string(report_dir.join(format!("{list}.csv"))).unwrap_or_default();
         for s in wanted {
             if !text.contains(&sub_key(*s)) {
-                pr.push(Problem("worklist", format!("{}: not on the {list} worklist", name_of(*s))));
+                pr.push(Problem(
+                    "worklist",
+                    format!("{}: not on the {list} worklist", name_of(*s)),
+                ));
             }
         }
     }
@@ -592,7 +630,7 @@ fn compare_night(
 }
 
 /// (insurer, key, type) → (ReasonCode, Source, EffectiveTime) of every whole-subscriber flag set.
-fn ledger_flags(path: &Path) -> BTreeMap<(String, String, String), (String, String, Option<String>)> {
+fn ledger_flags(path: &Path) -> LedgerFlags {
     let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut st = conn
         .prepare(
@@ -619,7 +657,11 @@ fn kokuho_at() -> impl Strategy<Value = At> {
 }
 
 fn subscriber_change(persons: usize, kouki: bool) -> BoxedStrategy<Rec> {
-    let at = if kouki { Just(At::Kouki).boxed() } else { kokuho_at().boxed() };
+    let at = if kouki {
+        Just(At::Kouki).boxed()
+    } else {
+        kokuho_at().boxed()
+    };
     (0..persons, at, 1..=30u8)
         .prop_flat_map(|(p, at, day)| {
             prop_oneof![
@@ -634,7 +676,11 @@ fn subscriber_change(persons: usize, kouki: bool) -> BoxedStrategy<Rec> {
 }
 
 fn flag_change(persons: usize, kouki: bool) -> BoxedStrategy<Rec> {
-    let at = if kouki { Just(At::Kouki).boxed() } else { kokuho_at().boxed() };
+    let at = if kouki {
+        Just(At::Kouki).boxed()
+    } else {
+        kokuho_at().boxed()
+    };
     (
         0..persons,
         at,
@@ -755,8 +801,16 @@ fn model_based_histories() {
 /// A history of the given files, output CSV in UTF-8, unmappable characters rejected.
 fn history(files: Vec<File>) -> Case {
     Case {
-        persons: files.iter().flat_map(|f| f.recs.iter().map(|r| r.person() + 1)).max().unwrap_or(1),
-        nights: files.iter().map(|f| f.night + f.resend.unwrap_or(0) + 1).max().unwrap_or(1),
+        persons: files
+            .iter()
+            .flat_map(|f| f.recs.iter().map(|r| r.person() + 1))
+            .max()
+            .unwrap_or(1),
+        nights: files
+            .iter()
+            .map(|f| f.night + f.resend.unwrap_or(0) + 1)
+            .max()
+            .unwrap_or(1),
         files,
         out_csv: true,
         out_sjis: false,
@@ -826,7 +880,6 @@ fn replay(case: Case) {
     }
 }
 
-
 use At::{KokuhoA as A, KokuhoB as B, Kouki as K};
 
 /// Issue 12 item 10: a future-dated reason-03 registration of a person flagged at 国保 is
@@ -877,7 +930,16 @@ fn model_regression_refused_first_registration_is_sent_later() {
                 mn: true,
             }],
         ),
-        f(2, 2, vec![Rec::Update { p: 0, at: A, day: 2, weird: false }]),
+        f(
+            2,
+            2,
+            vec![Rec::Update {
+                p: 0,
+                at: A,
+                day: 2,
+                weird: false,
+            }],
+        ),
     ]);
     c.out_sjis = true;
     replay(c);
@@ -888,8 +950,26 @@ fn model_regression_refused_first_registration_is_sent_later() {
 fn model_regression_refused_update_keeps_processing_code() {
     let mut c = history(vec![
         f(0, 1, vec![acq(0, A, 1, 0, "03")]),
-        f(1, 2, vec![Rec::Update { p: 0, at: A, day: 2, weird: true }]),
-        f(2, 3, vec![Rec::Update { p: 0, at: A, day: 3, weird: false }]),
+        f(
+            1,
+            2,
+            vec![Rec::Update {
+                p: 0,
+                at: A,
+                day: 2,
+                weird: true,
+            }],
+        ),
+        f(
+            2,
+            3,
+            vec![Rec::Update {
+                p: 0,
+                at: A,
+                day: 3,
+                weird: false,
+            }],
+        ),
     ]);
     c.out_sjis = true;
     replay(c);
@@ -944,7 +1024,16 @@ fn model_regression_withheld_ambiguous_registration_does_not_leak() {
         f(0, 1, vec![acq(0, A, 1, 0, "03"), acq(0, B, 1, 0, "03")]),
         f(0, 2, vec![flag(0, A, 3, true, 0)]),
         f(0, 3, vec![acq(0, K, 3, 0, "01")]),
-        f(1, 4, vec![Rec::Update { p: 0, at: K, day: 4, weird: false }]),
+        f(
+            1,
+            4,
+            vec![Rec::Update {
+                p: 0,
+                at: K,
+                day: 4,
+                weird: false,
+            }],
+        ),
     ]));
 }
 
@@ -978,5 +1067,20 @@ fn model_regression_cancel_of_future_registration_is_published() {
         f(0, 1, vec![acq(0, K, 1, 2, "03")]),
         f(1, 2, vec![handoff_of(0, A, 2, true, false)]),
         f(1, 3, vec![Rec::Cancel { p: 0, at: K, day: 3 }]),
+    ]));
+}
+
+/// D4: two candidate hand-offs, one with 自己情報提供不可; the past-dated registration holds
+/// 不開示該当 (set by the union) but lacks 自己情報提供不可: withheld, not published.
+#[test]
+fn model_regression_ambiguous_registration_lacking_one_protective_flag_is_withheld() {
+    replay(history(vec![
+        f(
+            0,
+            1,
+            vec![handoff_of(0, A, 0, false, false), handoff_of(0, B, 1, false, false)],
+        ),
+        f(0, 2, vec![acq(0, K, 1, 0, "01")]),
+        f(0, 3, vec![flag(0, K, 2, true, 0)]),
     ]));
 }

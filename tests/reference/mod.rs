@@ -250,7 +250,11 @@ impl Case {
             Kind::FlagChange => "FlagChange",
             Kind::Handoff => "AgeTransitionHandoff",
         };
-        format!("{kind}_{}_{i:02}.{}", f.recs[0].sender(), if f.csv { "csv" } else { "xml" })
+        format!(
+            "{kind}_{}_{i:02}.{}",
+            f.recs[0].sender(),
+            if f.csv { "csv" } else { "xml" }
+        )
     }
     pub fn file_identifier(&self, i: usize) -> String {
         format!("MODEL-{i:02}")
@@ -262,10 +266,10 @@ impl Case {
         let mut out = Vec::new();
         for (j, f) in self.files.iter().enumerate() {
             for r in &f.recs {
-                if let Rec::Handoff { p, src, .. } = r {
-                    if !seen.insert((*p, *src)) {
-                        continue;
-                    }
+                if let Rec::Handoff { p, src, .. } = r
+                    && !seen.insert((*p, *src))
+                {
+                    continue;
                 }
                 if j == i {
                     out.push(r.clone());
@@ -473,7 +477,10 @@ impl Model {
                     continue;
                 }
                 let order = (rec.date(), case.creation_time(i), rec.sender().to_owned(), seq);
-                events.entry((rec.person(), rec.at())).or_default().push(Ev { order, file, seq, rec });
+                events
+                    .entry((rec.person(), rec.at()))
+                    .or_default()
+                    .push(Ev { order, file, seq, rec });
             }
         }
         // 2. everything but 後期 first, then 後期 (a carry sees the 国保 state after the run)
@@ -537,9 +544,7 @@ impl Model {
                     .insert((ev.file.clone(), ev.seq), ("E_STATE_CONFLICT", false));
             };
             match ev.rec {
-                Rec::Flag {
-                    ty, set, reason, ..
-                } => {
+                Rec::Flag { ty, set, reason, .. } => {
                     let fe = FlagEvent {
                         order: ev.order.clone(),
                         file: ev.file.clone(),
@@ -556,9 +561,7 @@ impl Model {
                         waiting.sort_by(|a, b| a.order.cmp(&b.order));
                     }
                 }
-                Rec::Acq {
-                    q, reason, weird, ..
-                } => {
+                Rec::Acq { q, reason, weird, .. } => {
                     let qd = if s.1.is_kouki() {
                         KOUKI_Q[q % KOUKI_Q.len()]
                     } else {
@@ -715,7 +718,10 @@ impl Model {
         let p = r.0;
         let cands = self.candidates(p);
         if cands.len() >= 2 {
-            if [2u8, 3].iter().any(|&t| !self.is_set(r, t) && cands.values().any(|c| c.has(t))) {
+            if [2u8, 3]
+                .iter()
+                .any(|&t| !self.is_set(r, t) && cands.values().any(|c| c.has(t)))
+            {
                 night.ex.review.insert(r);
             }
             return;
@@ -753,7 +759,11 @@ impl Model {
     /// D5 (and D4's ambiguous case): the protective flags `r` lacks that a candidate holds, when
     /// that withholds the group.
     pub fn withheld(&self, r: Sub, as_of: &str) -> bool {
-        let Some(e) = self.enr.get(&r).filter(|e| r.1.is_kouki() && e.status != Status::Cancelled) else {
+        let Some(e) = self
+            .enr
+            .get(&r)
+            .filter(|e| r.1.is_kouki() && e.status != Status::Cancelled)
+        else {
             return false;
         };
         let cands = self.candidates(r.0);
@@ -809,18 +819,14 @@ impl Model {
     /// input concerns): the server now holds it.
     pub fn published_extra(&mut self, s: Sub) {
         if let Some(e) = self.enr.get_mut(&s) {
-            if e.status == Status::Cancelled {
-                e.server = false;
-            } else {
-                e.server = true;
-            }
+            e.server = e.status != Status::Cancelled;
             e.unsent = false;
         }
     }
 
     /// The ledger's whole-subscriber flags as the model holds them:
     /// (insurer, key, type) → (ReasonCode, Source, EffectiveTime unless carried).
-    pub fn ledger_flags(&self) -> BTreeMap<(String, String, String), (String, String, Option<String>)> {
+    pub fn ledger_flags(&self) -> LedgerFlags {
         self.flags
             .iter()
             .filter(|(_, f)| f.set)
@@ -862,6 +868,9 @@ pub fn describe(case: &Case) -> String {
     }
     s
 }
+
+/// (insurer, key, type) → (ReasonCode, Source, EffectiveTime; `None` where not compared).
+pub type LedgerFlags = BTreeMap<(String, String, String), (String, String, Option<String>)>;
 
 pub fn resent_name(name: &str) -> String {
     let (stem, ext) = name.rsplit_once('.').expect("an extension");
