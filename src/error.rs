@@ -25,10 +25,12 @@ pub enum ErrorCode {
     DisclosureConflict,
     UnmappableChar,
     FlagWouldBeCleared,
+    /// R1a: a flag event older than the flag's current state.
+    StaleEvent,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::Encoding,
         ErrorCode::XmlSyntax,
         ErrorCode::DtdForbidden,
@@ -44,6 +46,7 @@ impl ErrorCode {
         ErrorCode::DisclosureConflict,
         ErrorCode::UnmappableChar,
         ErrorCode::FlagWouldBeCleared,
+        ErrorCode::StaleEvent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +66,7 @@ impl ErrorCode {
             ErrorCode::DisclosureConflict => "E_DISCLOSURE_CONFLICT",
             ErrorCode::UnmappableChar => "E_UNMAPPABLE_CHAR",
             ErrorCode::FlagWouldBeCleared => "E_FLAG_WOULD_BE_CLEARED",
+            ErrorCode::StaleEvent => "E_STALE_EVENT",
         }
     }
 

@@ -20,6 +20,10 @@ fn main() -> std::process::ExitCode {
             eprintln!("nhi-linkage: {e}");
             commands::Exit::Interrupted.into()
         }
+        Err(e) if e.downcast_ref::<nhi_linkage::ledger::LedgerCorrupt>().is_some() => {
+            eprintln!("nhi-linkage: {e}");
+            commands::Exit::Aborted.into()
+        }
         Err(e) => {
             // Messages are built by this crate from typed values; sensitive types print masked.
             eprintln!("nhi-linkage: error: {e:#}");

@@ -198,7 +198,18 @@ impl Mig {
     }
     /// Runs `migrate` with the given source and extra args; reports under `reports/`.
     fn migrate(&self, from: &Path, extra: &[&str]) -> Output {
-        let out = Command::new(BIN)
+        self.migrate_env(from, extra, &[])
+    }
+    /// Like [`Mig::migrate`], with environment variables set (`Some`) or removed (`None`).
+    fn migrate_env(&self, from: &Path, extra: &[&str], env: &[(&str, Option<&str>)]) -> Output {
+        let mut c = Command::new(BIN);
+        for (k, v) in env {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        let out = c
             .arg("migrate")
             .arg("--ledger")
             .arg(self.ledger())
@@ -220,11 +231,37 @@ impl Mig {
         out
     }
     fn legacy(&self, from: &Path, extra: &[&str]) -> Output {
+        self.legacy_env(from, extra, &[])
+    }
+    fn legacy_env(&self, from: &Path, extra: &[&str], env: &[(&str, Option<&str>)]) -> Output {
         let mapping = samples().join("mapping.toml");
         let mut args = vec!["--mapping", mapping.to_str().unwrap()];
         args.extend_from_slice(extra);
-        self.migrate(from, &args)
+        self.migrate_env(from, &args, env)
     }
+}
+
+/// The flag-loss list's SHA-256 as a migration printed it; checks that the report states the same
+/// and that it is the SHA-256 of the report's flag_losses.csv.
+fn loss_list_sha(out: &Output, dir: &Path) -> String {
+    use sha2::Digest;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let printed = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("flag-loss list: "))
+        .and_then(|l| l.rsplit_once("SHA-256 "))
+        .map(|(_, h)| h.trim().to_owned())
+        .expect("the flag-loss list's SHA-256 on the console");
+    assert_eq!(json(dir)["migration"]["flag_loss_list_sha256"], printed.as_str());
+    let file = std::fs::read(dir.join("flag_losses.csv")).unwrap();
+    let sha: String = sha2::Sha256::digest(&file).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(sha, printed, "the SHA-256 of flag_losses.csv");
+    assert!(
+        std::fs::read_to_string(dir.join("report.html"))
+            .unwrap()
+            .contains(&printed)
+    );
+    printed
 }
 
 fn report_dir(out: &Output) -> PathBuf {
@@ -392,13 +429,18 @@ fn second_migration_shows_exactly_the_dropped_flag_and_the_name_and_refuses_with
         (losses[0][0].as_str(), losses[0][1].as_str(), losses[0][2].as_str()),
         ("00131045", key(101).as_str(), "NonDisclosure")
     );
+    let list = loss_list_sha(&out, &dir);
+    assert_eq!(
+        list, "898a4a2b3a07d9f826de96ce71f063d69238cd4aa00548a5a7aa15f554df2e28",
+        "README's migrate walk-through shows this list's hash"
+    );
     assert_private(&dir);
 
     // a real run without the option: refused, nothing changed
     let before = std::fs::read(m.ledger()).unwrap();
     let out = m.legacy(&second, &[]);
     assert_eq!(out.status.code(), Some(5));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--accept-flag-losses 1"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("--accept-flag-losses {list}")));
     let dir = report_dir(&out);
     let j = json(&dir);
     assert_eq!(j["status"], "refused");
@@ -406,15 +448,25 @@ fn second_migration_shows_exactly_the_dropped_flag_and_the_name_and_refuses_with
     assert_eq!(csv_rows(&dir.join("flag_losses.csv")).len(), 1);
     assert_eq!(std::fs::read(m.ledger()).unwrap(), before);
     assert_eq!(ledger_flags(&m.ledger(), &key(101)), ["2", "3"]);
-    // a wrong count is refused too
-    assert_eq!(m.legacy(&second, &["--accept-flag-losses", "2"]).status.code(), Some(5));
+    // another list is refused too
+    let other = "0".repeat(64);
+    assert_eq!(
+        m.legacy(&second, &["--accept-flag-losses", &other, "--reason", "x"])
+            .status
+            .code(),
+        Some(5)
+    );
     assert_eq!(ledger_name(&m.ledger(), &key(102)), "佐藤　一郎");
 
     // accepted: committed, the choice recorded
-    let out = m.legacy(&second, &["--accept-flag-losses", "1"]);
+    let out = m.legacy(
+        &second,
+        &["--accept-flag-losses", &list, "--reason", "本人申出により解除"],
+    );
     assert_eq!(out.status.code(), Some(0));
     let j = json(&report_dir(&out));
     assert_eq!(j["migration"]["flag_losses_accepted"], true);
+    assert_eq!(j["migration"]["operator"]["reason"], "本人申出により解除");
     assert_eq!(j["summary"]["flag_losses_accepted"], 1);
     assert_eq!(ledger_flags(&m.ledger(), &key(101)), ["3"]);
     assert_eq!(ledger_name(&m.ledger(), &key(102)), "佐藤　一朗");
@@ -509,10 +561,12 @@ fn subscribers_absent_from_the_source_are_flag_losses_and_kept() {
     std::fs::write(&p, render(&rows)).unwrap();
     let out = m.legacy(&p, &[]);
     assert_eq!(out.status.code(), Some(5));
-    let losses = csv_rows(&report_dir(&out).join("flag_losses.csv"));
-    assert_eq!(losses.len(), 1);
-    assert!(losses[0][4].starts_with("absent"));
-    let out = m.legacy(&p, &["--accept-flag-losses", "1"]);
+    let dir = report_dir(&out);
+    let losses = csv_rows(&dir.join("flag_losses.csv"));
+    assert_eq!(losses.len(), 2, "one loss per flag: {losses:?}");
+    assert!(losses.iter().all(|l| l[5].starts_with("absent")));
+    let list = loss_list_sha(&out, &dir);
+    let out = m.legacy(&p, &["--accept-flag-losses", &list, "--reason", "転出済み"]);
     assert_eq!(out.status.code(), Some(0));
     // never cancelled, flags kept
     assert_eq!(ledger_flags(&m.ledger(), &key(101)), ["2", "3"]);
@@ -568,4 +622,293 @@ fn chunked_migration_equals_in_memory_migration() {
     }
     assert!(!results[0].0.is_empty());
     assert_eq!(results[0], results[1]);
+}
+
+type MakeSource = Box<dyn Fn(bool) -> PathBuf>;
+type RunMigrate<'a> = Box<dyn Fn(&Path, &[&str], &[(&str, Option<&str>)]) -> Output + 'a>;
+
+/// Issue 12 item 13: the flag-loss gate binds a list, not a count. A dry run shows 1 loss (不開示該当
+/// of 101); a second source drops both of 101's flags: the first list's hash is refused (naming
+/// both hashes), a count is no longer accepted, acceptance needs a reason, and the accepted run
+/// records who accepted what and why. Legacy CSV and a SubscriberLinkage snapshot in XML.
+#[test]
+fn flag_loss_gate_accepts_exactly_the_list_the_dry_run_showed() {
+    for syntax in ["legacy csv", "snapshot xml"] {
+        let m = Mig::new();
+        // the ledger holds 101 with 自己情報提供不可 and 不開示該当; `variant(drop_self_info)` is a
+        // source without 101's 不開示該当 (and without its 自己情報提供不可 too)
+        let (variant, run): (MakeSource, RunMigrate) = if syntax == "legacy csv" {
+            assert_eq!(
+                m.legacy(&samples().join("kokuho_export.csv"), &[]).status.code(),
+                Some(0)
+            );
+            let dir = m.site.dir.path().to_path_buf();
+            (
+                Box::new(move |both| {
+                    let mut rows = sample_rows();
+                    rows[0][18] = "無".into();
+                    if both {
+                        rows[0][17] = String::new();
+                    }
+                    let p = dir.join(format!("export_{both}.csv"));
+                    std::fs::write(&p, render(&rows)).unwrap();
+                    p
+                }),
+                Box::new(|from, extra, env| m.legacy_env(from, extra, env)),
+            )
+        } else {
+            let out = m.legacy(
+                &samples().join("kokuho_export.csv"),
+                &["--output-format", "xml", "--output-encoding", "utf-8"],
+            );
+            assert_eq!(out.status.code(), Some(0));
+            let files = m.site.outbox_files();
+            let (_, bytes) = files.iter().find(|(n, _)| n.contains("SubscriberLinkage_")).unwrap();
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            let dir = m.site.dir.path().to_path_buf();
+            (
+                Box::new(move |both| {
+                    // 101's group: its 02 row's flags off
+                    let at = text
+                        .find(&format!("<SubscriberKey>{}</SubscriberKey>", key(101)))
+                        .unwrap();
+                    let (head, tail) = text.split_at(at);
+                    let mut tail = xml_zero(tail, "NonDisclosureFlg");
+                    if both {
+                        tail = xml_zero(&tail, "SelfInfoProvisionProhibitedFlg");
+                    }
+                    let edited = format!("{head}{tail}");
+                    assert_ne!(edited, text);
+                    let p = dir.join(format!("snapshot_{both}.xml"));
+                    std::fs::write(&p, edited).unwrap();
+                    p
+                }),
+                Box::new(|from, extra, env| m.migrate_env(from, extra, env)),
+            )
+        };
+
+        // dry run of the first source: one loss
+        let first = variant(false);
+        let out = run(&first, &["--dry-run"], &[]);
+        assert_eq!(out.status.code(), Some(5), "{syntax}");
+        let dir = report_dir(&out);
+        assert_eq!(csv_rows(&dir.join("flag_losses.csv")).len(), 1, "{syntax}");
+        let h1 = loss_list_sha(&out, &dir);
+
+        // the second source drops both flags: another list
+        let second = variant(true);
+        let out = run(&second, &["--dry-run"], &[]);
+        assert_eq!(out.status.code(), Some(5));
+        let dir = report_dir(&out);
+        let losses = csv_rows(&dir.join("flag_losses.csv"));
+        assert_eq!(
+            losses.iter().map(|l| l[2].as_str()).collect::<Vec<_>>(),
+            ["NonDisclosure", "SelfInfoProvisionProhibited"],
+            "{syntax}: one loss per flag, in canonical order"
+        );
+        let h2 = loss_list_sha(&out, &dir);
+        assert_ne!(h1, h2);
+
+        // the first list's hash does not accept the second list
+        let before = std::fs::read(m.ledger()).unwrap();
+        let out = run(&second, &["--accept-flag-losses", &h1, "--reason", "本人申出"], &[]);
+        assert_eq!(out.status.code(), Some(5), "{syntax}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&h1) && err.contains(&h2), "names both hashes: {err}");
+        let j = json(&report_dir(&out));
+        assert_eq!(j["status"], "refused");
+        assert_eq!(j["migration"]["flag_losses_accepted"], false);
+        assert_eq!(std::fs::read(m.ledger()).unwrap(), before);
+        assert_eq!(ledger_flags(&m.ledger(), &key(101)), ["2", "3"]);
+        // a count is not a list; the list needs a reason
+        for bad in [
+            &["--accept-flag-losses", "1", "--reason", "本人申出"][..],
+            &["--accept-flag-losses", &h2][..],
+            &["--reason", "本人申出"][..],
+        ] {
+            let out = run(&second, bad, &[]);
+            assert_eq!(out.status.code(), Some(2), "{syntax} {bad:?}");
+            assert_eq!(std::fs::read(m.ledger()).unwrap(), before);
+        }
+
+        // exactly the second list, with a reason: applied and recorded
+        let out = run(
+            &second,
+            &[
+                "--accept-flag-losses",
+                &h2.to_uppercase(),
+                "--reason",
+                "本人からの解除申出（2026-11-30 窓口）",
+            ],
+            &[("USER", Some("kansa-tanto"))],
+        );
+        assert_eq!(out.status.code(), Some(0), "{syntax}");
+        let j = json(&report_dir(&out));
+        assert_eq!(j["migration"]["flag_losses_accepted"], true);
+        assert_eq!(j["migration"]["flag_loss_list_sha256"], h2.as_str());
+        assert_eq!(j["migration"]["accept_flag_losses"], h2.as_str());
+        assert_eq!(j["migration"]["operator"]["user"], "kansa-tanto");
+        assert_eq!(
+            j["migration"]["operator"]["reason"],
+            "本人からの解除申出（2026-11-30 窓口）"
+        );
+        assert!(ledger_flags(&m.ledger(), &key(101)).is_empty(), "{syntax}");
+
+        // without USER or LOGNAME the report names the uid
+        let out = run(&second, &["--dry-run"], &[("USER", None), ("LOGNAME", None)]);
+        let user = json(&report_dir(&out))["migration"]["operator"]["user"].clone();
+        assert!(user.as_str().unwrap().starts_with("uid "), "{user}");
+    }
+}
+
+/// `text` with the value of the first `<tag>` element set to `0`.
+fn xml_zero(text: &str, tag: &str) -> String {
+    let open = format!("<{tag}>");
+    let s = text.find(&open).unwrap() + open.len();
+    let e = s + text[s..].find('<').unwrap();
+    assert_ne!(&text[s..e], "0", "{tag} is set");
+    format!("{}0{}", &text[..s], &text[e..])
+}
+
+/// R14 in `migrate`: a flagged subscriber whose name Shift_JIS output refuses stays unpublished,
+/// and the next `run` sends it (here with `--unmappable replace`, its inbox empty).
+#[test]
+fn a_refused_subscriber_of_a_migration_is_sent_by_a_later_run() {
+    let src = Mig::new();
+    let out = src.legacy(
+        &samples().join("kokuho_export.csv"),
+        &["--output-format", "csv", "--output-encoding", "utf-8"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let files = src.site.outbox_files();
+    let (_, bytes) = files.iter().find(|(n, _)| n.contains("SubscriberLinkage_")).unwrap();
+    let text = String::from_utf8(bytes.clone())
+        .unwrap()
+        .replace("山田　花子", "𠮷田　花子");
+    let snap = src.site.p("snapshot.csv");
+    std::fs::write(&snap, text).unwrap();
+
+    let m = Mig::new();
+    let out = m.migrate(
+        &snap,
+        &[
+            "--municipality",
+            MUNI,
+            "--output-format",
+            "csv",
+            "--output-encoding",
+            "shift_jis",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "E_UNMAPPABLE_CHAR is a reject");
+    let j = json(&report_dir(&out));
+    assert_eq!(j["summary"]["unpublished"], 1, "{}", j["summary"]);
+    assert_eq!(ledger_flags(&m.ledger(), &key(101)), ["2", "3"]);
+
+    let inbox = m.site.inbox();
+    std::fs::create_dir_all(&inbox).unwrap();
+    let o = m.site.run(&["--unmappable", "replace"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = m.site.report("");
+    assert_eq!(r["summary"]["unpublished"], 0);
+    let linkage = subscriber_linkage_for(&m.site, "00131045").expect("sent");
+    assert_eq!(
+        control_of(&linkage, &key(101)).unwrap(),
+        ("2".into(), "1".into(), "0".into())
+    );
+    assert!(linkage.contains("●田　花子"));
+}
+
+/// v1.1 R4 in `migrate`: a snapshot's unflagged, future-dated 後期 registration of a person the
+/// ledger holds flagged at 国保 is withheld; the rest of the migration is published.
+#[test]
+fn a_future_registration_of_a_flagged_person_is_withheld_not_aborting_the_migration() {
+    use nhi_linkage::domain::FileKind;
+    use nhi_linkage::formats::{Format, TextEncoding};
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::Utf8,
+    };
+    // the ledger: a flagged 国保 member turning 75 next month
+    let m = Mig::new();
+    let mn = my_number(4711);
+    write_file(
+        &m.site.inbox(),
+        "SubscriberChange_k",
+        FileKind::SubscriberChange,
+        &f,
+        KOKUHO,
+        "K-1",
+        "20261110230000",
+        &[acquisition(
+            KOKUHO,
+            &key(1),
+            Some(&mn),
+            "3001",
+            "19520110",
+            "20100401",
+            "03",
+            "山田　花子",
+        )],
+    );
+    write_file(
+        &m.site.inbox(),
+        "FlagChange_k",
+        FileKind::FlagChange,
+        &f,
+        KOKUHO,
+        "KF-1",
+        "20261110230100",
+        &[flag_set(KOKUHO, &key(1), "3", "2", "20261110090000")],
+    );
+    assert!(m.site.run(&[]).status.success());
+    // the union's server view, from another installation: her future registration, unflagged,
+    // and another member
+    let u = Site::new();
+    write_file(
+        &u.inbox(),
+        "SubscriberChange_u",
+        FileKind::SubscriberChange,
+        &f,
+        KOUKI,
+        "U-1",
+        "20261120230000",
+        &[
+            acquisition(
+                KOUKI,
+                &key(501),
+                Some(&mn),
+                "3001",
+                "19520110",
+                "20270110",
+                "03",
+                "山田　花子",
+            ),
+            acquisition(
+                KOUKI,
+                &key(502),
+                None,
+                "3002",
+                "19400101",
+                "20161101",
+                "01",
+                "田中　二郎",
+            ),
+        ],
+    );
+    assert!(
+        u.run(&["--output-format", "csv", "--output-encoding", "utf-8"])
+            .status
+            .success()
+    );
+    let snap = m.site.p("kouki_snapshot.csv");
+    std::fs::write(&snap, subscriber_linkage_for(&u, KOUKI).unwrap()).unwrap();
+
+    let out = m.migrate(&snap, &["--municipality", MUNI]);
+    assert_eq!(out.status.code(), Some(5), "withheld: critical, not aborted");
+    let j = json(&report_dir(&out));
+    assert_eq!(j["summary"]["withheld"], 1);
+    let linkage = subscriber_linkage_for(&m.site, KOUKI).expect("the rest is published");
+    assert!(control_of(&linkage, &key(502)).is_some());
+    assert!(control_of(&linkage, &key(501)).is_none());
 }

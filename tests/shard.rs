@@ -116,14 +116,23 @@ impl Deployment {
     fn run_both(&self, extra: &[&str]) -> String {
         let single = run_at(&self.inbox(), &self.single(), extra);
         let code = single.status.code();
-        assert!(matches!(code, Some(0 | 1)), "{}", out_text(&single));
+        assert!(matches!(code, Some(0 | 1 | 5)), "{}", out_text(&single));
         let id = run_id(&single);
         for i in 0..N {
             let mut args = extra.to_vec();
             let s = format!("{i}/{N}");
             args.extend(["--shard", &s]);
             let o = run_at(&self.inbox(), &self.shard(i), &args);
-            assert_eq!(o.status.code(), code, "shard {i}: {}", out_text(&o));
+            // a critical finding (exit 5) is about one subscriber: only its shard reports it
+            if code == Some(5) {
+                assert!(
+                    matches!(o.status.code(), Some(0 | 1 | 5)),
+                    "shard {i}: {}",
+                    out_text(&o)
+                );
+            } else {
+                assert_eq!(o.status.code(), code, "shard {i}: {}", out_text(&o));
+            }
             assert_eq!(run_id(&o), format!("{id}-s{i}of{N}"));
         }
         let m = merge(&self.shards(), &self.merged());
@@ -738,7 +747,7 @@ fn a_shard_file_out_of_key_order_or_truncated_stops_the_merge_and_publishes_noth
         for i in 0..N {
             let s = format!("{i}/{N}");
             let o = run_at(&d.inbox(), &d.shard(i), &[args.as_slice(), &["--shard", &s]].concat());
-            assert!(matches!(o.status.code(), Some(0 | 1)), "{}", out_text(&o));
+            assert!(matches!(o.status.code(), Some(0 | 1 | 5)), "{}", out_text(&o));
             id = run_id(&o).trim_end_matches(&format!("-s{i}of{N}")).to_owned();
         }
         // a SubscriberLinkage file of a shard with at least three groups
@@ -793,7 +802,7 @@ fn a_shard_file_out_of_key_order_or_truncated_stops_the_merge_and_publishes_noth
         // the file as the shard wrote it: the merge goes through
         replace_shard_file(&d.shard(shard), &run, &name, &original);
         let o = merge(&d.shards(), &d.merged());
-        assert!(matches!(o.status.code(), Some(0 | 1)), "{}", out_text(&o));
+        assert!(matches!(o.status.code(), Some(0 | 1 | 5)), "{}", out_text(&o));
         assert!(
             d.merged()
                 .join("outbox")
@@ -1148,14 +1157,12 @@ fn two_late_handoffs_for_one_registration_carry_nothing() {
         ],
     );
     let o = run_at(&inbox, &root, &[]);
-    assert!(o.status.success(), "{}", out_text(&o));
-    let reports = files_under(&root.join("reports"));
-    let (_, json) = reports
-        .iter()
-        .filter(|(n, _)| n.ends_with("report.json"))
-        .max_by_key(|(n, _)| n.as_str())
-        .unwrap();
-    let r: serde_json::Value = serde_json::from_slice(json).unwrap();
+    // person 4's registration is withheld (ambiguous, flagged): critical
+    assert_eq!(o.status.code(), Some(5), "{}", out_text(&o));
+    // this run's report (run ids are not in time order)
+    let id = run_id(&o);
+    let json = std::fs::read(root.join("reports").join(&id).join("report.json")).unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&json).unwrap();
     let carried_to: Vec<&str> = r["carries"]
         .as_array()
         .unwrap()

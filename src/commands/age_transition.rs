@@ -3,7 +3,7 @@
 use super::Exit;
 use super::run::parse_as_of;
 use crate::domain::*;
-use crate::engine::extract::{extract, per_month};
+use crate::engine::extract::{Upcoming, extract, per_month};
 use crate::engine::shard::{Shard, ledger_shard};
 use crate::formats::writer::{RecordWriter, UnmappablePolicy, WriteError};
 use crate::formats::{FileHeader, Format, TextEncoding, hex};
@@ -38,9 +38,11 @@ pub struct ExtractArgs {
     /// Lead L in months: members whose acquisition date A satisfies D < A ≤ D + L (month end clamped)
     #[arg(long, default_value_t = 6)]
     pub lead_months: u32,
-    /// How far back the missed check looks, in months
-    #[arg(long, default_value_t = 12)]
-    pub missed_lookback_months: u32,
+    /// Narrow the missed check to acquisition dates within this many months before the as-of
+    /// date (the report states the narrowed window). Without it every flagged member past the
+    /// date is checked, however long ago (R8).
+    #[arg(long, value_name = "N")]
+    pub missed_lookback_months: Option<u32>,
     /// Folder for the hand-off files
     #[arg(long)]
     pub out: PathBuf,
@@ -73,6 +75,7 @@ fn run_extract(a: ExtractArgs) -> Result<Exit> {
         anyhow::bail!("ledger {} does not exist", a.ledger.display());
     }
     let conn = crate::ledger::open(&a.ledger)?;
+    crate::ledger::quick_check(&conn, &a.ledger)?;
     match (a.shard, ledger_shard(&conn)?) {
         (Some(s), Some(l)) if s != l => anyhow::bail!("--shard {s}: this ledger belongs to shard {l}"),
         (Some(s), None) => anyhow::bail!("--shard {s}: this ledger was not written by `run --shard {s}`"),
@@ -94,97 +97,54 @@ fn run_extract(a: ExtractArgs) -> Result<Exit> {
     let mut report = Report::new(run_id.clone(), d.to_string(), false);
     let mut blocked = Vec::new();
     let mut upcoming_rows = Vec::new();
-    let creation = Timestamp::start_of(d);
     let insurers: std::collections::BTreeSet<InsurerNumber> = x.upcoming.iter().map(|u| u.enrollment.insurer).collect();
     for ins in insurers {
-        let name = format!("AgeTransitionHandoff_{ins}_{d}{suffix}.{}", a.format.extension());
-        let header = FileHeader {
-            kind: FileKind::AgeTransitionHandoff,
-            file_identifier: format!("ATH-{ins}-{d}{suffix}"),
-            sender: ins,
-            creation_time: creation,
-            file_sequence: 1,
-            format: a.format,
-            encoding: a.encoding,
-        };
-        let mut w = RecordWriter::start(Vec::new(), header, a.unmappable)?;
-        for u in x.upcoming.iter().filter(|u| u.enrollment.insurer == ins) {
-            let e = &u.enrollment;
-            let (Some(muni), Some(res)) = (e.municipality, e.resident.as_ref()) else {
-                blocked.push(vec![
-                    e.insurer.to_string(),
-                    e.key.to_string(),
-                    u.acquisition_date.to_string(),
-                    "MunicipalityCode or ResidentCode missing in the ledger: hand over by hand".into(),
-                ]);
-                continue;
-            };
-            let seq = (w.count() + 1).to_string();
-            let (birth, ad) = (e.birthdate.to_string(), u.acquisition_date.to_string());
-            let set_time = e
-                .flags
-                .values()
-                .map(|f| f.effective_time)
-                .min()
-                .map(|t| t.to_string())
-                .unwrap_or_default();
-            let si = self_info_column(e.self_info_reason());
-            let b = |t| if e.flag(t).is_some() { "1" } else { "0" };
-            let (ins_s, key_s) = (e.insurer.to_string(), e.key.to_string());
-            let vals = [
-                seq.as_str(),
-                &ins_s,
-                &key_s,
-                e.individual_number.as_ref().map_or("", IndividualNumber::expose),
-                muni.as_str(),
-                res.as_str(),
-                &e.name,
-                &e.name_kana,
-                e.sex.code(),
-                &birth,
-                &ad,
-                si,
-                b(FlagType::NonDisclosure),
-                b(FlagType::AutoResponseProhibited),
-                &set_time,
-            ];
-            match w.write(&vals, &[]) {
-                Ok(_) => upcoming_rows.push(vec![
-                    ins_s,
-                    key_s,
-                    e.name.clone(),
-                    ad,
-                    si.to_owned(),
-                    b(FlagType::NonDisclosure).to_owned(),
-                ]),
-                Err(WriteError::Unmappable(chars)) => blocked.push(vec![
-                    ins_s,
-                    key_s,
-                    ad,
-                    format!(
-                        "E_UNMAPPABLE_CHAR: {} not writable in Shift_JIS (use --unmappable replace)",
-                        chars
-                            .iter()
-                            .map(|c| format!("{} in {}", c.code_point, c.field))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ]),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let (buf, records, bytes) = w.finish()?;
+        let members: Vec<&Upcoming> = x.upcoming.iter().filter(|u| u.enrollment.insurer == ins).collect();
+        // R8: a FileIdentifier of its own per content. The file is rendered once with the bare
+        // stem as identifier; the SHA-256 of those bytes completes the identifier and the name,
+        // so the same ledger state and options give the same file, and different content never
+        // shares an identifier (a second extract on one day is not E_FILE_ID_REUSED at the union).
+        let stem = format!("ATH-{ins}-{d}{suffix}");
+        let draft = render_handoff(&a, d, ins, &stem, &members)?;
+        let id = unique_file_identifier(&stem, &Sha256::digest(&draft.buf))?;
+        let tag = &id[stem.len() + 1..];
+        let r = render_handoff(&a, d, ins, &id, &members)?;
+        let name = format!("AgeTransitionHandoff_{ins}_{d}{suffix}_{tag}.{}", a.format.extension());
         let tmp = a.out.join(format!(".{name}.tmp"));
-        write_private(&tmp, &buf)?;
+        write_private(&tmp, &r.buf)?;
         std::fs::rename(&tmp, a.out.join(&name))?;
         report.outputs.push(OutputEntry {
             name,
             kind: "AgeTransitionHandoff".into(),
-            records,
-            bytes,
-            sha256: hex(&Sha256::digest(&buf)),
+            records: r.records,
+            bytes: r.bytes,
+            sha256: hex(&Sha256::digest(&r.buf)),
         });
+        upcoming_rows.extend(r.rows);
+        blocked.extend(r.blocked);
     }
+    // R8: no default limit; a narrowed window is stated in the report
+    let narrowed = a
+        .missed_lookback_months
+        .map(|n| (n, crate::engine::extract::missed_window_start(d, n)));
+    let missed_scope = match narrowed {
+        None => String::new(),
+        Some((n, Some(start))) => format!(
+            " (NARROWED by --missed-lookback-months {n}: only acquisition dates after {start}; earlier ones are not checked)"
+        ),
+        Some((n, None)) => format!(" (--missed-lookback-months {n}: every acquisition date)"),
+    };
+    report.extra.insert(
+        "missed_window".into(),
+        match narrowed {
+            None => serde_json::json!({ "narrowed": false, "acquisition_dates": "all up to the as-of date" }),
+            Some((n, start)) => serde_json::json!({
+                "narrowed": start.is_some(),
+                "lookback_months": n,
+                "acquisition_dates_after": start.map(|s| s.to_string()),
+            }),
+        },
+    );
     let missed_rows: Vec<Vec<String>> = x
         .missed
         .iter()
@@ -216,7 +176,7 @@ fn run_extract(a: ExtractArgs) -> Result<Exit> {
     report.add_worklist(
         "missed",
         Worklist {
-            title: "引継漏れ (CRITICAL) — past the acquisition date, 後期 lacks the flags".into(),
+            title: format!("引継漏れ (CRITICAL) — past the acquisition date, 後期 lacks the flags{missed_scope}"),
             columns: vec!["insurer", "subscriber_key", "acquisition_date", "finding", "action"],
             rows: missed_rows,
         },
@@ -265,6 +225,128 @@ fn run_extract(a: ExtractArgs) -> Result<Exit> {
             report.worklists["handoff_blocked"]
         );
     }
+    if !missed_scope.is_empty() {
+        println!("missed check{missed_scope}");
+    }
     println!("report:  {}", dir.join("report.html").display());
     Ok(if critical { Exit::Critical } else { Exit::Ok })
+}
+
+/// The longest FileIdentifier the XSD allows.
+const MAX_FILE_IDENTIFIER: usize = 40;
+
+/// `<stem>-<hex>`: the stem and as many leading hex digits of `digest` as fit in 40 characters
+/// (18 for an unsharded extract). Refuses a stem that leaves fewer than 8.
+fn unique_file_identifier(stem: &str, digest: &[u8]) -> Result<String> {
+    let room = MAX_FILE_IDENTIFIER.saturating_sub(stem.len() + 1);
+    if room < 8 {
+        anyhow::bail!("FileIdentifier {stem}: too long for a content tag (at most {MAX_FILE_IDENTIFIER} characters)");
+    }
+    let h = hex(digest);
+    Ok(format!("{stem}-{}", &h[..room.min(h.len())]))
+}
+
+/// One rendered hand-off file of one insurer.
+struct Rendered {
+    buf: Vec<u8>,
+    records: u64,
+    bytes: u64,
+    /// `upcoming_transitions` worklist rows of the members written
+    rows: Vec<Vec<String>>,
+    /// `handoff_blocked` worklist rows of the members that could not be written
+    blocked: Vec<Vec<String>>,
+}
+
+fn render_handoff(
+    a: &ExtractArgs,
+    d: Date,
+    ins: InsurerNumber,
+    file_identifier: &str,
+    members: &[&Upcoming],
+) -> Result<Rendered> {
+    let header = FileHeader {
+        kind: FileKind::AgeTransitionHandoff,
+        file_identifier: file_identifier.to_owned(),
+        sender: ins,
+        creation_time: Timestamp::start_of(d),
+        file_sequence: 1,
+        format: a.format,
+        encoding: a.encoding,
+    };
+    let mut blocked = Vec::new();
+    let mut rows = Vec::new();
+    let mut w = RecordWriter::start(Vec::new(), header, a.unmappable)?;
+    for u in members {
+        let e = &u.enrollment;
+        let (Some(muni), Some(res)) = (e.municipality, e.resident.as_ref()) else {
+            blocked.push(vec![
+                e.insurer.to_string(),
+                e.key.to_string(),
+                u.acquisition_date.to_string(),
+                "MunicipalityCode or ResidentCode missing in the ledger: hand over by hand".into(),
+            ]);
+            continue;
+        };
+        let seq = (w.count() + 1).to_string();
+        let (birth, ad) = (e.birthdate.to_string(), u.acquisition_date.to_string());
+        let set_time = e
+            .flags
+            .values()
+            .map(|f| f.effective_time)
+            .min()
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let si = self_info_column(e.self_info_reason());
+        let b = |t| if e.flag(t).is_some() { "1" } else { "0" };
+        let (ins_s, key_s) = (e.insurer.to_string(), e.key.to_string());
+        let vals = [
+            seq.as_str(),
+            &ins_s,
+            &key_s,
+            e.individual_number.as_ref().map_or("", IndividualNumber::expose),
+            muni.as_str(),
+            res.as_str(),
+            &e.name,
+            &e.name_kana,
+            e.sex.code(),
+            &birth,
+            &ad,
+            si,
+            b(FlagType::NonDisclosure),
+            b(FlagType::AutoResponseProhibited),
+            &set_time,
+        ];
+        match w.write(&vals, &[]) {
+            Ok(_) => rows.push(vec![
+                ins_s,
+                key_s,
+                e.name.clone(),
+                ad,
+                si.to_owned(),
+                b(FlagType::NonDisclosure).to_owned(),
+            ]),
+            Err(WriteError::Unmappable(chars)) => blocked.push(vec![
+                ins_s,
+                key_s,
+                ad,
+                format!(
+                    "E_UNMAPPABLE_CHAR: {} not writable in Shift_JIS (use --unmappable replace)",
+                    chars
+                        .iter()
+                        .map(|c| format!("{} in {}", c.code_point, c.field))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ]),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let (buf, records, bytes) = w.finish()?;
+    Ok(Rendered {
+        buf,
+        records,
+        bytes,
+        rows,
+        blocked,
+    })
 }

@@ -55,7 +55,9 @@ pub fn run(a: Args) -> Result<Exit> {
             None => println!("outputs: none"),
         }
         println!("report:  {}", m.report_dir.join("report.html").display());
-        if !r.rejects.is_empty() {
+        if r.status == "completed_with_critical_findings" {
+            exit = Exit::Critical;
+        } else if !r.rejects.is_empty() && exit != Exit::Critical {
             exit = Exit::Rejected;
         }
     }

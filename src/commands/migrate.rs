@@ -15,8 +15,9 @@ use std::path::PathBuf;
 /// legacy export described by a mapping file; diff per subscriber and never lose a flag unnoticed.
 ///
 /// Run with --dry-run first: the report lists new, changed, unchanged and absent subscribers and
-/// every flag the ledger holds that the source does not (flag losses). A real run with flag losses
-/// is refused unless --accept-flag-losses names exactly their number.
+/// every flag the ledger holds that the source does not (flag losses), one per (subscriber, flag
+/// type, InfoCode), and the SHA-256 of that list. A real run with flag losses is refused unless
+/// --accept-flag-losses names exactly that list's SHA-256, with --reason.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The SQLite ledger [default: ./var/ledger.sqlite]
@@ -49,9 +50,14 @@ pub struct Args {
     /// Characters Shift_JIS cannot hold: reject the subscriber or write ● [default: reject]
     #[arg(long, value_enum)]
     pub unmappable: Option<UnmappablePolicy>,
-    /// Accept exactly this many flag losses (subscribers listed in flag_losses.csv).
-    #[arg(long, value_name = "N")]
-    pub accept_flag_losses: Option<u64>,
+    /// Accept exactly the flag-loss list a dry run showed: its SHA-256 (printed, and in the
+    /// report; the SHA-256 of its flag_losses.csv). Any other list is refused (exit 5).
+    #[arg(long, value_name = "SHA256", value_parser = parse_sha256, requires = "reason")]
+    pub accept_flag_losses: Option<String>,
+    /// Why the flag losses are accepted (required with --accept-flag-losses); recorded in
+    /// report.json with the operator's user name.
+    #[arg(long, value_name = "TEXT", requires = "accept_flag_losses")]
+    pub reason: Option<String>,
     /// MunicipalityCode for new 国保/後期 subscribers of a snapshot (the format does not carry it).
     #[arg(long, value_name = "CODE")]
     pub municipality: Option<String>,
@@ -91,8 +97,11 @@ pub fn run(a: Args) -> Result<Exit> {
         from: a.from,
         mapping,
         accept_flag_losses: a.accept_flag_losses,
+        reason: a.reason,
+        operator: operator(),
         municipality,
     };
+    let accept_given = o.accept_flag_losses.clone();
     let res = match migrate(&o) {
         Ok(r) => r,
         Err(e) if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() => {
@@ -114,6 +123,10 @@ pub fn run(a: Args) -> Result<Exit> {
         n("migration_rejected"),
         res.flag_losses
     );
+    println!(
+        "flag-loss list: {} loss(es), SHA-256 {}",
+        res.flag_losses, res.flag_loss_sha256
+    );
     if let Some(d) = r
         .extra
         .get("migration")
@@ -133,10 +146,18 @@ pub fn run(a: Args) -> Result<Exit> {
             Exit::Rejected
         }
         MigrateStatus::Refused => {
-            eprintln!(
-                "nhi-linkage: refused: {} flag loss(es); review flag_losses.csv and rerun with --accept-flag-losses {}",
-                res.flag_losses, res.flag_losses
-            );
+            match accept_given.as_deref() {
+                Some(given) => eprintln!(
+                    "nhi-linkage: refused: --accept-flag-losses {given} is not the SHA-256 of this source's flag-loss \
+                     list ({}, {} loss(es)); nothing changed. Review flag_losses.csv: it lists what a run would lose.",
+                    res.flag_loss_sha256, res.flag_losses
+                ),
+                None => eprintln!(
+                    "nhi-linkage: refused: {} flag loss(es); review flag_losses.csv, and only if every loss is intended \
+                     rerun with --accept-flag-losses {} --reason TEXT",
+                    res.flag_losses, res.flag_loss_sha256
+                ),
+            }
             Exit::Critical
         }
         MigrateStatus::Aborted => {
@@ -148,12 +169,48 @@ pub fn run(a: Args) -> Result<Exit> {
         }
         _ if res.would_refuse => {
             eprintln!(
-                "nhi-linkage: dry run: a real run would be refused ({} flag loss(es) not accepted)",
-                res.flag_losses
+                "nhi-linkage: dry run: a real run would be refused ({} flag loss(es) not accepted); to accept exactly \
+                 this list: --accept-flag-losses {} --reason TEXT",
+                res.flag_losses, res.flag_loss_sha256
             );
             Exit::Critical
         }
         MigrateStatus::CompletedWithRejects => Exit::Rejected,
+        MigrateStatus::CompletedWithCriticalFindings => Exit::Critical,
         MigrateStatus::Completed => Exit::Ok,
     })
+}
+
+/// `--accept-flag-losses`: a SHA-256 in hex (64 digits, either case).
+fn parse_sha256(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(
+            "takes the SHA-256 of a flag-loss list (64 hex digits), as a dry run prints it; \
+             a count of losses is no longer accepted"
+                .into(),
+        )
+    }
+}
+
+/// Who runs the migration, for the report: `USER`, else `LOGNAME`, else the numeric user id.
+fn operator() -> String {
+    for var in ["USER", "LOGNAME"] {
+        if let Ok(v) = std::env::var(var) {
+            let v = v.trim();
+            if !v.is_empty() {
+                return v.to_owned();
+            }
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata("/proc/self") {
+            return format!("uid {}", m.uid());
+        }
+    }
+    "unknown".to_owned()
 }

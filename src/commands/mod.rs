@@ -2,6 +2,7 @@
 
 pub mod age_transition;
 pub mod generate;
+pub mod ledger;
 pub mod merge_shards;
 pub mod migrate;
 pub mod run;
@@ -67,6 +68,8 @@ pub enum Command {
     // help text: the doc comment of merge_shards::Args
     #[command(name = "merge-shards")]
     MergeShards(merge_shards::Args),
+    /// Check a ledger's integrity, or back it up.
+    Ledger(ledger::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
@@ -77,6 +80,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Generate(a) => generate::run(a),
         Command::Migrate(a) => migrate::run(a),
         Command::MergeShards(a) => merge_shards::run(a),
+        Command::Ledger(a) => ledger::run(a),
     }
 }
 

@@ -187,6 +187,10 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
     Ok(match res.status {
         RunStatus::Completed => Exit::Ok,
         RunStatus::CompletedWithRejects => Exit::Rejected,
+        RunStatus::CompletedWithCriticalFindings => {
+            eprintln!("nhi-linkage: completed with critical findings: see the review worklist in the report");
+            Exit::Critical
+        }
         RunStatus::Aborted => {
             eprintln!(
                 "nhi-linkage: run aborted, nothing committed or published: {}",

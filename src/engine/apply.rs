@@ -15,6 +15,8 @@ pub struct Event {
     pub file_order: u32,
     pub seq: u64,
     pub file: std::sync::Arc<str>,
+    /// The file's R1 position across runs (see [`PendingFlag::file_key`]).
+    pub file_key: std::sync::Arc<str>,
     pub kind: EventKind,
 }
 
@@ -109,6 +111,8 @@ pub struct Outcome {
     pub journal: Vec<(String, u64, &'static str, String)>,
     /// Pending flags applied in this run.
     pub pending_applied: usize,
+    /// Findings for the review worklist (stale flag events, R1a), critical or not.
+    pub review: Vec<(String, bool)>,
 }
 
 fn reject(out: &mut Outcome, ev_file: &str, seq: u64, field: &str, code: ErrorCode, msg: String, critical: bool) {
@@ -130,6 +134,18 @@ pub fn apply(mut w: Work) -> Outcome {
     if out.after.as_ref().is_some_and(|e| e.status != Status::Cancelled) && !pending.is_empty() {
         apply_pending(&mut out, &mut pending);
     }
+    // R6: a 開示 is refused when 不開示該当 is set at its effective date or at the end of the
+    // run; the end-of-run flags come from the same events without the 副本 (pure, so cheap)
+    let end_flags = w
+        .events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::Fukuhon(f) if f.disclosure == Some(DisclosureClassification::Disclose)))
+        .then(|| {
+            let mut flags_only = w.clone();
+            flags_only.events.retain(|e| !matches!(e.kind, EventKind::Fukuhon(_)));
+            apply(flags_only).after.map(|e| e.flags).unwrap_or_default()
+        });
+    let end_flags = end_flags.unwrap_or_default();
     for ev in &w.events {
         match &ev.kind {
             EventKind::Change(c) => apply_change(&mut out, &w, ev, c, &mut pending),
@@ -143,6 +159,7 @@ pub fn apply(mut w: Work) -> Outcome {
                         change: f.clone(),
                         file: ev.file.to_string(),
                         file_order: ev.file_order,
+                        file_key: ev.file_key.to_string(),
                     });
                     out.journal.push((
                         ev.file.to_string(),
@@ -152,11 +169,36 @@ pub fn apply(mut w: Work) -> Outcome {
                     ));
                 }
             }
-            EventKind::Fukuhon(f) => apply_fukuhon(&mut out, &w, ev, f, &mut fukuhon),
+            EventKind::Fukuhon(f) => apply_fukuhon(&mut out, &w, ev, f, &mut fukuhon, &end_flags),
         }
     }
     out.pending = pending;
+    net_fukuhon(&mut out, &fukuhon);
     out
+}
+
+/// R2: one FukuhonLinkage row per (subscriber, InfoCode) touched, stating the 副本 after the run
+/// with the Operation the server needs: `1` when the server holds none yet, `2` when it does, `3`
+/// when one it holds was deleted; none for a 副本 registered and deleted within the run.
+fn net_fukuhon(out: &mut Outcome, end: &BTreeMap<InfoCode, Option<StoredFukuhon>>) {
+    out.fukuhon.retain(|info, (before, row)| {
+        let after = end.get(info).cloned().flatten();
+        match (before.as_ref(), after) {
+            (None, None) => return false,
+            (Some(_), None) => row.operation = FukuhonOperation::Delete,
+            (b, Some(a)) => {
+                row.operation = if b.is_some() {
+                    FukuhonOperation::Update
+                } else {
+                    FukuhonOperation::Register
+                };
+                row.effective_date = a.effective_date;
+                row.disclosure = a.disclosure;
+                row.items = a.items;
+            }
+        }
+        true
+    });
 }
 
 fn op_name(op: FlagOperation) -> &'static str {
@@ -166,13 +208,18 @@ fn op_name(op: FlagOperation) -> &'static str {
     }
 }
 
+/// R7 + R1: flags that waited for the enrollment apply in R1 order, whatever run (and order)
+/// they arrived in.
 fn apply_pending(out: &mut Outcome, pending: &mut Vec<PendingFlag>) {
-    for pf in std::mem::take(pending) {
+    let mut pending = std::mem::take(pending);
+    pending.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    for pf in pending {
         let ev = Event {
             date: pf.change.effective_time.date(),
             file_order: pf.file_order,
             seq: pf.change.seq,
             file: pf.file.as_str().into(),
+            file_key: pf.file_key.as_str().into(),
             kind: EventKind::Flag(pf.change.clone()),
         };
         apply_flag(out, &ev, &pf.change);
@@ -183,41 +230,129 @@ fn apply_pending(out: &mut Outcome, pending: &mut Vec<PendingFlag>) {
 fn apply_flag(out: &mut Outcome, ev: &Event, f: &FlagChange) {
     let e = out.after.as_mut().expect("enrolled");
     let k = (f.info_code, f.flag_type);
-    match f.operation {
-        FlagOperation::Set => {
-            e.flags.insert(
-                k,
-                Flag {
-                    reason: f.reason,
-                    source: f.source,
-                    effective_time: f.effective_time,
-                    support_measure_end: f.support_measure_end,
-                    origin: ev.origin(),
-                },
-            );
+    match step_flag(&mut e.flags, &mut e.released, k, f, ev.origin()) {
+        FlagStep::Set => {
             out.touched = true;
             out.journal
                 .push((ev.file.to_string(), ev.seq, "flag_set", flag_label(f)));
         }
-        FlagOperation::Release => {
-            if e.flags.remove(&k).is_some() {
-                out.touched = true;
-                out.journal
-                    .push((ev.file.to_string(), ev.seq, "flag_released", flag_label(f)));
-            } else {
-                reject(
-                    out,
-                    &ev.file,
+        step @ (FlagStep::StaleSetApplied | FlagStep::StaleSetKept) => {
+            out.touched = true;
+            out.journal.push((
+                ev.file.to_string(),
+                ev.seq,
+                "flag_set",
+                format!("{} (stale)", flag_label(f)),
+            ));
+            out.review.push((
+                format!(
+                    "{}#{}: {} set with EffectiveTime {} is older than the flag's current state (R1a); {}",
+                    ev.file,
                     ev.seq,
-                    "Operation",
-                    ErrorCode::StateConflict,
-                    format!(
-                        "{} is not set on this subscriber; nothing to release",
-                        f.flag_type.name_en()
-                    ),
-                    true,
-                );
+                    flag_label(f),
+                    f.effective_time,
+                    if step == FlagStep::StaleSetApplied {
+                        "applied: protection wins"
+                    } else {
+                        "the newer setting is kept"
+                    }
+                ),
+                false,
+            ));
+        }
+        FlagStep::Released => {
+            out.touched = true;
+            out.journal
+                .push((ev.file.to_string(), ev.seq, "flag_released", flag_label(f)));
+        }
+        FlagStep::StaleRelease(current) => {
+            let msg = format!(
+                "release of {} with EffectiveTime {} is older than the flag's current state ({current}): not applied",
+                flag_label(f),
+                f.effective_time
+            );
+            out.review
+                .push((format!("{}#{}: {msg} (R1a, E_STALE_EVENT)", ev.file, ev.seq), true));
+            reject(out, &ev.file, ev.seq, "EffectiveTime", ErrorCode::StaleEvent, msg, true)
+        }
+        FlagStep::NotSet => reject(
+            out,
+            &ev.file,
+            ev.seq,
+            "Operation",
+            ErrorCode::StateConflict,
+            format!("{} is not set on this subscriber; nothing to release", flag_label(f)),
+            true,
+        ),
+    }
+}
+
+/// What one flag event did to a flag (R1a).
+#[derive(Debug, PartialEq)]
+pub enum FlagStep {
+    Set,
+    /// An older set while the flag was released later: applied (protection wins), for review.
+    StaleSetApplied,
+    /// An older set while a newer set holds the flag: the newer one is kept, for review.
+    StaleSetKept,
+    Released,
+    /// An older release than the flag's current state: not applied (`E_STALE_EVENT`).
+    StaleRelease(Timestamp),
+    /// A release of a flag that is not set (`E_STATE_CONFLICT`).
+    NotSet,
+}
+
+/// Applies one FlagChange to a set of flags and their releases, with R1a's stale rule. Shared by
+/// subscriber flags and insurer-wide (Scope 2) flags.
+pub fn step_flag<K: Ord + Copy>(
+    flags: &mut BTreeMap<K, Flag>,
+    released: &mut BTreeMap<K, Released>,
+    k: K,
+    f: &FlagChange,
+    origin: String,
+) -> FlagStep {
+    let t = f.effective_time;
+    match f.operation {
+        FlagOperation::Set => {
+            if flags.get(&k).is_some_and(|cur| t < cur.effective_time) {
+                return FlagStep::StaleSetKept;
             }
+            let stale = released.remove(&k).is_some_and(|r| t < r.effective_time);
+            flags.insert(
+                k,
+                Flag {
+                    reason: f.reason,
+                    source: f.source,
+                    effective_time: t,
+                    support_measure_end: f.support_measure_end,
+                    origin,
+                },
+            );
+            if stale {
+                FlagStep::StaleSetApplied
+            } else {
+                FlagStep::Set
+            }
+        }
+        FlagOperation::Release => {
+            let current = flags
+                .get(&k)
+                .map(|x| x.effective_time)
+                .or_else(|| released.get(&k).map(|r| r.effective_time));
+            if let Some(c) = current.filter(|c| t < *c) {
+                return FlagStep::StaleRelease(c);
+            }
+            if flags.remove(&k).is_none() {
+                return FlagStep::NotSet;
+            }
+            released.insert(
+                k,
+                Released {
+                    effective_time: t,
+                    origin,
+                },
+            );
+            FlagStep::Released
         }
     }
 }
@@ -282,11 +417,11 @@ fn apply_change(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, p
                     );
                 }
             }
-            let (mut periods, flags, published) = match prior {
-                Some(p) if p.status == Status::Lost => (p.periods, p.flags, p.published),
+            let (mut periods, flags, released, published, unsent) = match prior {
+                Some(p) if p.status == Status::Lost => (p.periods, p.flags, p.released, p.published, p.unsent),
                 // after a 取消 the enrollment starts over; flags are kept (never dropped silently)
-                Some(p) => (Vec::new(), p.flags, p.published),
-                None => (Vec::new(), BTreeMap::new(), false),
+                Some(p) => (Vec::new(), p.flags, p.released, p.published, p.unsent),
+                None => (Vec::new(), BTreeMap::new(), BTreeMap::new(), false, false),
             };
             periods.push(period);
             out.after = Some(Enrollment {
@@ -304,7 +439,9 @@ fn apply_change(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, p
                 periods,
                 status: Status::Active,
                 published,
+                unsent,
                 flags,
+                released,
             });
             out.touched = true;
             out.acquisitions.push(c.clone());
@@ -426,7 +563,11 @@ pub fn carry_onto(
     ];
     let mut carried = Vec::new();
     for (on, t, reason) in wanted {
-        if on && !e.flags.contains_key(&(None, t)) {
+        // a release the registration holds that is newer than the carried flag wins (R1a): the
+        // registration is then withheld while it is future-dated and 国保 still holds the flag
+        let released_later = e.released.get(&(None, t)).is_some_and(|r| r.effective_time > time);
+        if on && !e.flags.contains_key(&(None, t)) && !released_later {
+            e.released.remove(&(None, t));
             e.flags.insert(
                 (None, t),
                 Flag {
@@ -469,6 +610,7 @@ fn apply_fukuhon(
     ev: &Event,
     f: &Fukuhon,
     store: &mut BTreeMap<InfoCode, Option<StoredFukuhon>>,
+    end_flags: &BTreeMap<FlagKey, Flag>,
 ) {
     let Some(e) = out.after.as_ref().filter(|e| e.status != Status::Cancelled) else {
         return reject(
@@ -484,9 +626,10 @@ fn apply_fukuhon(
     // R6: a disclosure setting overrides 不開示該当 when staff answer manually, so it is refused
     if f.disclosure == Some(DisclosureClassification::Disclose) {
         let nd = FlagType::NonDisclosure;
-        let flagged = e.flags.contains_key(&(None, nd))
-            || e.flags.contains_key(&(Some(f.info_code), nd))
-            || w.insurer_flags.contains_key(&(f.info_code, nd));
+        let set_in = |flags: &BTreeMap<FlagKey, Flag>| {
+            flags.contains_key(&(None, nd)) || flags.contains_key(&(Some(f.info_code), nd))
+        };
+        let flagged = set_in(&e.flags) || set_in(end_flags) || w.insurer_flags.contains_key(&(f.info_code, nd));
         if flagged {
             return reject(
                 out,
@@ -520,15 +663,36 @@ fn apply_fukuhon(
             false,
         );
     }
-    let before = out.fukuhon.get(&f.info_code).map(|(b, _)| b.clone()).unwrap_or(current);
+    let before = out
+        .fukuhon
+        .get(&f.info_code)
+        .map(|(b, _)| b.clone())
+        .unwrap_or_else(|| current.clone());
     let next = match f.operation {
         FukuhonOperation::Delete => None,
-        _ => Some(StoredFukuhon {
+        FukuhonOperation::Register => Some(StoredFukuhon {
             effective_date: f.effective_date,
             disclosure: f.disclosure,
             items: f.items.clone(),
             origin: ev.origin(),
         }),
+        // 更新: an absent field (DisclosureClassification, an item) keeps the ledger's value
+        FukuhonOperation::Update => {
+            let cur = current.clone().expect("checked above");
+            let mut items = cur.items;
+            for (code, value) in &f.items {
+                match items.iter_mut().find(|(c, _)| c == code) {
+                    Some(slot) => slot.1 = value.clone(),
+                    None => items.push((code.clone(), value.clone())),
+                }
+            }
+            Some(StoredFukuhon {
+                effective_date: f.effective_date,
+                disclosure: f.disclosure.or(cur.disclosure),
+                items,
+                origin: ev.origin(),
+            })
+        }
     };
     store.insert(f.info_code, next);
     out.fukuhon.insert(

@@ -16,6 +16,7 @@ use super::spool::{Spool, Wave};
 use super::state::*;
 use crate::domain::*;
 use crate::error::{Diagnostic, ErrorCode};
+use crate::formats::FileHeader;
 use crate::formats::linkage::FlagRow;
 use crate::ledger::{self, StoredHandoff, scratch};
 use anyhow::Result;
@@ -33,14 +34,13 @@ pub struct BatchOutcome {
     pub touched: u64,
     pub engine_rejects: Vec<(Diagnostic, bool)>,
     pub carries: Vec<CarryDone>,
-    /// (subscriber, candidates, why)
-    pub review: Vec<(SubKey, Vec<SubKey>, String)>,
-    /// Transition registrations not published: ambiguous match with a flagged candidate.
-    pub withheld: BTreeSet<SubKey>,
+    pub review: Vec<ReviewItem>,
     /// R5 rows: (new enrollment, other enrollment, flags there, note)
     pub flag_confirmation: Vec<(SubKey, SubKey, Vec<FlagType>, String)>,
     /// FlagLinkage rows of insurer-wide (Scope 2) flags changed in this run.
     pub flag_rows: Vec<FlagRow>,
+    /// Review findings about insurer-wide flags (stale events, R1a): (insurer, why, critical).
+    pub insurer_review: Vec<(InsurerNumber, String, bool)>,
     pub pending_applied: usize,
     pub events_applied: u64,
     pub handoffs_received: u64,
@@ -49,8 +49,31 @@ pub struct BatchOutcome {
     pub chunks: u32,
 }
 
+/// A line of the review worklist: a case a person must look at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReviewItem {
+    pub subscriber: SubKey,
+    /// Other enrollments or hand-offs involved (candidates of a match).
+    pub candidates: Vec<SubKey>,
+    pub why: String,
+    /// A protection may be missing at the server until a person acts (withheld groups, stale
+    /// releases, mismatched My Numbers).
+    pub critical: bool,
+}
+
+impl ReviewItem {
+    pub fn new(subscriber: SubKey, candidates: Vec<SubKey>, why: impl Into<String>, critical: bool) -> Self {
+        ReviewItem {
+            subscriber,
+            candidates,
+            why: why.into(),
+            critical,
+        }
+    }
+}
+
 /// The FlagLinkage row of a changed InfoCode-scoped flag: set (with its reason and time) or
-/// released (stamped with the time of the flag that was released).
+/// released (R2: stamped with the release's own EffectiveTime, `release_time`).
 pub fn flag_row(
     insurer: InsurerNumber,
     key: Option<SubscriberKey>,
@@ -58,10 +81,11 @@ pub fn flag_row(
     flag_type: FlagType,
     before: Option<&Flag>,
     after: Option<&Flag>,
+    release_time: Option<Timestamp>,
 ) -> FlagRow {
     let (set, reason, effective_time) = match (after, before) {
         (Some(a), _) => (true, a.reason, a.effective_time),
-        (None, Some(b)) => (false, None, b.effective_time),
+        (None, Some(b)) => (false, None, release_time.unwrap_or(b.effective_time)),
         (None, None) => unreachable!("flag_diff yields only changed flags"),
     };
     FlagRow {
@@ -104,8 +128,6 @@ struct Meta {
     insurer: InsurerNumber,
     key: SubscriberKey,
     before: Option<Enrollment>,
-    /// Whether a flagged candidate was among ambiguous carry sources.
-    any_flagged: bool,
 }
 
 /// One input file of the batch: its name and R1 position (`None`: read but not applied — a
@@ -114,6 +136,19 @@ struct Meta {
 pub struct BatchFile {
     pub name: Arc<str>,
     pub order: Option<u32>,
+    /// R1 position across runs, kept with pending flags: see [`BatchFile::r1_key`].
+    pub key: Arc<str>,
+}
+
+impl BatchFile {
+    /// A file's R1 position as a string that sorts like (CreationTime, SenderInsurerNumber,
+    /// FileSequence, name), so that pending flags kept from different runs apply in R1 order.
+    pub fn r1_key(h: &FileHeader, name: &str) -> Arc<str> {
+        Arc::from(format!(
+            "{}|{}|{:010}|{name}",
+            h.creation_time, h.sender, h.file_sequence
+        ))
+    }
 }
 
 /// A run's input: the files (indexed by the tag their records were spooled with) and the records.
@@ -136,6 +171,7 @@ impl Batch {
                 spool.push(i as u32, r)?;
             }
             out.push(BatchFile {
+                key: Arc::from(format!("{i:010}|{name}")),
                 name,
                 order: Some(i as u32),
             });
@@ -204,32 +240,65 @@ impl PersonIndex {
     }
 }
 
-/// Enrollments in the ledger (which holds this run's stored waves) matching `person` (R3 rule).
-/// `lookup` false: the ledger holds no enrollment at all. `filter` selects insurers.
-fn matching_enrollments(
+/// Enrollments in the ledger (which holds this run's stored waves) that share an index key with
+/// `person`, each with the R3 rule that matches it (None: it shares a key but is not the same
+/// person by R3, e.g. both My Numbers present and different). `lookup` false: the ledger holds no
+/// enrollment at all. `filter` selects insurers. Cancelled enrollments are left out.
+pub(crate) fn person_candidates(
     conn: &Connection,
     lookup: bool,
     person: &PersonKey,
     filter: impl Fn(InsurerNumber) -> bool,
-) -> Result<Vec<(Enrollment, MatchRule)>> {
+) -> Result<Vec<(Enrollment, Option<MatchRule>)>> {
     if !lookup {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
     for k in ledger::find_person(conn, person)?.into_iter().filter(|k| filter(k.0)) {
         if let Some(e) = ledger::load_enrollment(conn, k.0, k.1)?.filter(|e| e.status != Status::Cancelled) {
-            if let Some(rule) = person.matches(&e.person()) {
-                out.push((e, rule));
-            }
+            let rule = person.matches(&e.person());
+            out.push((e, rule));
         }
     }
     Ok(out)
+}
+
+/// Enrollments in the ledger matching `person` by the R3 rule (see [`person_candidates`]).
+fn matching_enrollments(
+    conn: &Connection,
+    lookup: bool,
+    person: &PersonKey,
+    filter: impl Fn(InsurerNumber) -> bool,
+) -> Result<Vec<(Enrollment, MatchRule)>> {
+    Ok(person_candidates(conn, lookup, person, filter)?
+        .into_iter()
+        .filter_map(|(e, r)| Some((e, r?)))
+        .collect())
+}
+
+/// Same municipality, 宛名番号 and birthdate, but both My Numbers present and different: R3 does
+/// not match them, yet a mistyped number must not hide a victim.
+fn resident_match_only(a: &PersonKey, b: &PersonKey) -> bool {
+    a.individual_number.is_some()
+        && b.individual_number.is_some()
+        && a.individual_number != b.individual_number
+        && a.municipality.is_some()
+        && a.resident.is_some()
+        && a.municipality == b.municipality
+        && a.resident == b.resident
+        && a.birthdate == b.birthdate
 }
 
 struct Resolution {
     carry: Option<Carry>,
     any_flagged: bool,
     handoffs_used: Vec<SubKey>,
+    /// Matched 国保 enrollments' protective flags narrowed to one InfoCode: never carried, the
+    /// person goes to flag confirmation (R3).
+    narrowed: Vec<(SubKey, InfoCode, FlagType)>,
+    /// Flagged 国保 enrollments or hand-offs that match on (municipality, 宛名番号, birthdate)
+    /// while the My Numbers differ: no carry, critical review (R3).
+    mismatched: Vec<SubKey>,
 }
 
 /// R3: which 国保 enrollment (ledger, after this run's first wave) or hand-off is this person's,
@@ -242,7 +311,20 @@ fn resolve_carry(
     run_handoffs: &BTreeMap<SubKey, StoredHandoff>,
 ) -> Result<Resolution> {
     let mut cands: BTreeMap<SubKey, CarrySource> = BTreeMap::new();
-    for (e, rule) in matching_enrollments(conn, lookup, person, |i| i.is_kokuho())? {
+    let mut narrowed = Vec::new();
+    let mut mismatched = Vec::new();
+    for (e, rule) in person_candidates(conn, lookup, person, |i| i.is_kokuho())? {
+        let Some(rule) = rule else {
+            if e.has_protective_flag() && resident_match_only(person, &e.person()) {
+                mismatched.push((e.insurer, e.key));
+            }
+            continue;
+        };
+        for (info, t) in e.flags.keys() {
+            if let (Some(info), true) = (info, t.is_protective()) {
+                narrowed.push(((e.insurer, e.key), *info, *t));
+            }
+        }
         cands.insert(
             (e.insurer, e.key),
             CarrySource {
@@ -265,13 +347,16 @@ fn resolve_carry(
     .map(|h| ((h.source_insurer, h.source_key), h))
     .collect();
     for (k, h) in run_handoffs {
-        if person.matches(&h.person).is_some() {
+        if person.matches(&h.person).is_some() || resident_match_only(person, &h.person) {
             hs.insert(*k, h.clone());
         }
     }
     let mut handoffs_used = Vec::new();
     for (k, h) in hs {
         let Some(rule) = person.matches(&h.person) else {
+            if (h.self_info.is_some() || h.non_disclosure) && resident_match_only(person, &h.person) {
+                mismatched.push(k);
+            }
             continue;
         };
         handoffs_used.push(k);
@@ -296,6 +381,8 @@ fn resolve_carry(
             c.via = "ledger+handoff";
         }
     }
+    mismatched.sort();
+    mismatched.dedup();
     let any_flagged = cands.values().any(|c| c.self_info.is_some() || c.non_disclosure);
     let carry = match cands.len() {
         0 => None,
@@ -309,17 +396,16 @@ fn resolve_carry(
         carry,
         any_flagged,
         handoffs_used,
+        narrowed,
+        mismatched,
     })
 }
 
-/// The `published` value stored with an after-state; provisional: the writer clears it for
-/// groups it refuses.
-fn stored_published(e: &Enrollment, withheld: bool) -> bool {
-    match e.status {
-        Status::Cancelled => false,
-        _ if withheld => e.published,
-        _ => true,
-    }
+/// The `published` value stored with an after-state: provisional, as if its group is published
+/// by this run (a 取消 deletes the registration at the server). The writer restores the pre-run
+/// value for a group it withholds or refuses (R14).
+fn stored_published(e: &Enrollment) -> bool {
+    e.status != Status::Cancelled
 }
 
 /// State carried from bucket to bucket.
@@ -335,10 +421,14 @@ struct Applier<'a> {
     used_handoffs: BTreeMap<SubKey, SubKey>,
     /// Hand-offs among the candidates of an ambiguous resolution in this run.
     ambiguous_handoffs: BTreeSet<SubKey>,
+    /// Registrations resolved as ambiguous in this run.
+    ambiguous_regs: BTreeSet<SubKey>,
     out: BatchOutcome,
     /// (wave, subscriber, rejects): sorted at the end so reports do not depend on the buckets.
     rejects: Vec<(Wave, SubKey, Vec<(Diagnostic, bool)>)>,
-    review: Vec<(SubKey, Vec<SubKey>, String)>,
+    review: Vec<ReviewItem>,
+    /// 国保 persons whose protective flag was newly set in this run (late carries, R3).
+    newly_flagged: Vec<PersonKey>,
 }
 
 impl Applier<'_> {
@@ -354,6 +444,7 @@ impl Applier<'_> {
                 file_order: order,
                 seq,
                 file: f.name.clone(),
+                file_key: f.key.clone(),
                 kind,
             };
             let (k, e) = match rec {
@@ -416,7 +507,7 @@ impl Applier<'_> {
 
         // Carry resolution for 後期 transition acquisitions (sequential: ledger lookups; the
         // ledger holds every non-後期 subscriber of this run by now).
-        let mut any_flagged: BTreeMap<SubKey, bool> = BTreeMap::new();
+        let mut resolutions: BTreeMap<SubKey, Resolution> = BTreeMap::new();
         if wave == Wave::Kouki {
             for w in &mut works {
                 let mut acq = w.events.iter().filter_map(|e| match &e.kind {
@@ -430,18 +521,13 @@ impl Applier<'_> {
                 });
                 if let Some(person) = acq.next_back().and_then(person_of_change) {
                     let r = resolve_carry(conn, self.lookup, self.empty, &person, &self.run_handoffs)?;
-                    match r.carry {
-                        Some(Carry::Flags(_)) => {
-                            for h in r.handoffs_used {
-                                self.used_handoffs.insert(h, (w.insurer, w.key));
-                            }
-                        }
+                    if let Some(Carry::Ambiguous(_)) = r.carry {
                         // in review with this registration: never carried later in the run
-                        Some(Carry::Ambiguous(_)) => self.ambiguous_handoffs.extend(r.handoffs_used),
-                        None => {}
+                        self.ambiguous_handoffs.extend(r.handoffs_used.iter().copied());
+                        self.ambiguous_regs.insert((w.insurer, w.key));
                     }
-                    any_flagged.insert((w.insurer, w.key), r.any_flagged);
-                    w.carry = r.carry;
+                    w.carry = r.carry.clone();
+                    resolutions.insert((w.insurer, w.key), r);
                 }
             }
         }
@@ -454,7 +540,6 @@ impl Applier<'_> {
                     insurer: w.insurer,
                     key: w.key,
                     before: w.before.clone(),
-                    any_flagged: any_flagged.get(&(w.insurer, w.key)).copied().unwrap_or(false),
                 };
                 (meta, apply(w))
             })
@@ -471,6 +556,10 @@ impl Applier<'_> {
             if !o.rejects.is_empty() {
                 self.rejects.push((wave, k, o.rejects.clone()));
             }
+            for (note, critical) in &o.review {
+                self.review
+                    .push(ReviewItem::new(k, Vec::new(), note.clone(), *critical));
+            }
             for (file, seq, ev, detail) in &o.journal {
                 ledger::journal(conn, run_id, Some(file), Some(*seq), Some(k), ev, detail)?;
             }
@@ -481,18 +570,61 @@ impl Applier<'_> {
                 .count() as u64;
             let carried = !o.carries.is_empty();
             self.out.carries.extend(o.carries.iter().cloned());
-            let mut withheld = false;
-            if let Some(c) = &o.ambiguous {
-                let lacks = o.after.as_ref().is_some_and(|e| !e.has_protective_flag());
-                let why = if m.any_flagged && lacks {
-                    withheld = true;
-                    self.out.withheld.insert(k);
-                    "several possible 国保 enrollments, one of them flagged: registration withheld until resolved"
-                        .to_owned()
-                } else {
-                    "several possible 国保 enrollments: no carry".to_owned()
-                };
-                self.review.push((k, c.clone(), why));
+            // the transition acquisition was applied: its resolution took effect
+            let acquired = o
+                .acquisitions
+                .iter()
+                .any(|c| c.reason_of_qualification.is_some_and(|r| r.is_transition()));
+            if let Some(r) = resolutions.remove(&k).filter(|_| acquired) {
+                if let Some(Carry::Flags(_)) = r.carry {
+                    // a hand-off counts as matched only once its flags are set on the registration
+                    for h in r.handoffs_used {
+                        self.used_handoffs.insert(h, k);
+                    }
+                }
+                for (from, info, t) in r.narrowed {
+                    self.out.flag_confirmation.push((
+                        k,
+                        from,
+                        vec![t],
+                        format!(
+                            "{} at the 国保 enrollment is narrowed to InfoCode {info} and is not carried: confirm with the person",
+                            t.name_ja()
+                        ),
+                    ));
+                }
+                if !r.mismatched.is_empty() {
+                    self.review.push(ReviewItem::new(
+                        k,
+                        r.mismatched,
+                        "a flagged 国保 enrollment or hand-off has the same municipality, 宛名番号 and birthdate but another My Number: no carry; check the My Number (R3)",
+                        true,
+                    ));
+                }
+                if let Some(c) = &o.ambiguous {
+                    let lacks = o.after.as_ref().is_some_and(|e| !e.has_protective_flag());
+                    // a flagged candidate: the writer withholds the registration and says so
+                    if !(r.any_flagged && lacks) {
+                        self.review.push(ReviewItem::new(
+                            k,
+                            c.clone(),
+                            "several possible 国保 enrollments: no carry",
+                            false,
+                        ));
+                    }
+                }
+            }
+            if wave == Wave::NotKouki && m.insurer.is_kokuho() {
+                // a protective flag newly set on a 国保 enrollment: a registration made earlier at
+                // the union may need it (late carry, R3)
+                if let Some(after) = o.after.as_ref().filter(|a| a.status != Status::Cancelled) {
+                    let newly = [FlagType::SelfInfoProvisionProhibited, FlagType::NonDisclosure]
+                        .into_iter()
+                        .any(|t| after.flag(t).is_some() && m.before.as_ref().is_none_or(|b| b.flag(t).is_none()));
+                    if newly {
+                        self.newly_flagged.push(after.person());
+                    }
+                }
             }
             for c in &o.acquisitions {
                 if let Some(person) = person_of_change(c) {
@@ -514,7 +646,7 @@ impl Applier<'_> {
             }
             if o.touched {
                 let mut after = o.after.expect("touched means enrolled");
-                after.published = stored_published(&after, withheld);
+                after.published = stored_published(&after);
                 scratch::touch(conn, k.0, k.1, m.before.as_ref())?;
                 ledger::store_enrollment(conn, &after, m.before.is_some())?;
                 self.lookup = true;
@@ -523,19 +655,31 @@ impl Applier<'_> {
         Ok(())
     }
 
-    /// Hand-offs not consumed by a registration of this run: match registrations already held.
+    /// Late carries (R3), after both waves: hand-offs not consumed by a registration of this run
+    /// are matched to registrations already held, and 国保 enrollments that got a protective flag
+    /// in this run are matched to registrations made earlier.
     ///
-    /// A registration the hand-offs point at is resolved like a new one (R3 over the ledger's
-    /// 国保 enrollments and every hand-off, stored or of this run): one candidate carries, several
+    /// A registration found this way is resolved like a new one (R3 over the ledger's 国保
+    /// enrollments and every hand-off, stored or of this run): one candidate carries, several
     /// go to review and carry nothing. Hand-offs that took part in an ambiguous resolution in
     /// this run stay pending (they are in the review worklist already).
-    fn late_handoffs(&mut self) -> Result<Vec<CarryDone>> {
+    fn late_carries(&mut self) -> Result<Vec<CarryDone>> {
         let conn = self.conn;
         let mut late = Vec::new();
         let run_handoffs = std::mem::take(&mut self.run_handoffs);
         let mut matched: BTreeMap<SubKey, SubKey> = BTreeMap::new();
-        // registration → the unconsumed hand-offs that point at it
-        let mut targets: BTreeMap<SubKey, Vec<SubKey>> = BTreeMap::new();
+        // registration → what points at it: (origin file for the journal, a hand-off of this run?)
+        let mut targets: BTreeMap<SubKey, Vec<(String, Option<SubKey>)>> = BTreeMap::new();
+        let transition_regs = |person: &PersonKey| -> Result<Vec<SubKey>> {
+            Ok(matching_enrollments(conn, self.lookup, person, |i| i.is_kouki())?
+                .into_iter()
+                .filter(|(e, _)| {
+                    e.current_period()
+                        .is_some_and(|p| p.reason_of_qualification.is_transition())
+                })
+                .map(|(e, _)| (e.insurer, e.key))
+                .collect())
+        };
         for (hk, h) in &run_handoffs {
             if let Some(to) = self.used_handoffs.get(hk) {
                 matched.insert(*hk, *to);
@@ -544,85 +688,121 @@ impl Applier<'_> {
             if self.ambiguous_handoffs.contains(hk) {
                 continue;
             }
-            let regs: Vec<SubKey> = matching_enrollments(conn, self.lookup, &h.person, |i| i.is_kouki())?
-                .into_iter()
-                .filter(|(e, _)| {
-                    e.current_period()
-                        .is_some_and(|p| p.reason_of_qualification.is_transition())
-                })
-                .map(|(e, _)| (e.insurer, e.key))
-                .collect();
+            let regs = transition_regs(&h.person)?;
             match regs.len() {
                 0 => {}
-                1 => targets.entry(regs[0]).or_default().push(*hk),
-                _ => self.review.push((
+                1 => targets
+                    .entry(regs[0])
+                    .or_default()
+                    .push((h.origin.split('#').next().unwrap_or("").to_owned(), Some(*hk))),
+                _ => self.review.push(ReviewItem::new(
                     *hk,
                     regs,
-                    "hand-off matches several 後期 registrations: no carry".into(),
+                    "hand-off matches several 後期 registrations: no carry",
+                    true,
                 )),
             }
         }
-        for (k, hks) in targets {
-            if self.out.withheld.contains(&k) {
+        for person in std::mem::take(&mut self.newly_flagged) {
+            for reg in transition_regs(&person)? {
+                targets
+                    .entry(reg)
+                    .or_default()
+                    .push(("国保 flag set after the registration".into(), None));
+            }
+        }
+        for (k, via) in targets {
+            if self.ambiguous_regs.contains(&k) {
                 continue; // resolved as ambiguous in this run already
             }
             let Some(e) = ledger::load_enrollment(conn, k.0, k.1)? else {
                 continue;
             };
+            if e.status == Status::Cancelled {
+                continue;
+            }
             let r = resolve_carry(conn, self.lookup, self.empty, &e.person(), &run_handoffs)?;
-            let src = match r.carry {
+            let mut src = match r.carry {
                 Some(Carry::Flags(src)) => src,
                 Some(Carry::Ambiguous(cands)) => {
-                    self.review.push((
+                    self.review.push(ReviewItem::new(
                         k,
                         cands,
-                        "hand-off for a registration with several possible 国保 enrollments: no carry".into(),
+                        "late hand-off or 国保 flag for a registration with several possible 国保 enrollments: no carry",
+                        r.any_flagged,
                     ));
                     continue;
                 }
                 None => continue,
             };
-            let h = run_handoffs.get(&hks[0]).expect("a hand-off of this run");
+            let by_handoff = via.iter().any(|v| v.1.is_some());
+            if !by_handoff {
+                src.via = "flag_after_registration";
+            }
             let mut after = e.clone();
-            let time = src.set_time.unwrap_or_else(|| Timestamp::start_of(h.transition_date));
+            let transition_date = e.current_period().map(|p| p.qualification_date).expect("has a period");
+            let time = src.set_time.unwrap_or_else(|| Timestamp::start_of(transition_date));
             let carried = carry_onto(&mut after, src.self_info, src.non_disclosure, time, src.from);
+            if carried.is_empty() && !by_handoff {
+                continue; // the registration holds these flags already
+            }
             ledger::journal(
                 conn,
                 self.run_id,
-                Some(h.origin.split('#').next().unwrap_or("")),
+                Some(via[0].0.as_str()),
                 None,
                 Some(k),
                 "carry",
                 &format!(
-                    "flags carried from {}/{} (handoff after registration)",
-                    src.from.0, src.from.1
+                    "flags carried from {}/{} ({})",
+                    src.from.0,
+                    src.from.1,
+                    if by_handoff {
+                        "handoff after registration"
+                    } else {
+                        "国保 flag set after registration"
+                    }
                 ),
             )?;
-            for hk in r.handoffs_used.iter().filter(|hk| run_handoffs.contains_key(hk)) {
+            for hk in &r.handoffs_used {
                 matched.insert(*hk, k);
+            }
+            for (from, info, t) in r.narrowed {
+                self.out.flag_confirmation.push((
+                    k,
+                    from,
+                    vec![t],
+                    format!(
+                        "{} at the 国保 enrollment is narrowed to InfoCode {info} and is not carried: confirm with the person",
+                        t.name_ja()
+                    ),
+                ));
             }
             late.push(CarryDone {
                 source: src,
                 to: k,
-                qualification_date: after
-                    .current_period()
-                    .map(|p| p.qualification_date)
-                    .expect("has a period"),
+                qualification_date: transition_date,
                 flags: carried.clone(),
             });
             if !carried.is_empty() {
                 // the pre-run state is `e` unless this run touched it already
                 scratch::touch(conn, k.0, k.1, Some(&e))?;
-                after.published = stored_published(&after, false);
+                after.published = stored_published(&after);
                 ledger::store_enrollment(conn, &after, true)?;
             }
         }
         for (hk, mut h) in run_handoffs {
-            if let Some(to) = matched.get(&hk) {
-                h.matched = Some(*to);
+            if let Some(to) = matched.remove(&hk) {
+                h.matched = Some(to);
                 self.out.handoffs_matched += 1;
             }
             ledger::upsert_handoff(conn, &h)?;
+        }
+        // hand-offs kept from earlier runs that a registration of this run consumed
+        for (hk, to) in self.used_handoffs.iter().map(|(h, t)| (*h, *t)).chain(matched) {
+            if ledger::mark_handoff_matched(conn, hk, to)? {
+                self.out.handoffs_matched += 1;
+            }
         }
         // in hand-off order, as before
         late.sort_by_key(|c| c.source.from);
@@ -778,6 +958,7 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
             file_order: order,
             seq: f.seq,
             file: file.name.clone(),
+            file_key: file.key.clone(),
             kind: EventKind::Flag(f.clone()),
         };
         scope2.entry(f.insurer).or_default().push((ev, f));
@@ -785,40 +966,41 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
     let mut insurer_flags: HashMap<InsurerNumber, Arc<BTreeMap<(InfoCode, FlagType), Flag>>> = HashMap::new();
     for (ins, mut evs) in scope2 {
         evs.sort_by_key(|(e, _)| e.order_key());
-        let mut flags = ledger::load_insurer_flags(conn, ins)?;
-        let before = flags.clone();
+        let before = ledger::load_insurer_flags(conn, ins)?;
+        let mut flags: BTreeMap<FlagKey, Flag> = before.iter().map(|((i, t), f)| ((Some(*i), *t), f.clone())).collect();
+        let mut released = ledger::load_released(conn, ins, None)?;
         for (ev, f) in evs {
             let info = f.info_code.expect("Scope 2 has an InfoCode");
-            match f.operation {
-                FlagOperation::Set => {
-                    flags.insert(
-                        (info, f.flag_type),
-                        Flag {
-                            reason: f.reason,
-                            source: f.source,
-                            effective_time: f.effective_time,
-                            support_measure_end: f.support_measure_end,
-                            origin: ev.origin(),
-                        },
+            let diag =
+                |code, field: &str, msg: String| (Diagnostic::new(&*ev.file, code, msg).seq(ev.seq).field(field), true);
+            let label = format!("{} for {info}", f.flag_type.name_en());
+            match step_flag(&mut flags, &mut released, (Some(info), f.flag_type), &f, ev.origin()) {
+                FlagStep::Set | FlagStep::Released => {}
+                FlagStep::StaleSetApplied | FlagStep::StaleSetKept => out.insurer_review.push((
+                    ins,
+                    format!(
+                        "{}#{}: insurer-wide {label} set with EffectiveTime {} is older than the flag's current state (R1a)",
+                        ev.file, ev.seq, f.effective_time
+                    ),
+                    false,
+                )),
+                FlagStep::StaleRelease(current) => {
+                    let msg = format!(
+                        "release of insurer-wide {label} with EffectiveTime {} is older than the flag's current state ({current}): not applied",
+                        f.effective_time
                     );
+                    out.insurer_review
+                        .push((ins, format!("{}#{}: {msg} (R1a, E_STALE_EVENT)", ev.file, ev.seq), true));
+                    out.engine_rejects.push(diag(ErrorCode::StaleEvent, "EffectiveTime", msg));
+                    continue;
                 }
-                FlagOperation::Release => {
-                    if flags.remove(&(info, f.flag_type)).is_none() {
-                        out.engine_rejects.push((
-                            Diagnostic::new(
-                                &*ev.file,
-                                ErrorCode::StateConflict,
-                                format!(
-                                    "{} for {info} is not set for this insurer; nothing to release",
-                                    f.flag_type.name_en()
-                                ),
-                            )
-                            .seq(ev.seq)
-                            .field("Operation"),
-                            true,
-                        ));
-                        continue;
-                    }
+                FlagStep::NotSet => {
+                    out.engine_rejects.push(diag(
+                        ErrorCode::StateConflict,
+                        "Operation",
+                        format!("{label} is not set for this insurer; nothing to release"),
+                    ));
+                    continue;
                 }
             }
             out.events_applied += 1;
@@ -832,10 +1014,15 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
                 &format!("{ins} {info} {} op {}", f.flag_type.name_en(), f.operation.code()),
             )?;
         }
+        // insurer-wide flags are keyed by InfoCode alone
+        let flags: BTreeMap<(InfoCode, FlagType), Flag> =
+            flags.into_iter().filter_map(|((i, t), f)| Some(((i?, t), f))).collect();
         for (k, b, a) in flag_diff(&before, &flags) {
-            out.flag_rows.push(flag_row(ins, None, k.0, k.1, b, a));
+            let release_time = released.get(&(Some(k.0), k.1)).map(|r| r.effective_time);
+            out.flag_rows.push(flag_row(ins, None, k.0, k.1, b, a, release_time));
         }
         ledger::store_insurer_flags(conn, ins, &flags)?;
+        ledger::store_released(conn, ins, None, &released, true)?;
         insurer_flags.insert(ins, Arc::new(flags));
     }
 
@@ -849,9 +1036,11 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
         run_handoffs,
         used_handoffs: BTreeMap::new(),
         ambiguous_handoffs: BTreeSet::new(),
+        ambiguous_regs: BTreeSet::new(),
         out,
         rejects: Vec::new(),
         review: Vec::new(),
+        newly_flagged: Vec::new(),
     };
     for wave in [Wave::NotKouki, Wave::Kouki] {
         let mut chunks = spool.chunks(wave)?;
@@ -868,8 +1057,8 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
     drop(spool);
     // applied carries in subscriber order (as if one bucket)
     ap.out.carries.sort_by_key(|c| (c.to, c.source.from));
-    ap.review.sort_by_key(|r| r.0);
-    let late = ap.late_handoffs()?;
+    ap.review.sort_by_key(|r| r.subscriber);
+    let late = ap.late_carries()?;
     ap.flag_confirmation(&late)?;
     ap.out.carries.extend(late);
     ap.rejects.sort_by_key(|r| (r.0, r.1));
@@ -881,6 +1070,12 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
     } = ap;
     out.engine_rejects.extend(rejects.into_iter().flat_map(|(_, _, r)| r));
     out.review = review;
+    // R14: subscribers an earlier run could not send are written by this one
+    for (ins, key) in ledger::list_unsent(conn)? {
+        if let Some(e) = ledger::load_enrollment(conn, ins, key)? {
+            scratch::touch(conn, ins, key, Some(&e))?;
+        }
+    }
     out.touched = scratch::touched_count(conn)?;
     Ok(out)
 }

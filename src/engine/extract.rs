@@ -69,18 +69,13 @@ fn kouki_of(conn: &Connection, e: &Enrollment) -> Result<Vec<Enrollment>> {
     Ok(out)
 }
 
-/// Computes the extract for as-of `d`, lead `lead_months` and a missed-check look-back.
-pub fn extract(conn: &Connection, d: Date, lead_months: u32, lookback_months: u32) -> Result<Extract> {
+/// Computes the extract for as-of `d` and lead `lead_months`. The missed check lists every
+/// flagged member with A ≤ D however long ago A was (R8); `lookback_months` narrows it to
+/// A > D − lookback months.
+pub fn extract(conn: &Connection, d: Date, lead_months: u32, lookback_months: Option<u32>) -> Result<Extract> {
     let mut x = Extract::default();
     let window_end = d.add_months(lead_months);
-    let lookback_start = {
-        // d − lookback months, clamped the same way
-        let mut s = d;
-        for _ in 0..lookback_months {
-            s = Date(s.0 - chrono::Months::new(1));
-        }
-        s
-    };
+    let lookback_start = lookback_months.and_then(|n| missed_window_start(d, n));
     for e in flagged_kokuho(conn)? {
         let a = e.birthdate.kouki_acquisition_date();
         if d < a && a <= window_end {
@@ -101,7 +96,7 @@ pub fn extract(conn: &Connection, d: Date, lead_months: u32, lookback_months: u3
                 enrollment: e,
                 acquisition_date: a,
             });
-        } else if a <= d && a > lookback_start && e.active_on(a.pred()) {
+        } else if a <= d && lookback_start.is_none_or(|s| a > s) && e.active_on(a.pred()) {
             let kouki = kouki_of(conn, &e)?;
             let finding = match kouki
                 .iter()
@@ -139,6 +134,13 @@ pub fn extract(conn: &Connection, d: Date, lead_months: u32, lookback_months: u3
     x.upcoming
         .sort_by_key(|u| (u.enrollment.insurer, u.acquisition_date, u.enrollment.key));
     Ok(x)
+}
+
+/// The day before a narrowed missed window: D − `months` months (month end clamped); the missed
+/// check then lists acquisition dates after it. `None` when that is before the calendar's start
+/// (no narrowing at all).
+pub fn missed_window_start(d: Date, months: u32) -> Option<Date> {
+    d.0.checked_sub_months(chrono::Months::new(months)).map(Date)
 }
 
 /// Upcoming transitions per month of acquisition (`YYYYMM` → count).

@@ -253,7 +253,10 @@ fn load_shard(from: &Path, f: &Found) -> Result<ShardRun> {
     );
     ensure!(report["dry_run"] == false, "{}: a dry run cannot be merged", at());
     ensure!(
-        matches!(report["status"].as_str(), Some("completed" | "completed_with_rejects")),
+        matches!(
+            report["status"].as_str(),
+            Some("completed" | "completed_with_rejects" | "completed_with_critical_findings")
+        ),
         "{}: the run did not complete",
         at()
     );
@@ -855,6 +858,7 @@ fn merged_report(base: &str, shards: &[ShardRun], outputs: Vec<OutputEntry>) -> 
             file: text(&e, "file"),
             record_sequence: e["record_sequence"].as_u64(),
             line: e["line"].as_u64(),
+            byte_offset: e["byte_offset"].as_u64(),
             field: opt_text(&e, "field"),
             code: text(&e, "code"),
             message: text(&e, "message"),
@@ -988,7 +992,12 @@ fn merged_report(base: &str, shards: &[ShardRun], outputs: Vec<OutputEntry>) -> 
     summary.insert("files_rejected".into(), count("rejected"));
     summary.insert("records_rejected".into(), r.rejects.len() as u64);
     r.summary = summary;
-    r.status = if r.rejects.is_empty() {
+    r.status = if shards
+        .iter()
+        .any(|s| s.report["status"] == "completed_with_critical_findings")
+    {
+        "completed_with_critical_findings".into()
+    } else if r.rejects.is_empty() {
         "completed".into()
     } else {
         "completed_with_rejects".into()

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod batch;
 pub mod extract;
+pub mod hold;
 pub mod interrupt;
 pub mod merge;
 mod output;

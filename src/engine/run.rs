@@ -65,6 +65,9 @@ pub struct RunOptions {
 pub enum RunStatus {
     Completed,
     CompletedWithRejects,
+    /// Completed, but a person must act now: a group was withheld (R4, v1.1) or the review
+    /// worklist holds a critical case (stale release, mismatched My Number, …).
+    CompletedWithCriticalFindings,
     /// The safety invariant failed or output could not be written: nothing committed or published.
     Aborted,
 }
@@ -213,17 +216,48 @@ fn sha_file(path: &Path) -> Result<String> {
     Ok(hex(&h.finalize()))
 }
 
+/// Feeds the ledger's previous run id into a run id's hash (see [`ledger::last_run_id`]).
+pub fn chain_run_hash(h: &mut Sha256, conn: &Connection) -> Result<()> {
+    if let Some(prev) = ledger::last_run_id(conn)? {
+        h.update(b"after:");
+        h.update(prev.as_bytes());
+        h.update(b"\n");
+    }
+    Ok(())
+}
+
 /// Moves a committed run's staged folders to their final names and marks the run published.
+/// A published folder is never replaced: one that holds the very same files (a restored ledger
+/// running the same night again) is kept and the staging dropped; any other is an error.
 fn publish(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
-    for (staging, fin) in [
-        (&r.outbox_staging, &r.outbox_final),
-        (&r.report_staging, &r.report_final),
+    for (staging, fin, linkage) in [
+        (&r.outbox_staging, &r.outbox_final, true),
+        (&r.report_staging, &r.report_final, false),
     ] {
         if let (Some(s), Some(f)) = (staging, fin) {
             let (s, f) = (Path::new(s), Path::new(f));
             if s.exists() {
+                if f.exists() && !linkage {
+                    // an earlier report of this run id (a restored ledger): kept beside
+                    let aside = (1..)
+                        .map(|n| f.with_file_name(format!("{}.earlier-{n}", r.run_id)))
+                        .find(|p| !p.exists())
+                        .expect("a free name");
+                    std::fs::rename(f, &aside).with_context(|| format!("cannot move {} aside", f.display()))?;
+                }
                 if f.exists() {
-                    std::fs::remove_dir_all(f)?;
+                    if same_files(s, f)? {
+                        std::fs::remove_dir_all(s).with_context(|| format!("cannot remove {}", s.display()))?;
+                        continue;
+                    }
+                    bail!(
+                        "run {} is committed in the ledger, but {} already holds a different published folder: \
+                         refusing to replace it. Move that folder aside (it was published by another ledger or \
+                         before a restore) and run again to publish {}",
+                        r.run_id,
+                        f.display(),
+                        s.display()
+                    );
                 }
                 std::fs::rename(s, f).with_context(|| format!("cannot publish {}", s.display()))?;
                 sync_dir(f.parent().unwrap_or(Path::new(".")));
@@ -238,6 +272,21 @@ fn publish(conn: &Connection, r: &ledger::RunRow) -> Result<()> {
     }
     crash_at("after-rename");
     ledger::mark_published(conn, &r.run_id)
+}
+
+/// Whether two folders hold the same files with the same bytes.
+fn same_files(a: &Path, b: &Path) -> Result<bool> {
+    let list = |d: &Path| -> Result<BTreeMap<std::ffi::OsString, Vec<u8>>> {
+        let mut m = BTreeMap::new();
+        for e in std::fs::read_dir(d).with_context(|| format!("cannot read {}", d.display()))? {
+            let e = e?;
+            if e.file_type()?.is_file() {
+                m.insert(e.file_name(), std::fs::read(e.path())?);
+            }
+        }
+        Ok(m)
+    };
+    Ok(list(a)? == list(b)?)
 }
 
 /// Finishes runs committed but not yet published, and removes staging of uncommitted runs (R12).
@@ -272,6 +321,7 @@ pub fn spill_dir(ledger: &Path) -> PathBuf {
 pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let _lock = ledger::lock(&opts.ledger)?;
     let mut conn = ledger::open(&opts.ledger)?;
+    ledger::quick_check(&conn, &opts.ledger)?;
     std::fs::create_dir_all(&opts.outbox).with_context(|| format!("cannot create outbox {}", opts.outbox.display()))?;
     std::fs::create_dir_all(&opts.reports)
         .with_context(|| format!("cannot create reports folder {}", opts.reports.display()))?;
@@ -351,9 +401,11 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         }
     }
 
-    // Run id from the inputs: a rerun of the same inbox state gets the same id.
+    // Run id from the inputs and the ledger's previous run: a rerun of the same inbox state on
+    // the same ledger state gets the same id (R12), and no two runs of a ledger share one.
     let run_id = {
         let mut h = Sha256::new();
+        chain_run_hash(&mut h, &conn)?;
         h.update(opts.as_of.to_string());
         h.update(format!("{:?}{:?}{:?}", opts.format, opts.encoding, opts.unmappable));
         for f in &files {
@@ -382,6 +434,10 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         .map(|f| BatchFile {
             name: Arc::from(f.name.as_str()),
             order: None,
+            key: match (&f.header, f.status) {
+                (Some(h), "applied") => BatchFile::r1_key(h, &f.name),
+                _ => Arc::from(f.name.as_str()),
+            },
         })
         .collect();
     for (pos, &i) in order.iter().enumerate() {
@@ -411,7 +467,8 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             note: f.note.clone(),
         });
         for d in f.file_errors.iter().chain(&f.rejects) {
-            let critical = h.is_some_and(|h| h.kind == FileKind::FlagChange) || f.status == "rejected";
+            let critical = h.is_some_and(|h| matches!(h.kind, FileKind::FlagChange | FileKind::AgeTransitionHandoff))
+                || f.status == "rejected";
             report.rejects.push(RejectEntry::from_diag(d, critical));
         }
         if f.status == "applied" {
@@ -516,6 +573,10 @@ pub fn execute(
             return abort(opts, report, &v.to_string());
         }
     };
+    // R14: the ledger records what the server holds once these outputs are published
+    for (k, published, unsent) in &derived.publication {
+        ledger::set_publication(&tx, k.0, k.1, *published, *unsent)?;
+    }
     tracing::info!(
         elapsed_ms = t0.elapsed().as_millis() as u64,
         files = written.entries.len(),
@@ -557,11 +618,9 @@ pub fn execute(
                 false,
             ));
             if let Some(k) = key {
-                // not sent: the server does not hold it yet
-                tx.execute(
-                    "UPDATE enrollment SET published = 0 WHERE insurer = ?1 AND subscriber_key = ?2 AND published = 1",
-                    rusqlite::params![ins.as_str(), k.as_str()],
-                )?;
+                // not sent (R14): the server holds what it held before the run; a later run sends it
+                let was = scratch::was_published(&tx, *ins, *k)?;
+                ledger::set_publication(&tx, *ins, *k, was, true)?;
             }
         }
     }
@@ -584,16 +643,22 @@ pub fn execute(
     fill_report(&tx, &mut report, &outcome, derived, opts)?;
     super::shard::annotate(opts.shard, &tx, &mut report)?; // shard hook: what merge-shards needs
 
-    report.status = if report.rejects.is_empty() {
-        "completed".into()
-    } else {
-        "completed_with_rejects".into()
-    };
-    let status = if report.rejects.is_empty() {
+    let critical = outcome.review.iter().any(|r| r.critical)
+        || outcome.insurer_review.iter().any(|r| r.2)
+        || report.summary.get("withheld").is_some_and(|n| *n > 0);
+    let status = if critical {
+        RunStatus::CompletedWithCriticalFindings
+    } else if report.rejects.is_empty() {
         RunStatus::Completed
     } else {
         RunStatus::CompletedWithRejects
     };
+    report.status = match status {
+        RunStatus::Completed => "completed",
+        RunStatus::CompletedWithRejects => "completed_with_rejects",
+        _ => "completed_with_critical_findings",
+    }
+    .into();
 
     if let Err(e) = interrupt::check("after writing outputs") {
         drop(tx);
@@ -670,6 +735,7 @@ fn abort(opts: &RunOptions, mut report: Report, reason: &str) -> Result<RunResul
         file: String::new(),
         record_sequence: None,
         line: None,
+        byte_offset: None,
         field: Some("ProvisionControl".into()),
         code: ErrorCode::FlagWouldBeCleared.as_str().into(),
         message: reason.to_owned(),
@@ -704,25 +770,33 @@ struct Derived {
     cert: Vec<Vec<String>>,
     /// 後期 transition registrations by month of acquisition
     kouki_months: BTreeMap<String, u64>,
+    /// Groups withheld (R4, v1.1), in writing order.
+    held: Vec<(SubKey, super::hold::Hold)>,
+    holds: super::hold::HoldChecker,
+    /// Ledger publication state to set once the outputs are written: (subscriber, published,
+    /// unsent) — R14. Only subscribers whose stored state differs are listed.
+    publication: Vec<(SubKey, bool, bool)>,
 }
 
-/// R2: a touched subscriber's group, with its complete state re-read from the ledger; `None`
-/// when it is not written (cancelled before ever being sent, or withheld). Also records what the
-/// report needs about it (flag changes, certificates, transitions) and its changed InfoCode
-/// flags (FlagLinkage rows).
+/// R2: a touched (or still unsent, R14) subscriber's group, with its complete state re-read from
+/// the ledger; `None` when it is not written (cancelled before ever being sent, or withheld:
+/// [`super::hold`]). Also records what the report needs about it (flag changes, certificates,
+/// transitions, holds), its changed InfoCode flags (FlagLinkage rows), and the ledger's
+/// publication state to correct once the group is written.
 fn group_for(
     conn: &Connection,
     insurer: InsurerNumber,
     key: SubscriberKey,
     before: &scratch::Before,
-    o: &BatchOutcome,
+    as_of: Date,
     derived: &mut Derived,
     info_rows: &mut Vec<FlagRow>,
 ) -> Result<Option<SubscriberGroup>> {
     let e = ledger::load_enrollment(conn, insurer, key)?.context("a touched subscriber is missing from the ledger")?;
     for (fk, b, a) in flag_diff(&before.flags, &e.flags) {
         if let Some(info) = fk.0 {
-            info_rows.push(flag_row(insurer, Some(key), info, fk.1, b, a));
+            let release_time = e.released.get(fk).map(|r| r.effective_time);
+            info_rows.push(flag_row(insurer, Some(key), info, fk.1, b, a, release_time));
         }
         let change = match (b, a) {
             (None, Some(_)) => "set",
@@ -752,15 +826,29 @@ fn group_for(
                 .or_insert(0) += 1;
         }
     }
+    let k = (insurer, key);
     let processing = match e.status {
         // never sent: nothing to delete at the server
-        Status::Cancelled if !before.was_published => return Ok(None),
+        Status::Cancelled if !before.was_published => {
+            if e.unsent || e.published {
+                derived.publication.push((k, false, false));
+            }
+            return Ok(None);
+        }
         Status::Cancelled => ProcessingCode::Delete,
         _ if before.was_published => ProcessingCode::Update,
         _ => ProcessingCode::FirstRegistration,
     };
-    if o.withheld.contains(&(insurer, key)) {
+    if let Some(h) = derived.holds.check(conn, &e, as_of)? {
+        // R14: not sent; the server's registration state is what it was before the run
+        derived.publication.push((k, before.was_published, true));
+        derived.held.push((k, h));
         return Ok(None);
+    }
+    // R14: what the server holds once this group is published
+    let published = processing != ProcessingCode::Delete;
+    if e.unsent || e.published != published {
+        derived.publication.push((k, published, false));
     }
     Ok(Some(SubscriberGroup {
         processing,
@@ -799,6 +887,9 @@ pub fn verify_invariant(conn: &Connection, groups: &[SubscriberGroup], as_of: Da
 /// R4, independent of R2/R3: re-reads the flag table and the matching 国保 enrollments and
 /// hand-offs with plain SQL, and checks one group that is about to be published.
 pub fn verify_group(conn: &Connection, g: &SubscriberGroup, as_of: Date) -> Result<(), FlagWouldBeCleared> {
+    if g.processing == ProcessingCode::Delete {
+        return Ok(()); // deleting a registration states no flag (v1.1 R4)
+    }
     let err = |e: anyhow::Error| FlagWouldBeCleared(format!("cannot verify the ledger: {e}"));
     let flags_of = |ins: &str, key: &str| -> Result<Vec<(String, Option<String>)>> {
         let mut st = conn.prepare_cached(
@@ -808,7 +899,21 @@ pub fn verify_group(conn: &Connection, g: &SubscriberGroup, as_of: Date) -> Resu
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     };
     let (ins, key) = (g.insurer.to_string(), g.key.to_string());
-    let held = flags_of(&ins, &key).map_err(err)?;
+    // the flag rows against the second record of them kept with the enrollment row: a corrupted
+    // flag row (or digest) is found here, before anything is published
+    let (rows, digest) = ledger::raw_flags_and_digest(conn, &ins, &key).map_err(err)?;
+    let recomputed = ledger::flag_digest(rows.iter().map(|(i, t, r)| (i.as_str(), t.as_str(), r.as_str())));
+    if digest.as_deref() != Some(recomputed.as_str()) {
+        return Err(FlagWouldBeCleared(format!(
+            "the ledger's flags of subscriber {ins}/{key} do not match their second record (flag_digest): \
+             the ledger may be corrupted; run `nhi-linkage ledger check` and restore the last good backup"
+        )));
+    }
+    let held: Vec<(String, Option<String>)> = rows
+        .into_iter()
+        .filter(|(i, _, _)| i.is_empty())
+        .map(|(_, t, r)| (t, Some(r).filter(|r| !r.is_empty())))
+        .collect();
     for (ty, reason) in &held {
         let written = match ty.as_str() {
             "1" => g.control.auto_response.then(|| "1".to_owned()),
@@ -997,7 +1102,7 @@ fn write_outputs(
                         }
                     };
                     bar.pb_inc(1);
-                    let mut g = match group_for(conn, ins, key, &before, o, &mut derived, &mut info_rows) {
+                    let mut g = match group_for(conn, ins, key, &before, opts.as_of, &mut derived, &mut info_rows) {
                         Ok(Some(g)) => g,
                         Ok(None) => continue,
                         Err(e) => {
@@ -1154,6 +1259,9 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, derived: Der
         flag_changes,
         cert,
         kouki_months,
+        held: derived_held,
+        publication: _,
+        holds: _,
     } = derived;
     r.flag_changes.extend(flag_changes);
     r.add_worklist(
@@ -1172,25 +1280,45 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, derived: Der
             rows: cert,
         },
     );
-    let review = o.review.iter().map(|(k, cands, why)| {
-        let [i, s] = key_cells(k);
+    let held = derived_held
+        .iter()
+        .map(|(k, h)| (k, &h.candidates, h.why.as_str(), true));
+    let reviews = o
+        .review
+        .iter()
+        .map(|r| (&r.subscriber, &r.candidates, r.why.as_str(), r.critical))
+        .chain(held);
+    let mut review: Vec<Vec<String>> = reviews
+        .map(|(k, cands, why, critical)| {
+            let [i, s] = key_cells(k);
+            vec![
+                i,
+                s,
+                cands
+                    .iter()
+                    .map(|c| format!("{}/{}", c.0, c.1))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                why.to_owned(),
+                if critical { "critical" } else { "" }.to_owned(),
+            ]
+        })
+        .collect();
+    review.extend(o.insurer_review.iter().map(|(ins, why, critical)| {
         vec![
-            i,
-            s,
-            cands
-                .iter()
-                .map(|c| format!("{}/{}", c.0, c.1))
-                .collect::<Vec<_>>()
-                .join(" "),
+            ins.to_string(),
+            String::new(),
+            String::new(),
             why.clone(),
+            if *critical { "critical" } else { "" }.to_owned(),
         ]
-    });
+    }));
     r.add_worklist(
         "review",
         Worklist {
-            title: "確認 — matches to review".into(),
-            columns: vec!["insurer", "subscriber_key", "candidates", "why"],
-            rows: review.collect(),
+            title: "確認 — cases to review (critical first: a protection may be missing)".into(),
+            columns: vec!["insurer", "subscriber_key", "candidates", "why", "critical"],
+            rows: review,
         },
     );
     let confirm = o.flag_confirmation.iter().map(|(k, other, flags, note)| {
@@ -1256,7 +1384,8 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, derived: Der
     s.insert("events_applied".into(), o.events_applied);
     s.insert("subscribers_written".into(), o.touched);
     s.insert("carries".into(), o.carries.len() as u64);
-    s.insert("withheld".into(), o.withheld.len() as u64);
+    s.insert("withheld".into(), derived_held.len() as u64);
+    s.insert("unpublished".into(), ledger::unsent_count(conn)?);
     s.insert("pending_flags_applied".into(), o.pending_applied as u64);
     s.insert("handoffs_received".into(), o.handoffs_received);
     s.insert("handoffs_matched".into(), o.handoffs_matched);

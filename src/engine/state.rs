@@ -58,6 +58,15 @@ pub struct Flag {
 /// Key of a flag on a subscriber: (InfoCode narrowing, type).
 pub type FlagKey = (Option<InfoCode>, FlagType);
 
+/// The latest release of a flag that is not set now (R1a: a later-arriving event older than this
+/// is stale; R2: FlagLinkage dates the release with this time).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Released {
+    pub effective_time: Timestamp,
+    /// Provenance of the release: `file#RecordSequence`.
+    pub origin: String,
+}
+
 /// One enrollment (加入者) at one insurer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Enrollment {
@@ -74,9 +83,16 @@ pub struct Enrollment {
     pub address: Option<Address>,
     pub periods: Vec<Period>,
     pub status: Status,
-    /// Whether the server already holds this subscriber (decides ProcessingCode 11 vs 12).
+    /// Whether the server holds a registration of this subscriber (decides ProcessingCode 11 vs
+    /// 12). Only a published group changes it: a withheld or refused one never does (R14).
     pub published: bool,
+    /// The ledger holds a state of this subscriber the server has not been sent yet (withheld,
+    /// refused for a character): every later run writes it until it is published (R14).
+    pub unsent: bool,
     pub flags: BTreeMap<FlagKey, Flag>,
+    /// Flags released and not set again, with the release's time (R1a). Never both here and in
+    /// `flags` for one key.
+    pub released: BTreeMap<FlagKey, Released>,
 }
 
 impl Enrollment {
@@ -90,9 +106,21 @@ impl Enrollment {
         self.flag(FlagType::SelfInfoProvisionProhibited)
             .map(|f| f.reason.unwrap_or(SelfInfoReason::ProviderReason))
     }
+    /// Both 自己情報提供不可 and 不開示該当 set on the whole subscriber: nothing a carry could add.
+    pub fn has_protective_flag_pair(&self) -> bool {
+        self.flag(FlagType::SelfInfoProvisionProhibited).is_some() && self.flag(FlagType::NonDisclosure).is_some()
+    }
     /// 自己情報提供不可 or 不開示該当 set on the whole subscriber.
     pub fn has_protective_flag(&self) -> bool {
         self.flag(FlagType::SelfInfoProvisionProhibited).is_some() || self.flag(FlagType::NonDisclosure).is_some()
+    }
+    /// The EffectiveTime of the flag's current state: of the set that holds it, or of the
+    /// release that cleared it (R1a).
+    pub fn flag_state_time(&self, k: &FlagKey) -> Option<Timestamp> {
+        self.flags
+            .get(k)
+            .map(|f| f.effective_time)
+            .or_else(|| self.released.get(k).map(|r| r.effective_time))
     }
     pub fn current_period(&self) -> Option<&Period> {
         self.periods.last()

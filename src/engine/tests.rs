@@ -91,6 +91,7 @@ fn ev(file_order: u32, kind: EventKind) -> Event {
         file_order,
         seq,
         file: Arc::from(format!("f{file_order}.xml")),
+        file_key: Arc::from(format!("{file_order:010}")),
         kind,
     }
 }
@@ -356,6 +357,7 @@ fn dump(conn: &rusqlite::Connection) -> Vec<String> {
         ("enrollment", "insurer, subscriber_key"),
         ("period", "insurer, subscriber_key, ordinal"),
         ("flag", "insurer, subscriber_key, info_code, flag_type"),
+        ("flag_released", "insurer, subscriber_key, info_code, flag_type"),
         ("pending_flag", "insurer, subscriber_key, id"),
         ("handoff", "source_insurer, source_key"),
         ("journal", "id"),
@@ -498,7 +500,6 @@ fn run_with_chunk(raw: &[(u8, u8, u8, u8)], chunk_records: u64) -> (Vec<String>,
         format!("{:?}", out.carries),
         format!("{:?}", out.engine_rejects),
         format!("{:?}", out.review),
-        format!("{:?}", out.withheld),
         format!("{:?}", out.flag_confirmation),
         format!("{:?}", out.flag_rows),
         format!("{} {} {}", out.touched, out.events_applied, out.pending_applied),
@@ -515,4 +516,54 @@ proptest! {
     fn result_is_independent_of_chunks_and_spill(raw in arb_batch(), chunk in 1u64..8) {
         prop_assert_eq!(run_with_chunk(&raw, u64::MAX), run_with_chunk(&raw, chunk));
     }
+}
+
+/// The hold checker's prefilter (full loads) decides exactly as the per-group lookups do.
+#[test]
+fn hold_prefilter_agrees_with_the_lookups() {
+    use super::hold::{HoldChecker, hold_reason};
+    let conn = crate::ledger::open(std::path::Path::new(":memory:")).unwrap();
+    let as_of = d("20261201");
+    let enrolled = |ins, k, seq, q, reason, flags: &[FlagEvent]| {
+        let mut events = vec![ev(0, EventKind::Change(acquisition(ins, k, seq, q, reason)))];
+        for (t, time) in flags {
+            events.push(ev(
+                1,
+                EventKind::Flag(flag(ins, k, seq + 1, *t, FlagOperation::Set, time)),
+            ));
+        }
+        apply(work(ins, k, events)).after.unwrap()
+    };
+    type FlagEvent = (FlagType, &'static str);
+    // a flagged 国保 member and, at the union, her unflagged future registration (same My Number)
+    let kokuho_member = enrolled(
+        kokuho(),
+        key(1),
+        1,
+        "20100401",
+        ReasonOfQualification::MovedIn,
+        &[(FlagType::NonDisclosure, "20261101090000")],
+    );
+    crate::ledger::store_enrollment(&conn, &kokuho_member, false).unwrap();
+    let reg = enrolled(kouki(), key(2), 1, "20270110", ReasonOfQualification::AgeReached, &[]);
+    crate::ledger::store_enrollment(&conn, &reg, false).unwrap();
+    // someone else at the union: no flagged match
+    let mut other = reg.clone();
+    other.key = key(3);
+    other.individual_number = None;
+    other.resident = Some(ResidentCode::parse("9999").unwrap());
+    crate::ledger::store_enrollment(&conn, &other, false).unwrap();
+
+    let direct = hold_reason(&conn, &reg, as_of).unwrap();
+    assert!(direct.is_some(), "future-dated, lacks the flag 国保 holds");
+    assert!(hold_reason(&conn, &other, as_of).unwrap().is_none());
+    let mut checker = HoldChecker::default();
+    for _ in 0..2100 {
+        assert_eq!(checker.check(&conn, &other, as_of).unwrap(), None);
+    }
+    assert_eq!(
+        checker.check(&conn, &reg, as_of).unwrap(),
+        direct,
+        "after the prefilter is read"
+    );
 }

@@ -111,6 +111,15 @@ pub fn is_touched(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey)
         .is_some())
 }
 
+/// Whether the server held the subscriber's registration before the run (R14).
+pub fn was_published(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT was_published FROM temp.touched WHERE insurer = ?1 AND subscriber_key = ?2")?
+        .query_row(params![insurer.as_str(), key.as_str()], |r| r.get(0))
+        .optional()?
+        .unwrap_or(false))
+}
+
 pub fn touched_count(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row("SELECT count(*) FROM temp.touched", [], |r| r.get::<_, i64>(0))? as u64)
 }

@@ -1,7 +1,7 @@
 //! Typed reads and writes of ledger rows. Every lookup goes through an index.
 
 use crate::domain::*;
-use crate::engine::state::{Enrollment, Flag, Period, PersonKey, Status};
+use crate::engine::state::{Enrollment, Flag, FlagKey, Period, PersonKey, Released, Status};
 use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::BTreeMap;
@@ -39,7 +39,7 @@ fn make_flag(
 pub fn load_enrollment(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<Option<Enrollment>> {
     let mut st = conn.prepare_cached(
         "SELECT individual_number, municipality, resident_code, name, name_kana, sex, birthdate,
-                post_number, address, status, published
+                post_number, address, status, published, unsent, flag_digest
          FROM enrollment WHERE insurer = ?1 AND subscriber_key = ?2",
     )?;
     let row = st
@@ -56,10 +56,12 @@ pub fn load_enrollment(conn: &Connection, insurer: InsurerNumber, key: Subscribe
                 r.get::<_, Option<String>>(8)?,
                 r.get::<_, String>(9)?,
                 r.get::<_, bool>(10)?,
+                r.get::<_, bool>(11)?,
+                r.get::<_, String>(12)?,
             ))
         })
         .optional()?;
-    let Some((mn, muni, res, name, kana, sex, birth, post, addr, status, published)) = row else {
+    let Some((mn, muni, res, name, kana, sex, birth, post, addr, status, published, unsent, digest)) = row else {
         return Ok(None);
     };
     let mut e = Enrollment {
@@ -77,7 +79,9 @@ pub fn load_enrollment(conn: &Connection, insurer: InsurerNumber, key: Subscribe
         periods: Vec::new(),
         status: Status::parse(&status).ok_or_else(|| anyhow!("ledger holds an invalid status"))?,
         published,
+        unsent,
         flags: BTreeMap::new(),
+        released: BTreeMap::new(),
     };
     let mut st = conn.prepare_cached(
         "SELECT card_symbol, card_number, branch, qualification_date, reason_of_qualification,
@@ -110,7 +114,87 @@ pub fn load_enrollment(conn: &Connection, insurer: InsurerNumber, key: Subscribe
         });
     }
     e.flags = load_subscriber_flags(conn, "main.flag", insurer, key)?;
+    if digest_of(&e.flags) != digest {
+        // the flag rows and their second record disagree: never act on either
+        return Err(super::LedgerCorrupt {
+            path: "the ledger".into(),
+            what: format!("the flags of subscriber {insurer}/{key} do not match their second record (flag_digest)"),
+        }
+        .into());
+    }
+    e.released = load_released(conn, insurer, Some(key))?;
     Ok(Some(e))
+}
+
+/// The released flags of a subscriber (`key` None: the insurer-wide InfoCode flags), R1a.
+pub fn load_released(
+    conn: &Connection,
+    insurer: InsurerNumber,
+    key: Option<SubscriberKey>,
+) -> Result<BTreeMap<FlagKey, Released>> {
+    let mut st = conn.prepare_cached(
+        "SELECT info_code, flag_type, effective_time, origin FROM flag_released
+         WHERE insurer = ?1 AND subscriber_key = ?2",
+    )?;
+    let rows = st.query_map(
+        params![insurer.as_str(), key.as_ref().map_or("", SubscriberKey::as_str)],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        },
+    )?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (info, ty, time, origin) = row?;
+        out.insert(
+            (
+                opt(Some(info), InfoCode::parse, "InfoCode")?,
+                p(FlagType::parse(&ty), "FlagType")?,
+            ),
+            Released {
+                effective_time: p(Timestamp::parse(&time), "EffectiveTime")?,
+                origin,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Replaces the released flags of a subscriber (`key` None: insurer-wide).
+pub fn store_released(
+    conn: &Connection,
+    insurer: InsurerNumber,
+    key: Option<SubscriberKey>,
+    released: &BTreeMap<FlagKey, Released>,
+    existed: bool,
+) -> Result<()> {
+    let k = key.as_ref().map_or("", SubscriberKey::as_str);
+    if existed {
+        conn.prepare_cached("DELETE FROM flag_released WHERE insurer = ?1 AND subscriber_key = ?2")?
+            .execute(params![insurer.as_str(), k])?;
+    }
+    if released.is_empty() {
+        return Ok(());
+    }
+    let mut st = conn.prepare_cached(
+        "INSERT OR REPLACE INTO flag_released (insurer, subscriber_key, info_code, flag_type, effective_time, origin)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for ((info, ty), r) in released {
+        st.execute(params![
+            insurer.as_str(),
+            k,
+            info.as_ref().map_or("", InfoCode::as_str),
+            ty.code(),
+            r.effective_time.to_string(),
+            r.origin,
+        ])?;
+    }
+    Ok(())
 }
 
 /// A subscriber's flags from `table` (`main.flag`, or a scratch copy with the same columns).
@@ -152,8 +236,9 @@ pub fn store_enrollment(conn: &Connection, e: &Enrollment, existed: bool) -> Res
     let (ins, key) = (e.insurer.as_str(), e.key.as_str());
     conn.prepare_cached(
         "INSERT OR REPLACE INTO enrollment (insurer, subscriber_key, individual_number, municipality,
-            resident_code, name, name_kana, sex, birthdate, post_number, address, status, published)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            resident_code, name, name_kana, sex, birthdate, post_number, address, status, published, unsent,
+            flag_digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         ins,
@@ -169,6 +254,8 @@ pub fn store_enrollment(conn: &Connection, e: &Enrollment, existed: bool) -> Res
         e.address.as_ref().map(Address::expose),
         e.status.as_str(),
         e.published,
+        e.unsent,
+        digest_of(&e.flags),
     ])?;
     if existed {
         conn.prepare_cached("DELETE FROM period WHERE insurer = ?1 AND subscriber_key = ?2")?
@@ -201,7 +288,82 @@ pub fn store_enrollment(conn: &Connection, e: &Enrollment, existed: bool) -> Res
     for ((info, ty), f) in &e.flags {
         insert_flag(conn, "main.flag", e.insurer, Some(e.key), *info, *ty, f)?;
     }
+    store_released(conn, e.insurer, Some(e.key), &e.released, existed)?;
     Ok(())
+}
+
+/// The canonical list of a subscriber's flags kept in `enrollment.flag_digest` (schema v2):
+/// `info_code|flag_type|reason_code` per flag, sorted, joined by ';'. Written with the enrollment
+/// row, compared with the flag rows by R4 and `ledger check`.
+pub fn flag_digest<'a>(flags: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>) -> String {
+    // ordered by (info_code, flag_type) as the SQL of the upgrade and of `ledger check` orders it
+    let mut v: Vec<(&str, &str, &str)> = flags.into_iter().collect();
+    v.sort();
+    v.iter()
+        .map(|(i, t, r)| format!("{i}|{t}|{r}"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// [`flag_digest`] of a subscriber's flags.
+fn digest_of(flags: &BTreeMap<FlagKey, Flag>) -> String {
+    flag_digest(flags.iter().map(|((info, ty), f)| {
+        (
+            info.as_ref().map_or("", InfoCode::as_str),
+            ty.code(),
+            f.reason.map_or("", SelfInfoReason::code),
+        )
+    }))
+}
+
+/// A subscriber's flag rows as stored (info_code, flag_type, reason_code), read with plain SQL,
+/// and the digest stored with its enrollment row (None: no enrollment row).
+pub fn raw_flags_and_digest(
+    conn: &Connection,
+    insurer: &str,
+    key: &str,
+) -> Result<(Vec<(String, String, String)>, Option<String>)> {
+    let mut st = conn.prepare_cached(
+        "SELECT info_code, flag_type, coalesce(reason_code, '') FROM flag WHERE insurer = ?1 AND subscriber_key = ?2",
+    )?;
+    let rows = st
+        .query_map([insurer, key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<(String, String, String)>>>()?;
+    let digest = conn
+        .prepare_cached("SELECT flag_digest FROM enrollment WHERE insurer = ?1 AND subscriber_key = ?2")?
+        .query_row([insurer, key], |r| r.get(0))
+        .optional()?;
+    Ok((rows, digest))
+}
+
+/// Every enrollment whose flag rows do not match its stored digest (`ledger check`).
+pub fn digest_mismatches(conn: &Connection) -> Result<Vec<(String, String)>> {
+    let mut st = conn.prepare(
+        "SELECT e.insurer, e.subscriber_key FROM enrollment e
+         WHERE e.flag_digest != coalesce((
+             SELECT group_concat(f.info_code || '|' || f.flag_type || '|' || coalesce(f.reason_code, ''), ';'
+                                 ORDER BY f.info_code, f.flag_type)
+             FROM flag f WHERE f.insurer = e.insurer AND f.subscriber_key = e.subscriber_key), '')
+         ORDER BY 1, 2",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Flag rows of subscribers the ledger holds no enrollment for, and flags both set and released
+/// (`ledger check`): (insurer, subscriber_key, what).
+pub fn flag_orphans(conn: &Connection) -> Result<Vec<(String, String, String)>> {
+    let mut st = conn.prepare(
+        "SELECT f.insurer, f.subscriber_key, 'flag row without an enrollment' FROM flag f
+         WHERE f.subscriber_key != '' AND NOT EXISTS (
+             SELECT 1 FROM enrollment e WHERE e.insurer = f.insurer AND e.subscriber_key = f.subscriber_key)
+         UNION ALL
+         SELECT r.insurer, r.subscriber_key, 'flag both set and released' FROM flag_released r
+         JOIN flag f USING (insurer, subscriber_key, info_code, flag_type)
+         ORDER BY 1, 2",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Writes one flag row into `table` (`main.flag`, or a scratch copy with the same columns).
@@ -315,20 +477,112 @@ pub fn find_person(conn: &Connection, person: &PersonKey) -> Result<Vec<(Insurer
         .collect()
 }
 
+/// Records what the server holds of a subscriber after the run's outputs (R14): `published`, the
+/// server holds a registration; `unsent`, the ledger's state still has to be sent.
+pub fn set_publication(
+    conn: &Connection,
+    insurer: InsurerNumber,
+    key: SubscriberKey,
+    published: bool,
+    unsent: bool,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE enrollment SET published = ?3, unsent = ?4 WHERE insurer = ?1 AND subscriber_key = ?2",
+    )?
+    .execute(params![insurer.as_str(), key.as_str(), published, unsent])?;
+    Ok(())
+}
+
+/// Subscribers whose state the server has not been sent yet (R14), in key order.
+pub fn list_unsent(conn: &Connection) -> Result<Vec<(InsurerNumber, SubscriberKey)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT insurer, subscriber_key FROM enrollment WHERE unsent = 1 ORDER BY insurer, subscriber_key",
+    )?;
+    let rows: Vec<(String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    rows.into_iter()
+        .map(|(i, k)| {
+            Ok((
+                p(InsurerNumber::parse(&i), "InsurerNumber")?,
+                p(SubscriberKey::parse(&k), "SubscriberKey")?,
+            ))
+        })
+        .collect()
+}
+
+pub fn unsent_count(conn: &Connection) -> Result<u64> {
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM enrollment WHERE unsent = 1")?
+        .query_row([], |r| r.get::<_, i64>(0))? as u64)
+}
+
+/// Index keys of every person the ledger holds with a protective flag (自己情報提供不可 or 不開示該当
+/// on a whole 国保 subscriber) or a flagged hand-off: My Numbers, and (municipality, 宛名番号,
+/// birthdate). A prefilter for checks that need a flagged match (R3/R4): a person matching none
+/// of these keys has no flagged match.
+#[derive(Debug, Default)]
+pub struct FlaggedPersonKeys {
+    pub individual_numbers: std::collections::HashSet<String>,
+    pub residents: std::collections::HashSet<(String, String, String)>,
+}
+
+pub fn flagged_person_keys(conn: &Connection) -> Result<FlaggedPersonKeys> {
+    let mut out = FlaggedPersonKeys::default();
+    let mut add = |mn: Option<String>, muni: Option<String>, res: Option<String>, birth: String| {
+        if let Some(mn) = mn.filter(|m| !m.is_empty()) {
+            out.individual_numbers.insert(mn);
+        }
+        if let (Some(m), Some(r)) = (muni.filter(|m| !m.is_empty()), res.filter(|r| !r.is_empty())) {
+            out.residents.insert((m, r, birth));
+        }
+    };
+    type Row = (Option<String>, Option<String>, Option<String>, String);
+    for sql in [
+        "SELECT e.individual_number, e.municipality, e.resident_code, e.birthdate
+         FROM enrollment e JOIN flag f ON f.insurer = e.insurer AND f.subscriber_key = e.subscriber_key
+         WHERE f.info_code = '' AND f.flag_type IN ('2', '3') AND e.status != 'cancelled'",
+        "SELECT individual_number, municipality, resident_code, birthdate FROM handoff
+         WHERE self_info != '0' OR non_disclosure = 1",
+    ] {
+        let mut st = conn.prepare_cached(sql)?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        for r in rows {
+            let (mn, muni, res, birth): Row = r?;
+            add(mn, muni, res, birth);
+        }
+    }
+    Ok(out)
+}
+
 /// A FlagChange kept until its subscriber is enrolled (R7).
 #[derive(Clone, Debug)]
 pub struct PendingFlag {
     pub change: FlagChange,
     pub file: String,
     pub file_order: u32,
+    /// The file's R1 position across runs: (CreationTime, SenderInsurerNumber, FileSequence) as
+    /// a sortable string ('' for rows kept by schema version 1).
+    pub file_key: String,
+}
+
+impl PendingFlag {
+    /// R1 order of pending events, whatever run they arrived in: (effective date, file, sequence).
+    pub fn order_key(&self) -> (Date, &str, u64) {
+        (
+            self.change.effective_time.date(),
+            self.file_key.as_str(),
+            self.change.seq,
+        )
+    }
 }
 
 pub fn insert_pending_flag(conn: &Connection, pf: &PendingFlag, run_id: &str) -> Result<()> {
     let c = &pf.change;
     conn.prepare_cached(
         "INSERT INTO pending_flag (insurer, subscriber_key, info_code, flag_type, operation, reason_code, source,
-            effective_time, support_measure_end, file, record_sequence, file_order, run_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            effective_time, support_measure_end, file, record_sequence, file_order, run_id, file_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         c.insurer.as_str(),
@@ -344,6 +598,7 @@ pub fn insert_pending_flag(conn: &Connection, pf: &PendingFlag, run_id: &str) ->
         c.seq as i64,
         pf.file_order,
         run_id,
+        pf.file_key,
     ])?;
     Ok(())
 }
@@ -361,10 +616,11 @@ type PendingRow = (
     String,
     i64,
     u32,
+    String,
 );
 
 fn pending_from(r: PendingRow) -> Result<PendingFlag> {
-    let (ins, key, info, ty, op, reason, src, time, end, file, seq, order) = r;
+    let (ins, key, info, ty, op, reason, src, time, end, file, seq, order, file_key) = r;
     Ok(PendingFlag {
         change: FlagChange {
             seq: seq as u64,
@@ -381,11 +637,12 @@ fn pending_from(r: PendingRow) -> Result<PendingFlag> {
         },
         file,
         file_order: order,
+        file_key,
     })
 }
 
 const PENDING_COLS: &str = "insurer, subscriber_key, info_code, flag_type, operation, reason_code, source,
-    effective_time, support_measure_end, file, record_sequence, file_order";
+    effective_time, support_measure_end, file, record_sequence, file_order, file_key";
 
 fn pending_row(r: &Row) -> rusqlite::Result<PendingRow> {
     Ok((
@@ -401,10 +658,12 @@ fn pending_row(r: &Row) -> rusqlite::Result<PendingRow> {
         r.get(9)?,
         r.get(10)?,
         r.get(11)?,
+        r.get(12)?,
     ))
 }
 
-/// Removes and returns the pending flags of a subscriber, in arrival order.
+/// Removes and returns the pending flags of a subscriber, in arrival order (the engine applies
+/// them in R1 order, [`PendingFlag::order_key`]).
 pub fn take_pending_flags(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<Vec<PendingFlag>> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {PENDING_COLS} FROM pending_flag WHERE insurer = ?1 AND subscriber_key = ?2 ORDER BY id"
@@ -441,6 +700,27 @@ pub struct StoredHandoff {
     pub flag_set_time: Option<Timestamp>,
     pub origin: String,
     pub matched: Option<(InsurerNumber, SubscriberKey)>,
+}
+
+/// Marks a stored, still unmatched hand-off as matched to a registration; false when there is no
+/// such unmatched hand-off.
+pub fn mark_handoff_matched(
+    conn: &Connection,
+    handoff: (InsurerNumber, SubscriberKey),
+    to: (InsurerNumber, SubscriberKey),
+) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE handoff SET matched_insurer = ?3, matched_key = ?4
+             WHERE source_insurer = ?1 AND source_key = ?2 AND matched_insurer IS NULL",
+        )?
+        .execute(params![
+            handoff.0.as_str(),
+            handoff.1.as_str(),
+            to.0.as_str(),
+            to.1.as_str()
+        ])?;
+    Ok(n > 0)
 }
 
 pub fn upsert_handoff(conn: &Connection, h: &StoredHandoff) -> Result<()> {
@@ -689,10 +969,30 @@ pub struct RunRow {
     pub report_final: Option<String>,
 }
 
+/// The ledger's latest run that changed something — applied a file or published linkage — to
+/// chain the next run id to, `None` for a new ledger. Runs that did neither (a retry whose files
+/// were all skipped) are left out: they change nothing, and a shard retried that way must keep
+/// the same chain as the other shards. A shard ledger's run id is returned without its
+/// `-s{I}of{N}` suffix, so that shard ledgers and a single ledger chain the same ids.
+pub fn last_run_id(conn: &Connection) -> Result<Option<String>> {
+    let id: Option<String> = conn
+        .prepare_cached(
+            "SELECT run_id FROM run r
+             WHERE r.outbox_final IS NOT NULL OR EXISTS (SELECT 1 FROM applied_file a WHERE a.run_id = r.run_id)
+             ORDER BY coalesce(seq, 0) DESC, run_id DESC LIMIT 1",
+        )?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(id.map(|id| match crate::engine::shard::Shard::split_run_id(&id) {
+        Some((base, _)) => base.to_owned(),
+        None => id,
+    }))
+}
+
 pub fn insert_run(conn: &Connection, r: &RunRow, as_of: Date) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO run (run_id, as_of, status, outbox_staging, outbox_final, report_staging, report_final)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO run (run_id, as_of, status, outbox_staging, outbox_final, report_staging, report_final, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT coalesce(max(seq), 0) + 1 FROM run))",
     )?
     .execute(params![
         r.run_id,

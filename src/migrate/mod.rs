@@ -7,9 +7,11 @@
 //!    field), unchanged; after the stream, ledger subscribers of the source's insurers that the
 //!    source lacks are `absent`. Only differences are kept in memory (as engine records); diff rows
 //!    stream to a spool file that becomes `diff.csv`.
-//! 3. Flag losses: a whole-subscriber flag the ledger holds that the source does not (flag off, or
-//!    subscriber absent). A real run with losses is refused unless `--accept-flag-losses N` names
-//!    exactly their number.
+//! 3. Flag losses: a flag the ledger holds that the source does not (flag off, or subscriber
+//!    absent); one loss is one (subscriber, flag type, InfoCode). The losses form a canonical list
+//!    (`flag_losses.csv`, sorted) whose SHA-256 every run reports. A real run with losses is
+//!    refused unless `--accept-flag-losses <sha256>` names exactly that list, with `--reason`;
+//!    the report records the operator and the reason.
 //! 4. The differences become `SubscriberChange`/`FlagChange` records in one [`Batch`] applied by
 //!    [`execute`]: same apply, same invariant (R4), same staged atomic publish as `run`.
 //!
@@ -50,8 +52,13 @@ pub struct MigrateOptions {
     pub from: PathBuf,
     /// A legacy export's mapping; none = SubscriberLinkage snapshot.
     pub mapping: Option<(PathBuf, Mapping)>,
-    /// The operator's explicit acceptance of this many flag losses.
-    pub accept_flag_losses: Option<u64>,
+    /// The operator's explicit acceptance of one flag-loss list: the SHA-256 (hex) of the
+    /// canonical list a dry run reported.
+    pub accept_flag_losses: Option<String>,
+    /// Why the operator accepts the losses (required with `accept_flag_losses`).
+    pub reason: Option<String>,
+    /// Who runs the migration (user name, or `uid N`), recorded in the report.
+    pub operator: String,
     /// MunicipalityCode for new 国保/後期 subscribers from a snapshot (the format lacks it).
     pub municipality: Option<MunicipalityCode>,
 }
@@ -60,6 +67,8 @@ pub struct MigrateOptions {
 pub enum MigrateStatus {
     Completed,
     CompletedWithRejects,
+    /// Completed, but a group was withheld or a critical case is on the review worklist.
+    CompletedWithCriticalFindings,
     /// Flag losses not accepted: nothing changed.
     Refused,
     /// A source file was rejected whole: nothing changed.
@@ -75,17 +84,77 @@ pub struct MigrateResult {
     pub report_dir: PathBuf,
     pub outbox_dir: Option<PathBuf>,
     pub flag_losses: u64,
+    /// SHA-256 (hex) of the canonical flag-loss list (`flag_losses.csv`).
+    pub flag_loss_sha256: String,
     /// A dry run whose real run would be refused.
     pub would_refuse: bool,
 }
 
-/// One row of the flag-loss section.
+/// One flag loss: one (subscriber, flag type, InfoCode) the ledger holds and the migrated state
+/// would not.
 #[derive(Clone, Debug)]
 struct Loss {
     insurer: InsurerNumber,
     key: SubscriberKey,
-    flags: Vec<FlagType>,
+    flag_type: FlagType,
+    /// Empty for a whole-subscriber flag.
+    info_code: String,
     absent: bool,
+}
+
+impl Loss {
+    fn new(insurer: InsurerNumber, key: SubscriberKey, t: FlagType, absent: bool) -> Loss {
+        Loss {
+            insurer,
+            key,
+            flag_type: t,
+            info_code: String::new(),
+            absent,
+        }
+    }
+    /// The canonical order: insurer, subscriber, flag type code, InfoCode.
+    fn sort_key(&self) -> (InsurerNumber, SubscriberKey, &'static str, &str, bool) {
+        (
+            self.insurer,
+            self.key,
+            self.flag_type.code(),
+            &self.info_code,
+            self.absent,
+        )
+    }
+}
+
+/// The canonical flag-loss list: `flag_losses.csv` as written into the report, one row per loss
+/// in (insurer, subscriber, flag type, InfoCode) order. Its SHA-256 is what
+/// `--accept-flag-losses` names.
+fn loss_list(losses: &[Loss], sha: Option<&str>) -> Worklist {
+    Worklist {
+        title: match sha {
+            Some(h) => {
+                format!("フラグ喪失 — flags the ledger holds that the source does not (critical); list SHA-256 {h}")
+            }
+            None => String::new(),
+        },
+        columns: vec!["insurer", "subscriber_key", "flag_type", "info_code", "flag_ja", "why"],
+        rows: losses
+            .iter()
+            .map(|l| {
+                vec![
+                    l.insurer.to_string(),
+                    l.key.to_string(),
+                    l.flag_type.name_en().to_owned(),
+                    l.info_code.clone(),
+                    l.flag_type.name_ja().to_owned(),
+                    if l.absent {
+                        "absent from the source (ledger keeps the subscriber and its flags)"
+                    } else {
+                        "flag off in the source"
+                    }
+                    .into(),
+                ]
+            })
+            .collect(),
+    }
 }
 
 const KINDS: [&str; 6] = ["new", "changed", "unchanged", "absent", "rejected", "unapplied"];
@@ -309,13 +378,8 @@ impl Differ<'_> {
         if scoped > 0 {
             unapplied.push(format!("{scoped} InfoCode-scoped flag(s) kept (not in the source)"));
         }
-        if !lost.is_empty() {
-            self.losses.push(Loss {
-                insurer: ins,
-                key,
-                flags: lost,
-                absent: false,
-            });
+        for t in lost {
+            self.losses.push(Loss::new(ins, key, t, false));
         }
         let kind = if is_new {
             "new"
@@ -536,13 +600,8 @@ impl Differ<'_> {
                 &changes.join(" "),
                 "not in the source; the ledger keeps it unchanged",
             )?;
-            if !fl.is_empty() {
-                self.losses.push(Loss {
-                    insurer: ins,
-                    key,
-                    flags: fl,
-                    absent: true,
-                });
+            for t in fl {
+                self.losses.push(Loss::new(ins, key, t, true));
             }
         }
         Ok(())
@@ -582,7 +641,9 @@ pub fn migrate(o: &MigrateOptions) -> Result<MigrateResult> {
     let mut conn = if opts.dry_run && !opts.ledger.exists() {
         ledger::open(Path::new(":memory:"))?
     } else {
-        ledger::open(&opts.ledger)?
+        let conn = ledger::open(&opts.ledger)?;
+        ledger::quick_check(&conn, &opts.ledger)?;
+        conn
     };
     // a full source would bring every shard's subscribers into one shard's ledger
     if let Some(s) = crate::engine::shard::ledger_shard(&conn)? {
@@ -729,21 +790,27 @@ fn migrate_with(
     }
     d.spool.flush()?;
     let elapsed = started.elapsed();
+    crate::engine::run::chain_run_hash(&mut run_hash, conn)?;
     let run_id = format!("{}-{}", opts.as_of, &hex(&run_hash.finalize())[..12]);
     let losses = d.losses.len() as u64;
-    let accepted = o.accept_flag_losses == Some(losses);
-    let refuse = !opts.dry_run && !source_rejected && losses > 0 && !accepted
-        || !opts.dry_run && !source_rejected && o.accept_flag_losses.is_some_and(|n| n != losses);
-    let would_refuse = opts.dry_run && (losses > 0 && !accepted || o.accept_flag_losses.is_some_and(|n| n != losses));
+    d.losses.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    // the canonical list and its hash: what a dry run shows is what a real run accepts
+    let loss_sha = hex(&Sha256::digest(loss_list(&d.losses, None).to_csv().as_bytes()));
+    let given = o.accept_flag_losses.as_deref().map(str::to_ascii_lowercase);
+    if given.is_some() && o.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        anyhow::bail!("--accept-flag-losses needs --reason TEXT: why these flag losses are accepted");
+    }
+    let accepted = given.as_deref() == Some(loss_sha.as_str());
+    let mismatch = given.is_some() && !accepted;
+    let refuse = !opts.dry_run && !source_rejected && (losses > 0 && !accepted || mismatch);
+    let would_refuse = opts.dry_run && (losses > 0 && !accepted || mismatch);
 
     // Releases only when the operator accepted the exact count (absent subscribers are kept).
     if accepted && losses > 0 {
         let as_of = d.as_of;
         let mut rel = Vec::new();
-        for l in d.losses.iter().filter(|l| !l.absent) {
-            for t in &l.flags {
-                rel.push((l.insurer, l.key, *t));
-            }
+        for l in d.losses.iter().filter(|l| !l.absent && l.info_code.is_empty()) {
+            rel.push((l.insurer, l.key, l.flag_type));
         }
         for (ins, key, t) in rel {
             let seq = d.next_seq();
@@ -785,32 +852,7 @@ fn migrate_with(
     if accepted && losses > 0 {
         report.summary.insert("flag_losses_accepted".into(), losses);
     }
-    let loss_rows: Vec<Vec<String>> = d
-        .losses
-        .iter()
-        .map(|l| {
-            vec![
-                l.insurer.to_string(),
-                l.key.to_string(),
-                l.flags.iter().map(|t| t.name_en()).collect::<Vec<_>>().join(" "),
-                l.flags.iter().map(|t| t.name_ja()).collect::<Vec<_>>().join("・"),
-                if l.absent {
-                    "absent from the source (ledger keeps the subscriber and its flags)"
-                } else {
-                    "flag off in the source"
-                }
-                .into(),
-            ]
-        })
-        .collect();
-    report.add_worklist(
-        "flag_losses",
-        Worklist {
-            title: "フラグ喪失 — flags the ledger holds that the source does not (critical)".into(),
-            columns: vec!["insurer", "subscriber_key", "flag_types", "flags_ja", "why"],
-            rows: loss_rows,
-        },
-    );
+    report.add_worklist("flag_losses", loss_list(&d.losses, Some(&loss_sha)));
     let insurers: Vec<InsurerNumber> = {
         let mut v: Vec<InsurerNumber> = d.counts.keys().map(|(i, _)| *i).collect();
         v.dedup();
@@ -860,18 +902,41 @@ fn migrate_with(
             .map(|&i| (i.to_string(), KINDS[..5].iter().map(|k| n(i, k)).sum()))
             .collect(),
     });
+    let reason = o.reason.as_deref().map(str::trim);
     let decision = if source_rejected {
         "source rejected: nothing changed".to_owned()
-    } else if losses == 0 && o.accept_flag_losses.is_none_or(|a| a == 0) {
+    } else if losses == 0 && given.is_none() {
         "no flag losses".to_owned()
     } else if accepted {
-        format!("operator accepted {losses} flag loss(es) with --accept-flag-losses {losses}")
+        format!(
+            "operator {} accepted the flag-loss list {loss_sha} ({losses} flag loss(es)): {}",
+            o.operator,
+            reason.unwrap_or_default()
+        )
     } else {
-        match o.accept_flag_losses {
-            Some(a) => format!("refused: --accept-flag-losses {a} does not match the {losses} flag loss(es) found"),
-            None => format!("refused: {losses} flag loss(es) found and --accept-flag-losses was not given"),
+        let what = if opts.dry_run {
+            "a real run would be refused"
+        } else {
+            "refused"
+        };
+        match &given {
+            Some(a) => format!(
+                "{what}: --accept-flag-losses {a} is not this source's flag-loss list {loss_sha} ({losses} flag loss(es))"
+            ),
+            None => {
+                format!("{what}: {losses} flag loss(es) found (list {loss_sha}) and --accept-flag-losses was not given")
+            }
         }
     };
+    report
+        .notes
+        .push(format!("flag-loss list: {losses} loss(es), SHA-256 {loss_sha}"));
+    report.notes.push(format!("decision: {decision}"));
+    report.notes.push(format!(
+        "operator: {}{}",
+        o.operator,
+        reason.map(|r| format!("; reason: {r}")).unwrap_or_default()
+    ));
     report.extra.insert(
         "migration".into(),
         serde_json::json!({
@@ -880,8 +945,10 @@ fn migrate_with(
             "mapping": o.mapping.as_ref().map(|(p, _)| p.display().to_string()),
             "counts": KINDS.iter().map(|k| (k.to_string(), total(k))).collect::<BTreeMap<_, _>>(),
             "flag_losses": losses,
-            "accept_flag_losses": o.accept_flag_losses,
+            "flag_loss_list_sha256": loss_sha,
+            "accept_flag_losses": given,
             "flag_losses_accepted": accepted && losses > 0,
+            "operator": { "user": o.operator, "reason": reason },
             "refused": refuse,
             "would_be_refused": would_refuse,
             "decision": decision,
@@ -901,6 +968,7 @@ fn migrate_with(
             report_dir: dir,
             outbox_dir: None,
             flag_losses: losses,
+            flag_loss_sha256: loss_sha.clone(),
             would_refuse: false,
         })
     };
@@ -933,7 +1001,15 @@ fn migrate_with(
         total("absent"),
         total("rejected"),
         losses,
-        if accepted && losses > 0 { " (accepted)" } else { "" }
+        if accepted && losses > 0 {
+            format!(
+                " (list {loss_sha} accepted by {}: {})",
+                o.operator,
+                reason.unwrap_or_default()
+            )
+        } else {
+            String::new()
+        }
     );
     drop(d);
     let prepared = Prepared {
@@ -941,6 +1017,7 @@ fn migrate_with(
         report,
         batch: Batch {
             files: vec![BatchFile {
+                key: file.clone(),
                 name: file.clone(),
                 order: Some(0),
             }],
@@ -954,6 +1031,7 @@ fn migrate_with(
     let status = match r.status {
         RunStatus::Completed => MigrateStatus::Completed,
         RunStatus::CompletedWithRejects => MigrateStatus::CompletedWithRejects,
+        RunStatus::CompletedWithCriticalFindings => MigrateStatus::CompletedWithCriticalFindings,
         RunStatus::Aborted => MigrateStatus::Aborted,
     };
     Ok(MigrateResult {
@@ -962,6 +1040,7 @@ fn migrate_with(
         report_dir: r.report_dir,
         outbox_dir: r.outbox_dir,
         flag_losses: losses,
+        flag_loss_sha256: loss_sha,
         would_refuse,
     })
 }

@@ -65,6 +65,9 @@ th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left;font-size:.9em}}
         let _ = write!(o, "<span class=\"box\">worklist {}: <b>{v}</b></span>", esc(k));
     }
     o.push_str("</div>\n");
+    for n in &r.notes {
+        let _ = writeln!(o, "<p class=\"note\">{}</p>", esc(n));
+    }
     for c in &r.charts {
         chart(&mut o, c);
     }
@@ -101,12 +104,22 @@ th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left;font-size:.9em}}
     );
     table(
         &mut o,
-        &["file", "RecordSequence", "line", "field", "code", "critical", "message"],
+        &[
+            "file",
+            "RecordSequence",
+            "line",
+            "byte offset",
+            "field",
+            "code",
+            "critical",
+            "message",
+        ],
         r.rejects.iter().map(|x| {
             vec![
                 x.file.clone(),
                 x.record_sequence.map(|s| s.to_string()).unwrap_or_default(),
                 x.line.map(|s| s.to_string()).unwrap_or_default(),
+                x.byte_offset.map(|s| s.to_string()).unwrap_or_default(),
                 x.field.clone().unwrap_or_default(),
                 x.code.clone(),
                 if x.critical { "CRITICAL".into() } else { String::new() },

@@ -32,10 +32,13 @@ pub struct RejectEntry {
     pub file: String,
     pub record_sequence: Option<u64>,
     pub line: Option<u64>,
+    /// 0-based byte offset in the file as stored, where the error names one (encoding errors):
+    /// the same offset `validate` prints (§7).
+    pub byte_offset: Option<u64>,
     pub field: Option<String>,
     pub code: String,
     pub message: String,
-    /// A rejected FlagChange is critical: a protection may be missing.
+    /// A rejected FlagChange or AgeTransitionHandoff record is critical: a protection may be missing.
     pub critical: bool,
 }
 
@@ -45,6 +48,7 @@ impl RejectEntry {
             file: d.file.clone(),
             record_sequence: d.record_sequence,
             line: d.line,
+            byte_offset: d.byte_offset,
             field: d.field.clone(),
             code: d.code.as_str().to_owned(),
             message: d.message.clone(),
@@ -104,6 +108,19 @@ pub struct Worklist {
     pub rows: Vec<Vec<String>>,
 }
 
+impl Worklist {
+    /// The worklist's CSV file, exactly as written into the report folder (column row, then
+    /// one CRLF-terminated row per entry).
+    pub fn to_csv(&self) -> String {
+        let mut s = csv_line(&self.columns);
+        for row in &self.rows {
+            let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+            s.push_str(&csv_line(&cells));
+        }
+        s
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub run_id: String,
@@ -129,6 +146,10 @@ pub struct Report {
     /// Command-specific sections (e.g. `migration`), written as top-level keys of report.json.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+    /// Lines shown in report.html under the summary (e.g. an operator's decision); what they say
+    /// belongs in `extra` too, for report.json.
+    #[serde(skip)]
+    pub notes: Vec<String>,
     /// Bar charts drawn inline (SVG) in report.html, after the summary.
     #[serde(skip)]
     pub charts: Vec<Chart>,
@@ -164,6 +185,7 @@ impl Report {
             summary: BTreeMap::new(),
             worklist_rows: BTreeMap::new(),
             extra: BTreeMap::new(),
+            notes: Vec::new(),
             charts: Vec::new(),
             attachments: BTreeMap::new(),
         }
@@ -189,6 +211,7 @@ impl Report {
             "code",
             "critical",
             "message",
+            "byte_offset",
         ]);
         for r in &self.rejects {
             rejects.push_str(&csv_line(&[
@@ -199,16 +222,12 @@ impl Report {
                 &r.code,
                 if r.critical { "critical" } else { "" },
                 &r.message,
+                &r.byte_offset.map(|o| o.to_string()).unwrap_or_default(),
             ]));
         }
         write_private(&dir.join("rejects.csv"), rejects.as_bytes())?;
         for (name, wl) in &self.worklist_rows {
-            let mut s = csv_line(&wl.columns);
-            for row in &wl.rows {
-                let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-                s.push_str(&csv_line(&cells));
-            }
-            write_private(&dir.join(format!("{name}.csv")), s.as_bytes())?;
+            write_private(&dir.join(format!("{name}.csv")), wl.to_csv().as_bytes())?;
         }
         for (name, src) in &self.attachments {
             let dst = dir.join(name);

@@ -57,6 +57,24 @@ pub fn write_file(
     ctime: &str,
     rows: &[BTreeMap<&str, String>],
 ) -> PathBuf {
+    let rows: Vec<RowWithItems> = rows.iter().map(|r| (r.clone(), Vec::new())).collect();
+    write_file_with_items(dir, name, kind, f, sender, id, ctime, &rows)
+}
+
+/// A row (field → value) with its 副本 items (ItemCode, Value).
+pub type RowWithItems<'a> = (BTreeMap<&'a str, String>, Vec<(&'a str, &'a str)>);
+
+/// Like [`write_file`], each row with its 副本 items (ItemCode, Value).
+pub fn write_file_with_items(
+    dir: &Path,
+    name: &str,
+    kind: FileKind,
+    f: &Files,
+    sender: &str,
+    id: &str,
+    ctime: &str,
+    rows: &[RowWithItems],
+) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join(format!("{name}.{}", f.format.extension()));
     let header = FileHeader {
@@ -70,7 +88,7 @@ pub fn write_file(
     };
     let file = std::fs::File::create(&path).unwrap();
     let mut w = RecordWriter::start(std::io::BufWriter::new(file), header, UnmappablePolicy::Reject).unwrap();
-    for (i, row) in rows.iter().enumerate() {
+    for (i, (row, items)) in rows.iter().enumerate() {
         let seq = (i + 1).to_string();
         let vals: Vec<String> = kind
             .fields()
@@ -84,7 +102,7 @@ pub fn write_file(
             })
             .collect();
         let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
-        w.write(&refs, &[]).unwrap();
+        w.write(&refs, items).unwrap();
     }
     w.finish().unwrap();
     path

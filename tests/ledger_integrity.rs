@@ -1,0 +1,230 @@
+//! The ledger's integrity (issue 13 item 4): a corrupted flag row is found before anything is
+//! published, SQLite's own check runs at open, `ledger check` finds what a run would trip over,
+//! `ledger backup` writes a checked, private copy.
+
+mod common;
+use common::*;
+use nhi_linkage::domain::FileKind;
+use nhi_linkage::formats::{Format, TextEncoding};
+use std::process::Command;
+
+fn flagged_member(site: &Site, f: &Files) {
+    write_file(
+        &site.inbox(),
+        "SubscriberChange_k",
+        FileKind::SubscriberChange,
+        f,
+        KOKUHO,
+        "K-1",
+        "20261110230000",
+        &[
+            acquisition(
+                KOKUHO,
+                &key(1),
+                None,
+                "1001",
+                "19600101",
+                "20100401",
+                "03",
+                "山田　花子",
+            ),
+            acquisition(
+                KOKUHO,
+                &key(2),
+                None,
+                "1002",
+                "19600101",
+                "20100401",
+                "03",
+                "佐藤　一子",
+            ),
+        ],
+    );
+    write_file(
+        &site.inbox(),
+        "FlagChange_k",
+        FileKind::FlagChange,
+        f,
+        KOKUHO,
+        "KF-1",
+        "20261110230100",
+        &[flag_set(KOKUHO, &key(1), "3", "2", "20261110090000")],
+    );
+}
+
+fn ledger_cmd(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).arg("ledger").args(args).output().unwrap()
+}
+
+#[test]
+fn a_flipped_flag_type_is_found_before_anything_is_published() {
+    for (format, encoding) in [(Format::Csv, TextEncoding::ShiftJis), (Format::Xml, TextEncoding::Utf8)] {
+        let f = Files { format, encoding };
+        let site = Site::new();
+        flagged_member(&site, &f);
+        assert!(site.run(&[]).status.success());
+        let ledger = site.p("ledger.sqlite");
+        let l = ledger.to_str().unwrap();
+        assert_eq!(ledger_cmd(&["check", "--ledger", l]).status.code(), Some(0));
+
+        // 自己情報提供不可 (3) becomes 自動応答不可 (1) in the flag row: a valid SQLite file
+        let c = rusqlite::Connection::open(&ledger).unwrap();
+        c.execute("UPDATE flag SET flag_type = '1' WHERE subscriber_key = ?1", [key(1)])
+            .unwrap();
+        drop(c);
+        let o = ledger_cmd(&["check", "--ledger", l]);
+        assert_eq!(o.status.code(), Some(3));
+        assert!(String::from_utf8_lossy(&o.stdout).contains(&key(1)));
+
+        // the next night touches her: the run stops, nothing is published
+        std::fs::remove_dir_all(site.inbox()).unwrap();
+        let mut upd = row(&[
+            ("ChangeType", "2"),
+            ("EffectiveDate", "20261120"),
+            ("InsurerNumber", KOKUHO),
+            ("SubscriberKey", &key(1)),
+            ("InsuredIdentificationNumber", "1001"),
+            ("InsuredBranchNumber", "00"),
+        ]);
+        upd.insert("PostNumber", "1600022".into());
+        write_file(
+            &site.inbox(),
+            "SubscriberChange_2",
+            FileKind::SubscriberChange,
+            &f,
+            KOKUHO,
+            "K-2",
+            "20261120230000",
+            &[upd],
+        );
+        let before = site.outbox_files();
+        let o = site.run(&["--as-of", "20261121"]);
+        assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("ledger check"));
+        assert_eq!(site.outbox_files(), before, "nothing published");
+    }
+}
+
+#[test]
+fn a_damaged_page_is_found_at_open() {
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::Utf8,
+    };
+    let site = Site::new();
+    flagged_member(&site, &f);
+    assert!(site.run(&[]).status.success());
+    let ledger = site.p("ledger.sqlite");
+    {
+        // move everything into the main file, then overwrite a page in the middle
+        let c = rusqlite::Connection::open(&ledger).unwrap();
+        c.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    }
+    let mut bytes = std::fs::read(&ledger).unwrap();
+    let page = 4096;
+    assert!(bytes.len() >= 4 * page, "{} bytes", bytes.len());
+    for b in &mut bytes[2 * page..3 * page] {
+        *b = 0xA5;
+    }
+    std::fs::write(&ledger, &bytes).unwrap();
+    std::fs::remove_dir_all(site.inbox()).unwrap();
+    std::fs::create_dir_all(site.inbox()).unwrap();
+    let before = site.outbox_files();
+    let o = site.run(&["--as-of", "20261121"]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("damaged"));
+    assert_eq!(site.outbox_files(), before);
+    let o = ledger_cmd(&["check", "--ledger", ledger.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+}
+
+#[test]
+fn a_backup_is_a_checked_private_copy_and_never_replaces_a_file() {
+    let f = Files {
+        format: Format::Xml,
+        encoding: TextEncoding::ShiftJis,
+    };
+    let site = Site::new();
+    flagged_member(&site, &f);
+    assert!(site.run(&[]).status.success());
+    let (l, b) = (site.p("ledger.sqlite"), site.p("backup.sqlite"));
+    let o = ledger_cmd(&["backup", "--ledger", l.to_str().unwrap(), "--to", b.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&b).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    assert_eq!(
+        ledger_cmd(&["check", "--ledger", b.to_str().unwrap()]).status.code(),
+        Some(0)
+    );
+    let o = ledger_cmd(&["backup", "--ledger", l.to_str().unwrap(), "--to", b.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "refuses to replace");
+    // restored in place of a lost ledger, the next run goes on from it
+    std::fs::remove_file(&l).unwrap();
+    std::fs::copy(&b, &l).unwrap();
+    std::fs::remove_dir_all(site.inbox()).unwrap();
+    std::fs::create_dir_all(site.inbox()).unwrap();
+    let o = site.run(&["--as-of", "20261121"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let c = rusqlite::Connection::open(&l).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM flag WHERE flag_type = '3'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+/// Item 5: run ids are chained to the ledger's previous run, and a published folder is never
+/// replaced (the committed run is published once the foreign folder is moved aside).
+#[test]
+fn a_published_folder_is_never_replaced_and_run_ids_are_chained() {
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::ShiftJis,
+    };
+    // an empty inbox on the same day: a new ledger and one with a history get different ids
+    let a = Site::new();
+    flagged_member(&a, &f);
+    let (b, c) = (Site::new(), Site::new());
+    flagged_member(&b, &f);
+    assert!(b.run(&["--as-of", "20261110"]).status.success());
+    for s in [&b, &c] {
+        std::fs::remove_dir_all(s.inbox()).ok();
+        std::fs::create_dir_all(s.inbox()).unwrap();
+    }
+    let (oc, ob) = (c.run(&["--as-of", "20261201"]), b.run(&["--as-of", "20261201"]));
+    assert!(oc.status.success() && ob.status.success());
+    assert_ne!(c.report("")["run_id"], b.report("")["run_id"], "chained to b's history");
+
+    // a folder at outbox/<run-id> that this ledger did not publish
+    let o = a.run(&["--dry-run"]);
+    assert!(o.status.success());
+    let id = a.report("-dry-run")["run_id"].as_str().unwrap().to_owned();
+    let foreign = a.p("outbox").join(&id);
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("SubscriberLinkage_other.csv"), b"not ours").unwrap();
+    let o = a.run(&[]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("refusing to replace"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read(foreign.join("SubscriberLinkage_other.csv")).unwrap(),
+        b"not ours"
+    );
+    // moved aside, the next start publishes the committed run
+    std::fs::rename(&foreign, a.p("aside")).unwrap();
+    std::fs::remove_dir_all(a.inbox()).unwrap();
+    std::fs::create_dir_all(a.inbox()).unwrap();
+    let o = a.run(&["--as-of", "20261202"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read_dir(&foreign).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("SubscriberLinkage_00131045")
+    }));
+}
