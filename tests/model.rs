@@ -784,7 +784,7 @@ fn model_based_histories() {
     let mut runner = TestRunner::new(Config {
         cases: cases(),
         failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        max_shrink_iters: 2000,
+        max_shrink_iters: 1000,
         ..Config::default()
     });
     let result = runner.run(&case(), |c| {

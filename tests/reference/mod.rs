@@ -399,6 +399,10 @@ struct Night<'a> {
     ex: Expect,
     touched: BTreeSet<Sub>,
     acquired: BTreeSet<Sub>,
+    /// Registrations whose carry was ambiguous with a flagged candidate (review), or found
+    /// 自動応答不可 not carried (flag_confirmation): listed unless cancelled by the end of the run.
+    ambiguous: BTreeSet<Sub>,
+    not_carried: BTreeSet<Sub>,
 }
 
 impl Model {
@@ -429,6 +433,8 @@ impl Model {
             },
             touched: BTreeSet::new(),
             acquired: BTreeSet::new(),
+            ambiguous: BTreeSet::new(),
+            not_carried: BTreeSet::new(),
         };
         // 1. the files of the night; re-sent ones are skipped (R10)
         let mut events: BTreeMap<Sub, Vec<Ev>> = BTreeMap::new();
@@ -511,6 +517,16 @@ impl Model {
             });
             if handoff_waits || newly_flagged {
                 self.carry(&mut night, r);
+            }
+        }
+        for s in std::mem::take(&mut night.ambiguous) {
+            if self.enrolled(s) {
+                night.ex.review.insert(s);
+            }
+        }
+        for s in std::mem::take(&mut night.not_carried) {
+            if self.enrolled(s) {
+                night.ex.flag_confirmation.insert(s);
             }
         }
         // 4. publish (R2, R4, R14)
@@ -722,7 +738,7 @@ impl Model {
                 .iter()
                 .any(|&t| !self.is_set(r, t) && cands.values().any(|c| c.has(t)))
             {
-                night.ex.review.insert(r);
+                night.ambiguous.insert(r);
             }
             return;
         }
@@ -743,7 +759,7 @@ impl Model {
             }
         }
         if c.auto && !self.is_set(r, 1) {
-            night.ex.flag_confirmation.insert(r); // 自動応答不可 is never carried
+            night.not_carried.insert(r); // 自動応答不可 is never carried
         }
         if !carried.is_empty() {
             night.touched.insert(r);
