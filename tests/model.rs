@@ -785,6 +785,7 @@ fn model_based_histories() {
         cases: cases(),
         failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
         max_shrink_iters: 1000,
+        max_shrink_time: 180_000,
         ..Config::default()
     });
     let result = runner.run(&case(), |c| {
@@ -1082,5 +1083,19 @@ fn model_regression_ambiguous_registration_lacking_one_protective_flag_is_withhe
         ),
         f(0, 2, vec![acq(0, K, 1, 0, "01")]),
         f(0, 3, vec![flag(0, K, 2, true, 0)]),
+    ]));
+}
+
+/// R3 (late carry) with M3: the union set and released 不開示該当 on its registration itself;
+/// later the 国保 enrollment gets 不開示該当. The model carries it (R3: a 国保 flag set after the
+/// registration is carried); the engine does not, as if the union's earlier release of its own
+/// flag refused the 国保 one too. The registration is past-dated, so it goes out unflagged.
+#[test]
+fn model_regression_kokuho_flag_after_union_released_its_own_is_carried() {
+    replay(history(vec![
+        f(0, 1, vec![acq(0, A, 1, 0, "03")]),
+        f(0, 2, vec![acq(0, K, 1, 0, "01")]),
+        f(0, 3, vec![flag(0, K, 2, true, 0), flag(0, K, 2, false, 0)]),
+        f(1, 4, vec![flag(0, A, 2, true, 0)]),
     ]));
 }
