@@ -1099,3 +1099,30 @@ fn model_regression_kokuho_flag_after_union_released_its_own_is_carried() {
         f(1, 4, vec![flag(0, A, 2, true, 0)]),
     ]));
 }
+
+/// Found by the property test after R13: a past registration, a 国保 enrollment of the person
+/// (unflagged) and, the next night, a flagged hand-off from the person's other 国保 key: the
+/// registration is ambiguous with a flagged candidate, withheld, and listed for review on every
+/// night it is retried.
+#[test]
+fn model_regression_ambiguous_registration_stays_on_review_while_retried() {
+    let mut h = history(vec![
+        f(0, 1, vec![acq(0, At::Kouki, 1, 0, "01")]),
+        f(
+            1,
+            1,
+            vec![Rec::Handoff {
+                p: 0,
+                src: At::KokuhoA,
+                self_info: 0,
+                nd: true,
+                auto: false,
+                t: 0,
+                mn: false,
+            }],
+        ),
+        f(0, 1, vec![acq(0, At::KokuhoB, 1, 0, "01")]),
+    ]);
+    h.nights = 4;
+    replay(h);
+}

@@ -559,40 +559,55 @@ pub fn carry_onto(
     time: Timestamp,
     flag_times: &BTreeMap<FlagType, Timestamp>,
     from: (InsurerNumber, SubscriberKey),
-) -> Vec<FlagType> {
+) -> (Vec<FlagType>, Vec<FlagType>) {
     let origin = format!("carry:{}/{}", from.0, from.1);
     let wanted = [
         (self_info.is_some(), FlagType::SelfInfoProvisionProhibited, self_info),
         (non_disclosure, FlagType::NonDisclosure, None),
     ];
-    let mut carried = Vec::new();
+    let (mut carried, mut over_release) = (Vec::new(), Vec::new());
     for (on, t, reason) in wanted {
-        // a release the registration holds that is newer than the carried flag wins (R1a): the
-        // registration is then withheld while it is future-dated and 国保 still holds the flag
-        let time = flag_times.get(&t).copied().unwrap_or(time);
-        let released_later = e.released.get(&(None, t)).is_some_and(|r| r.effective_time > time);
-        if on && !e.flags.contains_key(&(None, t)) && !released_later {
-            e.released.remove(&(None, t));
-            e.flags.insert(
-                (None, t),
-                Flag {
-                    reason,
-                    source: FlagSource::AgeTransitionCarry,
-                    effective_time: time,
-                    support_measure_end: None,
-                    origin: origin.clone(),
-                },
-            );
-            carried.push(t);
+        if !on || e.flags.contains_key(&(None, t)) {
+            continue;
         }
+        // a carry older than a release the registration holds is a stale set (R1a): applied,
+        // protection wins, and listed for review by the caller
+        let time = flag_times.get(&t).copied().unwrap_or(time);
+        if e.released.remove(&(None, t)).is_some_and(|r| r.effective_time > time) {
+            over_release.push(t);
+        }
+        e.flags.insert(
+            (None, t),
+            Flag {
+                reason,
+                source: FlagSource::AgeTransitionCarry,
+                effective_time: time,
+                support_measure_end: None,
+                origin: origin.clone(),
+            },
+        );
+        carried.push(t);
     }
-    carried
+    (carried, over_release)
 }
 
 fn carry_flags(out: &mut Outcome, ev: &Event, src: &CarrySource, c: &SubscriberChange) {
     let e = out.after.as_mut().expect("just enrolled");
     let time = src.set_time.unwrap_or_else(|| Timestamp::start_of(c.effective_date));
-    let carried = carry_onto(e, src.self_info, src.non_disclosure, time, &src.flag_times, src.from);
+    let (carried, over_release) = carry_onto(e, src.self_info, src.non_disclosure, time, &src.flag_times, src.from);
+    for t in over_release {
+        out.review.push((
+            format!(
+                "{}#{}: {} carried from {}/{} is older than the registration's own release of it (R1a): set again, protection wins",
+                ev.file,
+                ev.seq,
+                t.name_ja(),
+                src.from.0,
+                src.from.1
+            ),
+            false,
+        ));
+    }
     if !carried.is_empty() || src.self_info.is_some() || src.non_disclosure {
         out.journal.push((
             ev.file.to_string(),

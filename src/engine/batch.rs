@@ -747,12 +747,18 @@ impl Applier<'_> {
             let mut src = match r.carry {
                 Some(Carry::Flags(src)) => src,
                 Some(Carry::Ambiguous(cands)) => {
-                    self.review.push(ReviewItem::new(
-                        k,
-                        cands,
-                        "late hand-off or 国保 flag for a registration with several possible 国保 enrollments: no carry",
-                        r.any_flagged,
-                    ));
+                    if r.any_flagged {
+                        // the writer withholds it (ambiguous, flagged) and lists it, this night and
+                        // every later one until resolved (R4, R14)
+                        scratch::touch(conn, k.0, k.1, Some(&e))?;
+                    } else {
+                        self.review.push(ReviewItem::new(
+                            k,
+                            cands,
+                            "late hand-off or 国保 flag for a registration with several possible 国保 enrollments: no carry",
+                            false,
+                        ));
+                    }
                     continue;
                 }
                 None => continue,
@@ -764,7 +770,7 @@ impl Applier<'_> {
             let mut after = e.clone();
             let transition_date = e.current_period().map(|p| p.qualification_date).expect("has a period");
             let time = src.set_time.unwrap_or_else(|| Timestamp::start_of(transition_date));
-            let carried = carry_onto(
+            let (carried, over_release) = carry_onto(
                 &mut after,
                 src.self_info,
                 src.non_disclosure,
@@ -772,6 +778,19 @@ impl Applier<'_> {
                 &src.flag_times,
                 src.from,
             );
+            for t in over_release {
+                self.review.push(ReviewItem::new(
+                    k,
+                    vec![src.from],
+                    format!(
+                        "{} carried from {}/{} is older than the registration's own release of it (R1a): set again, protection wins",
+                        t.name_ja(),
+                        src.from.0,
+                        src.from.1
+                    ),
+                    false,
+                ));
+            }
             if carried.is_empty() && !by_handoff {
                 continue; // the registration holds these flags already
             }
@@ -805,6 +824,14 @@ impl Applier<'_> {
                         "{} at the 国保 enrollment is narrowed to InfoCode {info} and is not carried: confirm with the person",
                         t.name_ja()
                     ),
+                ));
+            }
+            if src.auto_response && after.flag(FlagType::AutoResponseProhibited).is_none() {
+                self.out.flag_confirmation.push((
+                    k,
+                    src.from,
+                    vec![FlagType::AutoResponseProhibited],
+                    "自動応答不可 at the previous insurer is not carried: confirm with the person".into(),
                 ));
             }
             late.push(CarryDone {

@@ -49,9 +49,11 @@ const PREFILTER_AFTER: u32 = 2000;
 impl HoldChecker {
     /// The hold on a 後期 registration about to be written, if any. `e` is its state after the run.
     pub fn check(&mut self, conn: &Connection, e: &Enrollment, as_of: Date) -> Result<Option<Hold>> {
-        if !e.insurer.is_kouki() || e.status == Status::Cancelled || e.has_protective_flag_pair() {
+        if !e.insurer.is_kouki() || e.status == Status::Cancelled {
             return Ok(None);
         }
+        // R13 withholds an unanswered future-dated registration whatever flags it holds (the spec
+        // makes no exception for one the union flagged itself)
         if self.open_inquiries.is_none() {
             self.open_inquiries = Some(super::inquiry::open_keys(conn)?);
         }
@@ -63,6 +65,9 @@ impl HoldChecker {
             if let Some(h) = inquiry_hold(e, as_of) {
                 return Ok(Some(h));
             }
+        }
+        if e.has_protective_flag_pair() {
+            return Ok(None); // nothing a carry could add: no other hold applies
         }
         self.looked_up += 1;
         if self.flagged.is_none() && self.looked_up > PREFILTER_AFTER {

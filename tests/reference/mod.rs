@@ -7,7 +7,8 @@
 //! 00131045) and one 後期 registration (at 39131040); enrollments with status, QualificationDate,
 //! reason, a name that may hold 𠮷, and whether the server holds a registration (R14); whole-
 //! subscriber flags with EffectiveTime, ReasonCode and Source, kept after a release (R1a);
-//! pending flag events (R7, D1); hand-offs; carries (R3, D4); withheld (R4, D5) and unsent (R14,
+//! pending flag events (R7, D1); hand-offs; carries (R3, D4); R13 inquiries (a registration
+//! nothing matches is withheld while future-dated); withheld (R4, D5) and unsent (R14,
 //! D6) groups. For every night it states what the run must show.
 //!
 //! Decisions of this model where neither the spec nor D1–D6 say (listed again in the test's
@@ -384,6 +385,9 @@ pub struct Model {
     pub handoffs: BTreeMap<Sub, Handoff>,
     /// FileIdentifiers already applied (R10).
     pub applied: BTreeSet<String>,
+    /// R13: 01/02 registrations nothing matched when they were made, not matched since
+    /// (inquired; a future-dated one is withheld while open).
+    pub inquiry: BTreeSet<Sub>,
 }
 
 /// One event of the run, in R1 order.
@@ -529,6 +533,14 @@ impl Model {
                 night.ex.flag_confirmation.insert(s);
             }
         }
+        // R13: an inquiry closes once anything matches its registration (a 国保 enrollment, a
+        // hand-off or an answer)
+        let open: Vec<Sub> = self.inquiry.iter().copied().collect();
+        for r in open {
+            if !self.candidates(r.0).is_empty() {
+                self.inquiry.remove(&r);
+            }
+        }
         // 4. publish (R2, R4, R14)
         let unsent: BTreeSet<Sub> = self.enr.iter().filter(|(_, e)| e.unsent).map(|(s, _)| *s).collect();
         let to_write: BTreeSet<Sub> = night.touched.union(&unsent).copied().collect();
@@ -611,6 +623,9 @@ impl Model {
                     night.touched.insert(s);
                     night.acquired.insert(s);
                     if s.1.is_kouki() && matches!(reason, "01" | "02") {
+                        if self.candidates(s.0).is_empty() {
+                            self.inquiry.insert(s); // R13: nothing to match: inquired
+                        }
                         self.carry(night, s); // M2: before the pending events
                     }
                     for fe in std::mem::take(&mut waiting) {
@@ -642,6 +657,7 @@ impl Model {
                         continue;
                     }
                     self.enr.get_mut(&s).expect("enrolled").status = Status::Cancelled;
+                    self.inquiry.remove(&s); // R13: a 取消 drops its inquiry
                     night.touched.insert(s);
                 }
                 Rec::Handoff { .. } => unreachable!("hand-offs are stored, not applied"),
@@ -787,7 +803,9 @@ impl Model {
             .iter()
             .any(|&t| !self.is_set(r, t) && cands.values().any(|c| c.has(t)));
         let ambiguous = cands.len() >= 2 && matches!(e.reason, "01" | "02");
-        lacks && (e.q.as_str() > as_of || ambiguous)
+        // R13: unanswered, future-dated
+        let unanswered = self.inquiry.contains(&r) && e.q.as_str() > as_of;
+        (lacks && (e.q.as_str() > as_of || ambiguous)) || unanswered
     }
 
     /// R2/R4/R14 for one group to write (D5, D6).
