@@ -388,14 +388,7 @@ fn a_withheld_ambiguous_registration_stays_withheld_on_later_nights() {
         assert_eq!(r1["summary"]["withheld"], 1);
         assert!(published(&site, &r1, KOUKI).is_none());
 
-        let mut upd = row(&[
-            ("ChangeType", "2"),
-            ("EffectiveDate", "20261121"),
-            ("InsurerNumber", KOUKI),
-            ("SubscriberKey", &key(7)),
-            ("InsuredIdentificationNumber", "1001"),
-            ("InsuredBranchNumber", "00"),
-        ]);
+        let mut upd = keys_change("2", "20261121", KOUKI, &key(7));
         upd.insert("PostNumber", "1600022".into());
         night.file(FileKind::SubscriberChange, KOUKI, "20261121230000", &[upd]);
         let (code, r2) = night.run("20261202", &[]);
@@ -456,15 +449,9 @@ fn a_refused_group_keeps_its_processing_code_and_is_sent_later() {
             Some("11")
         );
         let upd = |name: &str| {
-            row(&[
-                ("ChangeType", "2"),
-                ("EffectiveDate", "20261122"),
-                ("InsurerNumber", KOKUHO),
-                ("SubscriberKey", &k),
-                ("InsuredIdentificationNumber", "1001"),
-                ("InsuredBranchNumber", "00"),
-                ("Name", name),
-            ])
+            let mut r = keys_change("2", "20261122", KOKUHO, &k);
+            r.insert("Name", name.to_owned());
+            r
         };
         night.file(
             FileKind::SubscriberChange,
@@ -598,15 +585,7 @@ fn reachable_unsafe_states_withhold_one_group_and_the_rest_publishes() {
 
         // a 取消 of the withheld reason-03 registration is never a violation: nothing to delete
         // (it was never published), and the union sets the flag on key 101 again: published
-        let mut cancel = row(&[
-            ("ChangeType", "9"),
-            ("EffectiveDate", "20261122"),
-            ("InsurerNumber", KOUKI),
-            ("SubscriberKey", &key(103)),
-            ("InsuredIdentificationNumber", "1001"),
-            ("InsuredBranchNumber", "00"),
-        ]);
-        cancel.remove("Name");
+        let cancel = keys_change("9", "20261122", KOUKI, &key(103));
         night.file(FileKind::SubscriberChange, KOUKI, "20261122230000", &[cancel]);
         night.file(
             FileKind::FlagChange,
@@ -652,15 +631,7 @@ fn deleting_an_unflagged_future_registration_is_never_a_violation() {
             "20261102230000",
             &[handoff(&key(2), Some(&mn), "6001", "1", "0")],
         );
-        let mut cancel = row(&[
-            ("ChangeType", "9"),
-            ("EffectiveDate", "20261103"),
-            ("InsurerNumber", KOUKI),
-            ("SubscriberKey", &key(201)),
-            ("InsuredIdentificationNumber", "1001"),
-            ("InsuredBranchNumber", "00"),
-        ]);
-        cancel.remove("Name");
+        let cancel = keys_change("9", "20261103", KOUKI, &key(201));
         night.file(FileKind::SubscriberChange, KOUKI, "20261103230000", &[cancel]);
         let (code, r) = night.run("20261104", &[]);
         assert_ne!(code, 3);

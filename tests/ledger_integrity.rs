@@ -78,14 +78,7 @@ fn a_flipped_flag_type_is_found_before_anything_is_published() {
 
         // the next night touches her: the run stops, nothing is published
         std::fs::remove_dir_all(site.inbox()).unwrap();
-        let mut upd = row(&[
-            ("ChangeType", "2"),
-            ("EffectiveDate", "20261120"),
-            ("InsurerNumber", KOKUHO),
-            ("SubscriberKey", &key(1)),
-            ("InsuredIdentificationNumber", "1001"),
-            ("InsuredBranchNumber", "00"),
-        ]);
+        let mut upd = keys_change("2", "20261120", KOKUHO, &key(1));
         upd.insert("PostNumber", "1600022".into());
         write_file(
             &site.inbox(),

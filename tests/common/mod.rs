@@ -148,6 +148,19 @@ pub fn acquisition(
     r
 }
 
+/// A 記載事項変更 (`2`), 資格喪失 (`3`) or 取消 (`9`) row with only the keys (absent fields keep
+/// the ledger's values); add fields with `insert`.
+pub fn keys_change(change_type: &str, date: &str, insurer: &str, k: &str) -> BTreeMap<&'static str, String> {
+    row(&[
+        ("ChangeType", change_type),
+        ("EffectiveDate", date),
+        ("InsurerNumber", insurer),
+        ("SubscriberKey", k),
+        ("InsuredIdentificationNumber", "1001"),
+        ("InsuredBranchNumber", "00"),
+    ])
+}
+
 pub fn flag_set(insurer: &str, k: &str, flag_type: &str, reason: &str, time: &str) -> BTreeMap<&'static str, String> {
     row(&[
         ("EffectiveTime", time),
