@@ -1126,3 +1126,25 @@ fn model_regression_ambiguous_registration_stays_on_review_while_retried() {
     h.nights = 4;
     replay(h);
 }
+
+/// Found by the long mode: a hand-off stating only 自動応答不可 and the registration in the same
+/// run: nothing is carried, and the registration goes to flag confirmation.
+#[test]
+fn model_regression_auto_response_alone_by_handoff_goes_to_flag_confirmation() {
+    replay(history(vec![
+        f(
+            0,
+            1,
+            vec![Rec::Handoff {
+                p: 0,
+                src: At::KokuhoA,
+                self_info: 0,
+                nd: false,
+                auto: true,
+                t: 0,
+                mn: false,
+            }],
+        ),
+        f(0, 19, vec![acq(0, At::Kouki, 3, 0, "01")]),
+    ]));
+}

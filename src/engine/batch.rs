@@ -598,10 +598,25 @@ impl Applier<'_> {
                 .iter()
                 .any(|c| c.reason_of_qualification.is_some_and(|r| r.is_transition()));
             if let Some(r) = resolutions.remove(&k).filter(|_| acquired) {
-                if let Some(Carry::Flags(_)) = r.carry {
+                if let Some(Carry::Flags(src)) = &r.carry {
                     // a hand-off counts as matched only once its flags are set on the registration
-                    for h in r.handoffs_used {
-                        self.used_handoffs.insert(h, k);
+                    for h in &r.handoffs_used {
+                        self.used_handoffs.insert(*h, k);
+                    }
+                    // 自動応答不可 alone carries nothing and makes no carry entry: from a hand-off it
+                    // goes to flag confirmation here (R5 lists a 国保 enrollment of the ledger, and
+                    // a carry's from the carry)
+                    let lacks_ar = o
+                        .after
+                        .as_ref()
+                        .is_some_and(|e| e.flag(FlagType::AutoResponseProhibited).is_none());
+                    if src.auto_response && src.via == "handoff" && !carried && lacks_ar {
+                        self.out.flag_confirmation.push((
+                            k,
+                            src.from,
+                            vec![FlagType::AutoResponseProhibited],
+                            "自動応答不可 at the previous insurer is not carried: confirm with the person".into(),
+                        ));
                     }
                 }
                 for (from, info, t) in r.narrowed {
