@@ -130,15 +130,9 @@ pub fn apply(mut w: Work) -> Outcome {
         ..Default::default()
     };
     w.events.sort_by_key(Event::order_key);
-    let mut pending: Vec<PendingFlag> = std::mem::take(&mut w.pending);
-    let mut fukuhon: BTreeMap<InfoCode, Option<StoredFukuhon>> =
-        w.fukuhon_before.iter().map(|(k, v)| (*k, Some(v.clone()))).collect();
-    // A subscriber the ledger already holds should have no pending flags; apply any at once.
-    if out.after.as_ref().is_some_and(|e| e.status != Status::Cancelled) && !pending.is_empty() {
-        apply_pending(&mut out, &mut pending);
-    }
     // R6: a 開示 is refused when 不開示該当 is set at its effective date or at the end of the
-    // run; the end-of-run flags come from the same events without the 副本 (pure, so cheap)
+    // run; the end-of-run flags come from the same events and pending flags without the 副本
+    // (pure, so cheap; only for subscribers with a 開示)
     let end_flags = w
         .events
         .iter()
@@ -147,8 +141,15 @@ pub fn apply(mut w: Work) -> Outcome {
             let mut flags_only = w.clone();
             flags_only.events.retain(|e| !matches!(e.kind, EventKind::Fukuhon(_)));
             apply(flags_only).after.map(|e| e.flags).unwrap_or_default()
-        });
-    let end_flags = end_flags.unwrap_or_default();
+        })
+        .unwrap_or_default();
+    let mut pending: Vec<PendingFlag> = std::mem::take(&mut w.pending);
+    let mut fukuhon: BTreeMap<InfoCode, Option<StoredFukuhon>> =
+        w.fukuhon_before.iter().map(|(k, v)| (*k, Some(v.clone()))).collect();
+    // A subscriber the ledger already holds should have no pending flags; apply any at once.
+    if out.after.as_ref().is_some_and(|e| e.status != Status::Cancelled) && !pending.is_empty() {
+        apply_pending(&mut out, &mut pending);
+    }
     for ev in &w.events {
         match &ev.kind {
             EventKind::Change(c) => apply_change(&mut out, &w, ev, c, &mut pending),

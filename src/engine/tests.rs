@@ -569,3 +569,33 @@ fn hold_prefilter_agrees_with_the_lookups() {
         "after the prefilter is read"
     );
 }
+
+/// R6 at the end of the run counts flags kept pending from earlier runs and applied at this
+/// run's acquisition, even when the 開示 comes before the flag in R1 order.
+#[test]
+fn a_disclosure_is_refused_by_a_pending_flag_applied_later_in_the_run() {
+    let (i, k) = (kokuho(), key(5));
+    let fk = Fukuhon {
+        seq: 2,
+        operation: FukuhonOperation::Register,
+        effective_date: d("20261120"),
+        insurer: i,
+        key: k,
+        info_code: InfoCode::parse("TM00000000000001").unwrap(),
+        disclosure: Some(DisclosureClassification::Disclose),
+        items: vec![],
+    };
+    let mut acq = acquisition(i, k, 1, "20200401", ReasonOfQualification::MovedIn);
+    acq.effective_date = d("20261101");
+    let mut w = work(i, k, vec![ev(0, EventKind::Change(acq)), ev(0, EventKind::Fukuhon(fk))]);
+    w.pending = vec![crate::ledger::PendingFlag {
+        change: flag(i, k, 7, FlagType::NonDisclosure, FlagOperation::Set, "20261125090000"),
+        file: "old.xml".into(),
+        file_order: 0,
+        file_key: "0000000000|old.xml".into(),
+    }];
+    let o = apply(w);
+    assert_eq!(o.rejects.len(), 1, "{:?}", o.rejects);
+    assert_eq!(o.rejects[0].0.code, ErrorCode::DisclosureConflict);
+    assert!(o.after.unwrap().flag(FlagType::NonDisclosure).is_some());
+}
