@@ -133,16 +133,17 @@ pub fn apply(mut w: Work) -> Outcome {
     // R6: a 開示 is refused when 不開示該当 is set at its effective date or at the end of the
     // run; the end-of-run flags come from the same events and pending flags without the 副本
     // (pure, so cheap; only for subscribers with a 開示)
-    let end_flags = w
+    let discloses = w
         .events
         .iter()
-        .any(|e| matches!(&e.kind, EventKind::Fukuhon(f) if f.disclosure == Some(DisclosureClassification::Disclose)))
-        .then(|| {
-            let mut flags_only = w.clone();
-            flags_only.events.retain(|e| !matches!(e.kind, EventKind::Fukuhon(_)));
-            apply(flags_only).after.map(|e| e.flags).unwrap_or_default()
-        })
-        .unwrap_or_default();
+        .any(|e| matches!(&e.kind, EventKind::Fukuhon(f) if f.disclosure == Some(DisclosureClassification::Disclose)));
+    let end_flags = if discloses {
+        let mut flags_only = w.clone();
+        flags_only.events.retain(|e| !matches!(e.kind, EventKind::Fukuhon(_)));
+        apply(flags_only).after.map(|e| e.flags).unwrap_or_default()
+    } else {
+        BTreeMap::new()
+    };
     let mut pending: Vec<PendingFlag> = std::mem::take(&mut w.pending);
     let mut fukuhon: BTreeMap<InfoCode, Option<StoredFukuhon>> =
         w.fukuhon_before.iter().map(|(k, v)| (*k, Some(v.clone()))).collect();
