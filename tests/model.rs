@@ -1148,3 +1148,20 @@ fn model_regression_auto_response_alone_by_handoff_goes_to_flag_confirmation() {
         f(0, 19, vec![acq(0, At::Kouki, 3, 0, "01")]),
     ]));
 }
+
+/// Found by the long mode: the union registers a person (carried from the 国保 flag set in the
+/// same run) and then sets and releases 不開示 on the registration itself. The release stands: the
+/// late-carry pass must not carry the 国保 flag again onto a registration made in this run.
+#[test]
+fn model_regression_registration_of_this_run_is_not_carried_again_late() {
+    replay(history(vec![
+        f(0, 1, vec![acq(1, At::Kouki, 20, 0, "01")]),
+        f(0, 30, vec![acq(1, At::KokuhoA, 9, 2, "01")]),
+        f(
+            0,
+            18,
+            vec![flag(1, At::Kouki, 2, true, 3), flag(1, At::Kouki, 2, false, 3)],
+        ),
+        f(0, 5, vec![flag(1, At::KokuhoA, 2, true, 0)]),
+    ]));
+}

@@ -438,6 +438,9 @@ struct Applier<'a> {
     ambiguous_handoffs: BTreeSet<SubKey>,
     /// Registrations resolved as ambiguous in this run.
     ambiguous_regs: BTreeSet<SubKey>,
+    /// Registrations whose transition acquisition was applied in this run: their carry was
+    /// resolved then, against the 国保 state after this run's first wave.
+    acquired_regs: BTreeSet<SubKey>,
     out: BatchOutcome,
     /// (wave, subscriber, rejects): sorted at the end so reports do not depend on the buckets.
     rejects: Vec<(Wave, SubKey, Vec<(Diagnostic, bool)>)>,
@@ -597,6 +600,9 @@ impl Applier<'_> {
                 .acquisitions
                 .iter()
                 .any(|c| c.reason_of_qualification.is_some_and(|r| r.is_transition()));
+            if acquired {
+                self.acquired_regs.insert(k);
+            }
             if let Some(r) = resolutions.remove(&k).filter(|_| acquired) {
                 if let Some(Carry::Flags(src)) = &r.carry {
                     // a hand-off counts as matched only once its flags are set on the registration
@@ -741,7 +747,12 @@ impl Applier<'_> {
             }
         }
         for person in std::mem::take(&mut self.newly_flagged) {
-            for reg in transition_regs(&person)? {
+            // a registration made in this run saw these flags at its acquisition already: what its
+            // own later events did to them (a release) stands
+            for reg in transition_regs(&person)?
+                .into_iter()
+                .filter(|r| !self.acquired_regs.contains(r))
+            {
                 targets
                     .entry(reg)
                     .or_default()
@@ -1112,6 +1123,7 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
         used_handoffs: BTreeMap::new(),
         ambiguous_handoffs: BTreeSet::new(),
         ambiguous_regs: BTreeSet::new(),
+        acquired_regs: BTreeSet::new(),
         out,
         rejects: Vec::new(),
         review: Vec::new(),
