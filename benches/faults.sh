@@ -18,7 +18,6 @@ set -euo pipefail
 ITER=${1:-20}
 N=${2:-2000}
 WORK=${3:-$(mktemp -d)}
-KILL_MS=${KILL_MS:-1500}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-"$ROOT/target/release/nhi-linkage"}
 if [ ! -x "$BIN" ]; then (cd "$ROOT" && cargo build --release --quiet); fi
@@ -76,13 +75,19 @@ print(hashlib.sha256("\n".join(out).encode()).hexdigest(), sum(1 for l in out if
 EOF
 }
 
-run() { # SITE LEDGER INBOX AS_OF [extra...]
+# command SITE LEDGER INBOX AS_OF [extra...]: sets CMD to the run's command line
+command_for() {
     local site=$1 ledger=$2 inbox=$3 as_of=$4
     shift 4
     local init=()
     [ -e "$site/$ledger" ] || init=(--init-ledger)
-    "$BIN" -q run --inbox "$inbox" --outbox "$site/outbox" --reports "$site/reports" \
-        --ledger "$site/$ledger" --as-of "$as_of" --unmappable replace "${init[@]}" "$@"
+    CMD=("$BIN" -q run --inbox "$inbox" --outbox "$site/outbox" --reports "$site/reports"
+        --ledger "$site/$ledger" --as-of "$as_of" --unmappable replace "${init[@]}" "$@")
+}
+
+run() { # SITE LEDGER INBOX AS_OF [extra...]
+    command_for "$@"
+    "${CMD[@]}"
 }
 
 # until_done SITE LEDGER INBOX AS_OF: reruns until the run completes (exit 0, 1 or 5)
@@ -101,16 +106,26 @@ until_done() {
 
 # killed SITE LEDGER INBOX AS_OF: starts the run, SIGKILLs it after a random delay
 killed() {
-    run "$@" >/dev/null 2>&1 &
-    local pid=$!
-    sleep "$(python3 -c "import random; print(random.randint(0, $KILL_MS) / 1000)")"
-    kill -9 $pid 2>/dev/null || true
-    wait $pid 2>/dev/null || true
+    command_for "$@"
+    local delay rc
+    delay=$(python3 -c "import random; print(random.randint(0, $KILL_MS) / 1000)")
+    # coreutils timeout sends SIGKILL to the run itself after the delay: exit 137 when it did
+    set +e
+    (timeout -s KILL "$delay" "${CMD[@]}" >/dev/null 2>&1) 2>/dev/null
+    rc=$?
+    set -e
+    # counted when the run was still going (a kill after it finished proves nothing)
+    if [ $rc -eq 137 ]; then echo hit >>"$WORK/hits"; fi
 }
 
 echo "# references ($N subscribers)"
 mkdir -p "$WORK/ref-kill" "$WORK/ref-kokuho" "$WORK/ref-kouki"
+t0=$(date +%s%N)
 until_done "$WORK/ref-kill" l.sqlite "$WORK/pop" 20261201 >/dev/null
+FULL_MS=$((($(date +%s%N) - t0) / 1000000))
+# kill somewhere in the run: 0 .. 1.2 × an uninterrupted full load, unless KILL_MS says otherwise
+KILL_MS=${KILL_MS:-$((FULL_MS * 12 / 10 + 1))}
+echo "# an uninterrupted full load takes $FULL_MS ms; kills at random in 0..$KILL_MS ms"
 REF_FULL=$(digest "$WORK/ref-kill")
 FULL_KB=$(du -sk "$WORK/ref-kill" | cut -f1)
 until_done "$WORK/ref-kill" l.sqlite "$WORK/delta" 20261202 >/dev/null
@@ -121,6 +136,7 @@ REF_SHARED=$(digest "$WORK/ref-kokuho")
 
 fail=0
 kills=0
+: >"$WORK/hits"
 for i in $(seq 1 "$ITER"); do
     it="$WORK/it"
     rm -rf "$it"
@@ -194,5 +210,5 @@ else
     echo "disk full: skipped (cannot mount a tmpfs here)"
 fi
 
-echo "# $ITER iterations, $kills runs killed with SIGKILL; $([ $fail -eq 0 ] && echo 'every rerun equal to the reference' || echo 'DIFFERENCES FOUND')"
+echo "# $ITER iterations, $kills SIGKILLs sent, $(wc -l <"$WORK/hits") of them to a run still going; $([ $fail -eq 0 ] && echo 'every rerun equal to the reference' || echo 'DIFFERENCES FOUND')"
 exit $fail

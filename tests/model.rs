@@ -1165,3 +1165,28 @@ fn model_regression_registration_of_this_run_is_not_carried_again_late() {
         f(0, 5, vec![flag(1, At::KokuhoA, 2, true, 0)]),
     ]));
 }
+
+/// Found by the long mode: a registration carried from a hand-off that also stated 自動応答不可
+/// (listed for flag confirmation then); a later 国保 flag that carries nothing new does not list
+/// it again.
+#[test]
+fn model_regression_auto_response_is_listed_when_a_carry_happens() {
+    replay(history(vec![
+        f(1, 10, vec![acq(1, At::Kouki, 26, 0, "01")]),
+        f(
+            2,
+            30,
+            vec![Rec::Handoff {
+                p: 1,
+                src: At::KokuhoA,
+                self_info: 1,
+                nd: true,
+                auto: true,
+                t: 3,
+                mn: false,
+            }],
+        ),
+        f(3, 29, vec![flag(1, At::KokuhoA, 3, true, 3)]),
+        f(2, 27, vec![acq(1, At::KokuhoA, 22, 0, "02")]),
+    ]));
+}

@@ -520,7 +520,7 @@ impl Model {
                 })
             });
             if handoff_waits || newly_flagged {
-                self.carry(&mut night, r);
+                self.carry(&mut night, r, handoff_waits);
             }
         }
         for s in std::mem::take(&mut night.ambiguous) {
@@ -626,7 +626,7 @@ impl Model {
                         if self.candidates(s.0).is_empty() {
                             self.inquiry.insert(s); // R13: nothing to match: inquired
                         }
-                        self.carry(night, s); // M2: before the pending events
+                        self.carry(night, s, true); // M2: before the pending events
                     }
                     for fe in std::mem::take(&mut waiting) {
                         self.flag(night, s, &fe);
@@ -746,7 +746,10 @@ impl Model {
     }
 
     /// R3 carry onto registration `r` (D4).
-    fn carry(&mut self, night: &mut Night, r: Sub) {
+    /// `relist`: a 自動応答不可 that is not carried is listed again even when nothing else is
+    /// carried (at the acquisition, and for a hand-off); a late carry triggered only by a 国保
+    /// flag lists it only when it carries something.
+    fn carry(&mut self, night: &mut Night, r: Sub, relist: bool) {
         let p = r.0;
         let cands = self.candidates(p);
         if cands.len() >= 2 {
@@ -774,7 +777,7 @@ impl Model {
                 carried.push(t);
             }
         }
-        if c.auto && !self.is_set(r, 1) {
+        if c.auto && !self.is_set(r, 1) && (relist || !carried.is_empty()) {
             night.not_carried.insert(r); // 自動応答不可 is never carried
         }
         if !carried.is_empty() {
