@@ -15,7 +15,8 @@
 //! - no run aborts (exit 3, status `aborted`): every state the generator reaches is reachable by
 //!   input.
 //!
-//! `NHI_MODEL_CASES` sets the number of histories (default 200; the long mode is 10000).
+//! `NHI_MODEL_CASES` sets the number of histories (default 200; the long mode is 10000), and
+//! `NHI_MODEL_SEED` the seed of their generator (default 0, so every run is reproducible).
 //! `NHI_MODEL_IGNORE=tag,tag` (exploration only, never set in CI) treats a history that shows a
 //! problem of one of these tags as no counter-example, so that shrinking finds the others. Each
 //! shrunk counter-example is
@@ -781,13 +782,24 @@ fn cases() -> u32 {
 
 #[test]
 fn model_based_histories() {
-    let mut runner = TestRunner::new(Config {
-        cases: cases(),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        max_shrink_iters: 1000,
-        max_shrink_time: 180_000,
-        ..Config::default()
-    });
+    // a fixed seed (NHI_MODEL_SEED, default 0): CI runs the same histories every time, and a
+    // failure found in the long mode is reproduced by its seed
+    let seed: u64 = std::env::var("NHI_MODEL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            cases: cases(),
+            failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
+            max_shrink_iters: 1000,
+            max_shrink_time: 180_000,
+            ..Config::default()
+        },
+        proptest::test_runner::TestRng::from_seed(proptest::test_runner::RngAlgorithm::ChaCha, &seed_bytes),
+    );
     let result = runner.run(&case(), |c| {
         run_case(&c).map_err(|e| TestCaseError::fail(format!("{e}\nhistory:\n{}", describe(&c))))
     });
