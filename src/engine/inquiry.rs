@@ -239,8 +239,8 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
             out.answered.push(vec![ins, key, e.name.clone(), q_s, by]);
             continue;
         }
-        let protected = e.self_info_reason().is_some() && e.flag(FlagType::NonDisclosure).is_some();
-        let future = q.is_some_and(|d| d > as_of) && !protected;
+        // withheld whatever flags the union set itself (R13 makes no exception), as super::hold does
+        let future = q.is_some_and(|d| d > as_of);
         let record = inquiry_of(&e, 0);
         let mut note = match &record {
             Some(_) => "inquired (AgeTransitionInquiry in this run's report folder)".to_owned(),
