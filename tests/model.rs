@@ -1202,3 +1202,26 @@ fn model_regression_auto_response_is_listed_when_a_carry_happens() {
         f(2, 27, vec![acq(1, At::KokuhoA, 22, 0, "02")]),
     ]));
 }
+
+/// Found by the long mode: the 国保 enrollment (unflagged in the ledger) and its hand-off stating
+/// only 自動応答不可 arrive with the registration: flag confirmation lists the registration.
+#[test]
+fn model_regression_auto_response_of_a_merged_candidate_goes_to_flag_confirmation() {
+    replay(history(vec![
+        f(
+            0,
+            1,
+            vec![Rec::Handoff {
+                p: 0,
+                src: At::KokuhoA,
+                self_info: 0,
+                nd: false,
+                auto: true,
+                t: 0,
+                mn: false,
+            }],
+        ),
+        f(0, 1, vec![acq(0, At::KokuhoA, 1, 0, "01")]),
+        f(0, 1, vec![acq(0, At::Kouki, 1, 0, "01")]),
+    ]));
+}

@@ -616,7 +616,7 @@ impl Applier<'_> {
                         .after
                         .as_ref()
                         .is_some_and(|e| e.flag(FlagType::AutoResponseProhibited).is_none());
-                    if src.auto_response && src.via == "handoff" && !carried && lacks_ar {
+                    if src.auto_response && src.via != "ledger" && !carried && lacks_ar {
                         self.out.flag_confirmation.push((
                             k,
                             src.from,
@@ -1148,6 +1148,11 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
     let late = ap.late_carries()?;
     ap.flag_confirmation(&late)?;
     ap.out.carries.extend(late);
+    // one row per (subscriber, other enrollment, flags): the acquisition and R5 may both find it
+    let mut seen = std::collections::HashSet::new();
+    ap.out
+        .flag_confirmation
+        .retain(|(k, other, flags, _)| seen.insert((*k, *other, flags.clone())));
     ap.rejects.sort_by_key(|r| (r.0, r.1));
     let Applier {
         mut out,
