@@ -221,3 +221,27 @@ fn a_published_folder_is_never_replaced_and_run_ids_are_chained() {
             .starts_with("SubscriberLinkage_00131045")
     }));
 }
+
+/// A new ledger is made aside and renamed into place: a crash while creating it leaves no empty
+/// file at the ledger's path (which every later run would refuse), only a leftover the next
+/// `--init-ledger` removes.
+#[test]
+fn a_new_ledger_appears_whole_and_leftovers_of_a_crashed_creation_are_removed() {
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::Utf8,
+    };
+    let site = Site::new();
+    flagged_member(&site, &f);
+    std::fs::write(site.p("ledger.sqlite.init-99999"), b"").unwrap();
+    let o = site.run(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!site.p("ledger.sqlite.init-99999").exists());
+    assert!(std::fs::metadata(site.p("ledger.sqlite")).unwrap().len() > 0);
+    let left: Vec<String> = std::fs::read_dir(site.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".init-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -215,7 +215,7 @@ pub fn acquire(path: &Path, if_missing: IfMissing) -> Result<Opened> {
         if if_missing != IfMissing::Create {
             return Err(LedgerMissing(path.display().to_string()).into());
         }
-        create_new(&canon)?;
+        create_atomically(&canon)?;
         tracing::warn!(ledger = %canon.display(), "created a new, empty ledger (--init-ledger)");
     }
     let conn = open(&canon)?;
@@ -296,6 +296,38 @@ fn check_private(_canon: &Path) -> Result<()> {
 }
 
 /// Creates an empty ledger file, 0600, failing if anything is at the path.
+/// Creates a new ledger with its schema beside `path` and renames it into place, so that a
+/// crash while creating it leaves no empty or half-made file at `path` (a rerun with
+/// `--init-ledger` then simply creates it); leftovers of such a crash are removed here, under
+/// the ledger's lock.
+fn create_atomically(path: &Path) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix = format!("{name}.init-");
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                std::fs::remove_file(e.path()).ok();
+            }
+        }
+    }
+    let tmp = dir.join(format!("{prefix}{}", std::process::id()));
+    create_new(&tmp)?;
+    // the schema, then the connection closed: SQLite checkpoints and removes its WAL
+    drop(open(&tmp)?);
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot write the new ledger {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot create the ledger {}", path.display()))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        d.sync_all().ok();
+    }
+    Ok(())
+}
+
 fn create_new(path: &Path) -> Result<()> {
     let mut o = OpenOptions::new();
     o.write(true).create_new(true);
