@@ -746,6 +746,23 @@ impl Applier<'_> {
                 )),
             }
         }
+        // hand-offs kept unmatched from earlier runs (e.g. an ambiguity since resolved by a 取消):
+        // their registrations are resolved again
+        if !self.empty.handoff {
+            for h in ledger::list_pending_handoffs(conn)? {
+                let hk = (h.source_insurer, h.source_key);
+                if run_handoffs.contains_key(&hk) {
+                    continue; // handled above
+                }
+                let regs = transition_regs(&h.person)?;
+                if let [reg] = regs[..] {
+                    targets
+                        .entry(reg)
+                        .or_default()
+                        .push((h.origin.split('#').next().unwrap_or("").to_owned(), Some(hk)));
+                }
+            }
+        }
         for person in std::mem::take(&mut self.newly_flagged) {
             // a registration made in this run saw these flags at its acquisition already: what its
             // own later events did to them (a release) stands
