@@ -1225,3 +1225,51 @@ fn model_regression_auto_response_of_a_merged_candidate_goes_to_flag_confirmatio
         f(0, 1, vec![acq(0, At::Kouki, 1, 0, "01")]),
     ]));
 }
+
+/// Found by the long mode (seed 7): the union's release of 不開示該当 (EffectiveTime later than
+/// the hand-off's FlagSetTime) arrives before the registration and is pending; the registration
+/// comes three nights later. The carry at the 資格取得 happens first, then the pending release
+/// applies (R1, M2); the release stands, and the late-carry pass must not carry the hand-off again.
+#[test]
+fn model_regression_pending_release_after_carry_at_late_registration_stands() {
+    replay(history(vec![
+        f(
+            0,
+            1,
+            vec![Rec::Handoff {
+                p: 2,
+                src: At::KokuhoA,
+                self_info: 0,
+                nd: true,
+                auto: false,
+                t: 0,
+                mn: false,
+            }],
+        ),
+        f(
+            0,
+            1,
+            vec![Rec::Flag {
+                p: 2,
+                at: At::Kouki,
+                ty: 2,
+                set: false,
+                reason: 1,
+                t: 0,
+            }],
+        ),
+        f(
+            3,
+            26,
+            vec![Rec::Acq {
+                p: 2,
+                at: At::Kouki,
+                day: 1,
+                q: 0,
+                reason: "01",
+                weird: false,
+                mn: false,
+            }],
+        ),
+    ]));
+}

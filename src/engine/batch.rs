@@ -751,11 +751,15 @@ impl Applier<'_> {
         if !self.empty.handoff {
             for h in ledger::list_pending_handoffs(conn)? {
                 let hk = (h.source_insurer, h.source_key);
-                if run_handoffs.contains_key(&hk) {
-                    continue; // handled above
+                if run_handoffs.contains_key(&hk) || self.used_handoffs.contains_key(&hk) {
+                    continue; // handled above, or carried at a 資格取得 of this run
                 }
                 let regs = transition_regs(&h.person)?;
-                if let [reg] = regs[..] {
+                // a registration made in this run was resolved at its acquisition: what its own
+                // later events did (a pending release applied after the carry) stands
+                if let [reg] = regs[..]
+                    && !self.acquired_regs.contains(&reg)
+                {
                     targets
                         .entry(reg)
                         .or_default()

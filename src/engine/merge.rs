@@ -756,7 +756,7 @@ fn merge_one(o: &MergeOptions, base: &str, shards: &[ShardRun]) -> Result<Merged
         Some(fin)
     };
 
-    let report = merged_report(base, shards, entries)?;
+    let mut report = merged_report(base, shards, entries)?;
     let rstage = o.reports.join(format!(".staging-merge-{base}"));
     let rfin = o.reports.join(base);
     if rstage.exists() {
@@ -900,7 +900,7 @@ fn merged_report(base: &str, shards: &[ShardRun], outputs: Vec<OutputEntry>) -> 
             code: text(&e, "code"),
             message: text(&e, "message"),
             critical: e["critical"] == true,
-        });
+        })?;
     }
     for s in shards {
         for c in list(&s.report, "carries") {
@@ -928,7 +928,7 @@ fn merged_report(base: &str, shards: &[ShardRun], outputs: Vec<OutputEntry>) -> 
                 info_code: opt_text(p, "info_code"),
                 file: text(p, "file"),
                 record_sequence: num(p, "record_sequence"),
-            });
+            })?;
         }
         for f in list(&s.report, "flag_changes") {
             r.flag_changes.push(FlagChangeEntry {
@@ -944,7 +944,7 @@ fn merged_report(base: &str, shards: &[ShardRun], outputs: Vec<OutputEntry>) -> 
     r.carries
         .sort_by(|a, b| (&a.to_insurer, &a.to_subscriber_key).cmp(&(&b.to_insurer, &b.to_subscriber_key)));
     r.pending_flags
-        .sort_by(|a, b| (&a.insurer, &a.subscriber_key).cmp(&(&b.insurer, &b.subscriber_key)));
+        .sort_by_key(|p| (p.insurer.clone(), p.subscriber_key.clone()))?;
     r.flag_changes
         .sort_by(|a, b| (&a.insurer, &a.subscriber_key).cmp(&(&b.insurer, &b.subscriber_key)));
 

@@ -121,7 +121,10 @@ struct LoadedFile {
     name: String,
     sha: String,
     header: Option<FileHeader>,
-    rejects: Vec<Diagnostic>,
+    /// Its rejected records' errors (spooled: a file can hold a million bad records).
+    rejects: Spooled<RejectEntry>,
+    /// How many records the rejects are about (distinct RecordSequences).
+    rejected_records: u64,
     file_errors: Vec<Diagnostic>,
     total: u64,
     status: &'static str,
@@ -218,7 +221,15 @@ fn pause_after_file(name: &str) {
 /// Reads one file, spooling the accepted records this process applies (`gate`: all of them, or
 /// this shard's) under `tag`. A spool write error (disk full) is an environment error of the
 /// run, not a property of the file.
-fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32, gate: &Gate) -> Result<LoadedFile> {
+fn load(
+    path: &Path,
+    inbox: &Path,
+    opts: &ReadOptions,
+    spool: &Spool,
+    spill_dir: &Path,
+    tag: u32,
+    gate: &Gate,
+) -> Result<LoadedFile> {
     let name = path
         .strip_prefix(inbox)
         .unwrap_or(path)
@@ -229,7 +240,8 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32, 
         name,
         sha: String::new(),
         header: None,
-        rejects: Vec::new(),
+        rejects: Spooled::default(),
+        rejected_records: 0,
         total: 0,
         status: "rejected",
         note: None,
@@ -243,7 +255,8 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32, 
             ));
         }
     };
-    let mut rejects = Vec::new();
+    let mut rejects = Spooled::in_dir(spill_dir.to_path_buf());
+    let mut rejected_seqs: Vec<u64> = Vec::new();
     let mut spool_error = None;
     let res = read_input(path, &name, opts, &mut |o| match o {
         RecordOutcome::Accepted(Record::AgeTransitionInquiry(_)) => {} // refused below (R13)
@@ -255,7 +268,14 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32, 
             }
         }
         RecordOutcome::Accepted(_) => {} // another shard's
-        RecordOutcome::Rejected { faults, .. } => rejects.extend(faults),
+        RecordOutcome::Rejected { faults, .. } => {
+            rejected_seqs.extend(faults.iter().filter_map(|d| d.record_sequence));
+            if spool_error.is_none() {
+                if let Err(e) = rejects.extend(faults.iter().map(|d| RejectEntry::from_diag(d, false))) {
+                    spool_error = Some(e);
+                }
+            }
+        }
     });
     if let Some(e) = spool_error {
         return Err(e);
@@ -275,7 +295,8 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32, 
             name: name.clone(),
             sha: hex(&s.sha256),
             header: Some(s.header),
-            rejects: Vec::new(),
+            rejects: Spooled::default(),
+            rejected_records: 0,
             file_errors: vec![
                 Diagnostic::new(
                     &name,
@@ -293,6 +314,11 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32, 
             sha: hex(&s.sha256),
             header: Some(s.header),
             rejects,
+            rejected_records: {
+                rejected_seqs.sort_unstable();
+                rejected_seqs.dedup();
+                rejected_seqs.len() as u64
+            },
             file_errors: Vec::new(),
             total: s.records,
             status: "applied",
@@ -302,7 +328,8 @@ fn load(path: &Path, inbox: &Path, opts: &ReadOptions, spool: &Spool, tag: u32, 
             name,
             sha: String::new(),
             header: r.header,
-            rejects: Vec::new(),
+            rejects: Spooled::default(),
+            rejected_records: 0,
             file_errors: r.diagnostics,
             total: 0,
             status: "rejected",
@@ -582,7 +609,8 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         .iter()
         .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
         .sum();
-    let spool = Spool::new(opts.chunk_records, &spill_dir(opts)).with_prefix(spill_prefix(opts));
+    let spill_to = spill_dir(opts);
+    let spool = Spool::new(opts.chunk_records, &spill_to).with_prefix(spill_prefix(opts));
     let gate = Gate::new(opts.shard); // shard hook
     tracing::info!(files = paths.len(), bytes = input_bytes, "reading inbox");
     let t0 = std::time::Instant::now();
@@ -593,7 +621,8 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             .par_iter()
             .enumerate()
             .map(|(tag, p)| {
-                let f = (!interrupt::requested()).then(|| load(p, &opts.inbox, &ropts, &spool, tag as u32, &gate));
+                let f = (!interrupt::requested())
+                    .then(|| load(p, &opts.inbox, &ropts, &spool, &spill_to, tag as u32, &gate));
                 bar.pb_inc(1);
                 f
             })
@@ -625,11 +654,13 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             Some(s) if s == f.sha => {
                 f.status = "skipped";
                 f.note = Some("already applied (same FileIdentifier and SHA-256)".into());
-                f.rejects.clear();
+                f.rejects = Spooled::default();
+                f.rejected_records = 0;
             }
             Some(_) => {
                 f.status = "rejected";
-                f.rejects.clear();
+                f.rejects = Spooled::default();
+                f.rejected_records = 0;
                 f.file_errors.push(
                     Diagnostic::new(
                         &f.name,
@@ -691,15 +722,11 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         files: batch_files,
         spool,
     };
+    report.spill_to(&spill_dir(opts));
     let mut applied = Vec::new();
-    for f in &files {
+    for f in &mut files {
         let h = f.header.as_ref();
-        let rejected = f
-            .rejects
-            .iter()
-            .filter_map(|d| d.record_sequence)
-            .collect::<BTreeSet<_>>()
-            .len() as u64;
+        let rejected = f.rejected_records;
         report.inputs.push(InputEntry {
             name: f.name.clone(),
             kind: h.map(|h| h.kind.name().to_owned()).unwrap_or_default(),
@@ -710,10 +737,16 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             rejected,
             note: f.note.clone(),
         });
-        for d in f.file_errors.iter().chain(&f.rejects) {
-            let critical = h.is_some_and(|h| matches!(h.kind, FileKind::FlagChange | FileKind::AgeTransitionHandoff))
-                || f.status == "rejected";
-            report.rejects.push(RejectEntry::from_diag(d, critical));
+        let critical = h.is_some_and(|h| matches!(h.kind, FileKind::FlagChange | FileKind::AgeTransitionHandoff))
+            || f.status == "rejected";
+        for d in &f.file_errors {
+            report.rejects.push(RejectEntry::from_diag(d, critical))?;
+        }
+        let rejects = std::mem::take(&mut f.rejects);
+        if critical {
+            report.rejects.append_with(rejects, |e| e.critical = true)?;
+        } else {
+            report.rejects.append(rejects)?;
         }
         if f.status == "applied" {
             let h = h.expect("parsed");
@@ -794,7 +827,7 @@ pub fn execute(
             .engine_rejects
             .iter()
             .map(|(d, c)| RejectEntry::from_diag(d, *c)),
-    );
+    )?;
 
     // 3. linkage streamed from the ledger (R2) into staging, each group checked against R4
     // before it is written
@@ -870,7 +903,7 @@ pub fn execute(
                 )
                 .field(chars.first().map(|c| c.field.clone()).unwrap_or_default()),
                 false,
-            ));
+            ))?;
             if let Some(k) = key {
                 // not sent (R14): the server holds what it held before the run; a later run sends it
                 let was = scratch::was_published(&tx, *ins, *k)?;
@@ -996,7 +1029,7 @@ fn abort(opts: &RunOptions, mut report: Report, reason: &str) -> Result<RunResul
         code: ErrorCode::FlagWouldBeCleared.as_str().into(),
         message: reason.to_owned(),
         critical: true,
-    });
+    })?;
     let dir = opts.reports.join(format!("{}-aborted", report.run_id));
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
@@ -1491,9 +1524,10 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, derived: Der
             future_dated: c.qualification_date > opts.as_of,
         });
     }
-    for pf in ledger::list_pending_flags(conn)? {
+    let pending = &mut r.pending_flags;
+    ledger::for_each_pending_flag(conn, |pf| {
         let c = &pf.change;
-        r.pending_flags.push(PendingEntry {
+        pending.push(PendingEntry {
             insurer: c.insurer.to_string(),
             subscriber_key: c.key.map(|k| k.to_string()).unwrap_or_default(),
             flag_type: c.flag_type.name_en().to_owned(),
@@ -1506,8 +1540,8 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, derived: Der
             info_code: c.info_code.map(|i| i.to_string()),
             file: pf.file.clone(),
             record_sequence: c.seq,
-        });
-    }
+        })
+    })?;
     r.pending_handoffs = ledger::list_pending_handoffs(conn)?.len() as u64;
 
     // flag changes and R9 certificate issuance (collected while the linkage was written)

@@ -680,11 +680,25 @@ pub fn take_pending_flags(conn: &Connection, insurer: InsurerNumber, key: Subscr
 }
 
 pub fn list_pending_flags(conn: &Connection) -> Result<Vec<PendingFlag>> {
+    let mut all = Vec::new();
+    for_each_pending_flag(conn, |p| {
+        all.push(p);
+        Ok(())
+    })?;
+    Ok(all)
+}
+
+/// Every pending flag event, one at a time, in [`list_pending_flags`] order: the report lists
+/// them all, and there may be a million (issue 13 item 6).
+pub fn for_each_pending_flag(conn: &Connection, mut f: impl FnMut(PendingFlag) -> Result<()>) -> Result<()> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {PENDING_COLS} FROM pending_flag ORDER BY insurer, subscriber_key, id"
     ))?;
-    let rows: Vec<PendingRow> = st.query_map([], pending_row)?.collect::<rusqlite::Result<_>>()?;
-    rows.into_iter().map(pending_from).collect()
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        f(pending_from(pending_row(r)?)?)?;
+    }
+    Ok(())
 }
 
 /// A stored hand-off (年齢到達引継) and whether it has been matched.

@@ -831,11 +831,12 @@ fn migrate_with(
 
     // the report
     let mut report = Report::new(run_id.clone(), opts.as_of.to_string(), opts.dry_run);
+    report.spill_to(&spill_dir(opts));
     report.inputs = inputs;
     report
         .rejects
-        .extend(file_errors.iter().map(|e| RejectEntry::from_diag(e, true)));
-    report.rejects.append(&mut d.rejects);
+        .extend(file_errors.iter().map(|e| RejectEntry::from_diag(e, true)))?;
+    report.rejects.extend(std::mem::take(&mut d.rejects))?;
     let total = |kind: &str| {
         d.counts
             .iter()

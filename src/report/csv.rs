@@ -44,6 +44,83 @@ pub fn neutralise(cell: &str) -> Cow<'_, str> {
     super::neutral_cell(cell)
 }
 
+/// Writes a table as [`table`] and [`encode`] would, one row at a time: for lists as long as
+/// the input (rejects), which are never held in memory whole.
+pub fn write_table<W, R>(out: &mut W, enc: ReportEncoding, columns: &[&str], rows: R) -> anyhow::Result<()>
+where
+    W: std::io::Write + ?Sized,
+    R: IntoIterator<Item = anyhow::Result<Vec<String>>>,
+{
+    if enc == ReportEncoding::Utf8 {
+        out.write_all(BOM.as_bytes())?;
+    }
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .quote_style(csv::QuoteStyle::Necessary)
+        .flexible(true)
+        .from_writer(Transcode {
+            out,
+            enc,
+            pending: Vec::new(),
+            encoded: Vec::new(),
+        });
+    w.write_record(columns.iter().map(|c| neutralise(c).into_owned()))?;
+    for row in rows {
+        w.write_record(row?.iter().map(|c| neutralise(c).into_owned()))?;
+    }
+    let mut t = w.into_inner().map_err(|e| e.into_error())?;
+    t.finish()?;
+    Ok(())
+}
+
+/// Passes UTF-8 through, or encodes it to Shift_JIS as [`encode`] does, at character
+/// boundaries (the CSV writer may cut its buffer inside a character).
+struct Transcode<'a, W: std::io::Write + ?Sized> {
+    out: &'a mut W,
+    enc: ReportEncoding,
+    pending: Vec<u8>,
+    encoded: Vec<u8>,
+}
+
+impl<W: std::io::Write + ?Sized> Transcode<'_, W> {
+    fn finish(&mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            // the CSV writer only writes whole strings: nothing can be left but a whole character
+            let text = String::from_utf8_lossy(&self.pending).into_owned();
+            self.pending.clear();
+            self.encoded.clear();
+            encode_replacing(&mut self.encoded, &text, TextEncoding::ShiftJis);
+            self.out.write_all(&self.encoded)?;
+        }
+        self.out.flush()
+    }
+}
+
+impl<W: std::io::Write + ?Sized> std::io::Write for Transcode<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.enc == ReportEncoding::Utf8 {
+            return self.out.write(buf);
+        }
+        self.pending.extend_from_slice(buf);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(s) => s.len(),
+            Err(e) => e.valid_up_to(),
+        };
+        if valid > 0 {
+            let text = std::str::from_utf8(&self.pending[..valid]).expect("checked above");
+            self.encoded.clear();
+            encode_replacing(&mut self.encoded, text, TextEncoding::ShiftJis);
+            self.out.write_all(&self.encoded)?;
+            self.pending.drain(..valid);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
 /// A table as CSV text: the column row, then one row per entry, CRLF-terminated, UTF-8 with a
 /// leading BOM (the file's bytes in the default encoding).
 pub fn table<'a, R, C>(columns: &[&str], rows: R) -> String
@@ -112,6 +189,27 @@ pub fn read_table(path: &std::path::Path) -> anyhow::Result<(Vec<String>, Vec<Ve
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn streamed_table_equals_the_whole_table() {
+        use super::*;
+        let cols = ["file", "message"];
+        let rows = [
+            vec!["a.csv".to_owned(), "=1+1, \"quoted\"".to_owned()],
+            vec!["b.xml".to_owned(), "髙橋 𠮷野 改行\nあり".to_owned()],
+            // longer than the CSV writer's buffer: it is cut inside characters
+            vec![
+                "c.csv".to_owned(),
+                format!("{}{}", "あ".repeat(5001), "𠮷".repeat(3001)),
+            ],
+        ];
+        for enc in [ReportEncoding::Utf8, ReportEncoding::ShiftJis] {
+            let whole = encode(&table(&cols, rows.iter().map(|r| r.iter().map(String::as_str))), enc);
+            let mut streamed = Vec::new();
+            write_table(&mut streamed, enc, &cols, rows.iter().cloned().map(Ok)).unwrap();
+            assert_eq!(streamed, whole, "{enc:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -31,7 +31,7 @@ fn table(out: &mut String, head: &[&str], rows: impl Iterator<Item = Vec<String>
     out.push_str("</tbody></table>\n");
 }
 
-pub fn render(r: &Report) -> String {
+pub fn render(r: &Report) -> anyhow::Result<String> {
     let mut o = String::with_capacity(16 * 1024);
     let title = if r.dry_run {
         "nhi-linkage 実行レポート（ドライラン / dry run）"
@@ -91,7 +91,7 @@ th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left;font-size:.9em}}
         }),
         "No input files.",
     );
-    let critical = r.rejects.iter().filter(|x| x.critical).count();
+    let critical = r.critical_rejects()?;
     let _ = writeln!(
         o,
         "<h2>エラー Rejects ({}{})</h2>",
@@ -114,7 +114,7 @@ th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left;font-size:.9em}}
             "critical",
             "message",
         ],
-        r.rejects.iter().map(|x| {
+        r.rejects.head(HEAD)?.into_iter().map(|x| {
             vec![
                 x.file.clone(),
                 x.record_sequence.map(|s| s.to_string()).unwrap_or_default(),
@@ -128,6 +128,7 @@ th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left;font-size:.9em}}
         }),
         "No rejected records.",
     );
+    more(&mut o, r.rejects.len(), "rejects.csv");
     o.push_str("<h2>フラグ引継 Age-transition carries</h2>\n");
     table(
         &mut o,
@@ -184,7 +185,7 @@ th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left;font-size:.9em}}
             "file",
             "RecordSequence",
         ],
-        r.pending_flags.iter().map(|p| {
+        r.pending_flags.head(HEAD)?.into_iter().map(|p| {
             vec![
                 p.insurer.clone(),
                 p.subscriber_key.clone(),
@@ -197,6 +198,7 @@ th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left;font-size:.9em}}
         }),
         "No pending flags.",
     );
+    more(&mut o, r.pending_flags.len(), "report.json (pending_flags)");
     for (name, wl) in &r.worklist_rows {
         let _ = writeln!(
             o,
@@ -227,7 +229,21 @@ th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left;font-size:.9em}}
         },
     );
     o.push_str("</body></html>\n");
-    o
+    Ok(o)
+}
+
+/// Rows of a long list shown in the page; the CSV, xlsx and report.json hold them all.
+const HEAD: usize = 200;
+
+/// Says where the rest of a list cut at [`HEAD`] rows is.
+fn more(out: &mut String, total: usize, full: &str) {
+    if total > HEAD {
+        let _ = writeln!(
+            out,
+            "<p class=\"none\">先頭 {HEAD} 件を表示（全 {total} 件は {f}） / first {HEAD} of {total} shown; all in {f}</p>",
+            f = esc(full)
+        );
+    }
 }
 
 /// An inline SVG bar chart (horizontal bars, one per value).

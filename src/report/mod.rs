@@ -9,14 +9,17 @@
 pub mod csv;
 mod html;
 pub mod labels;
+pub mod spooled;
 mod xlsx;
 
 pub use csv::ReportEncoding;
+pub use spooled::Spooled;
 
 use crate::error::Diagnostic;
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, Serialize)]
@@ -33,7 +36,7 @@ pub struct InputEntry {
     pub note: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RejectEntry {
     pub file: String,
     pub record_sequence: Option<u64>,
@@ -76,7 +79,7 @@ pub struct CarryEntry {
     pub future_dated: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PendingEntry {
     pub insurer: String,
     pub subscriber_key: String,
@@ -122,7 +125,7 @@ impl Worklist {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct Report {
     pub run_id: String,
     pub as_of: String,
@@ -132,9 +135,11 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abort_reason: Option<String>,
     pub inputs: Vec<InputEntry>,
-    pub rejects: Vec<RejectEntry>,
+    /// Every reject, spooled (a file of a million bad records costs a file, not memory).
+    pub rejects: Spooled<RejectEntry>,
     pub carries: Vec<CarryEntry>,
-    pub pending_flags: Vec<PendingEntry>,
+    /// Every pending flag event in the ledger, spooled like the rejects.
+    pub pending_flags: Spooled<PendingEntry>,
     pub pending_handoffs: u64,
     /// name → row count
     pub worklists: BTreeMap<String, usize>,
@@ -179,9 +184,9 @@ impl Report {
             status: "completed".into(),
             abort_reason: None,
             inputs: Vec::new(),
-            rejects: Vec::new(),
+            rejects: Spooled::default(),
             carries: Vec::new(),
-            pending_flags: Vec::new(),
+            pending_flags: Spooled::default(),
             pending_handoffs: 0,
             worklists: BTreeMap::new(),
             outputs: Vec::new(),
@@ -221,46 +226,59 @@ impl Report {
         }
     }
 
+    /// How many rejects are critical (one pass over the spooled list).
+    pub fn critical_rejects(&self) -> Result<usize> {
+        let mut n = 0;
+        for e in self.rejects.iter() {
+            n += usize::from(e?.critical);
+        }
+        Ok(n)
+    }
+
+    /// Sets the folder the report's long lists (rejects, pending flags) spill into: the run's
+    /// spill folder beside the ledger.
+    pub fn spill_to(&mut self, dir: &Path) {
+        self.rejects.spill_to(dir.to_path_buf());
+        self.pending_flags.spill_to(dir.to_path_buf());
+    }
+
     /// Rejects in one order whatever produced them (one process, or shards merged): by input
     /// file (the order of `inputs`; rejects of no input file last), then RecordSequence
     /// (file-level errors first), line and byte offset. The sort is stable: what is equal keeps
     /// its order.
-    pub fn sort_rejects(&mut self) {
-        let keys = self.reject_keys();
-        let mut keyed: Vec<_> = keys.into_iter().zip(std::mem::take(&mut self.rejects)).collect();
-        keyed.sort_by_key(|k| k.0);
-        self.rejects = keyed.into_iter().map(|(_, e)| e).collect();
+    pub fn sort_rejects(&mut self) -> Result<()> {
+        let key = self.reject_key();
+        self.rejects.sort_by_key(key)
     }
 
-    fn reject_keys(&self) -> Vec<RejectKey> {
-        let pos: std::collections::HashMap<&str, usize> = self
+    fn reject_key(&self) -> impl Fn(&RejectEntry) -> RejectKey + use<> {
+        let pos: std::collections::HashMap<String, usize> = self
             .inputs
             .iter()
             .enumerate()
-            .map(|(i, f)| (f.name.as_str(), i))
+            .map(|(i, f)| (f.name.clone(), i))
             .collect();
-        self.rejects
-            .iter()
-            .map(|e| {
-                (
-                    pos.get(e.file.as_str()).copied().unwrap_or(usize::MAX),
-                    e.record_sequence,
-                    e.line,
-                    e.byte_offset,
-                )
-            })
-            .collect()
+        move |e: &RejectEntry| {
+            (
+                pos.get(e.file.as_str()).copied().unwrap_or(usize::MAX),
+                e.record_sequence,
+                e.line,
+                e.byte_offset,
+            )
+        }
     }
 
     /// Writes report.json, report.html, rejects.csv, `<worklist>.csv` and report.xlsx into
     /// `dir`. Rejects are listed in [`Report::sort_rejects`] order; the CSV files are in the
-    /// encoding set by [`configure`].
-    pub fn write_to(&self, dir: &Path) -> Result<()> {
-        if !self.reject_keys().is_sorted() {
-            let mut sorted = self.clone();
-            sorted.sort_rejects();
-            return sorted.write_to(dir);
-        }
+    /// encoding set by [`configure`]. The long lists are streamed from their spool files.
+    pub fn write_to(&mut self, dir: &Path) -> Result<()> {
+        let t = std::time::Instant::now();
+        self.sort_rejects()?;
+        tracing::debug!(
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            rejects = self.rejects.len(),
+            "rejects sorted"
+        );
         let settings = settings();
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let finished = chrono::Utc::now();
@@ -274,16 +292,24 @@ impl Report {
             report_encoding: settings.encoding.label(),
             report: self,
         };
-        let mut json = serde_json::to_vec_pretty(&meta)?;
-        json.push(b'\n');
-        write_private(&dir.join("report.json"), &json)?;
-        write_private(&dir.join("report.html"), html::render(self).as_bytes())?;
-        let reject_rows: Vec<Vec<String>> = self.rejects.iter().map(reject_cells).collect();
-        let rejects = csv::table(
-            &REJECT_COLUMNS,
-            reject_rows.iter().map(|r| r.iter().map(String::as_str)),
-        );
-        write_private(&dir.join("rejects.csv"), &csv::encode(&rejects, settings.encoding))?;
+        let t = std::time::Instant::now();
+        write_private_with(&dir.join("report.json"), |w| {
+            serde_json::to_writer_pretty(&mut *w, &meta)?;
+            w.write_all(b"\n")?;
+            Ok(())
+        })?;
+        tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "report.json written");
+        write_private(&dir.join("report.html"), html::render(self)?.as_bytes())?;
+        tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "report.html written");
+        write_private_with(&dir.join("rejects.csv"), |w| {
+            csv::write_table(
+                w,
+                settings.encoding,
+                &REJECT_COLUMNS,
+                self.rejects.iter().map(|r| r.map(|e| reject_cells(&e))),
+            )
+        })?;
+        tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "rejects.csv written");
         for (name, wl) in &self.worklist_rows {
             write_private(
                 &dir.join(format!("{name}.csv")),
@@ -291,6 +317,7 @@ impl Report {
             )?;
         }
         write_private(&dir.join("report.xlsx"), &xlsx::render(self)?)?;
+        tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "report.xlsx written");
         for (name, src) in &self.attachments {
             let dst = dir.join(name);
             std::fs::copy(src, &dst).with_context(|| format!("cannot write {}", dst.display()))?;
@@ -398,7 +425,11 @@ pub fn neutral_cell(c: &str) -> std::borrow::Cow<'_, str> {
 
 /// Writes a file readable by its owner only (reports and outputs hold personal data) and fsyncs it.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
+    write_private_with(path, |w| Ok(w.write_all(bytes)?))
+}
+
+/// [`write_private`] for content written piece by piece through a buffer.
+pub fn write_private_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -406,10 +437,16 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o600);
     }
-    let mut f = o
+    let f = o
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
+    write(&mut w).with_context(|| format!("cannot write {}", path.display()))?;
+    let f = w
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

@@ -20,11 +20,14 @@ use rust_xlsxwriter::{Color, DocProperties, ExcelDateTime, Format, FormatBorder,
 /// Excel's last row is 1 048 576; one is the header.
 const MAX_ROWS: usize = 1_048_575;
 
+/// Rejects beyond which the workbook is compressed for speed rather than size.
+const LARGE_ROWS: usize = 100_000;
+
 /// A table to put on a sheet: English column names (mapped to Japanese headers) and rows.
 struct Table<'a> {
     sheet: String,
     columns: Vec<&'a str>,
-    rows: Box<dyn Iterator<Item = Vec<&'a str>> + 'a>,
+    rows: Box<dyn Iterator<Item = Result<Vec<String>>> + 'a>,
     len: usize,
 }
 
@@ -58,7 +61,9 @@ pub fn render(r: &Report) -> Result<Vec<u8>> {
     render_inner(r).context("cannot build report.xlsx")
 }
 
-fn render_inner(r: &Report) -> Result<Vec<u8>, XlsxError> {
+// rows are written in order (a constant-memory sheet needs it); widths are set after them
+
+fn render_inner(r: &Report) -> Result<Vec<u8>> {
     let f = formats();
     let mut used: Vec<String> = vec![labels::SUMMARY_SHEET.to_owned(), labels::REJECTS_SHEET.to_owned()];
     let mut tables: Vec<(String, Table)> = Vec::new();
@@ -69,33 +74,36 @@ fn render_inner(r: &Report) -> Result<Vec<u8>, XlsxError> {
             Table {
                 sheet,
                 columns: wl.columns.clone(),
-                rows: Box::new(wl.rows.iter().map(|row| row.iter().map(String::as_str).collect())),
+                rows: Box::new(wl.rows.iter().map(|row| Ok(row.clone()))),
                 len: wl.rows.len(),
             },
         ));
     }
-    let reject_rows: Vec<Vec<String>> = r.rejects.iter().map(super::reject_cells).collect();
+    // the rejects can be as many as the input's records: read back from their spool row by row
+    // onto a constant-memory sheet
     let rejects = Table {
         sheet: labels::REJECTS_SHEET.to_owned(),
         columns: super::REJECT_COLUMNS.to_vec(),
-        rows: Box::new(reject_rows.iter().map(|row| row.iter().map(String::as_str).collect())),
+        rows: Box::new(r.rejects.iter().map(|e| e.map(|e| super::reject_cells(&e)))),
         len: r.rejects.len(),
     };
 
     let mut wb = Workbook::new();
-    wb.set_properties(&properties(r)?);
-    let mut summary = Worksheet::new();
-    summary_sheet(&mut summary, r, &tables, &f)?;
-    wb.push_worksheet(summary);
-    for (_, t) in tables {
-        let mut ws = Worksheet::new();
-        table_sheet(&mut ws, t, &f)?;
-        wb.push_worksheet(ws);
+    if let Some(dir) = r.rejects.dir() {
+        wb.set_tempdir(dir)?;
     }
-    let mut ws = Worksheet::new();
-    table_sheet(&mut ws, rejects, &f)?;
-    wb.push_worksheet(ws);
-    wb.save_to_buffer()
+    wb.set_properties(&properties(r)?);
+    if r.rejects.len() > LARGE_ROWS {
+        // compressing the sheet is most of the time of a large workbook: level 1 halves it
+        wb.set_zip_compression_level(1);
+    }
+    let critical = r.critical_rejects()?;
+    summary_sheet(wb.add_worksheet(), r, critical, &tables, &f)?;
+    for (_, t) in tables {
+        table_sheet(wb.add_worksheet(), t, &f)?;
+    }
+    table_sheet(wb.add_worksheet_with_constant_memory()?, rejects, &f)?;
+    Ok(wb.save_to_buffer()?)
 }
 
 /// Title, subject and a creation date taken from the run (its as-of date), not the clock.
@@ -110,7 +118,13 @@ fn properties(r: &Report) -> Result<DocProperties, XlsxError> {
         .set_creation_datetime(&created))
 }
 
-fn summary_sheet(ws: &mut Worksheet, r: &Report, tables: &[(String, Table)], f: &Formats) -> Result<(), XlsxError> {
+fn summary_sheet(
+    ws: &mut Worksheet,
+    r: &Report,
+    critical: usize,
+    tables: &[(String, Table)],
+    f: &Formats,
+) -> Result<(), XlsxError> {
     ws.set_name(labels::SUMMARY_SHEET)?;
     let head = ["区分", "項目", "値", "キー"];
     for (c, h) in head.iter().enumerate() {
@@ -175,12 +189,7 @@ fn summary_sheet(ws: &mut Worksheet, r: &Report, tables: &[(String, Table)], f: 
     row += 1;
     ws.write_string_with_format(row, 0, "不備", &f.text)?;
     ws.write_string_with_format(row, 1, "うち重要", &f.text)?;
-    ws.write_number_with_format(
-        row,
-        2,
-        r.rejects.iter().filter(|e| e.critical).count() as f64,
-        &f.number,
-    )?;
+    ws.write_number_with_format(row, 2, critical as f64, &f.number)?;
     ws.write_string_with_format(row, 3, "rejects_critical", &f.text)?;
     ws.set_freeze_panes(1, 0)?;
     ws.autofilter(0, 0, row, 3)?;
@@ -190,7 +199,7 @@ fn summary_sheet(ws: &mut Worksheet, r: &Report, tables: &[(String, Table)], f: 
     Ok(())
 }
 
-fn table_sheet(ws: &mut Worksheet, t: Table, f: &Formats) -> Result<(), XlsxError> {
+fn table_sheet(ws: &mut Worksheet, t: Table, f: &Formats) -> Result<()> {
     ws.set_name(&t.sheet)?;
     let kinds: Vec<CellKind> = t.columns.iter().map(|c| labels::column_kind(c)).collect();
     let mut widths: Vec<usize> = t
@@ -203,6 +212,7 @@ fn table_sheet(ws: &mut Worksheet, t: Table, f: &Formats) -> Result<(), XlsxErro
     }
     let mut last = 0u32;
     for (i, row) in t.rows.take(MAX_ROWS).enumerate() {
+        let row = row?;
         let r = i as u32 + 1;
         for (c, cell) in row.iter().enumerate() {
             let kind = kinds.get(c).copied().unwrap_or(CellKind::Text);
