@@ -63,7 +63,8 @@ pub struct ExtractArgs {
     pub format: Format,
     #[arg(long, value_enum, default_value = "shift_jis")]
     pub encoding: TextEncoding,
-    /// Characters Shift_JIS cannot hold: refuse the record or write ● (文字同定) [default: reject]
+    /// Characters Shift_JIS cannot hold, and 外字 (U+E000–U+F8FF) in any encoding: refuse the
+    /// record or write ● (文字同定) [default: reject]
     #[arg(long = "unmappable", value_enum, value_name = "UNMAPPABLE")]
     pub unmappable_arg: Option<UnmappablePolicy>,
     /// `--unmappable`, else the config file's, else reject
@@ -134,6 +135,7 @@ fn run_extract(mut a: ExtractArgs) -> Result<Exit> {
             .unwrap_or_default()
     );
     let mut report = Report::new(run_id.clone(), d.to_string(), false);
+    report.kind = crate::report::ReportKind::Extract;
     let mut blocked = Vec::new();
     let mut upcoming_rows = Vec::new();
     let insurers: std::collections::BTreeSet<InsurerNumber> = x.upcoming.iter().map(|u| u.enrollment.insurer).collect();
