@@ -244,6 +244,27 @@ fn run_extract(mut a: ExtractArgs) -> Result<Exit> {
     } else {
         "completed".into()
     };
+    // the folder names the content too: another extract on the same date with a different
+    // result (a changed ledger, other options) writes its own folder, never over this one; the
+    // same extract repeated writes the same folder
+    let run_id = {
+        let mut h = Sha256::new();
+        for o in &report.outputs {
+            h.update(o.sha256.as_bytes());
+        }
+        for (name, wl) in &report.worklist_rows {
+            h.update(name.as_bytes());
+            for cell in wl.rows.iter().flatten() {
+                h.update(cell.as_bytes());
+                h.update([0]);
+            }
+        }
+        h.update(serde_json::to_vec(&report.extra)?);
+        h.update(serde_json::to_vec(&report.summary)?);
+        format!("{run_id}-{}", &hex(&h.finalize())[..8])
+    };
+    crate::logging::set_run_id(&run_id);
+    report.run_id = run_id.clone();
     let dir = a.reports.join(&run_id);
     report.write_to(&dir)?;
     for o in &report.outputs {

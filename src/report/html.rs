@@ -218,7 +218,7 @@ struct Page {
     rejects_critical: u64,
     nothing_to_do: bool,
     facts: Vec<Fact>,
-    counts: Vec<Fact>,
+    counts: Vec<Count>,
     notes: Vec<String>,
     charts: Vec<ChartView>,
     tables: Vec<Table>,
@@ -263,6 +263,14 @@ struct RejectGroup {
 struct Fact {
     label: String,
     value: String,
+}
+
+/// A count: its Japanese label, the counter in English words (secondary), the number.
+#[derive(Serialize)]
+struct Count {
+    label: String,
+    en: String,
+    value: u64,
 }
 
 #[derive(Serialize)]
@@ -526,9 +534,10 @@ fn page(input: &Input<'_>) -> Page {
     let counts = r
         .summary
         .iter()
-        .map(|(k, v)| Fact {
+        .map(|(k, v)| Count {
             label: labels::summary_ja(k),
-            value: v.to_string(),
+            en: k.replace('_', " "),
+            value: *v,
         })
         .collect();
     let charts = r.charts.iter().map(chart).collect();
@@ -738,9 +747,21 @@ fn tables(input: &Input<'_>) -> Vec<Table> {
             heading: "入力ファイル".into(),
             heading_en: "Inputs".into(),
             todo: String::new(),
-            columns: columns(&[
-                "file", "kind", "format", "encoding", "status", "records", "rejected", "note",
-            ]),
+            columns: [
+                ("ファイル", "file"),
+                ("種別", "kind"),
+                ("形式", "format"),
+                ("文字コード", "encoding"),
+                ("状態", "status"),
+                ("件数", "records"),
+                ("不備", "rejected"),
+                ("備考", "note"),
+            ]
+            .map(|(ja, en)| Column {
+                ja: ja.into(),
+                en: en.into(),
+            })
+            .into(),
             rows: head
                 .shown()
                 .iter()
