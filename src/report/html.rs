@@ -165,7 +165,6 @@ pub fn render(input: &Input<'_>) -> Result<String> {
     // escaped as below rather than minijinja's default, which also writes `/` as `&#x2f;` and
     // so makes paths and commands unreadable in the page's source
     env.set_formatter(|out, _state, value| {
-        use std::fmt::Write;
         if value.is_none() || value.is_undefined() {
             return Ok(());
         }
