@@ -44,3 +44,54 @@ fn completions_and_manual_pages() {
     let run = std::fs::read_to_string(site.p("man1").join("nhi-linkage-run.1")).unwrap();
     assert!(run.contains("unmappable"), "the options of run");
 }
+
+/// `--format` meant three things (a file syntax in extract and generate, validate's printout,
+/// `run`'s `--output-format`): one name per meaning now — `--output-format`/`--output-encoding`
+/// for the files a command writes, `--message-format` for what validate prints — with the old
+/// spellings kept as hidden aliases.
+#[test]
+fn one_option_name_per_meaning_old_spellings_still_accepted() {
+    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/inbox");
+    let validate = |opt: &str| {
+        let o = Command::new(BIN)
+            .args(["validate", opt, "json"])
+            .arg(&samples)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{opt}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o.stdout
+    };
+    let new = validate("--message-format");
+    let doc: serde_json::Value = serde_json::from_slice(&new).expect("one JSON document");
+    assert_eq!(doc["ok"], true);
+    assert_eq!(new, validate("--format"));
+
+    let site = Site::new();
+    let generate = |dir: &str, opts: [&str; 4]| {
+        let o = Command::new(BIN)
+            .args(["generate", "--subscribers", "20", "--as-of", "20261201", "--out"])
+            .arg(site.p(dir))
+            .args(opts)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        files_under(&site.p(dir))
+    };
+    let new = generate("new", ["--output-format", "csv", "--output-encoding", "shift_jis"]);
+    assert!(new.keys().all(|n| n.ends_with(".csv")), "{:?}", new.keys());
+    assert_eq!(new, generate("old", ["--format", "csv", "--encoding", "shift_jis"]));
+
+    for cmd in [&["validate"][..], &["generate"], &["age-transition", "extract"]] {
+        let o = Command::new(BIN).args(cmd).arg("--help").output().unwrap();
+        let help = String::from_utf8(o.stdout).unwrap();
+        assert!(
+            !help.contains("--format ") && !help.contains("--encoding "),
+            "{cmd:?}: {help}"
+        );
+    }
+}

@@ -59,9 +59,17 @@ pub struct ExtractArgs {
     /// `--reports`, else the config file's, else the default
     #[arg(skip)]
     pub reports: PathBuf,
-    #[arg(long, value_enum, default_value = "csv")]
+    /// Syntax of the hand-off file (the same option name as `run`'s; `--format` is its older
+    /// spelling)
+    #[arg(long = "output-format", alias = "format", value_enum, default_value = "csv")]
     pub format: Format,
-    #[arg(long, value_enum, default_value = "shift_jis")]
+    /// Encoding of the hand-off file (`--encoding` is its older spelling)
+    #[arg(
+        long = "output-encoding",
+        alias = "encoding",
+        value_enum,
+        default_value = "shift_jis"
+    )]
     pub encoding: TextEncoding,
     /// Characters Shift_JIS cannot hold, and 外字 (U+E000–U+F8FF) in any encoding: refuse the
     /// record or write ● (文字同定) [default: reject]
