@@ -167,6 +167,7 @@ fn run_and_extract_pages_begin_with_what_to_do_today() {
     let dir = report_dir(&o);
     let page = check_page(&dir, "75歳到達抽出レポート");
     assert!(page.contains("<a href=\"upcoming_transitions.csv\">"), "{}", text(&o));
+    assert!(page.contains("<td>設定（理由2）</td>"), "hand-off flag values in words");
     assert!(!page.contains("夜間処理レポート"));
 }
 

@@ -1052,6 +1052,13 @@ fn tables(input: &Input<'_>) -> Vec<Table> {
                         .zip(w.columns.iter().chain(std::iter::repeat(&"")))
                         .map(|(c, col)| match *col {
                             "flags" | "flag" | "flag_type" => flags_ja(c),
+                            // hand-off flag values: 0 none, 1/2 set (自己情報提供不可: with that ReasonCode)
+                            "self_info" | "non_disclosure" | "auto_response" => match c.as_str() {
+                                "0" => "－".to_owned(),
+                                "1" if *col != "self_info" => "設定".to_owned(),
+                                "1" | "2" => format!("設定（理由{c}）"),
+                                _ => c.clone(),
+                            },
                             "critical" if c == "critical" => "重要".to_owned(),
                             _ => c.clone(),
                         })
