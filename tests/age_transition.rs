@@ -638,7 +638,7 @@ fn missed_transitions_have_no_default_window() {
         let r = site.report("extract-20261201");
         assert_eq!(r["worklists"]["missed"], 1, "{r}");
         assert_eq!(r["missed_window"]["narrowed"], false);
-        let dir = site.p("reports/extract-20261201");
+        let dir = site.report_dir("extract-20261201");
         let missed = std::fs::read_to_string(dir.join("missed.csv")).unwrap();
         assert!(missed.contains(&key(7)) && missed.contains("20250610"), "{missed}");
 
@@ -650,13 +650,20 @@ fn missed_transitions_have_no_default_window() {
         assert_eq!(r["missed_window"]["narrowed"], true);
         assert_eq!(r["missed_window"]["lookback_months"], 12);
         assert_eq!(r["missed_window"]["acquisition_dates_after"], "20251201");
-        let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+        let narrowed = site.report_dir("extract-20261201");
+        assert_ne!(narrowed, dir, "another extract on the same date: a folder of its own");
+        assert!(dir.join("report.json").is_file(), "the first extract's report is kept");
+        let html = std::fs::read_to_string(narrowed.join("report.html")).unwrap();
         assert!(html.contains("--missed-lookback-months 12") && html.contains("20251201"));
         assert!(String::from_utf8_lossy(&o.stdout).contains("NARROWED"));
         // a window that reaches the date lists it again
         let o = extract_with(&site, &f, &["--missed-lookback-months", "24"]);
         assert_eq!(o.status.code(), Some(5));
         assert_eq!(site.report("extract-20261201")["worklists"]["missed"], 1);
+        // the same extract again: the same folder
+        let before = std::fs::read_dir(site.p("reports")).unwrap().count();
+        extract_with(&site, &f, &["--missed-lookback-months", "24"]);
+        assert_eq!(std::fs::read_dir(site.p("reports")).unwrap().count(), before);
     }
 }
 

@@ -395,6 +395,29 @@ fn second_export(dir: &Path) -> PathBuf {
     p
 }
 
+/// report.html of a refused migration (or of a dry run a real run would refuse): its title, the
+/// refusal first in 今日の対応 with the command that accepts exactly this list (the same
+/// command line without `--dry-run`), and never "no flag changed" above the loss.
+fn assert_accept_command(dir: &Path, title: &str, list: &str, source: &Path) {
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains(&format!("<h1>{title} ")), "{title}");
+    let today = html.find("今日の対応").unwrap();
+    let cmd_at = html.find("<pre class=\"cmd\">").expect("the accept command");
+    assert!(today < cmd_at && cmd_at < html.find("実行の記録").unwrap());
+    let cmd = &html[cmd_at..];
+    let cmd = &cmd[..cmd.find("</pre>").unwrap()];
+    assert!(cmd.contains(&format!("--accept-flag-losses {list} --reason ")), "{cmd}");
+    assert!(
+        cmd.contains(" migrate ") && cmd.contains(&source.display().to_string()),
+        "{cmd}"
+    );
+    assert!(!cmd.contains("--dry-run"), "{cmd}");
+    assert!(html.contains("フラグ喪失 1件"));
+    assert!(!html.contains("No flag changed") && !html.contains("フラグ変更（0"));
+    assert!(!html.contains("NonDisclosure"), "flags in Japanese");
+    assert!(!html.contains("migration_new"), "counters under Japanese labels");
+}
+
 #[test]
 fn second_migration_shows_exactly_the_dropped_flag_and_the_name_and_refuses_without_acceptance() {
     let m = Mig::new();
@@ -439,6 +462,7 @@ fn second_migration_shows_exactly_the_dropped_flag_and_the_name_and_refuses_with
         "README's migrate walk-through shows this list's hash"
     );
     assert_private(&dir);
+    assert_accept_command(&dir, "移行レポート（ドライラン・このままでは拒否）", &list, &second);
 
     // a real run without the option: refused, nothing changed
     let before = std::fs::read(m.ledger()).unwrap();
@@ -446,6 +470,7 @@ fn second_migration_shows_exactly_the_dropped_flag_and_the_name_and_refuses_with
     assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("--accept-flag-losses {list}")));
     let dir = report_dir(&out);
+    assert_accept_command(&dir, "移行レポート（拒否）", &list, &second);
     let j = json(&dir);
     assert_eq!(j["status"], "refused");
     assert_eq!(j["migration"]["refused"], true);
@@ -611,8 +636,17 @@ fn chunked_migration_equals_in_memory_migration() {
         out
     };
     let mut results = Vec::new();
+    // one ledger path for both (the run id includes the ledger's identity), emptied in between
+    let m = Mig::new();
     for extra in [&[][..], &["--chunk-records", "2"][..]] {
-        let m = Mig::new();
+        for e in std::fs::read_dir(m.site.dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).unwrap();
+            } else {
+                std::fs::remove_file(&p).unwrap();
+            }
+        }
         let out = m.legacy(&samples().join("kokuho_export.csv"), extra);
         assert_eq!(out.status.code(), Some(0));
         let mut j = json(&report_dir(&out));

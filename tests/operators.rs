@@ -442,7 +442,7 @@ fn config_applies_to_every_command_that_shares_options_with_run() {
         .output()
         .unwrap();
     assert!(matches!(o.status.code(), Some(0 | 5)), "{}", text(&o));
-    let extract = root.join("reports").join("extract-20261201");
+    let extract = report_dir_in(&root.join("reports"), "extract-20261201");
     assert_eq!(report_json(&extract)["report_encoding"], "shift_jis");
     assert_eq!(
         report_json(&extract)["exit_status"].as_i64(),

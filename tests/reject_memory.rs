@@ -67,7 +67,7 @@ fn run_peak(root: &Path, records: u64) -> usize {
     // report.html shows the head and says where the rest is
     let html = std::fs::read_to_string(r.report_dir.join("report.html")).unwrap();
     assert!(
-        html.contains(&format!("first 200 of {records} shown")),
+        html.contains(&format!("First 200 of {records} shown")),
         "html names the total"
     );
     assert!(html.len() < 400_000, "report.html is {} bytes", html.len());

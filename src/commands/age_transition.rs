@@ -59,11 +59,20 @@ pub struct ExtractArgs {
     /// `--reports`, else the config file's, else the default
     #[arg(skip)]
     pub reports: PathBuf,
-    #[arg(long, value_enum, default_value = "csv")]
+    /// Syntax of the hand-off file (the same option name as `run`'s; `--format` is its older
+    /// spelling)
+    #[arg(long = "output-format", alias = "format", value_enum, default_value = "csv")]
     pub format: Format,
-    #[arg(long, value_enum, default_value = "shift_jis")]
+    /// Encoding of the hand-off file (`--encoding` is its older spelling)
+    #[arg(
+        long = "output-encoding",
+        alias = "encoding",
+        value_enum,
+        default_value = "shift_jis"
+    )]
     pub encoding: TextEncoding,
-    /// Characters Shift_JIS cannot hold: refuse the record or write ● (文字同定) [default: reject]
+    /// Characters Shift_JIS cannot hold, and 外字 (U+E000–U+F8FF) in any encoding: refuse the
+    /// record or write ● (文字同定) [default: reject]
     #[arg(long = "unmappable", value_enum, value_name = "UNMAPPABLE")]
     pub unmappable_arg: Option<UnmappablePolicy>,
     /// `--unmappable`, else the config file's, else reject
@@ -134,6 +143,7 @@ fn run_extract(mut a: ExtractArgs) -> Result<Exit> {
             .unwrap_or_default()
     );
     let mut report = Report::new(run_id.clone(), d.to_string(), false);
+    report.kind = crate::report::ReportKind::Extract;
     let mut blocked = Vec::new();
     let mut upcoming_rows = Vec::new();
     let insurers: std::collections::BTreeSet<InsurerNumber> = x.upcoming.iter().map(|u| u.enrollment.insurer).collect();
@@ -242,6 +252,27 @@ fn run_extract(mut a: ExtractArgs) -> Result<Exit> {
     } else {
         "completed".into()
     };
+    // the folder names the content too: another extract on the same date with a different
+    // result (a changed ledger, other options) writes its own folder, never over this one; the
+    // same extract repeated writes the same folder
+    let run_id = {
+        let mut h = Sha256::new();
+        for o in &report.outputs {
+            h.update(o.sha256.as_bytes());
+        }
+        for (name, wl) in &report.worklist_rows {
+            h.update(name.as_bytes());
+            for cell in wl.rows.iter().flatten() {
+                h.update(cell.as_bytes());
+                h.update([0]);
+            }
+        }
+        h.update(serde_json::to_vec(&report.extra)?);
+        h.update(serde_json::to_vec(&report.summary)?);
+        format!("{run_id}-{}", &hex(&h.finalize())[..8])
+    };
+    crate::logging::set_run_id(&run_id);
+    report.run_id = run_id.clone();
     let dir = a.reports.join(&run_id);
     report.write_to(&dir)?;
     for o in &report.outputs {

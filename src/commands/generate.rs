@@ -28,11 +28,12 @@ pub struct Args {
     /// Seed of the generator: the same seed and arguments give byte-identical files.
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub seed: u64,
-    /// File syntax.
-    #[arg(long, value_enum, default_value = "xml")]
+    /// File syntax (`--format` is its older spelling).
+    #[arg(long = "output-format", alias = "format", value_enum, default_value = "xml")]
     pub format: Format,
-    /// Character encoding (shift_jis means Windows-31J / CP932).
-    #[arg(long, value_enum, default_value = "utf-8")]
+    /// Character encoding (shift_jis means Windows-31J / CP932; `--encoding` is its older
+    /// spelling).
+    #[arg(long = "output-encoding", alias = "encoding", value_enum, default_value = "utf-8")]
     pub encoding: TextEncoding,
     /// Reference date: ages, the 6-month lead for age transitions and file times derive from it.
     /// Defaults to today; give it for reproducible output.

@@ -52,7 +52,8 @@ pub struct Args {
     /// Output encoding of linkage files [default: shift_jis]
     #[arg(long, value_enum)]
     pub output_encoding: Option<TextEncoding>,
-    /// Characters Shift_JIS cannot hold: reject the subscriber or write ● [default: reject]
+    /// Characters Shift_JIS cannot hold, and 外字 (U+E000–U+F8FF) in any encoding: reject the
+    /// subscriber or write ● [default: reject]
     #[arg(long, value_enum)]
     pub unmappable: Option<UnmappablePolicy>,
     /// Accept exactly the flag-loss list a dry run showed: its SHA-256 (printed, and in the
@@ -79,6 +80,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<Exit> {
+    // report.html shows the exact command that accepts a refused migration's flag losses
+    crate::report::set_invocation(std::env::args().collect());
     let cfg = super::run::load_config(a.config.as_ref())?;
     a.report.apply(cfg.report_encoding);
     super::run::setup_threads(cfg.threads)?;

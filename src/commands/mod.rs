@@ -4,6 +4,7 @@ pub mod age_transition;
 pub mod age_transition_answer;
 pub mod generate;
 pub mod ledger;
+pub mod manual;
 pub mod merge_shards;
 pub mod migrate;
 pub mod run;
@@ -90,6 +91,10 @@ pub enum Command {
     MergeShards(merge_shards::Args),
     /// Check a ledger's integrity, or back it up.
     Ledger(ledger::Args),
+    // help text: the doc comment of manual::CompletionsArgs
+    Completions(manual::CompletionsArgs),
+    // help text: the doc comment of manual::ManArgs
+    Man(manual::ManArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
@@ -101,6 +106,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Migrate(a) => migrate::run(a),
         Command::MergeShards(a) => merge_shards::run(a),
         Command::Ledger(a) => ledger::run(a),
+        Command::Completions(a) => manual::completions(a),
+        Command::Man(a) => manual::man(a),
     }
 }
 

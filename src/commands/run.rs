@@ -46,8 +46,9 @@ pub struct Args {
     /// Output encoding of linkage files [default: shift_jis]
     #[arg(long, value_enum)]
     pub output_encoding: Option<TextEncoding>,
-    /// Characters Shift_JIS cannot hold: reject the subscriber (E_UNMAPPABLE_CHAR) or write ● and
-    /// list it for 文字同定 [default: reject]
+    /// Characters Shift_JIS cannot hold, and private-use characters (外字, U+E000–U+F8FF) in
+    /// any output encoding: reject the subscriber (E_UNMAPPABLE_CHAR) or write ● and list it for
+    /// 文字同定 [default: reject]
     #[arg(long, value_enum)]
     pub unmappable: Option<UnmappablePolicy>,
     /// Worker threads [default: all cores]. Results are identical whatever the number.

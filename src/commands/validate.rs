@@ -36,7 +36,7 @@ Exit status: 0 all files OK, 1 some file or record has an error, 2 usage error o
 
 Examples:
   nhi-linkage validate inbox/
-  nhi-linkage validate --format json SubscriberChange_20261121.xml")]
+  nhi-linkage validate --message-format json SubscriberChange_20261121.xml")]
 pub struct Args {
     /// Files or folders to check. Folders are searched (including subfolders) for .xml and .csv
     /// files, in name order.
@@ -45,8 +45,9 @@ pub struct Args {
     /// 副本 layout catalog (item codes per InfoCode). Default: the catalog shipped with the program.
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<PathBuf>,
-    /// Output format: text for people, json for other programs.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    /// What validate prints: text for people, json for other programs (`--format` is its older
+    /// spelling; `--output-format` names a file syntax in the other commands).
+    #[arg(long = "message-format", alias = "format", value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
     /// Worker threads for reading a large file in pieces [default: all cores]. Results are
     /// identical whatever the number.

@@ -368,7 +368,7 @@ impl Inquiries {
         report.add_worklist(
             "inquiry_not_written",
             Worklist {
-                title: "年齢到達照会 — characters Shift_JIS cannot hold (R13)".into(),
+                title: "年齢到達照会 — characters the output cannot carry: no Shift_JIS mapping or 外字 (R13)".into(),
                 columns: cols(&["insurer", "subscriber_key", "characters", "action"]),
                 rows: refused,
             },

@@ -891,7 +891,7 @@ pub fn execute(
                     kind.as_str(),
                     ErrorCode::UnmappableChar,
                     format!(
-                        "subscriber {}/{} not written: characters with no Shift_JIS mapping ({})",
+                        "subscriber {}/{} not written: characters the output cannot carry (no Shift_JIS mapping, or 外字/private use) ({})",
                         ins,
                         key.map(|k| k.to_string()).unwrap_or_default(),
                         chars

@@ -10,7 +10,8 @@ use crate::domain::FileKind;
 use crate::error::ErrorCode;
 use std::io::{self, Write};
 
-/// What to do with a character that Shift_JIS cannot represent.
+/// What to do with a character that the output cannot carry: one Shift_JIS cannot represent,
+/// or a private-use character (外字) in any encoding (spec v1.1 §1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum UnmappablePolicy {

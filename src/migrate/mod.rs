@@ -708,6 +708,8 @@ fn migrate_with(
     let mut inputs = Vec::new();
     let mut run_hash = Sha256::new();
     run_hash.update(b"migrate");
+    // the ledger's identity: dry runs of two ledgers into one reports folder never share a folder
+    run_hash.update(opts.ledger_tag());
     run_hash.update(opts.as_of.to_string());
     run_hash.update(format!(
         "{:?}{:?}{:?}{:?}{:?}",
@@ -832,6 +834,7 @@ fn migrate_with(
     // the report
     let mut report = Report::new(run_id.clone(), opts.as_of.to_string(), opts.dry_run);
     report.spill_to(&spill_dir(opts));
+    report.kind = crate::report::ReportKind::Migrate;
     report.inputs = inputs;
     report
         .rejects

@@ -137,10 +137,35 @@ const SUMMARY: &[(&str, &str)] = &[
     ("already_kouki_by_disability", "障害認定で後期加入済み"),
     ("flag_losses", "フラグ喪失"),
     ("flags_to_set", "設定するフラグ"),
+    ("flag_losses_accepted", "承認したフラグ喪失"),
+    ("migration_new", "移行: 新規の被保険者"),
+    ("migration_changed", "移行: 変更のある被保険者"),
+    ("migration_unchanged", "移行: 変更のない被保険者"),
+    ("migration_absent", "移行: ソースにない被保険者"),
+    ("migration_rejected", "移行: 不備の被保険者"),
+    ("migration_unapplied", "移行: 未適用の被保険者"),
+    ("inquiries", "年齢到達照会（照会した件数）"),
+    ("inquiries_withheld", "照会の回答待ちで保留した登録（重要）"),
+    ("inquiry_answers_unused", "使われなかった照会回答"),
 ];
 
-pub fn summary_ja(key: &str) -> &str {
-    SUMMARY.iter().find(|s| s.0 == key).map_or(key, |s| s.1)
+/// A summary counter's Japanese label. Counters by month (`kouki_transitions_202504`,
+/// `upcoming_202701`) name the month; an unlisted counter keeps its key.
+pub fn summary_ja(key: &str) -> String {
+    if let Some(s) = SUMMARY.iter().find(|s| s.0 == key) {
+        return s.1.to_owned();
+    }
+    let month = |m: &str| match (m.get(..4), m.get(4..6).and_then(|x| x.parse::<u8>().ok())) {
+        (Some(y), Some(mm)) if m.len() == 6 && m.bytes().all(|b| b.is_ascii_digit()) => Some(format!("{y}年{mm}月")),
+        _ => None,
+    };
+    if let Some(m) = key.strip_prefix("kouki_transitions_").and_then(month) {
+        return format!("後期加入の登録（{m}資格取得）");
+    }
+    if let Some(m) = key.strip_prefix("upcoming_").and_then(month) {
+        return format!("年齢到達予定（{m}）");
+    }
+    key.to_owned()
 }
 
 /// A run status in Japanese (report.json keeps the English value).
@@ -153,5 +178,256 @@ pub fn status_ja(status: &str) -> &str {
         "refused" => "拒否（何も変更していません）",
         "rejected" => "ソース不備（何も変更していません）",
         other => other,
+    }
+}
+
+/// A run status in English (secondary text beside [`status_ja`]).
+pub fn status_en(status: &str) -> &str {
+    match status {
+        "completed" => "completed",
+        "completed_with_rejects" => "completed with rejects",
+        "completed_with_critical_findings" => "completed with critical findings",
+        "aborted" => "aborted: nothing committed or published",
+        "refused" => "refused: nothing changed",
+        "rejected" => "source rejected: nothing changed",
+        other => other,
+    }
+}
+
+/// A flag as staff name it: `SelfInfoProvisionProhibited(2)` → `自己情報提供不可（理由2）`,
+/// `NonDisclosure` → `不開示該当`; a flag code (`1`–`3`) too. Anything else is kept.
+pub fn flag_ja(flag: &str) -> String {
+    let (name, reason) = match flag.split_once('(') {
+        Some((n, r)) => (n, r.strip_suffix(')').filter(|r| !r.is_empty())),
+        None => (flag, None),
+    };
+    let ja = match name {
+        "SelfInfoProvisionProhibited" | "3" => "自己情報提供不可",
+        "NonDisclosure" | "2" => "不開示該当",
+        "AutoResponseProhibited" | "1" => "自動応答不可",
+        _ => return flag.to_owned(),
+    };
+    match reason {
+        Some(r) => format!("{ja}（理由{r}）"),
+        None => ja.to_owned(),
+    }
+}
+
+/// A flag change or operation: `set` → 設定, `released`/`release` → 解除, `reason_changed` → 理由変更.
+pub fn change_ja(change: &str) -> &str {
+    match change {
+        "set" => "設定",
+        "released" | "release" => "解除",
+        "reason_changed" => "理由変更",
+        other => other,
+    }
+}
+
+/// How a carry matched (R3) and where the 国保 side came from.
+pub fn carry_rule_ja(rule: &str) -> &str {
+    match rule {
+        "individual_number" => "個人番号で照合",
+        "municipality_resident_birthdate" => "市町村コード・宛名番号・生年月日で照合",
+        "ledger" => "台帳",
+        "handoff" => "年齢到達引継ファイル",
+        other => other,
+    }
+}
+
+/// An input file's status.
+pub fn input_status_ja(status: &str) -> &str {
+    match status {
+        "applied" => "適用",
+        "skipped" => "スキップ（適用済み）",
+        "rejected" => "不備のため未適用",
+        other => other,
+    }
+}
+
+/// (error code, what it means, what to do) in Japanese: one sentence per code of spec §7.
+const ERRORS: &[(&str, &str, &str)] = &[
+    (
+        "E_ENCODING",
+        "文字コードの誤り",
+        "ファイルの文字コードが宣言と合いません。ファイル全体を適用していません。送付元に正しい文字コード（UTF-8 または Shift_JIS）での再作成を依頼してください。",
+    ),
+    (
+        "E_XML_SYNTAX",
+        "XMLの構文誤り",
+        "XMLとして読めません。ファイル全体を適用していません。送付元に再作成を依頼してください。",
+    ),
+    (
+        "E_DTD_FORBIDDEN",
+        "DOCTYPEの使用",
+        "DOCTYPE（DTD）を含むXMLは受け付けません。DOCTYPEのない形での再作成を依頼してください。",
+    ),
+    (
+        "E_SCHEMA",
+        "項目構成の誤り",
+        "項目の過不足や順序が仕様と合いません。送付元に仕様（v1.1）どおりの再作成を依頼してください。",
+    ),
+    (
+        "E_FIELD_FORMAT",
+        "項目の形式誤り",
+        "桁数や文字種が仕様と合いません。該当レコードを修正し、次回の処理で再送してください。",
+    ),
+    (
+        "E_CHECK_DIGIT",
+        "検査数字の誤り",
+        "保険者番号・個人番号・市町村コードの検査数字が合いません。番号を原本で確認し、修正して再送してください。",
+    ),
+    (
+        "E_DATE",
+        "日付の誤り",
+        "実在しない日付か、形式（YYYYMMDD）が誤っています。修正して再送してください。",
+    ),
+    (
+        "E_CODE",
+        "コード値の誤り",
+        "仕様にないコード値です（先頭の0も意味を持ちます）。修正して再送してください。",
+    ),
+    (
+        "E_TRAILER_COUNT",
+        "件数の不一致",
+        "トレーラの件数と実際の件数が合いません（途中で切れたファイルの可能性があります）。ファイル全体を適用していません。送付元に再送を依頼してください。",
+    ),
+    (
+        "E_SEQUENCE",
+        "レコード番号の順序誤り",
+        "RecordSequence が昇順になっていません。ファイル全体を適用していません。送付元に再作成を依頼してください。",
+    ),
+    (
+        "E_FILE_ID_REUSED",
+        "ファイル識別子の重複",
+        "適用済みのファイル識別子で内容の違うファイルが届きました。どちらが正しいか送付元に確認し、新しい識別子での再送を依頼してください。",
+    ),
+    (
+        "E_STATE_CONFLICT",
+        "台帳と合わない異動",
+        "台帳の状態と合わない異動です（加入していない人の喪失など）。台帳と送付元の資格情報を照合し、正しい順序で再送してください。",
+    ),
+    (
+        "E_DISCLOSURE_CONFLICT",
+        "不開示との矛盾",
+        "不開示該当の被保険者に「開示」の副本が届いたため登録していません。不開示の扱いを担当者が確認してください。",
+    ),
+    (
+        "E_UNMAPPABLE_CHAR",
+        "送信できない文字（外字を含む）",
+        "Shift_JISで表せない文字か外字（私用領域の文字）があり、その被保険者を送信していません。文字同定の作業リストで文字を確認して氏名等を直してください（--unmappable replace で●に置き換えて送ることもできます）。",
+    ),
+    (
+        "E_FLAG_WOULD_BE_CLEARED",
+        "フラグを消す送信の阻止",
+        "設定済みのフラグを0として送るところでした。何も送信していません。至急、保守担当に連絡してください。",
+    ),
+    (
+        "E_STALE_EVENT",
+        "古いフラグ解除",
+        "台帳の状態より古いフラグ解除のため適用していません。確認の作業リストで、解除が本当に必要か確認してください。",
+    ),
+];
+
+/// An error code's Japanese name and what to do about it (spec §7); `None` for a code the
+/// table does not know.
+pub fn error_ja(code: &str) -> Option<(&'static str, &'static str)> {
+    ERRORS.iter().find(|e| e.0 == code).map(|e| (e.1, e.2))
+}
+
+/// What staff do with a worklist's rows.
+const WORKLIST_TODO: &[(&str, &str)] = &[
+    (
+        "certificate_issuance",
+        "資格確認書を交付してください（交付方法は本人と調整）。",
+    ),
+    (
+        "review",
+        "一件ずつ確認してください。「critical」の行は保護が欠けている可能性があり、最優先です。",
+    ),
+    (
+        "flag_confirmation",
+        "他の保険者で設定されているフラグを、この加入にも設定すべきか確認してください。",
+    ),
+    (
+        "support_measure_expiry",
+        "住基支援措置の延長の有無を確認してください（自動では解除しません）。",
+    ),
+    (
+        "character_identification",
+        "文字を特定し（文字情報基盤MJ等）、氏名等を修正してください。",
+    ),
+    (
+        "upcoming_transitions",
+        "年齢到達引継ファイルを後期高齢者医療広域連合へ送付してください。",
+    ),
+    (
+        "missed",
+        "至急、広域連合へ連絡し、後期の資格にフラグが設定されているか確認してください。",
+    ),
+    (
+        "handoff_blocked",
+        "引継ファイルに書けなかった人です。内容を確認し、広域連合へ別途連絡してください。",
+    ),
+    (
+        "flag_losses",
+        "移行で失われるフラグです。一件ずつ、失ってよいか確認してください。",
+    ),
+    ("migration_summary", "保険者別の移行件数です。"),
+    ("diff", "被保険者ごとの移行差分です。"),
+    (
+        "inquiry_awaiting",
+        "国保側の回答待ちです。国保側に照会ファイルの回答を依頼してください。",
+    ),
+    ("inquiry_answered", "この実行で回答を受けた照会です。"),
+    (
+        "inquiry_not_written",
+        "照会ファイルに書けなかった登録です。文字を確認して修正してください。",
+    ),
+];
+
+/// What to do with a worklist, in Japanese, if the table knows it.
+pub fn worklist_todo(name: &str) -> Option<&'static str> {
+    WORKLIST_TODO.iter().find(|w| w.0 == name).map(|w| w.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_code_has_a_sentence() {
+        use crate::error::ErrorCode::*;
+        for c in [
+            Encoding,
+            XmlSyntax,
+            DtdForbidden,
+            Schema,
+            FieldFormat,
+            CheckDigit,
+            Date,
+            Code,
+            TrailerCount,
+            Sequence,
+            FileIdReused,
+            StateConflict,
+            DisclosureConflict,
+            UnmappableChar,
+            FlagWouldBeCleared,
+            StaleEvent,
+        ] {
+            assert!(error_ja(c.as_str()).is_some(), "{}", c.as_str());
+        }
+    }
+
+    #[test]
+    fn flags_and_counters_in_japanese() {
+        assert_eq!(flag_ja("SelfInfoProvisionProhibited(2)"), "自己情報提供不可（理由2）");
+        assert_eq!(flag_ja("NonDisclosure"), "不開示該当");
+        assert_eq!(
+            summary_ja("kouki_transitions_202504"),
+            "後期加入の登録（2025年4月資格取得）"
+        );
+        assert_eq!(summary_ja("upcoming_202701"), "年齢到達予定（2027年1月）");
+        assert_eq!(summary_ja("upcoming_x"), "upcoming_x");
     }
 }

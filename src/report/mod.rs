@@ -7,12 +7,13 @@
 //! in these structs.
 
 pub mod csv;
-mod html;
+pub mod html;
 pub mod labels;
 pub mod spooled;
 mod xlsx;
 
 pub use csv::ReportEncoding;
+pub use html::ListHead;
 pub use spooled::Spooled;
 
 use crate::error::Diagnostic;
@@ -125,8 +126,23 @@ impl Worklist {
     }
 }
 
+/// Which command wrote a report: report.html's title and what its 今日の対応 looks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReportKind {
+    /// `run` (and `merge-shards`, which writes a run's report): 夜間処理レポート.
+    #[default]
+    Run,
+    /// `age-transition extract`: 75歳到達抽出レポート.
+    Extract,
+    /// `migrate`: 移行レポート.
+    Migrate,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// The command that wrote it (not in report.json: `run_id` and the sections say it).
+    #[serde(skip)]
+    pub kind: ReportKind,
     pub run_id: String,
     pub as_of: String,
     pub dry_run: bool,
@@ -178,6 +194,7 @@ impl Report {
     pub fn new(run_id: String, as_of: String, dry_run: bool) -> Self {
         crate::logging::set_run_id(&run_id);
         Report {
+            kind: ReportKind::Run,
             run_id,
             as_of,
             dry_run,
@@ -299,7 +316,10 @@ impl Report {
             Ok(())
         })?;
         tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "report.json written");
-        write_private(&dir.join("report.html"), html::render(self)?.as_bytes())?;
+        write_private(
+            &dir.join("report.html"),
+            html::render_report(self, &invocation())?.as_bytes(),
+        )?;
         tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "report.html written");
         write_private_with(&dir.join("rejects.csv"), |w| {
             csv::write_table(
@@ -320,11 +340,54 @@ impl Report {
         tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "report.xlsx written");
         for (name, src) in &self.attachments {
             let dst = dir.join(name);
-            std::fs::copy(src, &dst).with_context(|| format!("cannot write {}", dst.display()))?;
+            if name.ends_with(".csv") {
+                copy_csv(src, &dst, settings.encoding).with_context(|| format!("cannot write {}", dst.display()))?;
+            } else {
+                std::fs::copy(src, &dst).with_context(|| format!("cannot write {}", dst.display()))?;
+            }
             std::fs::File::open(&dst)?.sync_all()?;
         }
         Ok(())
     }
+}
+
+/// Copies a CSV attachment (UTF-8 without BOM, as spooled) in the report folder's CSV encoding:
+/// UTF-8 with a BOM, or Shift_JIS ([`csv::encode`]), streaming line by line (a migration's
+/// diff.csv has a row per subscriber).
+fn copy_csv(src: &Path, dst: &Path, encoding: ReportEncoding) -> Result<()> {
+    use std::io::{BufRead, Write};
+    let mut input = std::io::BufReader::new(std::fs::File::open(src)?);
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut out = std::io::BufWriter::new(o.open(dst)?);
+    if encoding == ReportEncoding::Utf8 {
+        out.write_all(csv::BOM.as_bytes())?;
+    }
+    let mut line = String::new();
+    let mut first = true;
+    loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            break;
+        }
+        let text = if first {
+            line.strip_prefix(csv::BOM).unwrap_or(&line)
+        } else {
+            &line
+        };
+        first = false;
+        match encoding {
+            ReportEncoding::Utf8 => out.write_all(text.as_bytes())?,
+            ReportEncoding::ShiftJis => out.write_all(&csv::encode(text, encoding))?,
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 type RejectKey = (usize, Option<u64>, Option<u64>, Option<u64>);
@@ -399,6 +462,19 @@ pub fn configure(encoding: ReportEncoding) {
 /// Records the command's start (report.json `started_at`).
 pub fn mark_started() {
     SETTINGS.lock().unwrap_or_else(|e| e.into_inner()).started_at = Some(chrono::Utc::now());
+}
+
+static INVOCATION: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Records the command line (program and arguments) so that a report can show the exact
+/// command that continues from it (a refused migration's `--accept-flag-losses …`). Set once
+/// by the commands that need it; later calls are ignored.
+pub fn set_invocation(args: Vec<String>) {
+    let _ = INVOCATION.set(args);
+}
+
+fn invocation() -> Vec<String> {
+    INVOCATION.get().cloned().unwrap_or_default()
 }
 
 fn settings() -> Settings {

@@ -222,21 +222,35 @@ impl Site {
     /// The report.json of the most recent run whose folder ends with `suffix`, without its
     /// wall-clock times (`started_at`, `finished_at`: null), so that reports compare.
     pub fn report(&self, suffix: &str) -> serde_json::Value {
-        let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(self.p("reports"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                p.to_string_lossy().ends_with(suffix) && !p.file_name().unwrap().to_string_lossy().starts_with('.')
-            })
-            .map(|p| (std::fs::metadata(p.join("report.json")).unwrap().modified().unwrap(), p))
-            .collect();
-        dirs.sort();
-        let text = std::fs::read_to_string(dirs.last().expect("a report").1.join("report.json")).unwrap();
+        let text = std::fs::read_to_string(self.report_dir(suffix).join("report.json")).unwrap();
         let mut r: serde_json::Value = serde_json::from_str(&text).unwrap();
         r["started_at"] = serde_json::Value::Null;
         r["finished_at"] = serde_json::Value::Null;
         r
     }
+}
+
+impl Site {
+    /// The folder of the most recent report whose name ends with `suffix`, or begins with it
+    /// (an extract's folder is `extract-<date>-<content hash>`).
+    pub fn report_dir(&self, suffix: &str) -> PathBuf {
+        report_dir_in(&self.p("reports"), suffix)
+    }
+}
+
+/// [`Site::report_dir`] in any reports folder.
+pub fn report_dir_in(reports: &Path, suffix: &str) -> PathBuf {
+    let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(reports)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            (name.ends_with(suffix) || name.starts_with(suffix)) && !name.starts_with('.')
+        })
+        .map(|p| (std::fs::metadata(p.join("report.json")).unwrap().modified().unwrap(), p))
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("a report").1
 }
 
 pub fn files_under(root: &Path) -> BTreeMap<String, Vec<u8>> {
