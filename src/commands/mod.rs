@@ -146,10 +146,41 @@ fn status_of_error(e: &anyhow::Error) -> Option<Exit> {
         Some(Exit::Busy)
     } else if e.downcast_ref::<crate::engine::run::PublishFailed>().is_some() {
         Some(Exit::CommittedNotPublished)
-    } else if e.downcast_ref::<crate::engine::run::OutputFailed>().is_some() {
+    } else if e.downcast_ref::<crate::engine::run::OutputFailed>().is_some() || disk_full(e) {
         Some(Exit::Aborted)
     } else {
         None
+    }
+}
+
+/// SQLite found the disk (or its size limit) full: the transaction was rolled back, nothing
+/// committed or published (exit 3), which "usage error" would misstate.
+fn disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<rusqlite::Error>(),
+            Some(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::DiskFull
+        ) || c
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+    })
+}
+
+#[cfg(test)]
+mod exit_tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_an_abort_not_a_usage_error() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".into()),
+        );
+        let e = anyhow::Error::new(full).context("cannot store");
+        assert_eq!(status_of_error(&e), Some(Exit::Aborted));
+        let io = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::StorageFull)).context("write");
+        assert_eq!(status_of_error(&io), Some(Exit::Aborted));
+        assert_eq!(status_of_error(&anyhow::anyhow!("bad option")), None);
     }
 }
 

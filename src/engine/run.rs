@@ -1003,7 +1003,15 @@ pub fn execute(
     };
     ledger::insert_run(&tx, &row, opts.as_of)?;
     tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "outputs staged");
-    tx.commit().context("cannot commit the ledger")?;
+    if let Err(e) = tx.commit() {
+        // SQLite rolled the transaction back (a full disk, most often): nothing is committed,
+        // nothing published; the staged outputs go (exit 3, not "usage")
+        std::fs::remove_dir_all(&out_stage).ok();
+        std::fs::remove_dir_all(&rep_stage).ok();
+        return Err(anyhow::Error::new(e)
+            .context(format!("cannot commit the ledger {}", opts.ledger.display()))
+            .context(OutputFailed));
+    }
     tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "committed");
     crash_at("after-commit");
     publish(conn, &row)?;
