@@ -172,9 +172,16 @@ echo "1 thread / 2 threads:                                          $(ratio rss
 echo "Shift_JIS / UTF-8:                                             $(ratio rss.run_sjis_2threads rss.run_utf8_2threads)"
 echo "delta on $N / delta on $SMALL subscribers:                     $(ratio rss.delta_on_full_ledger rss.delta_on_small_ledger)"
 echo "migrate first load, MB ($SGROUPS subscribers):                 $(printf '%.0f' "$(echo "$(cat "$WORK/rss.migrate_first_load") / 1024" | bc -l)")"
-echo "# phases of the full load (run -v, UTF-8, 2 threads)"
-grep -E ' INFO (read inbox|applied and stored|linkage written|outputs staged|committed|ledger checkpointed|published|ledger closed)' \
-    "$WORK/err.run_utf8_2threads" | sed -E 's/^[^ ]+T([0-9:.]+)[^ ]* +INFO /  \1 /' | tee "$WORK/phases" || true
+# phases NAME: the phase lines of a `run -v` line's log (time of day, Japan time as logged)
+phases() {
+    grep -E ' INFO (ledger quick_check|read inbox|applied and stored|linkage written|outputs staged|committed|ledger checkpointed|published|ledger closed)' \
+        "$WORK/err.$1" | sed -E 's/^[^ ]+T([0-9:.]+)[^ ]* +INFO /  \1 /' || true
+}
+: > "$WORK/phases"
+for p in run_utf8_2threads delta_on_full_ledger delta_on_small_ledger; do
+    echo "# phases of $p (run -v)"
+    { echo "  $p:"; phases $p; } | tee -a "$WORK/phases" | tail -n +2
+done
 
 # the table for docs/benchmarks.md
 COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -198,7 +205,7 @@ MEM=$(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
     cat "$WORK/goals"
     if [ -s "$WORK/phases" ]; then
         echo
-        echo "Phases of \`run_utf8_2threads\` (\`-v\`; elapsed_ms counts from the start of applying, \`ledger closed\` is the close alone):"
+        echo "Phases (\`run -v\`; times of day as logged, Japan time; elapsed_ms of a phase after reading counts from the start of applying, \`ledger closed\` is the close alone):"
         echo
         sed 's/^ */    /' "$WORK/phases"
     fi
