@@ -578,6 +578,46 @@ fn a_generated_delta_applies_cleanly_on_its_population() {
     assert_eq!(r["rejects"].as_array().unwrap().len(), 0);
 }
 
+/// `generate --delta --newcomers-from`: one delta, generated from a small population, applies
+/// the same way on the small ledger and on a larger one of the same seed (the benchmark's P2
+/// compares exactly these two runs): no reject, the same subscribers written. Without the option
+/// its new members already exist in the larger ledger and are rejected there.
+#[test]
+fn a_delta_with_newcomers_after_a_larger_population_applies_alike_on_both() {
+    let generate = |n: u32, extra: &[&str], out: &std::path::Path| {
+        common::generate(n, "3", extra, out);
+    };
+    let (small, large, large_plain) = (Site::new(), Site::new(), Site::new());
+    for (site, n) in [(&small, 400), (&large, 800), (&large_plain, 800)] {
+        generate(n, &[], &site.inbox());
+        let o = site.run(&["--unmappable", "replace"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+        std::fs::remove_dir_all(site.inbox()).unwrap();
+    }
+    generate(400, &["--delta", "60", "--newcomers-from", "800"], &small.inbox());
+    generate(400, &["--delta", "60", "--newcomers-from", "800"], &large.inbox());
+    generate(400, &["--delta", "60"], &large_plain.inbox());
+    let delta = |site: &Site| {
+        let o = site.run(&["--unmappable", "replace", "--as-of", "20261202"]);
+        (o.status.code(), site.report(""))
+    };
+    let (small_exit, s) = delta(&small);
+    let (large_exit, l) = delta(&large);
+    assert_eq!((small_exit, large_exit), (Some(0), Some(0)));
+    for r in [&s, &l] {
+        assert_eq!(r["rejects"].as_array().unwrap().len(), 0, "{}", r["rejects"]);
+        assert_eq!(r["summary"]["subscribers_written"], 60 + late_carries(r));
+    }
+    assert_eq!(s["summary"]["subscribers_written"], l["summary"]["subscribers_written"]);
+    let (plain_exit, p) = delta(&large_plain);
+    assert_eq!(
+        plain_exit,
+        Some(1),
+        "the plain delta's newcomers exist in the larger ledger"
+    );
+    assert!(!p["rejects"].as_array().unwrap().is_empty());
+}
+
 /// A generated delta also registers at the union the members whose 75th birthday enters the
 /// 6-month window that day (reason 01, future-dated) and hands off the flagged ones: applied on its
 /// population, every kind of change goes through without a reject and the flagged member's

@@ -57,6 +57,12 @@ pub struct Args {
     /// --as-of one day later. --fukuhon-per-subscriber does not change a delta.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=99_999_999))]
     pub delta: Option<u64>,
+    /// With --delta: the new 国保 members take the person numbers from N on instead of just after
+    /// the population (N ≥ --subscribers). To run one delta against a small and a large ledger of
+    /// the same --seed, --as-of and --flagged-ratio, generate it with the small --subscribers and
+    /// the large one here: everyone it changes is in both ledgers, everyone it adds is new to both.
+    #[arg(long, value_name = "N", requires = "delta", value_parser = clap::value_parser!(u64).range(1..=99_999_999))]
+    pub newcomers_from: Option<u64>,
 }
 
 /// `--flagged-ratio`: a decimal from 0 to 1, kept in millionths.
@@ -79,6 +85,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let opts = GenerateOptions {
         flagged_per_million: a.flagged_ratio,
         fukuhon_per_subscriber: a.fukuhon_per_subscriber,
+        delta_newcomers_from: a.newcomers_from,
         ..GenerateOptions::new(a.subscribers, a.seed, a.format, a.encoding, as_of)
     };
     let started = std::time::Instant::now();

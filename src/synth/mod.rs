@@ -188,6 +188,11 @@ pub struct GenerateOptions {
     /// 副本 records per subscriber (0 to 4, the first K of [`FUKUHON_INFO_CODES`]); `None`: 資格情報
     /// for everyone and the other three by chance (about 1.6 per subscriber).
     pub fukuhon_per_subscriber: Option<u32>,
+    /// A delta's new 国保 members get the indices from this one on (`None`: from `subscribers`, just
+    /// after the population). Give the size of a larger population of the same seed, as-of and flag
+    /// share to run one delta against both: its changed members are drawn from the first
+    /// `subscribers`, the same people in both, and its new members are new in both.
+    pub delta_newcomers_from: Option<u64>,
 }
 
 impl GenerateOptions {
@@ -201,6 +206,7 @@ impl GenerateOptions {
             as_of,
             flagged_per_million: DEFAULT_FLAGGED_PER_MILLION,
             fukuhon_per_subscriber: None,
+            delta_newcomers_from: None,
         }
     }
 
@@ -219,6 +225,14 @@ impl GenerateOptions {
                 k as usize <= FUKUHON_INFO_CODES.len(),
                 "--fukuhon-per-subscriber must be between 0 and {} (the InfoCodes of the bundled catalog)",
                 FUKUHON_INFO_CODES.len()
+            );
+        }
+        if let Some(from) = self.delta_newcomers_from {
+            anyhow::ensure!(
+                (self.subscribers..=99_999_999).contains(&from),
+                "--newcomers-from {from}: new members must not be members of the population: give a number from \
+                 --subscribers ({}) to 99999999",
+                self.subscribers
             );
         }
         Ok(())
@@ -948,10 +962,10 @@ pub fn generate_delta(opts: &GenerateOptions, changes: u64, out: &Path) -> anyho
     }
     picked.sort_unstable();
 
-    // new 国保 members (転入), indices after the population's; those who would turn 75 within the
-    // lead window are left out (they would need a 後期 registration too)
+    // new 国保 members (転入), indices after the population's (or from --newcomers-from); those
+    // who would turn 75 within the lead window are left out (they would need a 後期 registration too)
     let mut written = 0;
-    for j in opts.subscribers.. {
+    for j in opts.delta_newcomers_from.unwrap_or(opts.subscribers).. {
         if written == newcomers {
             break;
         }
@@ -1421,5 +1435,62 @@ mod tests {
             "hand-offs of registered members"
         );
         assert_eq!(kinds["newcomer"], (300 - want.len() as u64) / 20);
+    }
+
+    /// `--newcomers-from`: the same delta, except that its new members take person numbers from
+    /// the given one on (so they are new to a larger population too); every other record is the
+    /// same, and a number inside the population is refused.
+    #[test]
+    fn a_delta_can_number_its_newcomers_after_a_larger_population() {
+        use crate::domain::Record;
+        let mut o = opts(5, Format::Csv);
+        o.subscribers = 2000;
+        let plain = tempfile::tempdir().unwrap();
+        let plain_stats = generate_delta(&o, 200, plain.path()).unwrap();
+        o.delta_newcomers_from = Some(20_000);
+        let moved = tempfile::tempdir().unwrap();
+        let moved_stats = generate_delta(&o, 200, moved.path()).unwrap();
+        // the person number of a 国保 key: its last 10 digits, counted from 1
+        let number = |key: &str| key[key.len() - 10..].parse::<u64>().unwrap() - 1;
+        let split = |records: Vec<(String, Record)>| {
+            let (mut newcomers, mut others) = (Vec::new(), Vec::new());
+            for (_, mut rec) in records {
+                // record sequence numbers shift with the newcomers' flag rows: compare the rest
+                match &mut rec {
+                    Record::SubscriberChange(r) => r.seq = 0,
+                    Record::FlagChange(r) => r.seq = 0,
+                    Record::AgeTransitionHandoff(r) => r.seq = 0,
+                    _ => {}
+                }
+                match &rec {
+                    Record::SubscriberChange(r)
+                        if r.insurer.is_kokuho() && r.reason_of_qualification.is_some_and(|q| q.code() == "03") =>
+                    {
+                        newcomers.push(number(r.key.as_str()))
+                    }
+                    Record::FlagChange(f) if f.key.as_ref().is_some_and(|k| number(k.as_str()) >= 2000) => {
+                        newcomers.push(number(f.key.as_ref().unwrap().as_str()))
+                    }
+                    _ => others.push(rec),
+                }
+            }
+            (newcomers, others)
+        };
+        let (plain_new, plain_others) = split(records_of(plain.path(), &plain_stats));
+        let (moved_new, moved_others) = split(records_of(moved.path(), &moved_stats));
+        assert!(
+            plain_others == moved_others,
+            "the changes of existing members are the same"
+        );
+        assert!(!moved_new.is_empty());
+        assert!(plain_new.iter().all(|&i| (2000..20_000).contains(&i)), "{plain_new:?}");
+        assert!(moved_new.iter().all(|&i| i >= 20_000), "{moved_new:?}");
+        let count = |v: &[u64]| v.iter().collect::<std::collections::BTreeSet<_>>().len();
+        assert_eq!(count(&plain_new), count(&moved_new), "as many new members");
+
+        o.delta_newcomers_from = Some(1999);
+        let dir = tempfile::tempdir().unwrap();
+        let err = generate_delta(&o, 200, dir.path()).unwrap_err().to_string();
+        assert!(err.contains("--newcomers-from 1999"), "{err}");
     }
 }
