@@ -1273,3 +1273,16 @@ fn model_regression_pending_release_after_carry_at_late_registration_stands() {
         ),
     ]));
 }
+
+/// Found by the long mode (seed 11): the 国保 enrollment holds 自動応答不可 (never carried), and
+/// the union sets 自動応答不可 on the registration itself later in the same run. At the end of
+/// the run the registration holds it: nothing is listed for flag confirmation (M7).
+#[test]
+fn model_regression_auto_response_set_by_the_union_in_the_same_run_is_not_listed() {
+    replay(history(vec![
+        f(0, 20, vec![acq(1, At::Kouki, 27, 0, "01")]),
+        f(0, 6, vec![acq(1, At::KokuhoA, 25, 0, "01")]),
+        f(0, 13, vec![flag(1, At::KokuhoA, 1, true, 1)]),
+        f(0, 22, vec![flag(1, At::Kouki, 1, true, 0)]),
+    ]));
+}

@@ -58,7 +58,25 @@ fn formats() -> Formats {
 
 /// The workbook's bytes.
 pub fn render(r: &Report) -> Result<Vec<u8>> {
-    render_inner(r).context("cannot build report.xlsx")
+    // rust_xlsxwriter unwraps I/O errors of its constant-memory sheets' temp files (a full disk):
+    // the panic becomes this report's error, so the run ends with its exit status (3 for a full
+    // disk, nothing committed), not a crash
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render_inner(r))) {
+        Ok(built) => built.context("cannot build report.xlsx"),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown failure");
+            let err = if what.contains("StorageFull") || what.contains("No space left") {
+                std::io::Error::from(std::io::ErrorKind::StorageFull)
+            } else {
+                std::io::Error::other(what.to_owned())
+            };
+            Err(anyhow::Error::new(err).context("cannot build report.xlsx"))
+        }
+    }
 }
 
 // rows are written in order (a constant-memory sheet needs it); widths are set after them

@@ -25,6 +25,9 @@
 //!   of one not active, and a period that would overlap (QualificationDate before the previous
 //!   DisqualificationDate, DisqualificationDate before the QualificationDate) are E_STATE_CONFLICT.
 //! - M6 A delete (15) is refused like any group when the name has no Shift_JIS mapping.
+//! - M7 A registration listed for flag confirmation because its 国保 enrollment or hand-off holds
+//!   自動応答不可 (never carried) is not listed when, at the end of the run, the registration
+//!   holds 自動応答不可 already (the union set it in the same run): nothing is left to confirm.
 
 #![allow(dead_code)]
 
@@ -529,7 +532,9 @@ impl Model {
             }
         }
         for s in std::mem::take(&mut night.not_carried) {
-            if self.enrolled(s) {
+            // M7: a registration whose 自動応答不可 the union set itself by the end of the run
+            // has nothing left to confirm
+            if self.enrolled(s) && !self.is_set(s, 1) {
                 night.ex.flag_confirmation.insert(s);
             }
         }
