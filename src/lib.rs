@@ -10,13 +10,16 @@ pub mod domain;
 pub mod error;
 
 pub use error::{Diagnostic, ErrorCode};
+pub mod age_transition;
 pub mod commands;
 pub mod engine;
 pub mod formats;
 pub mod ledger;
 pub mod logging;
 pub mod migrate;
+pub mod publish;
 pub mod report;
+pub mod shard;
 pub mod synth;
 
 /// Makes everything this process creates owner-only: umask 077, set once at the start of the

@@ -7,8 +7,11 @@
 //! and encoding, written into `--out` aside and then renamed. The ledger is opened read-only.
 
 use super::Exit;
-use super::run::parse_as_of;
-use crate::domain::*;
+use super::common::parse_as_of;
+use crate::domain::{
+    AgeTransitionInquiry, Catalog, FileKind, FlagType, InsurerNumber, MunicipalityCode, Record, SelfInfoReason,
+    SubscriberKey, Timestamp, self_info_column,
+};
 use crate::engine::state::{Enrollment, PersonKey, Status};
 use crate::formats::writer::{RecordWriter, UnmappablePolicy};
 use crate::formats::{FileHeader, ReadOptions, RecordOutcome, hex, read_input};
@@ -166,7 +169,7 @@ fn inquiry_files(path: &Path) -> Result<Vec<PathBuf>> {
 }
 
 pub fn run_answer(mut a: AnswerArgs) -> Result<Exit> {
-    let cfg = super::run::load_config(a.config.as_ref())?;
+    let cfg = super::common::load_config(a.config.as_ref())?;
     a.ledger = a
         .ledger_arg
         .take()

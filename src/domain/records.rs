@@ -2,9 +2,16 @@
 //! field-by-field builder both readers share. The builder collects *all* of a record's errors.
 
 use super::catalog::Catalog;
-use super::codes::*;
+use super::codes::{
+    ChangeType, DisclosureClassification, FlagOperation, FlagScope, FlagSource, FlagType, FukuhonOperation,
+    PersonalFamilyClassification, ReasonOfLoss, ReasonOfQualification, SelfInfoReason, Sex1, parse_bool_flag,
+    parse_self_info_column,
+};
 use super::dates::{Date, Timestamp};
-use super::ids::*;
+use super::ids::{
+    IndividualNumber, InfoCode, InsuredBranchNumber, InsurerNumber, MunicipalityCode, PostNumber, ResidentCode,
+    SubscriberKey,
+};
 use super::text::{self, Address};
 use crate::error::{ErrorCode, FieldError};
 

@@ -2,8 +2,11 @@
 //! (R6) and the age-transition carry (R3) injected at the acquisition. Pure: no I/O, so it runs
 //! on any thread and its result never depends on the thread count.
 
-use super::state::*;
-use crate::domain::*;
+use super::state::{Enrollment, Flag, FlagKey, MatchRule, Period, Released, Status};
+use crate::domain::{
+    ChangeType, Date, DisclosureClassification, FlagChange, FlagOperation, FlagSource, FlagType, Fukuhon,
+    FukuhonOperation, InfoCode, InsurerNumber, SelfInfoReason, SubscriberChange, SubscriberKey, Timestamp,
+};
 use crate::error::{Diagnostic, ErrorCode};
 use crate::ledger::{PendingFlag, StoredFukuhon};
 use std::collections::BTreeMap;

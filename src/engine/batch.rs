@@ -11,16 +11,21 @@
 //! read the ledger, which by then holds this run's earlier waves. Everything kept in memory is
 //! proportional to exceptions (rejects, carries, reviews), never to the input.
 
-use super::apply::*;
+use super::apply::{
+    Carry, CarryDone, CarrySource, Event, EventKind, FlagStep, Outcome, Work, apply, carry_onto, step_flag,
+};
 use super::spool::{Spool, Wave};
-use super::state::*;
-use crate::domain::*;
+use super::state::{Enrollment, Flag, FlagKey, MatchRule, PersonKey, Status, flag_diff};
+use crate::domain::{
+    AgeTransitionHandoff, ChangeType, Date, FlagChange, FlagType, FukuhonOperation, IndividualNumber, InfoCode,
+    InsurerNumber, MunicipalityCode, Record, ResidentCode, SubscriberChange, SubscriberKey, Timestamp,
+};
 use crate::error::{Diagnostic, ErrorCode};
 use crate::formats::FileHeader;
 use crate::formats::linkage::FlagRow;
 use crate::ledger::{self, StoredHandoff, scratch};
 use anyhow::Result;
-use rayon::prelude::*;
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use rusqlite::Connection;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

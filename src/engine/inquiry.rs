@@ -24,8 +24,11 @@
 
 use super::batch::{BatchOutcome, SubKey};
 use super::run::RunOptions;
-use super::state::*;
-use crate::domain::*;
+use super::state::{Enrollment, PersonKey, Status};
+use crate::domain::{
+    AgeTransitionHandoff, AgeTransitionInquiry, Date, FileKind, IndividualNumber, InsurerNumber, MunicipalityCode,
+    ResidentCode, SubscriberKey, Timestamp,
+};
 use crate::formats::writer::{RecordWriter, WriteError};
 use crate::formats::{FileHeader, hex};
 use crate::ledger;

@@ -19,19 +19,27 @@
 
 use super::batch::{Batch, BatchFile, BatchOutcome, SubKey, apply_batch, flag_row};
 use super::interrupt;
-use super::output::{sync_dir, write_linkage_file};
-use super::shard::{Gate, Shard}; // scale-out hook (see shard.rs)
 use super::spool::{self, Spool};
-use super::state::*;
-use crate::domain::*;
+use super::state::{Enrollment, Status, flag_diff};
+use crate::domain::{
+    Catalog, Date, FileKind, FlagOperation, FlagType, InsurerNumber, ProcessingCode, Record, SubscriberKey, Timestamp,
+};
 use crate::error::{Diagnostic, ErrorCode};
-use crate::formats::linkage::*;
+use crate::formats::linkage::{
+    FlagRow, FukuhonRow, LinkageLayout, ProvisionControl, QualificationRow, StandardLayout, SubscriberGroup, Written,
+    linkage_header,
+};
 use crate::formats::writer::UnmappablePolicy;
 use crate::formats::{FileHeader, Format, Limits, ReadOptions, RecordOutcome, TextEncoding, hex, read_input};
 use crate::ledger::{self, scratch};
-use crate::report::*;
+use crate::publish::{sync_dir, write_linkage_file};
+use crate::report::{
+    CarryEntry, FlagChangeEntry, InputEntry, OutputEntry, PendingEntry, RejectEntry, Report, Spooled, Worklist,
+    write_private,
+};
+use crate::shard::{Gate, Shard}; // scale-out hook (see shard.rs)
 use anyhow::{Context, Result, bail};
-use rayon::prelude::*;
+use rayon::iter::{IndexedParallelIterator, IntoParallelRefIterator, ParallelIterator};
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -935,7 +943,7 @@ pub fn execute(
     report.outputs = written.entries.clone();
     fill_report(&tx, &mut report, &outcome, derived, opts)?;
     let inquiry_files = inquiries.finish(&mut report, &run_id, creation, opts)?; // R13
-    super::shard::annotate(opts.shard, &tx, &mut report)?; // shard hook: what merge-shards needs
+    crate::shard::annotate(opts.shard, &tx, &mut report)?; // shard hook: what merge-shards needs
 
     let critical = outcome.review.iter().any(|r| r.critical)
         || outcome.insurer_review.iter().any(|r| r.2)

@@ -1,7 +1,11 @@
 //! The in-memory state of one subscriber (one enrollment at one insurer) while a run applies
 //! events to it. Loaded from the ledger, changed by the engine, stored back in one transaction.
 
-use crate::domain::*;
+use crate::domain::{
+    Address, Date, FlagSource, FlagType, IndividualNumber, InfoCode, InsuredBranchNumber, InsurerNumber,
+    MunicipalityCode, PersonalFamilyClassification, PostNumber, ReasonOfLoss, ReasonOfQualification, ResidentCode,
+    SelfInfoReason, Sex1, SubscriberKey, Timestamp,
+};
 use std::collections::BTreeMap;
 
 /// Where an enrollment stands.

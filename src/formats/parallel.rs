@@ -34,10 +34,16 @@
 //! Pieces run on the caller's rayon pool (`--threads`); the outcome does not depend on the number
 //! of threads or on the piece size.
 
-use super::*;
+use super::{
+    FileHeader, FileRejected, FileSummary, Format, ReadOptions, RecordOutcome, TextEncoding, csv_reader, decode,
+    sniff_format, xml_reader,
+};
+use crate::domain::FileKind;
+use crate::error::{Diagnostic, ErrorCode};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 

@@ -8,7 +8,15 @@
 pub mod scratch;
 mod store;
 
-pub use store::*;
+pub use store::{
+    FlaggedPersonKeys, PendingFlag, RunRow, StoredFukuhon, StoredHandoff, applied_file_sha, digest_mismatches,
+    find_handoffs, find_person, flag_digest, flag_orphans, flagged_person_keys, for_each_pending_flag,
+    insert_applied_file, insert_pending_flag, insert_run, journal, last_run_id, list_pending_flags,
+    list_pending_handoffs, list_unsent, load_enrollment, load_fukuhon, load_insurer_flags, load_released,
+    mark_handoff_matched, mark_published, raw_flags_and_digest, run_exists, runs_to_publish, set_publication,
+    store_enrollment, store_fukuhon, store_insurer_flags, store_released, take_pending_flags, unsent_count,
+    upsert_handoff,
+};
 
 use anyhow::{Context, Result};
 use rusqlite::Connection;

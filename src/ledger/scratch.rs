@@ -8,7 +8,10 @@
 //! the length of the run, like the ledger itself.
 
 use super::store::{insert_flag, load_subscriber_flags};
-use crate::domain::*;
+use crate::domain::{
+    Date, DisclosureClassification, FukuhonOperation, IndividualNumber, InfoCode, InsurerNumber, MunicipalityCode,
+    ResidentCode, SubscriberKey,
+};
 use crate::engine::state::{Enrollment, Flag, FlagKey, PersonKey};
 use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, params};

@@ -1,6 +1,11 @@
 //! Typed reads and writes of ledger rows. Every lookup goes through an index.
 
-use crate::domain::*;
+use crate::domain::{
+    Address, Date, DisclosureClassification, FileKind, FlagChange, FlagOperation, FlagScope, FlagSource, FlagType,
+    IndividualNumber, InfoCode, InsuredBranchNumber, InsurerNumber, MunicipalityCode, PersonalFamilyClassification,
+    PostNumber, ReasonOfLoss, ReasonOfQualification, ResidentCode, SelfInfoReason, Sex1, SubscriberKey, Timestamp,
+    parse_self_info_column,
+};
 use crate::engine::state::{Enrollment, Flag, FlagKey, Period, PersonKey, Released, Status};
 use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -997,7 +1002,7 @@ pub fn last_run_id(conn: &Connection) -> Result<Option<String>> {
         )?
         .query_row([], |r| r.get(0))
         .optional()?;
-    Ok(id.map(|id| match crate::engine::shard::Shard::split_run_id(&id) {
+    Ok(id.map(|id| match crate::shard::Shard::split_run_id(&id) {
         Some((base, _)) => base.to_owned(),
         None => id,
     }))

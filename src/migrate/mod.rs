@@ -26,7 +26,10 @@ pub mod mapping;
 pub mod snapshot;
 pub mod source;
 
-use crate::domain::*;
+use crate::domain::{
+    ChangeType, Date, FlagChange, FlagOperation, FlagScope, FlagSource, FlagType, InsurerNumber, MunicipalityCode,
+    ReasonOfLoss, ReasonOfQualification, Record, SubscriberChange, SubscriberKey, Timestamp, self_info_column,
+};
 use crate::engine::batch::{Batch, BatchFile};
 use crate::engine::run::{Prepared, RunOptions, RunStatus, execute, recover, spill_dir, spill_prefix};
 use crate::engine::spool::Spool;
@@ -34,12 +37,12 @@ use crate::engine::state::{Enrollment, Flag, FlagKey, Status};
 use crate::error::{Diagnostic, ErrorCode};
 use crate::formats::hex;
 use crate::ledger;
-use crate::report::*;
+use crate::report::{Chart, InputEntry, RejectEntry, Report, Worklist};
 use anyhow::{Context, Result};
 use mapping::Mapping;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
-use source::*;
+use source::{Desired, DesiredFlags, DesiredPeriod, SourceItem};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -644,7 +647,7 @@ pub fn migrate(o: &MigrateOptions) -> Result<MigrateResult> {
         ledger::quick_check(&conn, &opts.ledger)?;
     }
     // a full source would bring every shard's subscribers into one shard's ledger
-    if let Some(s) = crate::engine::shard::ledger_shard(&conn)? {
+    if let Some(s) = crate::shard::ledger_shard(&conn)? {
         anyhow::bail!("this ledger belongs to shard {s} of a sharded deployment: migrate into an unsharded ledger");
     }
     let opts = &opts.settled(&led.path)?;

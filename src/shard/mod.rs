@@ -1,5 +1,5 @@
 //! Scale-out: `run --shard I/N` processes only the subscribers whose stable hash of
-//! (InsurerNumber, SubscriberKey) modulo N is I; `merge-shards` ([`super::merge`]) joins the N
+//! (InsurerNumber, SubscriberKey) modulo N is I; `merge-shards` ([`merge`]) joins the N
 //! shard runs into the run a single process would have published.
 //!
 //! **How persons are keyed.** A subscriber is the pair (InsurerNumber, SubscriberKey): its
@@ -14,6 +14,8 @@
 //!
 //! A shard run's id is the unsharded run id plus `-s{I}of{N}`, so reruns stay deterministic and
 //! `merge-shards` can name the merged folder by the unsharded id.
+
+pub mod merge;
 
 use crate::domain::{FlagScope, InsurerNumber, Record, SubscriberKey};
 use crate::report::Report;

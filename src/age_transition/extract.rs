@@ -1,7 +1,7 @@
 //! R8, 国保 side: the age-transition hand-off extract and the "missed" check.
 
-use super::state::{Enrollment, Status};
-use crate::domain::*;
+use crate::domain::{Date, FlagType, InsurerNumber, ReasonOfQualification, SubscriberKey};
+use crate::engine::state::{Enrollment, Status};
 use crate::ledger;
 use anyhow::Result;
 use rusqlite::Connection;

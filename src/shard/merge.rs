@@ -19,14 +19,16 @@
 //! does. Memory holds one item per shard (and the few insurer-wide FlagLinkage rows), whatever
 //! the number of subscribers.
 
-use super::output::{file_digest, sync_dir, write_linkage_file};
-use super::shard::{REPLICATED_COUNTERS, Shard};
+use super::{REPLICATED_COUNTERS, Shard};
 use crate::domain::{FileKind, InsurerNumber, SubscriberKey, Timestamp};
 use crate::formats::linkage::{FlagRow, LinkageLayout, StandardLayout, Written, linkage_header};
 use crate::formats::linkage_reader::{LinkageItem, LinkageReader};
 use crate::formats::writer::UnmappablePolicy;
 use crate::formats::{FileHeader, Format, TextEncoding, hex};
-use crate::report::*;
+use crate::publish::{file_digest, sync_dir, write_linkage_file};
+use crate::report::{
+    CarryEntry, FlagChangeEntry, InputEntry, OutputEntry, PendingEntry, RejectEntry, Report, Worklist, write_private,
+};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
