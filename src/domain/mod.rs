@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod codes;
 pub mod dates;
 pub mod ids;
+pub mod person;
 pub mod records;
 pub mod text;
 

@@ -16,7 +16,7 @@
 //! passed here would still clear a flag (a defect, not an input).
 
 use super::batch::{SubKey, person_candidates};
-use super::state::{Enrollment, Status};
+use crate::domain::person::{Enrollment, Status};
 use crate::domain::{Date, FlagType};
 use crate::ledger;
 use anyhow::Result;

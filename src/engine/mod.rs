@@ -9,7 +9,6 @@ pub mod interrupt;
 pub mod run;
 pub mod spill;
 pub mod spool;
-pub mod state;
 
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,7 @@
 use super::batch::{Batch, BatchFile, BatchOutcome, SubKey, apply_batch, flag_row};
 use super::interrupt;
 use super::spool::{self, Spool};
-use super::state::{Enrollment, Status, flag_diff};
+use crate::domain::person::{Enrollment, Status, flag_diff};
 use crate::domain::{
     Catalog, Date, FileKind, FlagOperation, FlagType, InsurerNumber, ProcessingCode, Record, SubscriberKey, Timestamp,
 };
@@ -370,9 +370,12 @@ fn sha_file(path: &Path) -> Result<String> {
     Ok(hex(&h.finalize()))
 }
 
-/// Feeds the ledger's previous run id into a run id's hash (see [`ledger::last_run_id`]).
+/// Feeds the ledger's previous run id into a run id's hash (see [`ledger::last_run_id`]). A
+/// shard ledger's run id is taken without its `-s{I}of{N}` suffix, so that shard ledgers and a
+/// single ledger chain the same ids.
 pub fn chain_run_hash(h: &mut Sha256, conn: &Connection) -> Result<()> {
     if let Some(prev) = ledger::last_run_id(conn)? {
+        let prev = Shard::split_run_id(&prev).map_or(prev.as_str(), |(base, _)| base);
         h.update(b"after:");
         h.update(prev.as_bytes());
         h.update(b"\n");
@@ -884,7 +887,14 @@ pub fn execute(
         "linkage written from the ledger"
     );
     let mut char_rows = Vec::new();
-    for (kind, ins, key, chars, refused) in &written.unmappable {
+    for UnmappableRecord {
+        kind,
+        insurer: ins,
+        key,
+        chars,
+        refused,
+    } in &written.unmappable
+    {
         for c in chars {
             char_rows.push(vec![
                 kind.clone(),
@@ -1238,7 +1248,10 @@ pub fn verify_group(conn: &Connection, g: &SubscriberGroup, as_of: Date) -> Resu
     // the flag rows against the second record of them kept with the enrollment row: a corrupted
     // flag row (or digest) is found here, before anything is published
     let (rows, digest) = ledger::raw_flags_and_digest(conn, &ins, &key).map_err(err)?;
-    let recomputed = ledger::flag_digest(rows.iter().map(|(i, t, r)| (i.as_str(), t.as_str(), r.as_str())));
+    let recomputed = ledger::flag_digest(
+        rows.iter()
+            .map(|r| (r.info_code.as_str(), r.flag_type.as_str(), r.reason_code.as_str())),
+    );
     if digest.as_deref() != Some(recomputed.as_str()) {
         return Err(FlagWouldBeCleared(format!(
             "the ledger's flags of subscriber {ins}/{key} do not match their second record (flag_digest): \
@@ -1247,8 +1260,8 @@ pub fn verify_group(conn: &Connection, g: &SubscriberGroup, as_of: Date) -> Resu
     }
     let held: Vec<(String, Option<String>)> = rows
         .into_iter()
-        .filter(|(i, _, _)| i.is_empty())
-        .map(|(_, t, r)| (t, Some(r).filter(|r| !r.is_empty())))
+        .filter(|r| r.info_code.is_empty())
+        .map(|r| (r.flag_type, Some(r.reason_code).filter(|r| !r.is_empty())))
         .collect();
     for (ty, reason) in &held {
         let written = match ty.as_str() {
@@ -1325,14 +1338,18 @@ pub fn verify_group(conn: &Connection, g: &SubscriberGroup, as_of: Date) -> Resu
 #[derive(Default)]
 struct WrittenSet {
     entries: Vec<OutputEntry>,
-    /// (file kind, insurer, key, characters, refused?)
-    unmappable: Vec<(
-        String,
-        InsurerNumber,
-        Option<SubscriberKey>,
-        Vec<crate::formats::writer::UnmappableChar>,
-        bool,
-    )>,
+    unmappable: Vec<UnmappableRecord>,
+}
+
+/// A record written with (or refused for) characters the output encoding cannot represent.
+struct UnmappableRecord {
+    /// The linkage file kind's name.
+    kind: String,
+    insurer: InsurerNumber,
+    key: Option<SubscriberKey>,
+    chars: Vec<crate::formats::writer::UnmappableChar>,
+    /// Refused (E_UNMAPPABLE_CHAR) rather than written with replacements.
+    refused: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -1398,10 +1415,22 @@ fn write_outputs(
     };
     let note = |set: &mut WrittenSet, kind: FileKind, name: String, w: Written, bytes: u64, sha: String| {
         for (i, k, chars) in w.refused {
-            set.unmappable.push((kind.name().to_owned(), i, k, chars, true));
+            set.unmappable.push(UnmappableRecord {
+                kind: kind.name().to_owned(),
+                insurer: i,
+                key: k,
+                chars,
+                refused: true,
+            });
         }
         for (i, k, chars) in w.replaced {
-            set.unmappable.push((kind.name().to_owned(), i, k, chars, false));
+            set.unmappable.push(UnmappableRecord {
+                kind: kind.name().to_owned(),
+                insurer: i,
+                key: k,
+                chars,
+                refused: false,
+            });
         }
         set.entries.push(OutputEntry {
             name,

@@ -5,17 +5,29 @@
 //! all chunks in one transaction; what the publisher needs later sits in [`scratch`] tables.
 //! A lock file next to the database keeps a second run out while one is running.
 
+mod inquiry;
+mod lookup;
 pub mod scratch;
 mod store;
 
 pub use store::{
-    FlaggedPersonKeys, PendingFlag, RunRow, StoredFukuhon, StoredHandoff, applied_file_sha, digest_mismatches,
-    find_handoffs, find_person, flag_digest, flag_orphans, flagged_person_keys, for_each_pending_flag,
-    insert_applied_file, insert_pending_flag, insert_run, journal, last_run_id, list_pending_flags,
-    list_pending_handoffs, list_unsent, load_enrollment, load_fukuhon, load_insurer_flags, load_released,
-    mark_handoff_matched, mark_published, raw_flags_and_digest, run_exists, runs_to_publish, set_publication,
-    store_enrollment, store_fukuhon, store_insurer_flags, store_released, take_pending_flags, unsent_count,
-    upsert_handoff,
+    FlaggedPersonKeys, JournalEvent, PendingFlag, RawFlagRow, RunRow, StoredFukuhon, StoredHandoff, applied_file_sha,
+    count_journal_events, digest_mismatches, find_handoffs, find_person, flag_digest, flag_orphans,
+    flagged_person_keys, for_each_pending_flag, insert_applied_file, insert_pending_flag, insert_run, journal,
+    last_run_id, list_pending_flags, list_pending_handoffs, list_unsent, load_enrollment, load_fukuhon,
+    load_insurer_flags, load_released, mark_handoff_matched, mark_published, raw_flags_and_digest, run_exists,
+    runs_to_publish, set_publication, store_enrollment, store_fukuhon, store_insurer_flags, store_released,
+    take_pending_flags, unsent_count, upsert_handoff,
+};
+
+pub use inquiry::{
+    FlaglessHandoff, OpenInquiry, delete_inquiry, inquiry_exists, inquiry_is_open, mark_inquired,
+    mark_inquiry_answered, match_flagless_handoff, open_inquiries, open_inquiry, unmatched_flagless_handoffs,
+};
+pub use lookup::{
+    EmptyTables, count_flagged_subscribers, empty_tables, flagged_kokuho_keys, flagged_subscriber_keys,
+    holds_subscribers_of, insurers_in_municipality, read_snapshot, run_ids, uncancelled_with_flags,
+    unmatched_handoff_sources,
 };
 
 use anyhow::{Context, Result};

@@ -1,12 +1,12 @@
 //! Typed reads and writes of ledger rows. Every lookup goes through an index.
 
+use crate::domain::person::{Enrollment, Flag, FlagKey, InsurerFlags, Period, PersonKey, Released, Status};
 use crate::domain::{
     Address, Date, DisclosureClassification, FileKind, FlagChange, FlagOperation, FlagScope, FlagSource, FlagType,
     IndividualNumber, InfoCode, InsuredBranchNumber, InsurerNumber, MunicipalityCode, PersonalFamilyClassification,
     PostNumber, ReasonOfLoss, ReasonOfQualification, ResidentCode, SelfInfoReason, Sex1, SubscriberKey, Timestamp,
     parse_self_info_column,
 };
-use crate::engine::state::{Enrollment, Flag, FlagKey, Period, PersonKey, Released, Status};
 use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::BTreeMap;
@@ -18,25 +18,33 @@ fn opt<T>(v: Option<String>, f: impl Fn(&str) -> Result<T, crate::error::FieldEr
     v.filter(|s| !s.is_empty()).map(|s| p(f(&s), what)).transpose()
 }
 
-fn flag_from_row(row: &Row, base: usize) -> rusqlite::Result<(Option<String>, String, String, Option<String>, String)> {
-    Ok((
-        row.get(base)?,
-        row.get(base + 1)?,
-        row.get(base + 2)?,
-        row.get(base + 3)?,
-        row.get(base + 4)?,
-    ))
+/// A flag row's columns as stored (reason_code, source, effective_time, support_measure_end,
+/// origin), read inside a query and typed after it.
+struct FlagText {
+    reason: Option<String>,
+    source: String,
+    time: String,
+    end: Option<String>,
+    origin: String,
 }
 
-fn make_flag(
-    (reason, source, time, end, origin): (Option<String>, String, String, Option<String>, String),
-) -> Result<Flag> {
+fn flag_from_row(row: &Row, base: usize) -> rusqlite::Result<FlagText> {
+    Ok(FlagText {
+        reason: row.get(base)?,
+        source: row.get(base + 1)?,
+        time: row.get(base + 2)?,
+        end: row.get(base + 3)?,
+        origin: row.get(base + 4)?,
+    })
+}
+
+fn make_flag(f: FlagText) -> Result<Flag> {
     Ok(Flag {
-        reason: opt(reason, SelfInfoReason::parse, "ReasonCode")?,
-        source: p(FlagSource::parse(&source), "Source")?,
-        effective_time: p(Timestamp::parse(&time), "EffectiveTime")?,
-        support_measure_end: opt(end, Date::parse, "SupportMeasureEndDate")?,
-        origin,
+        reason: opt(f.reason, SelfInfoReason::parse, "ReasonCode")?,
+        source: p(FlagSource::parse(&f.source), "Source")?,
+        effective_time: p(Timestamp::parse(&f.time), "EffectiveTime")?,
+        support_measure_end: opt(f.end, Date::parse, "SupportMeasureEndDate")?,
+        origin: f.origin,
     })
 }
 
@@ -208,7 +216,7 @@ pub(crate) fn load_subscriber_flags(
     table: &str,
     insurer: InsurerNumber,
     key: SubscriberKey,
-) -> Result<BTreeMap<crate::engine::state::FlagKey, Flag>> {
+) -> Result<BTreeMap<crate::domain::person::FlagKey, Flag>> {
     // constant SQL per table: no formatting on this hot path
     let sql = match table {
         "main.flag" => {
@@ -321,19 +329,30 @@ fn digest_of(flags: &BTreeMap<FlagKey, Flag>) -> String {
     }))
 }
 
-/// A subscriber's flag rows as stored (info_code, flag_type, reason_code), read with plain SQL,
-/// and the digest stored with its enrollment row (None: no enrollment row).
-pub fn raw_flags_and_digest(
-    conn: &Connection,
-    insurer: &str,
-    key: &str,
-) -> Result<(Vec<(String, String, String)>, Option<String>)> {
+/// A flag row as stored, read with plain SQL (an empty `info_code`: the whole subscriber; an
+/// empty `reason_code`: none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawFlagRow {
+    pub info_code: String,
+    pub flag_type: String,
+    pub reason_code: String,
+}
+
+/// A subscriber's flag rows as stored, and the digest stored with its enrollment row (None: no
+/// enrollment row).
+pub fn raw_flags_and_digest(conn: &Connection, insurer: &str, key: &str) -> Result<(Vec<RawFlagRow>, Option<String>)> {
     let mut st = conn.prepare_cached(
         "SELECT info_code, flag_type, coalesce(reason_code, '') FROM flag WHERE insurer = ?1 AND subscriber_key = ?2",
     )?;
     let rows = st
-        .query_map([insurer, key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<Vec<(String, String, String)>>>()?;
+        .query_map([insurer, key], |r| {
+            Ok(RawFlagRow {
+                info_code: r.get(0)?,
+                flag_type: r.get(1)?,
+                reason_code: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<RawFlagRow>>>()?;
     let digest = conn
         .prepare_cached("SELECT flag_digest FROM enrollment WHERE insurer = ?1 AND subscriber_key = ?2")?
         .query_row([insurer, key], |r| r.get(0))
@@ -409,7 +428,7 @@ pub(crate) fn insert_flag(
 }
 
 /// Insurer-wide InfoCode flags (FlagChange Scope 2).
-pub fn load_insurer_flags(conn: &Connection, insurer: InsurerNumber) -> Result<BTreeMap<(InfoCode, FlagType), Flag>> {
+pub fn load_insurer_flags(conn: &Connection, insurer: InsurerNumber) -> Result<InsurerFlags> {
     let mut st = conn.prepare_cached(
         "SELECT info_code, flag_type, reason_code, source, effective_time, support_measure_end, origin
          FROM flag WHERE insurer = ?1 AND subscriber_key = ''",
@@ -431,11 +450,7 @@ pub fn load_insurer_flags(conn: &Connection, insurer: InsurerNumber) -> Result<B
     Ok(out)
 }
 
-pub fn store_insurer_flags(
-    conn: &Connection,
-    insurer: InsurerNumber,
-    flags: &BTreeMap<(InfoCode, FlagType), Flag>,
-) -> Result<()> {
+pub fn store_insurer_flags(conn: &Connection, insurer: InsurerNumber, flags: &InsurerFlags) -> Result<()> {
     conn.prepare_cached("DELETE FROM flag WHERE insurer = ?1 AND subscriber_key = ''")?
         .execute(params![insurer.as_str()])?;
     for ((info, ty), f) in flags {
@@ -952,13 +967,63 @@ pub fn insert_applied_file(
     Ok(())
 }
 
+/// What a journal line records: the `event` column of the `journal` table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JournalEvent {
+    /// 資格取得 applied.
+    Acquisition,
+    /// 記載事項変更 applied.
+    Update,
+    /// 資格喪失 applied.
+    Loss,
+    /// 取消 applied.
+    Cancel,
+    FlagSet,
+    FlagReleased,
+    /// A flag kept until its enrollment arrives (R7).
+    FlagPending,
+    /// Flags carried across the 国保→後期 transfer (R3).
+    Carry,
+    /// A 副本 record applied.
+    Fukuhon,
+    /// An insurer-wide (Scope 2) flag change.
+    InsurerFlag,
+    /// A migration's summary line.
+    Migrate,
+}
+
+impl JournalEvent {
+    /// The value stored in the `event` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JournalEvent::Acquisition => "acquisition",
+            JournalEvent::Update => "update",
+            JournalEvent::Loss => "loss",
+            JournalEvent::Cancel => "cancel",
+            JournalEvent::FlagSet => "flag_set",
+            JournalEvent::FlagReleased => "flag_released",
+            JournalEvent::FlagPending => "flag_pending",
+            JournalEvent::Carry => "carry",
+            JournalEvent::Fukuhon => "fukuhon",
+            JournalEvent::InsurerFlag => "insurer_flag",
+            JournalEvent::Migrate => "migrate",
+        }
+    }
+}
+
+impl rusqlite::ToSql for JournalEvent {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
 pub fn journal(
     conn: &Connection,
     run_id: &str,
     file: Option<&str>,
     seq: Option<u64>,
     subscriber: Option<(InsurerNumber, SubscriberKey)>,
-    event: &str,
+    event: JournalEvent,
     detail: &str,
 ) -> Result<()> {
     conn.prepare_cached(
@@ -977,6 +1042,15 @@ pub fn journal(
     Ok(())
 }
 
+/// How many journal lines of `event` a run wrote.
+pub fn count_journal_events(conn: &Connection, run_id: &str, event: JournalEvent) -> Result<u64> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM journal WHERE run_id = ?1 AND event = ?2",
+        params![run_id, event],
+        |r| r.get(0),
+    )?)
+}
+
 /// A run whose ledger changes are committed; its outputs may still sit in staging (R12).
 #[derive(Clone, Debug)]
 pub struct RunRow {
@@ -991,8 +1065,8 @@ pub struct RunRow {
 /// The ledger's latest run that changed something — applied a file or published linkage — to
 /// chain the next run id to, `None` for a new ledger. Runs that did neither (a retry whose files
 /// were all skipped) are left out: they change nothing, and a shard retried that way must keep
-/// the same chain as the other shards. A shard ledger's run id is returned without its
-/// `-s{I}of{N}` suffix, so that shard ledgers and a single ledger chain the same ids.
+/// the same chain as the other shards. A shard ledger's run id is returned as stored, with its
+/// `-s{I}of{N}` suffix (the run-id chaining strips it).
 pub fn last_run_id(conn: &Connection) -> Result<Option<String>> {
     let id: Option<String> = conn
         .prepare_cached(
@@ -1002,10 +1076,7 @@ pub fn last_run_id(conn: &Connection) -> Result<Option<String>> {
         )?
         .query_row([], |r| r.get(0))
         .optional()?;
-    Ok(id.map(|id| match crate::shard::Shard::split_run_id(&id) {
-        Some((base, _)) => base.to_owned(),
-        None => id,
-    }))
+    Ok(id)
 }
 
 pub fn insert_run(conn: &Connection, r: &RunRow, as_of: Date) -> Result<()> {

@@ -26,6 +26,7 @@ pub mod mapping;
 pub mod snapshot;
 pub mod source;
 
+use crate::domain::person::{Enrollment, Flag, FlagKey, Status};
 use crate::domain::{
     ChangeType, Date, FlagChange, FlagOperation, FlagScope, FlagSource, FlagType, InsurerNumber, MunicipalityCode,
     ReasonOfLoss, ReasonOfQualification, Record, SubscriberChange, SubscriberKey, Timestamp, self_info_column,
@@ -33,10 +34,9 @@ use crate::domain::{
 use crate::engine::batch::{Batch, BatchFile};
 use crate::engine::run::{Prepared, RunOptions, RunStatus, execute, recover, spill_dir, spill_prefix};
 use crate::engine::spool::Spool;
-use crate::engine::state::{Enrollment, Flag, FlagKey, Status};
 use crate::error::{Diagnostic, ErrorCode};
 use crate::formats::hex;
-use crate::ledger;
+use crate::ledger::{self, JournalEvent};
 use crate::report::{Chart, InputEntry, RejectEntry, Report, Worklist};
 use anyhow::{Context, Result};
 use mapping::Mapping;
@@ -567,31 +567,11 @@ impl Differ<'_> {
 
     /// Ledger subscribers of `ins` the source did not list.
     fn absent(&mut self, ins: InsurerNumber) -> Result<()> {
-        let mut st = self.conn.prepare(
-            "SELECT e.subscriber_key,
-                    (SELECT group_concat(f.flag_type, ' ') FROM flag f
-                      WHERE f.insurer = e.insurer AND f.subscriber_key = e.subscriber_key AND f.info_code = '')
-               FROM enrollment e WHERE e.insurer = ?1 AND e.status != 'cancelled' ORDER BY e.subscriber_key",
-        )?;
-        let mut rows = st.query([ins.as_str()])?;
-        let mut found = Vec::new();
-        while let Some(r) = rows.next()? {
-            let k: String = r.get(0)?;
-            let key = SubscriberKey::parse(&k).map_err(|e| anyhow::anyhow!("ledger key {k}: {e}"))?;
-            if self.seen.get(&ins).is_some_and(|s| s.contains(&key_num(key))) {
-                continue;
-            }
-            let flags: Option<String> = r.get(1)?;
-            let mut fl: Vec<FlagType> = flags
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|t| FlagType::parse(t).ok())
-                .collect();
+        let seen = self.seen.get(&ins);
+        let found =
+            ledger::uncancelled_with_flags(self.conn, ins, |key| seen.is_some_and(|s| s.contains(&key_num(key))))?;
+        for (key, mut fl) in found {
             fl.sort_by_key(|t| std::cmp::Reverse(t.code()));
-            found.push((key, fl));
-        }
-        drop(rows);
-        for (key, fl) in found {
             self.count(ins, "absent");
             let changes: Vec<String> = fl.iter().map(|t| format!("-{}", t.name_en())).collect();
             self.row(
@@ -1032,7 +1012,15 @@ fn migrate_with(
         creation: creation.unwrap_or_else(|| Timestamp::start_of(opts.as_of)),
     };
     let r = execute(conn, opts, prepared, &mut |tx, report| {
-        ledger::journal(tx, &report.run_id, Some(&file), None, None, "migrate", &summary_line)
+        ledger::journal(
+            tx,
+            &report.run_id,
+            Some(&file),
+            None,
+            None,
+            JournalEvent::Migrate,
+            &summary_line,
+        )
     })?;
     let status = match r.status {
         RunStatus::Completed => MigrateStatus::Completed,
