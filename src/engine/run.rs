@@ -34,8 +34,8 @@ use crate::formats::{FileHeader, Format, Limits, ReadOptions, RecordOutcome, Tex
 use crate::ledger::{self, scratch};
 use crate::publish::{sync_dir, write_linkage_file};
 use crate::report::{
-    CarryEntry, FlagChangeEntry, InputEntry, OutputEntry, PendingEntry, RejectEntry, Report, Spooled, Worklist,
-    write_private,
+    CarryEntry, FlagChangeEntry, InputEntry, InputStatus, OutputEntry, PendingEntry, RejectEntry, Report, Spooled,
+    Worklist, write_private,
 };
 use crate::shard::{Gate, Shard}; // scale-out hook (see shard.rs)
 use anyhow::{Context, Result, bail};
@@ -135,7 +135,7 @@ struct LoadedFile {
     rejected_records: u64,
     file_errors: Vec<Diagnostic>,
     total: u64,
-    status: &'static str,
+    status: InputStatus,
     note: Option<String>,
 }
 
@@ -251,7 +251,7 @@ fn load(
         rejects: Spooled::default(),
         rejected_records: 0,
         total: 0,
-        status: "rejected",
+        status: InputStatus::Rejected,
         note: None,
     };
     let before = match identity(path) {
@@ -314,7 +314,7 @@ fn load(
                 .field("FileKind"),
             ],
             total: 0,
-            status: "rejected",
+            status: InputStatus::Rejected,
             note: None,
         },
         Ok(s) => LoadedFile {
@@ -329,7 +329,7 @@ fn load(
             },
             file_errors: Vec::new(),
             total: s.records,
-            status: "applied",
+            status: InputStatus::Applied,
             note: None,
         },
         Err(r) => LoadedFile {
@@ -340,7 +340,7 @@ fn load(
             rejected_records: 0,
             file_errors: r.diagnostics,
             total: 0,
-            status: "rejected",
+            status: InputStatus::Rejected,
             note: None,
         },
     })
@@ -654,7 +654,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
 
     // R10
     let mut seen: HashMap<(InsurerNumber, String), String> = HashMap::new();
-    for f in files.iter_mut().filter(|f| f.status == "applied") {
+    for f in files.iter_mut().filter(|f| f.status == InputStatus::Applied) {
         let h = f.header.as_ref().expect("parsed");
         let key = (h.sender, h.file_identifier.clone());
         let prior = match seen.get(&key) {
@@ -663,13 +663,13 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         };
         match prior {
             Some(s) if s == f.sha => {
-                f.status = "skipped";
+                f.status = InputStatus::Skipped;
                 f.note = Some("already applied (same FileIdentifier and SHA-256)".into());
                 f.rejects = Spooled::default();
                 f.rejected_records = 0;
             }
             Some(_) => {
-                f.status = "rejected";
+                f.status = InputStatus::Rejected;
                 f.rejects = Spooled::default();
                 f.rejected_records = 0;
                 f.file_errors.push(
@@ -695,7 +695,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         h.update(opts.as_of.to_string());
         h.update(format!("{:?}{:?}{:?}", opts.format, opts.encoding, opts.unmappable));
         for f in &files {
-            h.update(f.status);
+            h.update(f.status.as_str());
             h.update(&f.sha);
         }
         gate.run_id(format!("{}-{}", opts.as_of, &hex(&h.finalize())[..12])) // shard hook: -s{I}of{N}
@@ -703,7 +703,9 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let mut report = Report::new(run_id.clone(), opts.as_of.to_string(), opts.dry_run);
 
     // R1: file order
-    let mut order: Vec<usize> = (0..files.len()).filter(|&i| files[i].status == "applied").collect();
+    let mut order: Vec<usize> = (0..files.len())
+        .filter(|&i| files[i].status == InputStatus::Applied)
+        .collect();
     order.sort_by(|&a, &b| {
         let (ha, hb) = (files[a].header.as_ref().unwrap(), files[b].header.as_ref().unwrap());
         (ha.creation_time, ha.sender, ha.file_sequence, &files[a].name).cmp(&(
@@ -721,7 +723,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             name: Arc::from(f.name.as_str()),
             order: None,
             key: match (&f.header, f.status) {
-                (Some(h), "applied") => BatchFile::r1_key(h, &f.name),
+                (Some(h), InputStatus::Applied) => BatchFile::r1_key(h, &f.name),
                 _ => Arc::from(f.name.as_str()),
             },
         })
@@ -749,7 +751,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             note: f.note.clone(),
         });
         let critical = h.is_some_and(|h| matches!(h.kind, FileKind::FlagChange | FileKind::AgeTransitionHandoff))
-            || f.status == "rejected";
+            || f.status == InputStatus::Rejected;
         for d in &f.file_errors {
             report.rejects.push(RejectEntry::from_diag(d, critical))?;
         }
@@ -759,7 +761,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         } else {
             report.rejects.append(rejects)?;
         }
-        if f.status == "applied" {
+        if f.status == InputStatus::Applied {
             let h = h.expect("parsed");
             applied.push((
                 h.sender,
@@ -774,7 +776,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     }
     let creation = files
         .iter()
-        .filter(|f| f.status == "applied")
+        .filter(|f| f.status == InputStatus::Applied)
         .filter_map(|f| f.header.as_ref().map(|h| h.creation_time))
         .max()
         .unwrap_or_else(|| Timestamp::start_of(opts.as_of));
@@ -1264,13 +1266,15 @@ pub fn verify_group(conn: &Connection, g: &SubscriberGroup, as_of: Date) -> Resu
         .map(|r| (r.flag_type, Some(r.reason_code).filter(|r| !r.is_empty())))
         .collect();
     for (ty, reason) in &held {
-        let written = match ty.as_str() {
-            "1" => g.control.auto_response.then(|| "1".to_owned()),
-            "2" => g.control.non_disclosure.then(|| "1".to_owned()),
-            _ => g.control.self_info.map(|r| r.code().to_owned()),
+        // as stored: a type the ledger should not hold is checked as 自己情報提供不可
+        let held_type = FlagType::parse(ty).ok();
+        let written = match held_type {
+            Some(FlagType::AutoResponseProhibited) => g.control.auto_response.then(|| "1".to_owned()),
+            Some(FlagType::NonDisclosure) => g.control.non_disclosure.then(|| "1".to_owned()),
+            Some(FlagType::SelfInfoProvisionProhibited) | None => g.control.self_info.map(|r| r.code().to_owned()),
         };
-        let ok = match (ty.as_str(), &written) {
-            ("3", Some(w)) => reason.as_deref().is_none_or(|r| r == w),
+        let ok = match (held_type, &written) {
+            (Some(FlagType::SelfInfoProvisionProhibited), Some(w)) => reason.as_deref().is_none_or(|r| r == w),
             (_, Some(_)) => true,
             _ => false,
         };
@@ -1308,8 +1312,9 @@ pub fn verify_group(conn: &Connection, g: &SubscriberGroup, as_of: Date) -> Resu
         let fl = flags_of(ci.as_str(), ck.as_str()).map_err(err)?;
         flagged_elsewhere.push((
             format!("{ci}/{ck}"),
-            fl.iter().any(|f| f.0 == "3"),
-            fl.iter().any(|f| f.0 == "2"),
+            fl.iter()
+                .any(|f| FlagType::parse(&f.0) == Ok(FlagType::SelfInfoProvisionProhibited)),
+            fl.iter().any(|f| FlagType::parse(&f.0) == Ok(FlagType::NonDisclosure)),
         ));
     }
     for h in ledger::find_handoffs(conn, &person).map_err(err)? {
@@ -1736,15 +1741,15 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, derived: Der
     let s = &mut r.summary;
     s.insert(
         "files_applied".into(),
-        r.inputs.iter().filter(|i| i.status == "applied").count() as u64,
+        r.inputs.iter().filter(|i| i.status == InputStatus::Applied).count() as u64,
     );
     s.insert(
         "files_skipped".into(),
-        r.inputs.iter().filter(|i| i.status == "skipped").count() as u64,
+        r.inputs.iter().filter(|i| i.status == InputStatus::Skipped).count() as u64,
     );
     s.insert(
         "files_rejected".into(),
-        r.inputs.iter().filter(|i| i.status == "rejected").count() as u64,
+        r.inputs.iter().filter(|i| i.status == InputStatus::Rejected).count() as u64,
     );
     s.insert("records_rejected".into(), r.rejects.len() as u64);
     s.insert("events_applied".into(), o.events_applied);

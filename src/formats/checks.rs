@@ -1,6 +1,7 @@
 //! File-level checks both readers (XML and CSV) share once the bytes are decoded: typing the
 //! header, RecordSequence order, a record's outcome (all of its faults) and element names safe
-//! for messages. Decoding itself is [`super::decode`].
+//! for messages, and the characters a file may hold at all. Decoding itself is
+//! [`super::decode`].
 
 use super::{FileHeader, Format, RecordOutcome, TextEncoding};
 use crate::domain::{Catalog, FileKind, InsurerNumber, RawRecord, Timestamp, records, text};
@@ -171,4 +172,9 @@ pub(crate) fn safe_name(name: &[u8]) -> String {
     } else {
         "an element".to_owned()
     }
+}
+
+/// XML 1.0 `Char` production (also what CSV input accepts and every writer writes, §1).
+pub(crate) fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }

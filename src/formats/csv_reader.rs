@@ -22,7 +22,7 @@
 
 use super::checks::{self, StructFault};
 use super::decode::{self, Output, StopReason, StrictDecoder};
-use super::parallel::{LIMIT_MARGIN, Piece, PieceOut};
+use super::piece::{LIMIT_MARGIN, Piece, PieceOut};
 use super::{FileHeader, FileRejected, FileSummary, Format, ReadOptions, RecordOutcome, TextEncoding};
 use crate::domain::{FileKind, RawRecord};
 use crate::error::{Diagnostic, ErrorCode};
@@ -704,10 +704,7 @@ impl<'a, R: Read> CsvParser<'a, R> {
 /// §1: a character XML 1.0 does not allow (C0 controls but tab, LF and CR; U+FFFE, U+FFFF) is
 /// `E_FIELD_FORMAT` in CSV too, so both syntaxes accept the same text.
 fn not_xml_char(field: &'static str, s: &str) -> Option<StructFault> {
-    let (i, c) = s
-        .chars()
-        .enumerate()
-        .find(|&(_, c)| !super::xml_reader::is_xml_char(c))?;
+    let (i, c) = s.chars().enumerate().find(|&(_, c)| !checks::is_xml_char(c))?;
     Some(StructFault {
         field: Some(field),
         code: ErrorCode::FieldFormat,

@@ -11,6 +11,7 @@ pub mod encode;
 pub mod linkage;
 pub mod linkage_reader;
 pub mod parallel;
+mod piece;
 #[cfg(test)]
 pub(crate) mod testdata;
 pub mod writer;

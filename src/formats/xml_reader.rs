@@ -21,9 +21,9 @@
 //! `minOccurs="0"` elements); absent and empty (`<Name/>`) both mean absent. Fukuhon records end
 //! with an optional `<Items>` of `<Item><ItemCode/><Value/></Item>` (both children required).
 
-use super::checks::{self, StructFault};
+use super::checks::{self, StructFault, is_xml_char};
 use super::decode::{Output, StopReason, StrictDecoder};
-use super::parallel::{LIMIT_MARGIN, Piece, PieceOut};
+use super::piece::{LIMIT_MARGIN, Piece, PieceOut};
 use super::writer::XML_NS;
 use super::{FileHeader, FileRejected, FileSummary, Format, ReadOptions, RecordOutcome, TextEncoding};
 use crate::domain::{FileKind, RawRecord};
@@ -979,11 +979,6 @@ impl<'a, R: Read> Parser<'a, R> {
             _ => Err(self.err(ErrorCode::Schema, "text is not allowed between elements here")),
         }
     }
-}
-
-/// XML 1.0 `Char` production (also what CSV input accepts and every writer writes, §1).
-pub(crate) fn is_xml_char(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 #[cfg(test)]

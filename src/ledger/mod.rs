@@ -5,19 +5,25 @@
 //! all chunks in one transaction; what the publisher needs later sits in [`scratch`] tables.
 //! A lock file next to the database keeps a second run out while one is running.
 
+mod handoff;
 mod inquiry;
 mod lookup;
+mod pending;
+mod runs;
 pub mod scratch;
 mod store;
 
+pub use handoff::{StoredHandoff, find_handoffs, list_pending_handoffs, mark_handoff_matched, upsert_handoff};
+pub use pending::{PendingFlag, for_each_pending_flag, insert_pending_flag, list_pending_flags, take_pending_flags};
+pub use runs::{
+    JournalEvent, RunRow, applied_file_sha, count_journal_events, insert_applied_file, insert_run, journal,
+    last_run_id, mark_published, run_exists, runs_to_publish,
+};
 pub use store::{
-    FlaggedPersonKeys, JournalEvent, PendingFlag, RawFlagRow, RunRow, StoredFukuhon, StoredHandoff, applied_file_sha,
-    count_journal_events, digest_mismatches, find_handoffs, find_person, flag_digest, flag_orphans,
-    flagged_person_keys, for_each_pending_flag, insert_applied_file, insert_pending_flag, insert_run, journal,
-    last_run_id, list_pending_flags, list_pending_handoffs, list_unsent, load_enrollment, load_fukuhon,
-    load_insurer_flags, load_released, mark_handoff_matched, mark_published, raw_flags_and_digest, run_exists,
-    runs_to_publish, set_publication, store_enrollment, store_fukuhon, store_insurer_flags, store_released,
-    take_pending_flags, unsent_count, upsert_handoff,
+    FlaggedPersonKeys, RawFlagRow, StoredFukuhon, digest_mismatches, find_person, flag_digest, flag_orphans,
+    flagged_person_keys, list_unsent, load_enrollment, load_fukuhon, load_insurer_flags, load_released,
+    raw_flags_and_digest, set_publication, store_enrollment, store_fukuhon, store_insurer_flags, store_released,
+    unsent_count,
 };
 
 pub use inquiry::{

@@ -37,7 +37,7 @@ use crate::engine::spool::Spool;
 use crate::error::{Diagnostic, ErrorCode};
 use crate::formats::hex;
 use crate::ledger::{self, JournalEvent};
-use crate::report::{Chart, InputEntry, RejectEntry, Report, Worklist};
+use crate::report::{Chart, InputEntry, InputStatus, RejectEntry, Report, Worklist};
 use anyhow::{Context, Result};
 use mapping::Mapping;
 use rusqlite::Connection;
@@ -738,7 +738,7 @@ fn migrate_with(
                     kind: s.kind,
                     format: s.format,
                     encoding: s.encoding.xml_label().to_owned(),
-                    status: "applied",
+                    status: InputStatus::Applied,
                     records: s.records,
                     rejected,
                     note: None,
@@ -756,7 +756,7 @@ fn migrate_with(
                     .into(),
                     format: String::new(),
                     encoding: String::new(),
-                    status: "rejected",
+                    status: InputStatus::Rejected,
                     records: 0,
                     rejected: 0,
                     note: Some("file-level error: nothing in it is used".into()),
