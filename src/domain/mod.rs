@@ -9,6 +9,7 @@ pub mod person;
 pub mod records;
 pub mod text;
 
+pub use crate::error::FieldFault;
 pub use catalog::Catalog;
 pub use codes::{
     ChangeType, CharacterCode, DisclosureClassification, FlagOperation, FlagScope, FlagSource, FlagType,
@@ -21,8 +22,8 @@ pub use ids::{
     ResidentCode, SubscriberKey, individual_number_check_digit, insurer_check_digit, municipality_check_digit,
 };
 pub use records::{
-    AgeTransitionHandoff, AgeTransitionInquiry, FLAG_CHANGE_FIELDS, FLAG_LINKAGE_FIELDS, FUKUHON_FIELDS, FieldFault,
-    FileKind, FlagChange, Fukuhon, HANDOFF_FIELDS, INQUIRY_FIELDS, RawRecord, Record, SUBSCRIBER_CHANGE_FIELDS,
-    SubscriberChange, build,
+    AgeTransitionHandoff, AgeTransitionInquiry, FLAG_CHANGE_FIELDS, FLAG_LINKAGE_FIELDS, FUKUHON_FIELDS, FileKind,
+    FlagChange, Fukuhon, HANDOFF_FIELDS, INQUIRY_FIELDS, RawRecord, Record, SUBSCRIBER_CHANGE_FIELDS, SubscriberChange,
+    build,
 };
 pub use text::Address;

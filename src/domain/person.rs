@@ -3,9 +3,9 @@
 //! engine, stored back in one transaction), and the 副本 changes it publishes.
 
 use super::{
-    Address, Date, DisclosureClassification, FlagSource, FlagType, FukuhonOperation, IndividualNumber, InfoCode,
-    InsuredBranchNumber, InsurerNumber, MunicipalityCode, PersonalFamilyClassification, PostNumber, ReasonOfLoss,
-    ReasonOfQualification, ResidentCode, SelfInfoReason, Sex1, SubscriberKey, Timestamp,
+    Address, AgeTransitionHandoff, Date, DisclosureClassification, FlagSource, FlagType, FukuhonOperation,
+    IndividualNumber, InfoCode, InsuredBranchNumber, InsurerNumber, MunicipalityCode, PersonalFamilyClassification,
+    PostNumber, ReasonOfLoss, ReasonOfQualification, ResidentCode, SelfInfoReason, Sex1, SubscriberKey, Timestamp,
 };
 use std::collections::BTreeMap;
 
@@ -186,6 +186,16 @@ pub enum MatchRule {
 }
 
 impl PersonKey {
+    /// The person an AgeTransitionHandoff record names (R3 keys).
+    pub fn of_handoff(h: &AgeTransitionHandoff) -> PersonKey {
+        PersonKey {
+            individual_number: h.individual_number,
+            municipality: Some(h.municipality),
+            resident: Some(h.resident.clone()),
+            birthdate: h.birthdate,
+        }
+    }
+
     /// R3 matching: by My Number when both have one, else by municipality + 宛名番号 + birthdate.
     pub fn matches(&self, other: &PersonKey) -> Option<MatchRule> {
         match (self.individual_number, other.individual_number) {

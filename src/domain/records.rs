@@ -13,7 +13,7 @@ use super::ids::{
     SubscriberKey,
 };
 use super::text::{self, Address};
-use crate::error::{ErrorCode, FieldError};
+use crate::error::{ErrorCode, FieldError, FieldFault};
 
 /// File kinds of the spec. The first four are inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -366,13 +366,6 @@ impl Record {
 pub struct RawRecord {
     pub values: Vec<Option<String>>,
     pub items: Vec<(String, String)>,
-}
-
-/// A field-level error with the field's spec name.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FieldFault {
-    pub field: String,
-    pub error: FieldError,
 }
 
 struct Fields<'a> {

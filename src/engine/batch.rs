@@ -1035,8 +1035,7 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
         let origin = format!("{}#{}", files[tag as usize].name, h.seq);
         let Some(source_key) = h.source_key else {
             // R13: the answer about a person the 国保 ledger does not know
-            out.unknown_answers
-                .push((origin, super::inquiry::person_of_handoff(&h)));
+            out.unknown_answers.push((origin, PersonKey::of_handoff(&h)));
             continue;
         };
         run_handoffs.insert((h.source_insurer, source_key), stored_handoff(&h, source_key, origin));

@@ -23,14 +23,13 @@
 //!   is published and listed as awaiting an answer.
 
 use super::batch::{BatchOutcome, SubKey};
-use super::run::RunOptions;
 use crate::domain::person::{Enrollment, PersonKey, Status};
 use crate::domain::{
-    AgeTransitionHandoff, AgeTransitionInquiry, Date, FileKind, IndividualNumber, InsurerNumber, MunicipalityCode,
-    ResidentCode, SubscriberKey, Timestamp,
+    AgeTransitionInquiry, Date, FileKind, IndividualNumber, InsurerNumber, MunicipalityCode, ResidentCode,
+    SubscriberKey, Timestamp,
 };
-use crate::formats::writer::{RecordWriter, WriteError};
-use crate::formats::{FileHeader, hex};
+use crate::formats::writer::{RecordWriter, UnmappablePolicy, WriteError};
+use crate::formats::{FileHeader, Format, TextEncoding, hex};
 use crate::ledger;
 use crate::report::{Report, Worklist, write_private};
 use anyhow::Result;
@@ -38,16 +37,6 @@ use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// The person an AgeTransitionHandoff record names (R3 keys).
-pub fn person_of_handoff(h: &AgeTransitionHandoff) -> PersonKey {
-    PersonKey {
-        individual_number: h.individual_number,
-        municipality: Some(h.municipality),
-        resident: Some(h.resident.clone()),
-        birthdate: h.birthdate,
-    }
-}
 
 /// The inquiry record of a registration, when it can be written (MunicipalityCode and
 /// ResidentCode known, a transition period).
@@ -112,20 +101,6 @@ fn kokuho_matches(conn: &Connection, person: &PersonKey) -> Result<Vec<SubKey>> 
         }
     }
     Ok(out)
-}
-
-/// Whether the registration has an inquiry nobody answered yet: while so, a future-dated one is
-/// withheld ([`super::hold`]; R14 sends it once answered).
-pub fn is_open(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<bool> {
-    ledger::inquiry_is_open(conn, insurer, key)
-}
-
-/// Every registration with an unanswered inquiry.
-pub fn open_keys(conn: &Connection) -> Result<std::collections::HashSet<SubKey>> {
-    Ok(ledger::open_inquiries(conn)?
-        .iter()
-        .filter_map(|q| key_of(&q.insurer, &q.subscriber_key))
-        .collect())
 }
 
 /// R13 after the batch is applied (see the module documentation): records new inquiries,
@@ -243,6 +218,14 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
     Ok(out)
 }
 
+/// How inquiry files are written: as the run writes its linkage files.
+#[derive(Clone, Copy, Debug)]
+pub struct InquiryOutput {
+    pub format: Format,
+    pub encoding: TextEncoding,
+    pub unmappable: UnmappablePolicy,
+}
+
 impl Inquiries {
     /// Encodes the inquiry files (one per municipality) and adds the worklists and counts to the
     /// report. Records refused for an unmappable character are listed, not written.
@@ -251,7 +234,7 @@ impl Inquiries {
         report: &mut Report,
         run_id: &str,
         creation: Timestamp,
-        opts: &RunOptions,
+        out: &InquiryOutput,
     ) -> Result<Vec<InquiryFile>> {
         let mut files = Vec::new();
         let mut refused = Vec::new();
@@ -265,10 +248,10 @@ impl Inquiries {
                 sender,
                 creation_time: creation,
                 file_sequence: 1,
-                format: opts.format,
-                encoding: opts.encoding,
+                format: out.format,
+                encoding: out.encoding,
             };
-            let mut w = RecordWriter::start(Vec::new(), header, opts.unmappable)?;
+            let mut w = RecordWriter::start(Vec::new(), header, out.unmappable)?;
             for r in recs {
                 let seq = (w.count() + 1).to_string();
                 let vals = inquiry_values(&r, &seq);
@@ -298,7 +281,7 @@ impl Inquiries {
                 name: format!(
                     "{}_{muni}_{run_id}.{}",
                     FileKind::AgeTransitionInquiry.name(),
-                    opts.format.extension()
+                    out.format.extension()
                 ),
                 municipality: muni,
                 sha256: hex(&Sha256::digest(&bytes)),

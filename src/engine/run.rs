@@ -954,7 +954,16 @@ pub fn execute(
     );
     report.outputs = written.entries.clone();
     fill_report(&tx, &mut report, &outcome, derived, opts)?;
-    let inquiry_files = inquiries.finish(&mut report, &run_id, creation, opts)?; // R13
+    let inquiry_files = inquiries.finish(
+        &mut report,
+        &run_id,
+        creation,
+        &super::inquiry::InquiryOutput {
+            format: opts.format,
+            encoding: opts.encoding,
+            unmappable: opts.unmappable,
+        },
+    )?; // R13
     crate::shard::annotate(opts.shard, &tx, &mut report)?; // shard hook: what merge-shards needs
 
     let critical = outcome.review.iter().any(|r| r.critical)

@@ -47,6 +47,19 @@ pub fn open_inquiries(conn: &Connection) -> Result<Vec<OpenInquiry>> {
     Ok(rows)
 }
 
+/// The registrations with an open inquiry (keys the ledger cannot parse left out).
+pub fn open_inquiry_keys(conn: &Connection) -> Result<Vec<(InsurerNumber, SubscriberKey)>> {
+    Ok(open_inquiries(conn)?
+        .iter()
+        .filter_map(|q| {
+            Some((
+                InsurerNumber::parse(&q.insurer).ok()?,
+                SubscriberKey::parse(&q.subscriber_key).ok()?,
+            ))
+        })
+        .collect())
+}
+
 /// Opens an inquiry for a registration of this run (nothing if it has one already).
 pub fn open_inquiry(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey, run_id: &str) -> Result<()> {
     conn.execute(
