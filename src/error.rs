@@ -220,6 +220,13 @@ pub fn mask_digit_runs(s: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// A field-level error with the field's spec name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldFault {
+    pub field: String,
+    pub error: FieldError,
+}
+
 #[cfg(test)]
 mod mask_tests {
     #[test]

@@ -1,13 +1,13 @@
 //! `nhi-linkage age-transition extract`: the 国保 side of the age-75 hand-over (R8).
 
 use super::Exit;
-use super::run::parse_as_of;
-use crate::domain::*;
-use crate::engine::extract::{Upcoming, extract, per_month};
-use crate::engine::shard::{Shard, ledger_shard};
+use super::common::parse_as_of;
+use crate::age_transition::extract::{Upcoming, extract, per_month};
+use crate::domain::{Date, FileKind, FlagType, IndividualNumber, InsurerNumber, Timestamp, self_info_column};
 use crate::formats::writer::{RecordWriter, UnmappablePolicy, WriteError};
 use crate::formats::{FileHeader, Format, TextEncoding, hex};
 use crate::report::{OutputEntry, Report, Worklist, write_private};
+use crate::shard::{Shard, ledger_shard};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -98,7 +98,7 @@ pub fn run(a: Args) -> Result<Exit> {
 }
 
 fn run_extract(mut a: ExtractArgs) -> Result<Exit> {
-    let cfg = super::run::load_config(a.config.as_ref())?;
+    let cfg = super::common::load_config(a.config.as_ref())?;
     a.report.apply(cfg.report_encoding);
     a.ledger = a
         .ledger_arg
@@ -175,7 +175,7 @@ fn run_extract(mut a: ExtractArgs) -> Result<Exit> {
     // R8: no default limit; a narrowed window is stated in the report
     let narrowed = a
         .missed_lookback_months
-        .map(|n| (n, crate::engine::extract::missed_window_start(d, n)));
+        .map(|n| (n, crate::age_transition::extract::missed_window_start(d, n)));
     let missed_scope = match narrowed {
         None => String::new(),
         Some((n, Some(start))) => format!(

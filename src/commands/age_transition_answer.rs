@@ -7,9 +7,12 @@
 //! and encoding, written into `--out` aside and then renamed. The ledger is opened read-only.
 
 use super::Exit;
-use super::run::parse_as_of;
-use crate::domain::*;
-use crate::engine::state::{Enrollment, PersonKey, Status};
+use super::common::parse_as_of;
+use crate::domain::person::{Enrollment, PersonKey, Status};
+use crate::domain::{
+    AgeTransitionInquiry, Catalog, FileKind, FlagType, InsurerNumber, MunicipalityCode, Record, SelfInfoReason,
+    SubscriberKey, Timestamp, self_info_column,
+};
 use crate::formats::writer::{RecordWriter, UnmappablePolicy};
 use crate::formats::{FileHeader, ReadOptions, RecordOutcome, hex, read_input};
 use crate::ledger;
@@ -74,13 +77,8 @@ fn open_read_only(path: &Path) -> Result<Connection> {
 
 /// 国保 insurers of this ledger with enrollments in the municipality.
 fn kokuho_insurers(conn: &Connection, muni: MunicipalityCode) -> Result<Vec<InsurerNumber>> {
-    let mut st = conn.prepare_cached("SELECT DISTINCT insurer FROM enrollment WHERE municipality = ?1 ORDER BY 1")?;
-    let rows: Vec<String> = st
-        .query_map([muni.as_str()], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(rows
-        .iter()
-        .filter_map(|s| InsurerNumber::parse(s).ok())
+    Ok(ledger::insurers_in_municipality(conn, muni)?
+        .into_iter()
         .filter(|i| i.is_kokuho())
         .collect())
 }
@@ -166,7 +164,7 @@ fn inquiry_files(path: &Path) -> Result<Vec<PathBuf>> {
 }
 
 pub fn run_answer(mut a: AnswerArgs) -> Result<Exit> {
-    let cfg = super::run::load_config(a.config.as_ref())?;
+    let cfg = super::common::load_config(a.config.as_ref())?;
     a.ledger = a
         .ledger_arg
         .take()
@@ -219,24 +217,25 @@ pub fn run_answer(mut a: AnswerArgs) -> Result<Exit> {
             status = Exit::Rejected;
         }
         // one snapshot of the ledger for the whole file
-        conn.execute_batch("BEGIN DEFERRED")?;
-        let mut answers = Vec::new();
-        for q in &inquiries {
-            let insurers = kokuho_insurers(&conn, q.municipality)?;
-            if insurers.is_empty() {
-                // an all-0 answer from a ledger that does not hold the municipality would release
-                // a withheld registration unflagged: refuse instead
-                crate::complain!(
-                    "nhi-linkage: {display} RecordSequence {} field MunicipalityCode: E_STATE_CONFLICT: this ledger holds no 国保 enrollment of municipality {}: not answered (answer from the municipality's 国保 ledger)",
-                    q.seq,
-                    q.municipality
-                );
-                status = Exit::Rejected;
-                continue;
+        let answers = ledger::read_snapshot(&conn, |conn| {
+            let mut answers = Vec::new();
+            for q in &inquiries {
+                let insurers = kokuho_insurers(conn, q.municipality)?;
+                if insurers.is_empty() {
+                    // an all-0 answer from a ledger that does not hold the municipality would release
+                    // a withheld registration unflagged: refuse instead
+                    crate::complain!(
+                        "nhi-linkage: {display} RecordSequence {} field MunicipalityCode: E_STATE_CONFLICT: this ledger holds no 国保 enrollment of municipality {}: not answered (answer from the municipality's 国保 ledger)",
+                        q.seq,
+                        q.municipality
+                    );
+                    status = Exit::Rejected;
+                    continue;
+                }
+                answers.push((q, answer_for(conn, q, &insurers)?));
             }
-            answers.push((q, answer_for(&conn, q, &insurers)?));
-        }
-        conn.execute_batch("COMMIT")?;
+            Ok(answers)
+        })?;
         if answers.is_empty() {
             crate::say!("{display}: nothing to answer");
             continue;

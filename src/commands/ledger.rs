@@ -43,7 +43,7 @@ pub fn run(a: Args) -> Result<Exit> {
     let (ledger, config) = match &a.command {
         LedgerCommand::Check { ledger, config } | LedgerCommand::Backup { ledger, config, .. } => (ledger, config),
     };
-    let cfg = super::run::load_config(config.as_ref())?;
+    let cfg = super::common::load_config(config.as_ref())?;
     let ledger = ledger
         .clone()
         .or(cfg.ledger)

@@ -1,7 +1,7 @@
 //! `nhi-linkage merge-shards`: join the N shard runs of `run --shard I/N` into one run folder.
 
 use super::Exit;
-use crate::engine::merge::{MergeOptions, merge_shards};
+use crate::shard::merge::{MergeOptions, merge_shards};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -37,7 +37,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<Exit> {
-    let cfg = super::run::load_config(a.config.as_ref())?;
+    let cfg = super::common::load_config(a.config.as_ref())?;
     a.report.apply(cfg.report_encoding);
     let o = MergeOptions {
         from: a.from,

@@ -1,7 +1,7 @@
 //! `nhi-linkage migrate`: bring the ledger in line with a snapshot or a legacy export.
 
 use super::Exit;
-use super::run::parse_as_of;
+use super::common::parse_as_of;
 use crate::domain::{Catalog, MunicipalityCode};
 use crate::engine::run::RunOptions;
 use crate::formats::writer::UnmappablePolicy;
@@ -82,9 +82,9 @@ pub struct Args {
 pub fn run(a: Args) -> Result<Exit> {
     // report.html shows the exact command that accepts a refused migration's flag losses
     crate::report::set_invocation(std::env::args().collect());
-    let cfg = super::run::load_config(a.config.as_ref())?;
+    let cfg = super::common::load_config(a.config.as_ref())?;
     a.report.apply(cfg.report_encoding);
-    super::run::setup_threads(cfg.threads)?;
+    super::common::setup_threads(cfg.threads)?;
     let mapping = match &a.mapping {
         Some(p) => Some((p.clone(), Mapping::load(p)?)),
         None => None,

@@ -2,6 +2,7 @@
 
 pub mod age_transition;
 pub mod age_transition_answer;
+pub mod common;
 pub mod generate;
 pub mod ledger;
 pub mod manual;

@@ -134,8 +134,8 @@ fn is_zero(n: &u64) -> bool {
 }
 
 pub fn run(args: Args) -> anyhow::Result<Exit> {
-    let cfg = super::run::load_config(args.config.as_ref())?;
-    super::run::setup_threads(args.threads.or(cfg.threads))?;
+    let cfg = super::common::load_config(args.config.as_ref())?;
+    super::common::setup_threads(args.threads.or(cfg.threads))?;
     let catalog = match args.catalog.as_ref().or(cfg.catalog.as_ref()) {
         Some(p) => Catalog::load(p).with_context(|| format!("cannot load the layout catalog {}", p.display()))?,
         None => Catalog::default_catalog(),

@@ -2,8 +2,7 @@
 
 use super::dates::Date;
 use super::ids::InfoCode;
-use super::records::FieldFault;
-use crate::error::{ErrorCode, FieldError};
+use crate::error::{ErrorCode, FieldError, FieldFault};
 use serde::Deserialize;
 use std::collections::HashMap;
 

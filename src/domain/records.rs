@@ -2,11 +2,18 @@
 //! field-by-field builder both readers share. The builder collects *all* of a record's errors.
 
 use super::catalog::Catalog;
-use super::codes::*;
+use super::codes::{
+    ChangeType, DisclosureClassification, FlagOperation, FlagScope, FlagSource, FlagType, FukuhonOperation,
+    PersonalFamilyClassification, ReasonOfLoss, ReasonOfQualification, SelfInfoReason, Sex1, parse_bool_flag,
+    parse_self_info_column,
+};
 use super::dates::{Date, Timestamp};
-use super::ids::*;
+use super::ids::{
+    IndividualNumber, InfoCode, InsuredBranchNumber, InsurerNumber, MunicipalityCode, PostNumber, ResidentCode,
+    SubscriberKey,
+};
 use super::text::{self, Address};
-use crate::error::{ErrorCode, FieldError};
+use crate::error::{ErrorCode, FieldError, FieldFault};
 
 /// File kinds of the spec. The first four are inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -359,13 +366,6 @@ impl Record {
 pub struct RawRecord {
     pub values: Vec<Option<String>>,
     pub items: Vec<(String, String)>,
-}
-
-/// A field-level error with the field's spec name.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FieldFault {
-    pub field: String,
-    pub error: FieldError,
 }
 
 struct Fields<'a> {

@@ -2,10 +2,13 @@
 //! (R6) and the age-transition carry (R3) injected at the acquisition. Pure: no I/O, so it runs
 //! on any thread and its result never depends on the thread count.
 
-use super::state::*;
-use crate::domain::*;
+use crate::domain::person::{Enrollment, Flag, FlagKey, FukuhonOut, InsurerFlags, MatchRule, Period, Released, Status};
+use crate::domain::{
+    ChangeType, Date, DisclosureClassification, FlagChange, FlagOperation, FlagSource, FlagType, Fukuhon,
+    FukuhonOperation, InfoCode, InsurerNumber, SelfInfoReason, SubscriberChange, SubscriberKey, Timestamp,
+};
 use crate::error::{Diagnostic, ErrorCode};
-use crate::ledger::{PendingFlag, StoredFukuhon};
+use crate::ledger::{JournalEvent, PendingFlag, StoredFukuhon};
 use std::collections::BTreeMap;
 
 /// One event addressed to one subscriber, with its position for ordering and diagnostics.
@@ -73,19 +76,9 @@ pub struct Work {
     /// 副本 the ledger holds for the InfoCodes this run touches.
     pub fukuhon_before: BTreeMap<InfoCode, StoredFukuhon>,
     /// Insurer-wide InfoCode flags after this run (for R6).
-    pub insurer_flags: std::sync::Arc<BTreeMap<(InfoCode, FlagType), crate::engine::state::Flag>>,
+    pub insurer_flags: std::sync::Arc<InsurerFlags>,
     /// Carry decided for this subscriber's transition acquisition, if any.
     pub carry: Option<Carry>,
-}
-
-/// A 副本 change to publish.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FukuhonOut {
-    pub info_code: InfoCode,
-    pub operation: FukuhonOperation,
-    pub effective_date: Date,
-    pub disclosure: Option<DisclosureClassification>,
-    pub items: Vec<(String, String)>,
 }
 
 /// A carry that happened, for the report.
@@ -95,6 +88,27 @@ pub struct CarryDone {
     pub to: (InsurerNumber, SubscriberKey),
     pub qualification_date: Date,
     pub flags: Vec<FlagType>,
+}
+
+/// One line for the ledger's journal, of one input record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalLine {
+    pub file: String,
+    pub seq: u64,
+    pub event: JournalEvent,
+    /// What changed, in words: no My Number, no address.
+    pub detail: String,
+}
+
+impl JournalLine {
+    pub fn new(file: String, seq: u64, event: JournalEvent, detail: String) -> Self {
+        JournalLine {
+            file,
+            seq,
+            event,
+            detail,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -110,8 +124,8 @@ pub struct Outcome {
     pub ambiguous: Option<Vec<(InsurerNumber, SubscriberKey)>>,
     /// The transition acquisition applied in this run (for R5 and the hand-off matching).
     pub acquisitions: Vec<SubscriberChange>,
-    /// (file, seq, event, detail) lines for the journal. No My Number, no address.
-    pub journal: Vec<(String, u64, &'static str, String)>,
+    /// Lines for the journal. No My Number, no address.
+    pub journal: Vec<JournalLine>,
     /// Pending flags applied in this run.
     pub pending_applied: usize,
     /// Findings for the review worklist (stale flag events, R1a), critical or not.
@@ -166,10 +180,10 @@ pub fn apply(mut w: Work) -> Outcome {
                         file_order: ev.file_order,
                         file_key: ev.file_key.to_string(),
                     });
-                    out.journal.push((
+                    out.journal.push(JournalLine::new(
                         ev.file.to_string(),
                         ev.seq,
-                        "flag_pending",
+                        JournalEvent::FlagPending,
                         format!("{} {} kept pending", f.flag_type.name_en(), op_name(f.operation)),
                     ));
                 }
@@ -238,15 +252,19 @@ fn apply_flag(out: &mut Outcome, ev: &Event, f: &FlagChange) {
     match step_flag(&mut e.flags, &mut e.released, k, f, ev.origin()) {
         FlagStep::Set => {
             out.touched = true;
-            out.journal
-                .push((ev.file.to_string(), ev.seq, "flag_set", flag_label(f)));
+            out.journal.push(JournalLine::new(
+                ev.file.to_string(),
+                ev.seq,
+                JournalEvent::FlagSet,
+                flag_label(f),
+            ));
         }
         step @ (FlagStep::StaleSetApplied | FlagStep::StaleSetKept) => {
             out.touched = true;
-            out.journal.push((
+            out.journal.push(JournalLine::new(
                 ev.file.to_string(),
                 ev.seq,
-                "flag_set",
+                JournalEvent::FlagSet,
                 format!("{} (stale)", flag_label(f)),
             ));
             out.review.push((
@@ -267,8 +285,12 @@ fn apply_flag(out: &mut Outcome, ev: &Event, f: &FlagChange) {
         }
         FlagStep::Released => {
             out.touched = true;
-            out.journal
-                .push((ev.file.to_string(), ev.seq, "flag_released", flag_label(f)));
+            out.journal.push(JournalLine::new(
+                ev.file.to_string(),
+                ev.seq,
+                JournalEvent::FlagReleased,
+                flag_label(f),
+            ));
         }
         FlagStep::StaleRelease(current) => {
             let msg = format!(
@@ -450,10 +472,10 @@ fn apply_change(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, p
             });
             out.touched = true;
             out.acquisitions.push(c.clone());
-            out.journal.push((
+            out.journal.push(JournalLine::new(
                 ev.file.to_string(),
                 ev.seq,
-                "acquisition",
+                JournalEvent::Acquisition,
                 format!("資格取得 reason {}", c.reason_of_qualification.map_or("", |r| r.code())),
             ));
             // R3: the carry decided between the waves applies right at the acquisition
@@ -498,11 +520,12 @@ fn apply_change(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, p
             *e = next;
             out.touched = true;
             let what = if c.change_type == ChangeType::Loss {
-                "loss"
+                JournalEvent::Loss
             } else {
-                "update"
+                JournalEvent::Update
             };
-            out.journal.push((ev.file.to_string(), ev.seq, what, String::new()));
+            out.journal
+                .push(JournalLine::new(ev.file.to_string(), ev.seq, what, String::new()));
         }
         ChangeType::Cancel => {
             let Some(e) = out.after.as_mut().filter(|e| e.status != Status::Cancelled) else {
@@ -510,7 +533,12 @@ fn apply_change(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, p
             };
             e.status = Status::Cancelled;
             out.touched = true;
-            out.journal.push((ev.file.to_string(), ev.seq, "cancel", "取消".into()));
+            out.journal.push(JournalLine::new(
+                ev.file.to_string(),
+                ev.seq,
+                JournalEvent::Cancel,
+                "取消".into(),
+            ));
         }
     }
 }
@@ -611,10 +639,10 @@ fn carry_flags(out: &mut Outcome, ev: &Event, src: &CarrySource, c: &SubscriberC
         ));
     }
     if !carried.is_empty() || src.self_info.is_some() || src.non_disclosure {
-        out.journal.push((
+        out.journal.push(JournalLine::new(
             ev.file.to_string(),
             ev.seq,
-            "carry",
+            JournalEvent::Carry,
             format!("flags carried from {}/{} ({})", src.from.0, src.from.1, src.via),
         ));
         out.carries.push(CarryDone {
@@ -730,10 +758,10 @@ fn apply_fukuhon(
             },
         ),
     );
-    out.journal.push((
+    out.journal.push(JournalLine::new(
         ev.file.to_string(),
         ev.seq,
-        "fukuhon",
+        JournalEvent::Fukuhon,
         format!("{} op {}", f.info_code, f.operation.code()),
     ));
 }

@@ -11,16 +11,21 @@
 //! read the ledger, which by then holds this run's earlier waves. Everything kept in memory is
 //! proportional to exceptions (rejects, carries, reviews), never to the input.
 
-use super::apply::*;
+use super::apply::{
+    Carry, CarryDone, CarrySource, Event, EventKind, FlagStep, Outcome, Work, apply, carry_onto, step_flag,
+};
 use super::spool::{Spool, Wave};
-use super::state::*;
-use crate::domain::*;
+use crate::domain::person::{Enrollment, Flag, FlagKey, InsurerFlags, MatchRule, PersonKey, Status, flag_diff};
+use crate::domain::{
+    AgeTransitionHandoff, ChangeType, Date, FlagChange, FlagType, FukuhonOperation, IndividualNumber, InfoCode,
+    InsurerNumber, MunicipalityCode, Record, ResidentCode, SubscriberChange, SubscriberKey, Timestamp,
+};
 use crate::error::{Diagnostic, ErrorCode};
 use crate::formats::FileHeader;
 use crate::formats::linkage::FlagRow;
-use crate::ledger::{self, StoredHandoff, scratch};
+use crate::ledger::{self, EmptyTables, JournalEvent, StoredHandoff, scratch};
 use anyhow::Result;
-use rayon::prelude::*;
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use rusqlite::Connection;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -102,30 +107,6 @@ pub fn flag_row(
         set,
         reason,
         effective_time,
-    }
-}
-
-/// Ledger tables that were empty when the run started: lookups in them are skipped (a full load
-/// into a new ledger would otherwise spend most of its time on queries that cannot find anything).
-#[derive(Clone, Copy, Debug)]
-struct Empty {
-    enrollment: bool,
-    pending: bool,
-    handoff: bool,
-    fukuhon: bool,
-}
-
-impl Empty {
-    fn probe(conn: &Connection) -> Result<Empty> {
-        let none = |t: &str| -> Result<bool> {
-            Ok(conn.query_row(&format!("SELECT NOT EXISTS (SELECT 1 FROM {t})"), [], |r| r.get(0))?)
-        };
-        Ok(Empty {
-            enrollment: none("enrollment")?,
-            pending: none("pending_flag")?,
-            handoff: none("handoff")?,
-            fukuhon: none("fukuhon")?,
-        })
     }
 }
 
@@ -314,7 +295,7 @@ struct Resolution {
 fn resolve_carry(
     conn: &Connection,
     lookup: bool,
-    empty: Empty,
+    empty: EmptyTables,
     person: &PersonKey,
     run_handoffs: &BTreeMap<SubKey, StoredHandoff>,
 ) -> Result<Resolution> {
@@ -423,15 +404,25 @@ fn stored_published(e: &Enrollment) -> bool {
     e.status != Status::Cancelled
 }
 
+/// The rejects (diagnostic, critical?) of one subscriber in one wave.
+struct SubscriberRejects {
+    wave: Wave,
+    key: SubKey,
+    rejects: Vec<(Diagnostic, bool)>,
+}
+
 /// State carried from bucket to bucket.
 struct Applier<'a> {
     conn: &'a Connection,
     run_id: &'a str,
     files: &'a [BatchFile],
-    empty: Empty,
+    /// Ledger tables that were empty when the run started: lookups in them are skipped (a full
+    /// load into a new ledger would otherwise spend most of its time on queries that cannot find
+    /// anything).
+    empty: EmptyTables,
     /// Whether the ledger may hold enrollments (it did at start, or this run stored some).
     lookup: bool,
-    insurer_flags: HashMap<InsurerNumber, Arc<BTreeMap<(InfoCode, FlagType), Flag>>>,
+    insurer_flags: HashMap<InsurerNumber, Arc<InsurerFlags>>,
     run_handoffs: BTreeMap<SubKey, StoredHandoff>,
     used_handoffs: BTreeMap<SubKey, SubKey>,
     /// Hand-offs among the candidates of an ambiguous resolution in this run.
@@ -442,8 +433,8 @@ struct Applier<'a> {
     /// resolved then, against the 国保 state after this run's first wave.
     acquired_regs: BTreeSet<SubKey>,
     out: BatchOutcome,
-    /// (wave, subscriber, rejects): sorted at the end so reports do not depend on the buckets.
-    rejects: Vec<(Wave, SubKey, Vec<(Diagnostic, bool)>)>,
+    /// Sorted at the end so reports do not depend on the buckets.
+    rejects: Vec<SubscriberRejects>,
     review: Vec<ReviewItem>,
     /// 国保 persons whose protective flag was newly set in this run (late carries, R3).
     newly_flagged: Vec<PersonKey>,
@@ -579,19 +570,23 @@ impl Applier<'_> {
             }
             self.out.pending_applied += o.pending_applied;
             if !o.rejects.is_empty() {
-                self.rejects.push((wave, k, o.rejects.clone()));
+                self.rejects.push(SubscriberRejects {
+                    wave,
+                    key: k,
+                    rejects: o.rejects.clone(),
+                });
             }
             for (note, critical) in &o.review {
                 self.review
                     .push(ReviewItem::new(k, Vec::new(), note.clone(), *critical));
             }
-            for (file, seq, ev, detail) in &o.journal {
-                ledger::journal(conn, run_id, Some(file), Some(*seq), Some(k), ev, detail)?;
+            for j in &o.journal {
+                ledger::journal(conn, run_id, Some(&j.file), Some(j.seq), Some(k), j.event, &j.detail)?;
             }
             self.out.events_applied += o
                 .journal
                 .iter()
-                .filter(|j| j.2 != "flag_pending" && j.2 != "carry")
+                .filter(|j| !matches!(j.event, JournalEvent::FlagPending | JournalEvent::Carry))
                 .count() as u64;
             let carried = !o.carries.is_empty();
             self.out.carries.extend(o.carries.iter().cloned());
@@ -847,7 +842,7 @@ impl Applier<'_> {
                 Some(via[0].0.as_str()),
                 None,
                 Some(k),
-                "carry",
+                JournalEvent::Carry,
                 &format!(
                     "flags carried from {}/{} ({})",
                     src.from.0,
@@ -926,25 +921,10 @@ impl Applier<'_> {
         }
         // Only flagged enrollments can produce a row (自動応答不可 alone too: it is never carried). With many acquisitions (a
         // full load) index those persons once; with few, look each acquisition up.
-        let n_flagged: i64 = conn.query_row(
-            "SELECT count(DISTINCT insurer || '/' || subscriber_key) FROM flag
-             WHERE subscriber_key != '' AND info_code = ''",
-            [],
-            |r| r.get(0),
-        )?;
+        let n_flagged = ledger::count_flagged_subscribers(conn)?;
         let index = if n_acq as i64 > 4 * n_flagged.max(1) / 3 {
             let mut idx = PersonIndex::default();
-            let mut st = conn.prepare(
-                "SELECT DISTINCT insurer, subscriber_key FROM flag
-                 WHERE subscriber_key != '' AND info_code = ''",
-            )?;
-            let keys: Vec<(String, String)> = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            for (i, k) in keys {
-                let (Ok(i), Ok(k)) = (InsurerNumber::parse(&i), SubscriberKey::parse(&k)) else {
-                    continue;
-                };
+            for (i, k) in ledger::flagged_subscriber_keys(conn)? {
                 if let Some(e) = ledger::load_enrollment(conn, i, k)? {
                     idx.add(&e);
                 }
@@ -958,8 +938,15 @@ impl Applier<'_> {
         loop {
             let page = scratch::acquisition_page(conn, last, 4096)?;
             let Some(l) = page.last() else { break };
-            last = l.0;
-            for (_, ins, key, person, carried_or_ambiguous) in page {
+            last = l.id;
+            for scratch::AcquisitionRow {
+                insurer: ins,
+                key,
+                person,
+                carried_or_ambiguous,
+                ..
+            } in page
+            {
                 let k = (ins, key);
                 if carried_or_ambiguous {
                     if let Some(cd) = first_carry.get(&k).filter(|cd| cd.source.auto_response) {
@@ -1030,7 +1017,7 @@ impl Applier<'_> {
 /// bucket by bucket.
 pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<BatchOutcome> {
     scratch::create(conn)?;
-    let empty = Empty::probe(conn)?;
+    let empty = ledger::empty_tables(conn)?;
     let Batch { files, spool } = batch;
     let mut out = BatchOutcome::default();
 
@@ -1048,8 +1035,7 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
         let origin = format!("{}#{}", files[tag as usize].name, h.seq);
         let Some(source_key) = h.source_key else {
             // R13: the answer about a person the 国保 ledger does not know
-            out.unknown_answers
-                .push((origin, super::inquiry::person_of_handoff(&h)));
+            out.unknown_answers.push((origin, PersonKey::of_handoff(&h)));
             continue;
         };
         run_handoffs.insert((h.source_insurer, source_key), stored_handoff(&h, source_key, origin));
@@ -1070,7 +1056,7 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
         };
         scope2.entry(f.insurer).or_default().push((ev, f));
     }
-    let mut insurer_flags: HashMap<InsurerNumber, Arc<BTreeMap<(InfoCode, FlagType), Flag>>> = HashMap::new();
+    let mut insurer_flags: HashMap<InsurerNumber, Arc<InsurerFlags>> = HashMap::new();
     for (ins, mut evs) in scope2 {
         evs.sort_by_key(|(e, _)| e.order_key());
         let before = ledger::load_insurer_flags(conn, ins)?;
@@ -1117,13 +1103,12 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
                 Some(&ev.file),
                 Some(ev.seq),
                 None,
-                "insurer_flag",
+                JournalEvent::InsurerFlag,
                 &format!("{ins} {info} {} op {}", f.flag_type.name_en(), f.operation.code()),
             )?;
         }
         // insurer-wide flags are keyed by InfoCode alone
-        let flags: BTreeMap<(InfoCode, FlagType), Flag> =
-            flags.into_iter().filter_map(|((i, t), f)| Some(((i?, t), f))).collect();
+        let flags: InsurerFlags = flags.into_iter().filter_map(|((i, t), f)| Some(((i?, t), f))).collect();
         for (k, b, a) in flag_diff(&before, &flags) {
             let release_time = released.get(&(Some(k.0), k.1)).map(|r| r.effective_time);
             out.flag_rows.push(flag_row(ins, None, k.0, k.1, b, a, release_time));
@@ -1174,14 +1159,14 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
     ap.out
         .flag_confirmation
         .retain(|(k, other, flags, _)| seen.insert((*k, *other, flags.clone())));
-    ap.rejects.sort_by_key(|r| (r.0, r.1));
+    ap.rejects.sort_by_key(|r| (r.wave, r.key));
     let Applier {
         mut out,
         rejects,
         review,
         ..
     } = ap;
-    out.engine_rejects.extend(rejects.into_iter().flat_map(|(_, _, r)| r));
+    out.engine_rejects.extend(rejects.into_iter().flat_map(|r| r.rejects));
     out.review = review;
     // R14: subscribers an earlier run could not send are written by this one
     for (ins, key) in ledger::list_unsent(conn)? {

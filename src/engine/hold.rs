@@ -16,7 +16,7 @@
 //! passed here would still clear a flag (a defect, not an input).
 
 use super::batch::{SubKey, person_candidates};
-use super::state::{Enrollment, Status};
+use crate::domain::person::{Enrollment, Status};
 use crate::domain::{Date, FlagType};
 use crate::ledger;
 use anyhow::Result;
@@ -55,7 +55,7 @@ impl HoldChecker {
         // R13 withholds an unanswered future-dated registration whatever flags it holds (the spec
         // makes no exception for one the union flagged itself)
         if self.open_inquiries.is_none() {
-            self.open_inquiries = Some(super::inquiry::open_keys(conn)?);
+            self.open_inquiries = Some(ledger::open_inquiry_keys(conn)?.into_iter().collect());
         }
         let inquired = self
             .open_inquiries
@@ -105,7 +105,7 @@ pub fn hold_reason(conn: &Connection, e: &Enrollment, as_of: Date) -> Result<Opt
     let Some(period) = e.current_period() else {
         return Ok(None);
     };
-    if super::inquiry::is_open(conn, e.insurer, e.key)? {
+    if ledger::inquiry_is_open(conn, e.insurer, e.key)? {
         if let Some(h) = inquiry_hold(e, as_of) {
             return Ok(Some(h));
         }

@@ -23,28 +23,20 @@
 //!   is published and listed as awaiting an answer.
 
 use super::batch::{BatchOutcome, SubKey};
-use super::run::RunOptions;
-use super::state::*;
-use crate::domain::*;
-use crate::formats::writer::{RecordWriter, WriteError};
-use crate::formats::{FileHeader, hex};
+use crate::domain::person::{Enrollment, PersonKey, Status};
+use crate::domain::{
+    AgeTransitionInquiry, Date, FileKind, IndividualNumber, InsurerNumber, MunicipalityCode, ResidentCode,
+    SubscriberKey, Timestamp,
+};
+use crate::formats::writer::{RecordWriter, UnmappablePolicy, WriteError};
+use crate::formats::{FileHeader, Format, TextEncoding, hex};
 use crate::ledger;
 use crate::report::{Report, Worklist, write_private};
 use anyhow::Result;
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// The person an AgeTransitionHandoff record names (R3 keys).
-pub fn person_of_handoff(h: &AgeTransitionHandoff) -> PersonKey {
-    PersonKey {
-        individual_number: h.individual_number,
-        municipality: Some(h.municipality),
-        resident: Some(h.resident.clone()),
-        birthdate: h.birthdate,
-    }
-}
 
 /// The inquiry record of a registration, when it can be written (MunicipalityCode and
 /// ResidentCode known, a transition period).
@@ -111,24 +103,6 @@ fn kokuho_matches(conn: &Connection, person: &PersonKey) -> Result<Vec<SubKey>> 
     Ok(out)
 }
 
-/// Whether the registration has an inquiry nobody answered yet: while so, a future-dated one is
-/// withheld ([`super::hold`]; R14 sends it once answered).
-pub fn is_open(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<bool> {
-    let mut st = conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM inquiry WHERE insurer = ?1 AND subscriber_key = ?2 AND status = 'open')",
-    )?;
-    Ok(st.query_row(params![insurer.as_str(), key.as_str()], |r| r.get(0))?)
-}
-
-/// Every registration with an unanswered inquiry.
-pub fn open_keys(conn: &Connection) -> Result<std::collections::HashSet<SubKey>> {
-    let mut st = conn.prepare("SELECT insurer, subscriber_key FROM inquiry WHERE status = 'open'")?;
-    let rows: Vec<(String, String)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(rows.iter().filter_map(|(i, k)| key_of(i, k)).collect())
-}
-
 /// R13 after the batch is applied (see the module documentation): records new inquiries,
 /// answers open ones, and collects what this run inquires. Withholding itself is decided with
 /// the other holds when the group is written ([`super::hold`]).
@@ -136,41 +110,26 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
     let mut out = Inquiries::default();
     // 1. registrations of this run that matched nothing
     for k in std::mem::take(&mut o.unmatched) {
-        conn.execute(
-            "INSERT INTO inquiry (insurer, subscriber_key, status, first_run) VALUES (?1, ?2, 'open', ?3)
-             ON CONFLICT (insurer, subscriber_key) DO NOTHING",
-            params![k.0.as_str(), k.1.as_str(), run_id],
-        )?;
+        ledger::open_inquiry(conn, k.0, k.1, run_id)?;
     }
     // 2. answers without flags that are still pending (the extract never writes such a record,
     //    so they are answers): matched to the inquired registration, so they do not wait forever
-    let mut st = conn.prepare(
-        "SELECT source_insurer, source_key, individual_number, municipality, resident_code, birthdate FROM handoff
-         WHERE matched_insurer IS NULL AND self_info = '0' AND non_disclosure = 0 AND auto_response = 0",
-    )?;
-    let zero: Vec<(String, String, Option<String>, String, String, String)> = st
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    drop(st);
-    for (si, sk, mn, muni, res, birth) in zero {
+    for h in ledger::unmatched_flagless_handoffs(conn)? {
         let person = PersonKey {
-            individual_number: mn.as_deref().and_then(|m| IndividualNumber::parse(m).ok()),
-            municipality: MunicipalityCode::parse(&muni).ok(),
-            resident: ResidentCode::parse(&res).ok(),
-            birthdate: match Date::parse(&birth) {
+            individual_number: h
+                .individual_number
+                .as_deref()
+                .and_then(|m| IndividualNumber::parse(m).ok()),
+            municipality: MunicipalityCode::parse(&h.municipality).ok(),
+            resident: ResidentCode::parse(&h.resident_code).ok(),
+            birthdate: match Date::parse(&h.birthdate) {
                 Ok(d) => d,
                 Err(_) => continue,
             },
         };
         let mut target = None;
         for (i, k) in ledger::find_person(conn, &person)? {
-            let inquired: bool = conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM inquiry WHERE insurer = ?1 AND subscriber_key = ?2)",
-                params![i.as_str(), k.as_str()],
-                |r| r.get(0),
-            )?;
+            let inquired = ledger::inquiry_exists(conn, i, k)?;
             let same = ledger::load_enrollment(conn, i, k)?.is_some_and(|e| person.matches(&e.person()).is_some());
             if inquired && same {
                 target = Some((i, k));
@@ -178,34 +137,23 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
             }
         }
         if let Some((i, k)) = target {
-            conn.execute(
-                "UPDATE handoff SET matched_insurer = ?3, matched_key = ?4 WHERE source_insurer = ?1 AND source_key = ?2",
-                params![si, sk, i.as_str(), k.as_str()],
-            )?;
+            ledger::match_flagless_handoff(conn, &h, i, k)?;
             o.handoffs_matched += 1;
         }
     }
     // 3. every open inquiry
-    let mut st = conn.prepare(
-        "SELECT insurer, subscriber_key, first_run, times_inquired FROM inquiry WHERE status = 'open'
-         ORDER BY insurer, subscriber_key",
-    )?;
-    let open: Vec<(String, String, String, i64)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    drop(st);
+    let open = ledger::open_inquiries(conn)?;
     let mut answers_used = vec![false; o.unknown_answers.len()];
     // first_run and times_inquired stay in the ledger; the worklist leaves them out (they differ
     // between shard runs and one process, and a retried run counts again)
-    for (ins, key, _first_run, _times) in open {
-        let Some(k) = key_of(&ins, &key) else { continue };
+    for inq in open {
+        let Some(k) = key_of(&inq.insurer, &inq.subscriber_key) else {
+            continue;
+        };
         let e = ledger::load_enrollment(conn, k.0, k.1)?;
         let Some(e) = e.filter(|e| e.status != Status::Cancelled) else {
             // cancelled (取消) or gone: nothing left to inquire about
-            conn.execute(
-                "DELETE FROM inquiry WHERE insurer = ?1 AND subscriber_key = ?2",
-                params![ins, key],
-            )?;
+            ledger::delete_inquiry(conn, &inq)?;
             continue;
         };
         let person = e.person();
@@ -231,12 +179,9 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
         let q = e.current_period().map(|p| p.qualification_date);
         let q_s = q.map(|d| d.to_string()).unwrap_or_default();
         if let Some(by) = by {
-            conn.execute(
-                "UPDATE inquiry SET status = 'answered', answered_run = ?3, answered_by = ?4
-                 WHERE insurer = ?1 AND subscriber_key = ?2",
-                params![ins, key, run_id, by],
-            )?;
-            out.answered.push(vec![ins, key, e.name.clone(), q_s, by]);
+            ledger::mark_inquiry_answered(conn, &inq, run_id, &by)?;
+            out.answered
+                .push(vec![inq.insurer, inq.subscriber_key, e.name.clone(), q_s, by]);
             continue;
         }
         // withheld whatever flags the union set itself (R13 makes no exception), as super::hold does
@@ -255,15 +200,11 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
         }
         if let Some(r) = record {
             out.records.entry(r.municipality).or_default().push(r);
-            conn.execute(
-                "UPDATE inquiry SET last_run = ?3, times_inquired = times_inquired + 1
-                 WHERE insurer = ?1 AND subscriber_key = ?2",
-                params![ins, key, run_id],
-            )?;
+            ledger::mark_inquired(conn, &inq, run_id)?;
         }
         out.awaiting.push(vec![
-            ins,
-            key,
+            inq.insurer,
+            inq.subscriber_key,
             e.name.clone(),
             q_s,
             e.current_period()
@@ -277,6 +218,14 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
     Ok(out)
 }
 
+/// How inquiry files are written: as the run writes its linkage files.
+#[derive(Clone, Copy, Debug)]
+pub struct InquiryOutput {
+    pub format: Format,
+    pub encoding: TextEncoding,
+    pub unmappable: UnmappablePolicy,
+}
+
 impl Inquiries {
     /// Encodes the inquiry files (one per municipality) and adds the worklists and counts to the
     /// report. Records refused for an unmappable character are listed, not written.
@@ -285,7 +234,7 @@ impl Inquiries {
         report: &mut Report,
         run_id: &str,
         creation: Timestamp,
-        opts: &RunOptions,
+        out: &InquiryOutput,
     ) -> Result<Vec<InquiryFile>> {
         let mut files = Vec::new();
         let mut refused = Vec::new();
@@ -299,10 +248,10 @@ impl Inquiries {
                 sender,
                 creation_time: creation,
                 file_sequence: 1,
-                format: opts.format,
-                encoding: opts.encoding,
+                format: out.format,
+                encoding: out.encoding,
             };
-            let mut w = RecordWriter::start(Vec::new(), header, opts.unmappable)?;
+            let mut w = RecordWriter::start(Vec::new(), header, out.unmappable)?;
             for r in recs {
                 let seq = (w.count() + 1).to_string();
                 let vals = inquiry_values(&r, &seq);
@@ -332,7 +281,7 @@ impl Inquiries {
                 name: format!(
                     "{}_{muni}_{run_id}.{}",
                     FileKind::AgeTransitionInquiry.name(),
-                    opts.format.extension()
+                    out.format.extension()
                 ),
                 municipality: muni,
                 sha256: hex(&Sha256::digest(&bytes)),

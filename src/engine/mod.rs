@@ -3,17 +3,12 @@
 
 pub mod apply;
 pub mod batch;
-pub mod extract;
 pub mod hold;
 pub mod inquiry;
 pub mod interrupt;
-pub mod merge;
-mod output;
 pub mod run;
-pub mod shard;
 pub mod spill;
 pub mod spool;
-pub mod state;
 
 #[cfg(test)]
 mod tests;

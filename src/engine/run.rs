@@ -19,19 +19,27 @@
 
 use super::batch::{Batch, BatchFile, BatchOutcome, SubKey, apply_batch, flag_row};
 use super::interrupt;
-use super::output::{sync_dir, write_linkage_file};
-use super::shard::{Gate, Shard}; // scale-out hook (see shard.rs)
 use super::spool::{self, Spool};
-use super::state::*;
-use crate::domain::*;
+use crate::domain::person::{Enrollment, Status, flag_diff};
+use crate::domain::{
+    Catalog, Date, FileKind, FlagOperation, FlagType, InsurerNumber, ProcessingCode, Record, SubscriberKey, Timestamp,
+};
 use crate::error::{Diagnostic, ErrorCode};
-use crate::formats::linkage::*;
+use crate::formats::linkage::{
+    FlagRow, FukuhonRow, LinkageLayout, ProvisionControl, QualificationRow, StandardLayout, SubscriberGroup, Written,
+    linkage_header,
+};
 use crate::formats::writer::UnmappablePolicy;
 use crate::formats::{FileHeader, Format, Limits, ReadOptions, RecordOutcome, TextEncoding, hex, read_input};
 use crate::ledger::{self, scratch};
-use crate::report::*;
+use crate::publish::{sync_dir, write_linkage_file};
+use crate::report::{
+    CarryEntry, FlagChangeEntry, InputEntry, InputStatus, OutputEntry, PendingEntry, RejectEntry, Report, Spooled,
+    Worklist, write_private,
+};
+use crate::shard::{Gate, Shard}; // scale-out hook (see shard.rs)
 use anyhow::{Context, Result, bail};
-use rayon::prelude::*;
+use rayon::iter::{IndexedParallelIterator, IntoParallelRefIterator, ParallelIterator};
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -127,7 +135,7 @@ struct LoadedFile {
     rejected_records: u64,
     file_errors: Vec<Diagnostic>,
     total: u64,
-    status: &'static str,
+    status: InputStatus,
     note: Option<String>,
 }
 
@@ -243,7 +251,7 @@ fn load(
         rejects: Spooled::default(),
         rejected_records: 0,
         total: 0,
-        status: "rejected",
+        status: InputStatus::Rejected,
         note: None,
     };
     let before = match identity(path) {
@@ -306,7 +314,7 @@ fn load(
                 .field("FileKind"),
             ],
             total: 0,
-            status: "rejected",
+            status: InputStatus::Rejected,
             note: None,
         },
         Ok(s) => LoadedFile {
@@ -321,7 +329,7 @@ fn load(
             },
             file_errors: Vec::new(),
             total: s.records,
-            status: "applied",
+            status: InputStatus::Applied,
             note: None,
         },
         Err(r) => LoadedFile {
@@ -332,7 +340,7 @@ fn load(
             rejected_records: 0,
             file_errors: r.diagnostics,
             total: 0,
-            status: "rejected",
+            status: InputStatus::Rejected,
             note: None,
         },
     })
@@ -362,9 +370,12 @@ fn sha_file(path: &Path) -> Result<String> {
     Ok(hex(&h.finalize()))
 }
 
-/// Feeds the ledger's previous run id into a run id's hash (see [`ledger::last_run_id`]).
+/// Feeds the ledger's previous run id into a run id's hash (see [`ledger::last_run_id`]). A
+/// shard ledger's run id is taken without its `-s{I}of{N}` suffix, so that shard ledgers and a
+/// single ledger chain the same ids.
 pub fn chain_run_hash(h: &mut Sha256, conn: &Connection) -> Result<()> {
     if let Some(prev) = ledger::last_run_id(conn)? {
+        let prev = Shard::split_run_id(&prev).map_or(prev.as_str(), |(base, _)| base);
         h.update(b"after:");
         h.update(prev.as_bytes());
         h.update(b"\n");
@@ -643,7 +654,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
 
     // R10
     let mut seen: HashMap<(InsurerNumber, String), String> = HashMap::new();
-    for f in files.iter_mut().filter(|f| f.status == "applied") {
+    for f in files.iter_mut().filter(|f| f.status == InputStatus::Applied) {
         let h = f.header.as_ref().expect("parsed");
         let key = (h.sender, h.file_identifier.clone());
         let prior = match seen.get(&key) {
@@ -652,13 +663,13 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         };
         match prior {
             Some(s) if s == f.sha => {
-                f.status = "skipped";
+                f.status = InputStatus::Skipped;
                 f.note = Some("already applied (same FileIdentifier and SHA-256)".into());
                 f.rejects = Spooled::default();
                 f.rejected_records = 0;
             }
             Some(_) => {
-                f.status = "rejected";
+                f.status = InputStatus::Rejected;
                 f.rejects = Spooled::default();
                 f.rejected_records = 0;
                 f.file_errors.push(
@@ -684,7 +695,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         h.update(opts.as_of.to_string());
         h.update(format!("{:?}{:?}{:?}", opts.format, opts.encoding, opts.unmappable));
         for f in &files {
-            h.update(f.status);
+            h.update(f.status.as_str());
             h.update(&f.sha);
         }
         gate.run_id(format!("{}-{}", opts.as_of, &hex(&h.finalize())[..12])) // shard hook: -s{I}of{N}
@@ -692,7 +703,9 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let mut report = Report::new(run_id.clone(), opts.as_of.to_string(), opts.dry_run);
 
     // R1: file order
-    let mut order: Vec<usize> = (0..files.len()).filter(|&i| files[i].status == "applied").collect();
+    let mut order: Vec<usize> = (0..files.len())
+        .filter(|&i| files[i].status == InputStatus::Applied)
+        .collect();
     order.sort_by(|&a, &b| {
         let (ha, hb) = (files[a].header.as_ref().unwrap(), files[b].header.as_ref().unwrap());
         (ha.creation_time, ha.sender, ha.file_sequence, &files[a].name).cmp(&(
@@ -710,7 +723,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             name: Arc::from(f.name.as_str()),
             order: None,
             key: match (&f.header, f.status) {
-                (Some(h), "applied") => BatchFile::r1_key(h, &f.name),
+                (Some(h), InputStatus::Applied) => BatchFile::r1_key(h, &f.name),
                 _ => Arc::from(f.name.as_str()),
             },
         })
@@ -738,7 +751,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             note: f.note.clone(),
         });
         let critical = h.is_some_and(|h| matches!(h.kind, FileKind::FlagChange | FileKind::AgeTransitionHandoff))
-            || f.status == "rejected";
+            || f.status == InputStatus::Rejected;
         for d in &f.file_errors {
             report.rejects.push(RejectEntry::from_diag(d, critical))?;
         }
@@ -748,7 +761,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         } else {
             report.rejects.append(rejects)?;
         }
-        if f.status == "applied" {
+        if f.status == InputStatus::Applied {
             let h = h.expect("parsed");
             applied.push((
                 h.sender,
@@ -763,7 +776,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     }
     let creation = files
         .iter()
-        .filter(|f| f.status == "applied")
+        .filter(|f| f.status == InputStatus::Applied)
         .filter_map(|f| f.header.as_ref().map(|h| h.creation_time))
         .max()
         .unwrap_or_else(|| Timestamp::start_of(opts.as_of));
@@ -876,7 +889,14 @@ pub fn execute(
         "linkage written from the ledger"
     );
     let mut char_rows = Vec::new();
-    for (kind, ins, key, chars, refused) in &written.unmappable {
+    for UnmappableRecord {
+        kind,
+        insurer: ins,
+        key,
+        chars,
+        refused,
+    } in &written.unmappable
+    {
         for c in chars {
             char_rows.push(vec![
                 kind.clone(),
@@ -934,8 +954,17 @@ pub fn execute(
     );
     report.outputs = written.entries.clone();
     fill_report(&tx, &mut report, &outcome, derived, opts)?;
-    let inquiry_files = inquiries.finish(&mut report, &run_id, creation, opts)?; // R13
-    super::shard::annotate(opts.shard, &tx, &mut report)?; // shard hook: what merge-shards needs
+    let inquiry_files = inquiries.finish(
+        &mut report,
+        &run_id,
+        creation,
+        &super::inquiry::InquiryOutput {
+            format: opts.format,
+            encoding: opts.encoding,
+            unmappable: opts.unmappable,
+        },
+    )?; // R13
+    crate::shard::annotate(opts.shard, &tx, &mut report)?; // shard hook: what merge-shards needs
 
     let critical = outcome.review.iter().any(|r| r.critical)
         || outcome.insurer_review.iter().any(|r| r.2)
@@ -1230,7 +1259,10 @@ pub fn verify_group(conn: &Connection, g: &SubscriberGroup, as_of: Date) -> Resu
     // the flag rows against the second record of them kept with the enrollment row: a corrupted
     // flag row (or digest) is found here, before anything is published
     let (rows, digest) = ledger::raw_flags_and_digest(conn, &ins, &key).map_err(err)?;
-    let recomputed = ledger::flag_digest(rows.iter().map(|(i, t, r)| (i.as_str(), t.as_str(), r.as_str())));
+    let recomputed = ledger::flag_digest(
+        rows.iter()
+            .map(|r| (r.info_code.as_str(), r.flag_type.as_str(), r.reason_code.as_str())),
+    );
     if digest.as_deref() != Some(recomputed.as_str()) {
         return Err(FlagWouldBeCleared(format!(
             "the ledger's flags of subscriber {ins}/{key} do not match their second record (flag_digest): \
@@ -1239,17 +1271,19 @@ pub fn verify_group(conn: &Connection, g: &SubscriberGroup, as_of: Date) -> Resu
     }
     let held: Vec<(String, Option<String>)> = rows
         .into_iter()
-        .filter(|(i, _, _)| i.is_empty())
-        .map(|(_, t, r)| (t, Some(r).filter(|r| !r.is_empty())))
+        .filter(|r| r.info_code.is_empty())
+        .map(|r| (r.flag_type, Some(r.reason_code).filter(|r| !r.is_empty())))
         .collect();
     for (ty, reason) in &held {
-        let written = match ty.as_str() {
-            "1" => g.control.auto_response.then(|| "1".to_owned()),
-            "2" => g.control.non_disclosure.then(|| "1".to_owned()),
-            _ => g.control.self_info.map(|r| r.code().to_owned()),
+        // as stored: a type the ledger should not hold is checked as 自己情報提供不可
+        let held_type = FlagType::parse(ty).ok();
+        let written = match held_type {
+            Some(FlagType::AutoResponseProhibited) => g.control.auto_response.then(|| "1".to_owned()),
+            Some(FlagType::NonDisclosure) => g.control.non_disclosure.then(|| "1".to_owned()),
+            Some(FlagType::SelfInfoProvisionProhibited) | None => g.control.self_info.map(|r| r.code().to_owned()),
         };
-        let ok = match (ty.as_str(), &written) {
-            ("3", Some(w)) => reason.as_deref().is_none_or(|r| r == w),
+        let ok = match (held_type, &written) {
+            (Some(FlagType::SelfInfoProvisionProhibited), Some(w)) => reason.as_deref().is_none_or(|r| r == w),
             (_, Some(_)) => true,
             _ => false,
         };
@@ -1287,8 +1321,9 @@ pub fn verify_group(conn: &Connection, g: &SubscriberGroup, as_of: Date) -> Resu
         let fl = flags_of(ci.as_str(), ck.as_str()).map_err(err)?;
         flagged_elsewhere.push((
             format!("{ci}/{ck}"),
-            fl.iter().any(|f| f.0 == "3"),
-            fl.iter().any(|f| f.0 == "2"),
+            fl.iter()
+                .any(|f| FlagType::parse(&f.0) == Ok(FlagType::SelfInfoProvisionProhibited)),
+            fl.iter().any(|f| FlagType::parse(&f.0) == Ok(FlagType::NonDisclosure)),
         ));
     }
     for h in ledger::find_handoffs(conn, &person).map_err(err)? {
@@ -1317,14 +1352,18 @@ pub fn verify_group(conn: &Connection, g: &SubscriberGroup, as_of: Date) -> Resu
 #[derive(Default)]
 struct WrittenSet {
     entries: Vec<OutputEntry>,
-    /// (file kind, insurer, key, characters, refused?)
-    unmappable: Vec<(
-        String,
-        InsurerNumber,
-        Option<SubscriberKey>,
-        Vec<crate::formats::writer::UnmappableChar>,
-        bool,
-    )>,
+    unmappable: Vec<UnmappableRecord>,
+}
+
+/// A record written with (or refused for) characters the output encoding cannot represent.
+struct UnmappableRecord {
+    /// The linkage file kind's name.
+    kind: String,
+    insurer: InsurerNumber,
+    key: Option<SubscriberKey>,
+    chars: Vec<crate::formats::writer::UnmappableChar>,
+    /// Refused (E_UNMAPPABLE_CHAR) rather than written with replacements.
+    refused: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -1390,10 +1429,22 @@ fn write_outputs(
     };
     let note = |set: &mut WrittenSet, kind: FileKind, name: String, w: Written, bytes: u64, sha: String| {
         for (i, k, chars) in w.refused {
-            set.unmappable.push((kind.name().to_owned(), i, k, chars, true));
+            set.unmappable.push(UnmappableRecord {
+                kind: kind.name().to_owned(),
+                insurer: i,
+                key: k,
+                chars,
+                refused: true,
+            });
         }
         for (i, k, chars) in w.replaced {
-            set.unmappable.push((kind.name().to_owned(), i, k, chars, false));
+            set.unmappable.push(UnmappableRecord {
+                kind: kind.name().to_owned(),
+                insurer: i,
+                key: k,
+                chars,
+                refused: false,
+            });
         }
         set.entries.push(OutputEntry {
             name,
@@ -1699,15 +1750,15 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, derived: Der
     let s = &mut r.summary;
     s.insert(
         "files_applied".into(),
-        r.inputs.iter().filter(|i| i.status == "applied").count() as u64,
+        r.inputs.iter().filter(|i| i.status == InputStatus::Applied).count() as u64,
     );
     s.insert(
         "files_skipped".into(),
-        r.inputs.iter().filter(|i| i.status == "skipped").count() as u64,
+        r.inputs.iter().filter(|i| i.status == InputStatus::Skipped).count() as u64,
     );
     s.insert(
         "files_rejected".into(),
-        r.inputs.iter().filter(|i| i.status == "rejected").count() as u64,
+        r.inputs.iter().filter(|i| i.status == InputStatus::Rejected).count() as u64,
     );
     s.insert("records_rejected".into(), r.rejects.len() as u64);
     s.insert("events_applied".into(), o.events_applied);

@@ -18,7 +18,7 @@
 //! row and an XML element of the same record differ threefold in size). Insurer-wide flag
 //! changes (Scope 2) and hand-offs are few and needed by every chunk: they stay in memory.
 
-use crate::domain::*;
+use crate::domain::{AgeTransitionHandoff, FlagChange, FlagScope, InsurerNumber, Record, SubscriberKey};
 use anyhow::{Context, Result};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -427,6 +427,7 @@ pub fn remove_leftovers(dir: &Path, prefix: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Date, Fukuhon, FukuhonOperation, InfoCode};
 
     /// A corrupted frame length is found before the frame is allocated.
     #[test]

@@ -1,7 +1,7 @@
 //! Unit and property tests of the pure apply step.
 
 use super::apply::*;
-use super::state::*;
+use crate::domain::person::*;
 use crate::domain::*;
 use crate::error::ErrorCode;
 use proptest::prelude::*;

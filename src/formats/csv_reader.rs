@@ -20,13 +20,16 @@
 //!
 //! Blank lines are skipped (the csv crate's behaviour); they carry no data.
 
-use super::decode::{self, Output, StopReason, StrictDecoder, StructFault};
-use super::parallel::{LIMIT_MARGIN, Piece, PieceOut};
-use super::*;
-use crate::domain::RawRecord;
+use super::checks::{self, StructFault};
+use super::decode::{self, Output, StopReason, StrictDecoder};
+use super::piece::{LIMIT_MARGIN, Piece, PieceOut};
+use super::{FileHeader, FileRejected, FileSummary, Format, ReadOptions, RecordOutcome, TextEncoding};
+use crate::domain::{FileKind, RawRecord};
+use crate::error::{Diagnostic, ErrorCode};
 use csv::ByteRecord;
 use std::collections::VecDeque;
 use std::io::{self, Cursor, Read};
+use std::path::Path;
 
 /// Reads one CSV input file. See the module docs for what is checked.
 pub fn read(
@@ -493,7 +496,7 @@ impl<'a, R: Read> CsvParser<'a, R> {
                 b"D" => self.data_row(&rec, line, on_record)?,
                 b"T" => {
                     let count = (rec.len() == 2).then(|| std::str::from_utf8(&rec[1]).ok()).flatten();
-                    match count.and_then(decode::parse_count) {
+                    match count.and_then(checks::parse_count) {
                         Some(n) => self.trailer = Some(n),
                         None => {
                             return Err(self.err(
@@ -570,7 +573,7 @@ impl<'a, R: Read> CsvParser<'a, R> {
             self.decode(bytes, v, line)?;
         }
         let vals = vals.each_ref().map(|s| Some(s.as_str()));
-        self.header = Some(decode::type_header(
+        self.header = Some(checks::type_header(
             kind,
             Format::Csv,
             self.encoding,
@@ -597,7 +600,7 @@ impl<'a, R: Read> CsvParser<'a, R> {
                 seq_text.push('x'); // far too long: not a RecordSequence, and not echoed
             }
         }
-        let seq = decode::check_sequence(rec.get(1).map(|_| seq_text.as_str()), self.prev_seq, self.display, line)
+        let seq = checks::check_sequence(rec.get(1).map(|_| seq_text.as_str()), self.prev_seq, self.display, line)
             .map_err(|d| vec![d])?;
         self.prev_seq = seq;
         self.first_seq.get_or_insert(seq);
@@ -681,7 +684,7 @@ impl<'a, R: Read> CsvParser<'a, R> {
                 i += 2;
             }
         }
-        let out = decode::record_outcome(
+        let out = checks::record_outcome(
             self.kind,
             seq,
             &self.raw,
@@ -701,10 +704,7 @@ impl<'a, R: Read> CsvParser<'a, R> {
 /// §1: a character XML 1.0 does not allow (C0 controls but tab, LF and CR; U+FFFE, U+FFFF) is
 /// `E_FIELD_FORMAT` in CSV too, so both syntaxes accept the same text.
 fn not_xml_char(field: &'static str, s: &str) -> Option<StructFault> {
-    let (i, c) = s
-        .chars()
-        .enumerate()
-        .find(|&(_, c)| !super::xml_reader::is_xml_char(c))?;
+    let (i, c) = s.chars().enumerate().find(|&(_, c)| !checks::is_xml_char(c))?;
     Some(StructFault {
         field: Some(field),
         code: ErrorCode::FieldFormat,
@@ -718,7 +718,8 @@ fn not_xml_char(field: &'static str, s: &str) -> Option<StructFault> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::decode::testdata::{file_codes, header, read_with, sjis, valid, write, write_valid};
+    use super::super::Limits;
+    use super::super::testdata::{file_codes, header, read_with, sjis, valid, write, write_valid};
     use super::*;
 
     const H: &str = "H,SubscriberChange,1,F-1,131045,20261121230000,1,0\r\n";
@@ -738,7 +739,7 @@ mod tests {
         row(seq, |_, _| None)
     }
 
-    fn read_bytes(b: &[u8]) -> super::super::decode::testdata::Read {
+    fn read_bytes(b: &[u8]) -> super::super::testdata::Read {
         let cat = crate::domain::Catalog::default_catalog();
         let mut out = Vec::new();
         let r = read_from(

@@ -6,7 +6,11 @@ use super::writer::{
     xml_header,
 };
 use super::{FileHeader, Format, TextEncoding};
-use crate::domain::*;
+use crate::domain::{
+    Address, Date, DisclosureClassification, FileKind, FlagType, FukuhonOperation, IndividualNumber, InfoCode,
+    InsuredBranchNumber, InsurerNumber, PersonalFamilyClassification, PostNumber, ProcessingCode, ReasonOfLoss,
+    SelfInfoReason, Sex1, SubscriberKey, Timestamp, self_info_column,
+};
 use std::io::Write;
 
 /// Columns of the `01` row after the row kind (what the readers of linkage files expect).

@@ -22,7 +22,11 @@ use super::linkage::{
     QUALIFICATION_COLUMNS as QUALIFICATION, QualificationRow, SubscriberGroup,
 };
 use super::{FileHeader, Format, TextEncoding, csv_reader, sniff_format, xml_reader};
-use crate::domain::*;
+use crate::domain::{
+    Address, Date, DisclosureClassification, FileKind, FlagType, FukuhonOperation, IndividualNumber, InfoCode,
+    InsuredBranchNumber, InsurerNumber, PersonalFamilyClassification, PostNumber, ProcessingCode, ReasonOfLoss,
+    SelfInfoReason, Sex1, SubscriberKey, Timestamp, parse_bool_flag, parse_self_info_column,
+};
 use crate::error::FieldError;
 use anyhow::{Context, Result, anyhow, bail};
 use quick_xml::events::Event;
@@ -469,7 +473,7 @@ fn leaves(el: &El, names: &[&str], at: u64) -> Result<Vec<String>> {
     if !el.text.trim().is_empty() {
         bail!(
             "record {at}: text in {} outside its fields",
-            super::decode::safe_name(el.name.as_bytes())
+            super::checks::safe_name(el.name.as_bytes())
         );
     }
     let mut out = vec![String::new(); names.len()];
@@ -478,13 +482,13 @@ fn leaves(el: &El, names: &[&str], at: u64) -> Result<Vec<String>> {
         let Some(i) = names.iter().position(|n| *n == c.name) else {
             bail!(
                 "record {at}: unknown element in {}",
-                super::decode::safe_name(el.name.as_bytes())
+                super::checks::safe_name(el.name.as_bytes())
             );
         };
         if i < next {
             bail!(
                 "record {at}: element out of order or repeated in {}",
-                super::decode::safe_name(el.name.as_bytes())
+                super::checks::safe_name(el.name.as_bytes())
             );
         }
         if !c.children.is_empty() {

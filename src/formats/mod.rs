@@ -4,17 +4,21 @@
 //! file level (encoding, syntax, header, RecordSequence order, trailer count) and type each record
 //! with [`crate::domain::records::build`], reporting all of a record's faults.
 
+pub mod checks;
 pub mod csv_reader;
 pub mod decode;
 pub mod encode;
 pub mod linkage;
 pub mod linkage_reader;
 pub mod parallel;
+mod piece;
+#[cfg(test)]
+pub(crate) mod testdata;
 pub mod writer;
 pub mod xml_reader;
 
 use crate::domain::{Catalog, FileKind, InsurerNumber, Record, Timestamp};
-use crate::error::{Diagnostic, ErrorCode};
+use crate::error::Diagnostic;
 pub use parallel::{ParallelConfig, ReadPath, read_input_with};
 use serde::Serialize;
 use std::path::Path;

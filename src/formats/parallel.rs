@@ -34,10 +34,17 @@
 //! Pieces run on the caller's rayon pool (`--threads`); the outcome does not depend on the number
 //! of threads or on the piece size.
 
-use super::*;
+use super::piece::{Piece, PieceOut};
+use super::{
+    FileHeader, FileRejected, FileSummary, Format, ReadOptions, RecordOutcome, TextEncoding, csv_reader, decode,
+    sniff_format, xml_reader,
+};
+use crate::domain::FileKind;
+use crate::error::{Diagnostic, ErrorCode};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
@@ -52,10 +59,6 @@ const SCAN_STEP: usize = 256 * 1024;
 
 /// Most bytes read past the target while looking for a record boundary.
 const MAX_SCAN: usize = 64 * 1024 * 1024;
-
-/// A piece parser leaves events and rows within this many bytes of `max_record_bytes` to the
-/// serial reader (its own measures differ by a byte or two at piece boundaries).
-pub(crate) const LIMIT_MARGIN: u64 = 8;
 
 /// How [`read_input_with`] reads a file.
 #[derive(Clone, Debug)]
@@ -181,35 +184,6 @@ fn sniff_file(path: &Path, display: &str, opts: &ReadOptions) -> Result<(Format,
             "neither XML (starts with '<') nor CSV (starts with an H row)".into(),
         )),
     }
-}
-
-/// One piece of a file, for a piece parser.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Piece {
-    /// Offset of the piece's first byte in the file; 0 for the first piece.
-    pub offset: u64,
-    /// Line of that byte.
-    pub line: u64,
-    /// The piece ends the file.
-    pub last: bool,
-    /// Kind of the file, as its start says (the first piece checks it).
-    pub kind: FileKind,
-    /// Declared encoding, read from the start of the file as the serial reader does.
-    pub encoding: TextEncoding,
-}
-
-/// What a piece parser found in a piece it read without doubt.
-pub(crate) struct PieceOut {
-    pub outcomes: Vec<RecordOutcome>,
-    pub records: u64,
-    pub rejected: u64,
-    /// RecordSequence of the piece's first and last records (`last_seq` is 0 without records).
-    pub first_seq: Option<u64>,
-    pub last_seq: u64,
-    /// The file header (first piece).
-    pub header: Option<FileHeader>,
-    /// The trailer's RecordCount (last piece).
-    pub trailer: Option<u64>,
 }
 
 /// A parsed piece on its way back to the calling thread, with its buffer for reuse.

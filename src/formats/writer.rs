@@ -86,7 +86,7 @@ impl FieldEncoder {
     /// characters XML forbids as the one way input could break a file.
     pub fn push(&mut self, out: &mut Vec<u8>, field: &str, s: &str) {
         if self.forbidden.is_none() {
-            if let Some(c) = s.chars().find(|&c| !super::xml_reader::is_xml_char(c)) {
+            if let Some(c) = s.chars().find(|&c| !super::checks::is_xml_char(c)) {
                 self.forbidden = Some(UnmappableChar::new(field, c));
             }
         }

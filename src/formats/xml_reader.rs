@@ -21,14 +21,17 @@
 //! `minOccurs="0"` elements); absent and empty (`<Name/>`) both mean absent. Fukuhon records end
 //! with an optional `<Items>` of `<Item><ItemCode/><Value/></Item>` (both children required).
 
-use super::decode::{self, Output, StopReason, StrictDecoder, StructFault};
-use super::parallel::{LIMIT_MARGIN, Piece, PieceOut};
+use super::checks::{self, StructFault, is_xml_char};
+use super::decode::{Output, StopReason, StrictDecoder};
+use super::piece::{LIMIT_MARGIN, Piece, PieceOut};
 use super::writer::XML_NS;
-use super::*;
-use crate::domain::RawRecord;
+use super::{FileHeader, FileRejected, FileSummary, Format, ReadOptions, RecordOutcome, TextEncoding};
+use crate::domain::{FileKind, RawRecord};
+use crate::error::{Diagnostic, ErrorCode};
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 use std::io::{Cursor, Read};
+use std::path::Path;
 
 /// Reads one XML input file. See the module docs for what is checked.
 pub fn read(
@@ -438,10 +441,10 @@ impl<'a, R: Read> Parser<'a, R> {
                 let msg = match i {
                     I::MismatchedEndTag { expected, found } => format!(
                         "end tag {} does not match start tag {}",
-                        decode::safe_name(found.as_bytes()),
-                        decode::safe_name(expected.as_bytes())
+                        checks::safe_name(found.as_bytes()),
+                        checks::safe_name(expected.as_bytes())
                     ),
-                    I::UnmatchedEndTag(n) => format!("end tag {} has no start tag", decode::safe_name(n.as_bytes())),
+                    I::UnmatchedEndTag(n) => format!("end tag {} has no start tag", checks::safe_name(n.as_bytes())),
                     I::DoubleHyphenInComment => "'--' inside a comment".into(),
                     I::UnclosedReference => "'&' without a closing ';' (write & as &amp;)".into(),
                     I::MissingDeclVersion(_) => "the XML declaration must start with version=\"1.0\"".into(),
@@ -549,7 +552,7 @@ impl<'a, R: Read> Parser<'a, R> {
                         ErrorCode::Schema,
                         format!(
                             "root element {} is not an input file kind (SubscriberChangeFile, FlagChangeFile, FukuhonFile, AgeTransitionHandoffFile, AgeTransitionInquiryFile)",
-                            decode::safe_name(name)
+                            checks::safe_name(name)
                         ),
                     ));
                 };
@@ -592,7 +595,7 @@ impl<'a, R: Read> Parser<'a, R> {
                     )),
                     None => Err(self.err(
                         ErrorCode::Schema,
-                        format!("{} is not a FileHeader field", decode::safe_name(name)),
+                        format!("{} is not a FileHeader field", checks::safe_name(name)),
                     )),
                 }
             }
@@ -608,7 +611,7 @@ impl<'a, R: Read> Parser<'a, R> {
                         ErrorCode::Schema,
                         format!(
                             "{} is not allowed here: a {} holds FileHeader, {} records and FileTrailer",
-                            decode::safe_name(name),
+                            checks::safe_name(name),
                             self.kind.root(),
                             self.kind.name()
                         ),
@@ -674,7 +677,7 @@ impl<'a, R: Read> Parser<'a, R> {
         if self.bad_attributes(e, false)? {
             self.rec_fault(
                 None,
-                format!("attributes are not allowed on {}", decode::safe_name(name)),
+                format!("attributes are not allowed on {}", checks::safe_name(name)),
             );
         }
         match (depth, self.capture) {
@@ -692,7 +695,7 @@ impl<'a, R: Read> Parser<'a, R> {
                     skip(
                         self,
                         None,
-                        format!("{} is not a field of {}", decode::safe_name(name), kind.name()),
+                        format!("{} is not a field of {}", checks::safe_name(name), kind.name()),
                     );
                     return Ok(());
                 };
@@ -724,7 +727,7 @@ impl<'a, R: Read> Parser<'a, R> {
                     skip(
                         self,
                         None,
-                        format!("{} is not allowed in Items (only Item)", decode::safe_name(name)),
+                        format!("{} is not allowed in Items (only Item)", checks::safe_name(name)),
                     );
                 }
             }
@@ -747,7 +750,7 @@ impl<'a, R: Read> Parser<'a, R> {
                 }
             }
             (_, Capture::Field(i)) => skip(self, Some(fields[i]), format!("{} holds text, not elements", fields[i])),
-            _ => skip(self, None, format!("{} is not allowed here", decode::safe_name(name))),
+            _ => skip(self, None, format!("{} is not allowed here", checks::safe_name(name))),
         }
         Ok(())
     }
@@ -788,7 +791,7 @@ impl<'a, R: Read> Parser<'a, R> {
                 if !self.count_seen {
                     return Err(self.err(ErrorCode::TrailerCount, "FileTrailer must hold RecordCount"));
                 }
-                match decode::parse_count(&self.count_text) {
+                match checks::parse_count(&self.count_text) {
                     Some(n) => self.trailer_count = Some(n),
                     None => {
                         return Err(self.err(ErrorCode::TrailerCount, "RecordCount must be a non-negative integer"));
@@ -822,7 +825,7 @@ impl<'a, R: Read> Parser<'a, R> {
                 None
             }
         });
-        let h = decode::type_header(self.kind, Format::Xml, self.encoding, vals, self.display, line)?;
+        let h = checks::type_header(self.kind, Format::Xml, self.encoding, vals, self.display, line)?;
         self.header = Some(h);
         self.phase = Phase::Body;
         Ok(())
@@ -830,7 +833,7 @@ impl<'a, R: Read> Parser<'a, R> {
 
     fn finish_record(&mut self, on_record: &mut dyn FnMut(RecordOutcome)) -> Result<(), FileErr> {
         self.phase = Phase::Body;
-        let seq = decode::check_sequence(
+        let seq = checks::check_sequence(
             self.raw.values[0].as_deref(),
             self.prev_seq,
             self.display,
@@ -840,7 +843,7 @@ impl<'a, R: Read> Parser<'a, R> {
         self.prev_seq = seq;
         self.first_seq.get_or_insert(seq);
         self.records += 1;
-        let out = decode::record_outcome(
+        let out = checks::record_outcome(
             self.kind,
             seq,
             &self.raw,
@@ -978,15 +981,11 @@ impl<'a, R: Read> Parser<'a, R> {
     }
 }
 
-/// XML 1.0 `Char` production (also what CSV input accepts and every writer writes, §1).
-pub(crate) fn is_xml_char(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::decode::testdata::read as read_bytes;
-    use super::super::decode::testdata::{file_codes, header, read_with, sjis, valid, write_valid};
+    use super::super::Limits;
+    use super::super::testdata::read as read_bytes;
+    use super::super::testdata::{file_codes, header, read_with, sjis, valid, write_valid};
     use super::*;
 
     const K: FileKind = FileKind::SubscriberChange;

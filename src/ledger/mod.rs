@@ -5,10 +5,37 @@
 //! all chunks in one transaction; what the publisher needs later sits in [`scratch`] tables.
 //! A lock file next to the database keeps a second run out while one is running.
 
+mod handoff;
+mod inquiry;
+mod lookup;
+mod pending;
+mod runs;
 pub mod scratch;
 mod store;
 
-pub use store::*;
+pub use handoff::{StoredHandoff, find_handoffs, list_pending_handoffs, mark_handoff_matched, upsert_handoff};
+pub use pending::{PendingFlag, for_each_pending_flag, insert_pending_flag, list_pending_flags, take_pending_flags};
+pub use runs::{
+    JournalEvent, RunRow, applied_file_sha, count_journal_events, insert_applied_file, insert_run, journal,
+    last_run_id, mark_published, run_exists, runs_to_publish,
+};
+pub use store::{
+    FlaggedPersonKeys, RawFlagRow, StoredFukuhon, digest_mismatches, find_person, flag_digest, flag_orphans,
+    flagged_person_keys, list_unsent, load_enrollment, load_fukuhon, load_insurer_flags, load_released,
+    raw_flags_and_digest, set_publication, store_enrollment, store_fukuhon, store_insurer_flags, store_released,
+    unsent_count,
+};
+
+pub use inquiry::{
+    FlaglessHandoff, OpenInquiry, delete_inquiry, inquiry_exists, inquiry_is_open, mark_inquired,
+    mark_inquiry_answered, match_flagless_handoff, open_inquiries, open_inquiry, open_inquiry_keys,
+    unmatched_flagless_handoffs,
+};
+pub use lookup::{
+    EmptyTables, count_flagged_subscribers, empty_tables, flagged_kokuho_keys, flagged_subscriber_keys,
+    holds_subscribers_of, insurers_in_municipality, read_snapshot, run_ids, uncancelled_with_flags,
+    unmatched_handoff_sources,
+};
 
 use anyhow::{Context, Result};
 use rusqlite::Connection;

@@ -8,8 +8,11 @@
 //! the length of the run, like the ledger itself.
 
 use super::store::{insert_flag, load_subscriber_flags};
-use crate::domain::*;
-use crate::engine::state::{Enrollment, Flag, FlagKey, PersonKey};
+use crate::domain::person::{Enrollment, Flag, FlagKey, PersonKey};
+use crate::domain::{
+    Date, DisclosureClassification, FukuhonOperation, IndividualNumber, InfoCode, InsurerNumber, MunicipalityCode,
+    ResidentCode, SubscriberKey,
+};
 use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
@@ -183,7 +186,7 @@ pub fn add_fukuhon_out(
     insurer: InsurerNumber,
     key: SubscriberKey,
     info: InfoCode,
-    f: &crate::engine::apply::FukuhonOut,
+    f: &crate::domain::person::FukuhonOut,
 ) -> Result<()> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO temp.fukuhon_out (insurer, subscriber_key, info_code, operation, effective_date, disclosure, items)
@@ -269,13 +272,21 @@ pub fn acquisition_count(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row("SELECT count(*) FROM temp.acquisition", [], |r| r.get::<_, i64>(0))? as u64)
 }
 
-/// One page of acquisitions after row id `after`, in (insurer, key, id) order is not needed:
-/// callers sort what they derive. Returns (id, insurer, key, person, carried_or_ambiguous).
-pub fn acquisition_page(
-    conn: &Connection,
-    after: i64,
-    limit: usize,
-) -> Result<Vec<(i64, InsurerNumber, SubscriberKey, PersonKey, bool)>> {
+/// A transition acquisition of this run, as the scratch table keeps it.
+#[derive(Clone, Debug)]
+pub struct AcquisitionRow {
+    /// Row id: pages continue after the last one.
+    pub id: i64,
+    pub insurer: InsurerNumber,
+    pub key: SubscriberKey,
+    pub person: PersonKey,
+    /// Its carry was made, or found ambiguous.
+    pub carried_or_ambiguous: bool,
+}
+
+/// One page of acquisitions after row id `after`, in row id order ((insurer, key) order is not
+/// needed: callers sort what they derive).
+pub fn acquisition_page(conn: &Connection, after: i64, limit: usize) -> Result<Vec<AcquisitionRow>> {
     let mut st = conn.prepare_cached(
         "SELECT id, insurer, subscriber_key, individual_number, municipality, resident_code, birthdate, carried
          FROM temp.acquisition WHERE id > ?1 ORDER BY id LIMIT ?2",
@@ -307,11 +318,11 @@ pub fn acquisition_page(
     let bad = |what: &str, e: crate::error::FieldError| anyhow!("scratch holds an invalid {what}: {e}");
     rows.into_iter()
         .map(|(id, ins, k, mn, muni, res, birth, carried)| {
-            Ok((
+            Ok(AcquisitionRow {
                 id,
-                InsurerNumber::parse(&ins).map_err(|e| bad("InsurerNumber", e))?,
-                SubscriberKey::parse(&k).map_err(|e| bad("SubscriberKey", e))?,
-                PersonKey {
+                insurer: InsurerNumber::parse(&ins).map_err(|e| bad("InsurerNumber", e))?,
+                key: SubscriberKey::parse(&k).map_err(|e| bad("SubscriberKey", e))?,
+                person: PersonKey {
                     individual_number: mn
                         .map(|s| IndividualNumber::parse(&s))
                         .transpose()
@@ -326,8 +337,8 @@ pub fn acquisition_page(
                         .map_err(|e| bad("ResidentCode", e))?,
                     birthdate: Date::parse(&birth).map_err(|e| bad("Birthdate", e))?,
                 },
-                carried,
-            ))
+                carried_or_ambiguous: carried,
+            })
         })
         .collect()
 }

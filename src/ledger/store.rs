@@ -1,37 +1,53 @@
 //! Typed reads and writes of ledger rows. Every lookup goes through an index.
 
-use crate::domain::*;
-use crate::engine::state::{Enrollment, Flag, FlagKey, Period, PersonKey, Released, Status};
+use crate::domain::person::{Enrollment, Flag, FlagKey, InsurerFlags, Period, PersonKey, Released, Status};
+use crate::domain::{
+    Address, Date, DisclosureClassification, FlagSource, FlagType, IndividualNumber, InfoCode, InsuredBranchNumber,
+    InsurerNumber, MunicipalityCode, PersonalFamilyClassification, PostNumber, ReasonOfLoss, ReasonOfQualification,
+    ResidentCode, SelfInfoReason, Sex1, SubscriberKey, Timestamp,
+};
 use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::BTreeMap;
 
-fn p<T>(r: Result<T, crate::error::FieldError>, what: &str) -> Result<T> {
+pub(super) fn p<T>(r: Result<T, crate::error::FieldError>, what: &str) -> Result<T> {
     r.map_err(|e| anyhow!("ledger holds an invalid {what}: {e}"))
 }
-fn opt<T>(v: Option<String>, f: impl Fn(&str) -> Result<T, crate::error::FieldError>, what: &str) -> Result<Option<T>> {
+pub(super) fn opt<T>(
+    v: Option<String>,
+    f: impl Fn(&str) -> Result<T, crate::error::FieldError>,
+    what: &str,
+) -> Result<Option<T>> {
     v.filter(|s| !s.is_empty()).map(|s| p(f(&s), what)).transpose()
 }
 
-fn flag_from_row(row: &Row, base: usize) -> rusqlite::Result<(Option<String>, String, String, Option<String>, String)> {
-    Ok((
-        row.get(base)?,
-        row.get(base + 1)?,
-        row.get(base + 2)?,
-        row.get(base + 3)?,
-        row.get(base + 4)?,
-    ))
+/// A flag row's columns as stored (reason_code, source, effective_time, support_measure_end,
+/// origin), read inside a query and typed after it.
+pub(super) struct FlagText {
+    reason: Option<String>,
+    source: String,
+    time: String,
+    end: Option<String>,
+    origin: String,
 }
 
-fn make_flag(
-    (reason, source, time, end, origin): (Option<String>, String, String, Option<String>, String),
-) -> Result<Flag> {
+pub(super) fn flag_from_row(row: &Row, base: usize) -> rusqlite::Result<FlagText> {
+    Ok(FlagText {
+        reason: row.get(base)?,
+        source: row.get(base + 1)?,
+        time: row.get(base + 2)?,
+        end: row.get(base + 3)?,
+        origin: row.get(base + 4)?,
+    })
+}
+
+pub(super) fn make_flag(f: FlagText) -> Result<Flag> {
     Ok(Flag {
-        reason: opt(reason, SelfInfoReason::parse, "ReasonCode")?,
-        source: p(FlagSource::parse(&source), "Source")?,
-        effective_time: p(Timestamp::parse(&time), "EffectiveTime")?,
-        support_measure_end: opt(end, Date::parse, "SupportMeasureEndDate")?,
-        origin,
+        reason: opt(f.reason, SelfInfoReason::parse, "ReasonCode")?,
+        source: p(FlagSource::parse(&f.source), "Source")?,
+        effective_time: p(Timestamp::parse(&f.time), "EffectiveTime")?,
+        support_measure_end: opt(f.end, Date::parse, "SupportMeasureEndDate")?,
+        origin: f.origin,
     })
 }
 
@@ -203,7 +219,7 @@ pub(crate) fn load_subscriber_flags(
     table: &str,
     insurer: InsurerNumber,
     key: SubscriberKey,
-) -> Result<BTreeMap<crate::engine::state::FlagKey, Flag>> {
+) -> Result<BTreeMap<crate::domain::person::FlagKey, Flag>> {
     // constant SQL per table: no formatting on this hot path
     let sql = match table {
         "main.flag" => {
@@ -316,19 +332,30 @@ fn digest_of(flags: &BTreeMap<FlagKey, Flag>) -> String {
     }))
 }
 
-/// A subscriber's flag rows as stored (info_code, flag_type, reason_code), read with plain SQL,
-/// and the digest stored with its enrollment row (None: no enrollment row).
-pub fn raw_flags_and_digest(
-    conn: &Connection,
-    insurer: &str,
-    key: &str,
-) -> Result<(Vec<(String, String, String)>, Option<String>)> {
+/// A flag row as stored, read with plain SQL (an empty `info_code`: the whole subscriber; an
+/// empty `reason_code`: none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawFlagRow {
+    pub info_code: String,
+    pub flag_type: String,
+    pub reason_code: String,
+}
+
+/// A subscriber's flag rows as stored, and the digest stored with its enrollment row (None: no
+/// enrollment row).
+pub fn raw_flags_and_digest(conn: &Connection, insurer: &str, key: &str) -> Result<(Vec<RawFlagRow>, Option<String>)> {
     let mut st = conn.prepare_cached(
         "SELECT info_code, flag_type, coalesce(reason_code, '') FROM flag WHERE insurer = ?1 AND subscriber_key = ?2",
     )?;
     let rows = st
-        .query_map([insurer, key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<Vec<(String, String, String)>>>()?;
+        .query_map([insurer, key], |r| {
+            Ok(RawFlagRow {
+                info_code: r.get(0)?,
+                flag_type: r.get(1)?,
+                reason_code: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<RawFlagRow>>>()?;
     let digest = conn
         .prepare_cached("SELECT flag_digest FROM enrollment WHERE insurer = ?1 AND subscriber_key = ?2")?
         .query_row([insurer, key], |r| r.get(0))
@@ -404,7 +431,7 @@ pub(crate) fn insert_flag(
 }
 
 /// Insurer-wide InfoCode flags (FlagChange Scope 2).
-pub fn load_insurer_flags(conn: &Connection, insurer: InsurerNumber) -> Result<BTreeMap<(InfoCode, FlagType), Flag>> {
+pub fn load_insurer_flags(conn: &Connection, insurer: InsurerNumber) -> Result<InsurerFlags> {
     let mut st = conn.prepare_cached(
         "SELECT info_code, flag_type, reason_code, source, effective_time, support_measure_end, origin
          FROM flag WHERE insurer = ?1 AND subscriber_key = ''",
@@ -426,11 +453,7 @@ pub fn load_insurer_flags(conn: &Connection, insurer: InsurerNumber) -> Result<B
     Ok(out)
 }
 
-pub fn store_insurer_flags(
-    conn: &Connection,
-    insurer: InsurerNumber,
-    flags: &BTreeMap<(InfoCode, FlagType), Flag>,
-) -> Result<()> {
+pub fn store_insurer_flags(conn: &Connection, insurer: InsurerNumber, flags: &InsurerFlags) -> Result<()> {
     conn.prepare_cached("DELETE FROM flag WHERE insurer = ?1 AND subscriber_key = ''")?
         .execute(params![insurer.as_str()])?;
     for ((info, ty), f) in flags {
@@ -555,290 +578,6 @@ pub fn flagged_person_keys(conn: &Connection) -> Result<FlaggedPersonKeys> {
     Ok(out)
 }
 
-/// A FlagChange kept until its subscriber is enrolled (R7).
-#[derive(Clone, Debug)]
-pub struct PendingFlag {
-    pub change: FlagChange,
-    pub file: String,
-    pub file_order: u32,
-    /// The file's R1 position across runs: (CreationTime, SenderInsurerNumber, FileSequence) as
-    /// a sortable string ('' for rows kept by schema version 1).
-    pub file_key: String,
-}
-
-impl PendingFlag {
-    /// R1 order of pending events, whatever run they arrived in: (effective date, file, sequence).
-    pub fn order_key(&self) -> (Date, &str, u64) {
-        (
-            self.change.effective_time.date(),
-            self.file_key.as_str(),
-            self.change.seq,
-        )
-    }
-}
-
-pub fn insert_pending_flag(conn: &Connection, pf: &PendingFlag, run_id: &str) -> Result<()> {
-    let c = &pf.change;
-    conn.prepare_cached(
-        "INSERT INTO pending_flag (insurer, subscriber_key, info_code, flag_type, operation, reason_code, source,
-            effective_time, support_measure_end, file, record_sequence, file_order, run_id, file_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    )?
-    .execute(params![
-        c.insurer.as_str(),
-        c.key.as_ref().map_or("", SubscriberKey::as_str),
-        c.info_code.as_ref().map_or("", InfoCode::as_str),
-        c.flag_type.code(),
-        c.operation.code(),
-        c.reason.map(SelfInfoReason::code),
-        c.source.code(),
-        c.effective_time.to_string(),
-        c.support_measure_end.map(|d| d.to_string()),
-        pf.file,
-        c.seq as i64,
-        pf.file_order,
-        run_id,
-        pf.file_key,
-    ])?;
-    Ok(())
-}
-
-type PendingRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    Option<String>,
-    String,
-    i64,
-    u32,
-    String,
-);
-
-fn pending_from(r: PendingRow) -> Result<PendingFlag> {
-    let (ins, key, info, ty, op, reason, src, time, end, file, seq, order, file_key) = r;
-    Ok(PendingFlag {
-        change: FlagChange {
-            seq: seq as u64,
-            effective_time: p(Timestamp::parse(&time), "EffectiveTime")?,
-            flag_type: p(FlagType::parse(&ty), "FlagType")?,
-            operation: p(FlagOperation::parse(&op), "Operation")?,
-            scope: FlagScope::Subscriber,
-            insurer: p(InsurerNumber::parse(&ins), "InsurerNumber")?,
-            key: Some(p(SubscriberKey::parse(&key), "SubscriberKey")?),
-            info_code: opt(Some(info), InfoCode::parse, "InfoCode")?,
-            reason: opt(reason, SelfInfoReason::parse, "ReasonCode")?,
-            source: p(FlagSource::parse(&src), "Source")?,
-            support_measure_end: opt(end, Date::parse, "SupportMeasureEndDate")?,
-        },
-        file,
-        file_order: order,
-        file_key,
-    })
-}
-
-const PENDING_COLS: &str = "insurer, subscriber_key, info_code, flag_type, operation, reason_code, source,
-    effective_time, support_measure_end, file, record_sequence, file_order, file_key";
-
-fn pending_row(r: &Row) -> rusqlite::Result<PendingRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-        r.get(12)?,
-    ))
-}
-
-/// Removes and returns the pending flags of a subscriber, in arrival order (the engine applies
-/// them in R1 order, [`PendingFlag::order_key`]).
-pub fn take_pending_flags(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<Vec<PendingFlag>> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {PENDING_COLS} FROM pending_flag WHERE insurer = ?1 AND subscriber_key = ?2 ORDER BY id"
-    ))?;
-    let rows: Vec<PendingRow> = st
-        .query_map(params![insurer.as_str(), key.as_str()], pending_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    conn.prepare_cached("DELETE FROM pending_flag WHERE insurer = ?1 AND subscriber_key = ?2")?
-        .execute(params![insurer.as_str(), key.as_str()])?;
-    rows.into_iter().map(pending_from).collect()
-}
-
-pub fn list_pending_flags(conn: &Connection) -> Result<Vec<PendingFlag>> {
-    let mut all = Vec::new();
-    for_each_pending_flag(conn, |p| {
-        all.push(p);
-        Ok(())
-    })?;
-    Ok(all)
-}
-
-/// Every pending flag event, one at a time, in [`list_pending_flags`] order: the report lists
-/// them all, and there may be a million (issue 13 item 6).
-pub fn for_each_pending_flag(conn: &Connection, mut f: impl FnMut(PendingFlag) -> Result<()>) -> Result<()> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {PENDING_COLS} FROM pending_flag ORDER BY insurer, subscriber_key, id"
-    ))?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        f(pending_from(pending_row(r)?)?)?;
-    }
-    Ok(())
-}
-
-/// A stored hand-off (年齢到達引継) and whether it has been matched.
-#[derive(Clone, Debug)]
-pub struct StoredHandoff {
-    pub source_insurer: InsurerNumber,
-    pub source_key: SubscriberKey,
-    pub person: PersonKey,
-    pub transition_date: Date,
-    pub self_info: Option<SelfInfoReason>,
-    pub non_disclosure: bool,
-    pub auto_response: bool,
-    pub flag_set_time: Option<Timestamp>,
-    pub origin: String,
-    pub matched: Option<(InsurerNumber, SubscriberKey)>,
-}
-
-/// Marks a stored, still unmatched hand-off as matched to a registration; false when there is no
-/// such unmatched hand-off.
-pub fn mark_handoff_matched(
-    conn: &Connection,
-    handoff: (InsurerNumber, SubscriberKey),
-    to: (InsurerNumber, SubscriberKey),
-) -> Result<bool> {
-    let n = conn
-        .prepare_cached(
-            "UPDATE handoff SET matched_insurer = ?3, matched_key = ?4
-             WHERE source_insurer = ?1 AND source_key = ?2 AND matched_insurer IS NULL",
-        )?
-        .execute(params![
-            handoff.0.as_str(),
-            handoff.1.as_str(),
-            to.0.as_str(),
-            to.1.as_str()
-        ])?;
-    Ok(n > 0)
-}
-
-pub fn upsert_handoff(conn: &Connection, h: &StoredHandoff) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO handoff (source_insurer, source_key, individual_number, municipality, resident_code,
-            birthdate, transition_date, self_info, non_disclosure, auto_response, flag_set_time, origin,
-            matched_insurer, matched_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    )?
-    .execute(params![
-        h.source_insurer.as_str(),
-        h.source_key.as_str(),
-        h.person.individual_number.as_ref().map(IndividualNumber::expose),
-        h.person.municipality.as_ref().map(MunicipalityCode::as_str),
-        h.person.resident.as_ref().map(ResidentCode::as_str),
-        h.person.birthdate.to_string(),
-        h.transition_date.to_string(),
-        crate::domain::self_info_column(h.self_info),
-        h.non_disclosure,
-        h.auto_response,
-        h.flag_set_time.map(|t| t.to_string()),
-        h.origin,
-        h.matched.map(|m| m.0.to_string()),
-        h.matched.map(|m| m.1.to_string()),
-    ])?;
-    Ok(())
-}
-
-const HANDOFF_COLS: &str = "source_insurer, source_key, individual_number, municipality, resident_code, birthdate,
-    transition_date, self_info, non_disclosure, auto_response, flag_set_time, origin, matched_insurer, matched_key";
-
-fn handoff_from(r: &Row) -> rusqlite::Result<Vec<Option<String>>> {
-    (0..14)
-        .map(|i| match i {
-            8 | 9 => r.get::<_, bool>(i).map(|b| Some(if b { "1" } else { "0" }.to_owned())),
-            _ => r.get::<_, Option<String>>(i),
-        })
-        .collect()
-}
-
-fn make_handoff(v: Vec<Option<String>>) -> Result<StoredHandoff> {
-    let s = |i: usize| v[i].clone().unwrap_or_default();
-    let matched = match (
-        opt(v[12].clone(), InsurerNumber::parse, "InsurerNumber")?,
-        opt(v[13].clone(), SubscriberKey::parse, "SubscriberKey")?,
-    ) {
-        (Some(i), Some(k)) => Some((i, k)),
-        _ => None,
-    };
-    Ok(StoredHandoff {
-        source_insurer: p(InsurerNumber::parse(&s(0)), "InsurerNumber")?,
-        source_key: p(SubscriberKey::parse(&s(1)), "SubscriberKey")?,
-        person: PersonKey {
-            individual_number: opt(v[2].clone(), IndividualNumber::parse, "IndividualNumber")?,
-            municipality: opt(v[3].clone(), MunicipalityCode::parse, "MunicipalityCode")?,
-            resident: opt(v[4].clone(), ResidentCode::parse, "ResidentCode")?,
-            birthdate: p(Date::parse(&s(5)), "Birthdate")?,
-        },
-        transition_date: p(Date::parse(&s(6)), "AgeTransitionDate")?,
-        self_info: p(parse_self_info_column(&s(7)), "SelfInfoProvisionProhibitedFlg")?,
-        non_disclosure: s(8) == "1",
-        auto_response: s(9) == "1",
-        flag_set_time: opt(v[10].clone(), Timestamp::parse, "FlagSetTime")?,
-        origin: s(11),
-        matched,
-    })
-}
-
-/// Hand-offs that may be the given person (candidates; the caller applies the match rule).
-pub fn find_handoffs(conn: &Connection, person: &PersonKey) -> Result<Vec<StoredHandoff>> {
-    let mut rows = Vec::new();
-    if let Some(mn) = person.individual_number {
-        let mut st = conn.prepare_cached(&format!(
-            "SELECT {HANDOFF_COLS} FROM handoff WHERE individual_number = ?1"
-        ))?;
-        for r in st.query_map(params![mn.expose()], handoff_from)? {
-            rows.push(r?);
-        }
-    }
-    if let (Some(m), Some(res)) = (person.municipality, &person.resident) {
-        let mut st = conn.prepare_cached(&format!(
-            "SELECT {HANDOFF_COLS} FROM handoff WHERE municipality = ?1 AND resident_code = ?2 AND birthdate = ?3"
-        ))?;
-        for r in st.query_map(
-            params![m.as_str(), res.as_str(), person.birthdate.to_string()],
-            handoff_from,
-        )? {
-            rows.push(r?);
-        }
-    }
-    let mut out: Vec<StoredHandoff> = rows.into_iter().map(make_handoff).collect::<Result<_>>()?;
-    out.sort_by_key(|h| (h.source_insurer, h.source_key));
-    out.dedup_by_key(|h| (h.source_insurer, h.source_key));
-    Ok(out)
-}
-
-pub fn list_pending_handoffs(conn: &Connection) -> Result<Vec<StoredHandoff>> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {HANDOFF_COLS} FROM handoff WHERE matched_insurer IS NULL ORDER BY source_insurer, source_key"
-    ))?;
-    let rows: Vec<_> = st.query_map([], handoff_from)?.collect::<rusqlite::Result<_>>()?;
-    rows.into_iter().map(make_handoff).collect()
-}
-
 /// A 副本 as registered in the ledger.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredFukuhon {
@@ -908,145 +647,4 @@ pub fn store_fukuhon(
         }
     }
     Ok(())
-}
-
-/// SHA-256 (hex) of an applied file with this sender and identifier, if any (R10).
-pub fn applied_file_sha(conn: &Connection, sender: InsurerNumber, file_identifier: &str) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT sha256 FROM applied_file WHERE sender = ?1 AND file_identifier = ?2")?
-        .query_row(params![sender.as_str(), file_identifier], |r| r.get(0))
-        .optional()?)
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn insert_applied_file(
-    conn: &Connection,
-    sender: InsurerNumber,
-    file_identifier: &str,
-    sha256: &str,
-    kind: FileKind,
-    name: &str,
-    run_id: &str,
-    records: u64,
-    rejected: u64,
-) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO applied_file (sender, file_identifier, sha256, kind, name, run_id, records, rejected)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        sender.as_str(),
-        file_identifier,
-        sha256,
-        kind.name(),
-        name,
-        run_id,
-        records as i64,
-        rejected as i64
-    ])?;
-    Ok(())
-}
-
-pub fn journal(
-    conn: &Connection,
-    run_id: &str,
-    file: Option<&str>,
-    seq: Option<u64>,
-    subscriber: Option<(InsurerNumber, SubscriberKey)>,
-    event: &str,
-    detail: &str,
-) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO journal (run_id, file, record_sequence, insurer, subscriber_key, event, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        run_id,
-        file,
-        seq.map(|s| s as i64),
-        subscriber.map(|s| s.0.to_string()),
-        subscriber.map(|s| s.1.to_string()),
-        event,
-        detail
-    ])?;
-    Ok(())
-}
-
-/// A run whose ledger changes are committed; its outputs may still sit in staging (R12).
-#[derive(Clone, Debug)]
-pub struct RunRow {
-    pub run_id: String,
-    pub status: String,
-    pub outbox_staging: Option<String>,
-    pub outbox_final: Option<String>,
-    pub report_staging: Option<String>,
-    pub report_final: Option<String>,
-}
-
-/// The ledger's latest run that changed something — applied a file or published linkage — to
-/// chain the next run id to, `None` for a new ledger. Runs that did neither (a retry whose files
-/// were all skipped) are left out: they change nothing, and a shard retried that way must keep
-/// the same chain as the other shards. A shard ledger's run id is returned without its
-/// `-s{I}of{N}` suffix, so that shard ledgers and a single ledger chain the same ids.
-pub fn last_run_id(conn: &Connection) -> Result<Option<String>> {
-    let id: Option<String> = conn
-        .prepare_cached(
-            "SELECT run_id FROM run r
-             WHERE r.outbox_final IS NOT NULL OR EXISTS (SELECT 1 FROM applied_file a WHERE a.run_id = r.run_id)
-             ORDER BY coalesce(seq, 0) DESC, run_id DESC LIMIT 1",
-        )?
-        .query_row([], |r| r.get(0))
-        .optional()?;
-    Ok(id.map(|id| match crate::engine::shard::Shard::split_run_id(&id) {
-        Some((base, _)) => base.to_owned(),
-        None => id,
-    }))
-}
-
-pub fn insert_run(conn: &Connection, r: &RunRow, as_of: Date) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO run (run_id, as_of, status, outbox_staging, outbox_final, report_staging, report_final, seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT coalesce(max(seq), 0) + 1 FROM run))",
-    )?
-    .execute(params![
-        r.run_id,
-        as_of.to_string(),
-        r.status,
-        r.outbox_staging,
-        r.outbox_final,
-        r.report_staging,
-        r.report_final
-    ])?;
-    Ok(())
-}
-
-pub fn runs_to_publish(conn: &Connection) -> Result<Vec<RunRow>> {
-    let mut st = conn.prepare_cached(
-        "SELECT run_id, status, outbox_staging, outbox_final, report_staging, report_final FROM run
-         WHERE status = 'committed' ORDER BY run_id",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok(RunRow {
-            run_id: r.get(0)?,
-            status: r.get(1)?,
-            outbox_staging: r.get(2)?,
-            outbox_final: r.get(3)?,
-            report_staging: r.get(4)?,
-            report_final: r.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-pub fn mark_published(conn: &Connection, run_id: &str) -> Result<()> {
-    conn.execute("UPDATE run SET status = 'published' WHERE run_id = ?1", params![run_id])?;
-    Ok(())
-}
-
-pub fn run_exists(conn: &Connection, run_id: &str) -> Result<bool> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM run WHERE run_id = ?1")?
-        .query_row(params![run_id], |_| Ok(()))
-        .optional()?
-        .is_some())
 }

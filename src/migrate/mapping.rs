@@ -16,9 +16,12 @@
 //! "男" = "1"
 //! ```
 
-use super::source::*;
+use super::source::{
+    Desired, SUBSCRIBER_FIELDS, SourceItem, SourceSummary, build_acquisition, csv_error, diags, field_text,
+    parse_flags, period_of, strip_cr,
+};
 use crate::domain::dates::{WarekiForm, parse_wareki};
-use crate::domain::*;
+use crate::domain::{Catalog, Date, FieldFault, InsurerNumber, SubscriberKey};
 use crate::error::{Diagnostic, ErrorCode, FieldError};
 use crate::formats::TextEncoding;
 use crate::formats::decode::{Output, StrictDecoder};
@@ -384,6 +387,7 @@ pub fn read_legacy_from<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Sex1;
 
     #[test]
     fn date_formats() {

@@ -26,20 +26,23 @@ pub mod mapping;
 pub mod snapshot;
 pub mod source;
 
-use crate::domain::*;
+use crate::domain::person::{Enrollment, Flag, FlagKey, Status};
+use crate::domain::{
+    ChangeType, Date, FlagChange, FlagOperation, FlagScope, FlagSource, FlagType, InsurerNumber, MunicipalityCode,
+    ReasonOfLoss, ReasonOfQualification, Record, SubscriberChange, SubscriberKey, Timestamp, self_info_column,
+};
 use crate::engine::batch::{Batch, BatchFile};
 use crate::engine::run::{Prepared, RunOptions, RunStatus, execute, recover, spill_dir, spill_prefix};
 use crate::engine::spool::Spool;
-use crate::engine::state::{Enrollment, Flag, FlagKey, Status};
 use crate::error::{Diagnostic, ErrorCode};
 use crate::formats::hex;
-use crate::ledger;
-use crate::report::*;
+use crate::ledger::{self, JournalEvent};
+use crate::report::{Chart, InputEntry, InputStatus, RejectEntry, Report, Worklist};
 use anyhow::{Context, Result};
 use mapping::Mapping;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
-use source::*;
+use source::{Desired, DesiredFlags, DesiredPeriod, SourceItem};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -564,31 +567,11 @@ impl Differ<'_> {
 
     /// Ledger subscribers of `ins` the source did not list.
     fn absent(&mut self, ins: InsurerNumber) -> Result<()> {
-        let mut st = self.conn.prepare(
-            "SELECT e.subscriber_key,
-                    (SELECT group_concat(f.flag_type, ' ') FROM flag f
-                      WHERE f.insurer = e.insurer AND f.subscriber_key = e.subscriber_key AND f.info_code = '')
-               FROM enrollment e WHERE e.insurer = ?1 AND e.status != 'cancelled' ORDER BY e.subscriber_key",
-        )?;
-        let mut rows = st.query([ins.as_str()])?;
-        let mut found = Vec::new();
-        while let Some(r) = rows.next()? {
-            let k: String = r.get(0)?;
-            let key = SubscriberKey::parse(&k).map_err(|e| anyhow::anyhow!("ledger key {k}: {e}"))?;
-            if self.seen.get(&ins).is_some_and(|s| s.contains(&key_num(key))) {
-                continue;
-            }
-            let flags: Option<String> = r.get(1)?;
-            let mut fl: Vec<FlagType> = flags
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|t| FlagType::parse(t).ok())
-                .collect();
+        let seen = self.seen.get(&ins);
+        let found =
+            ledger::uncancelled_with_flags(self.conn, ins, |key| seen.is_some_and(|s| s.contains(&key_num(key))))?;
+        for (key, mut fl) in found {
             fl.sort_by_key(|t| std::cmp::Reverse(t.code()));
-            found.push((key, fl));
-        }
-        drop(rows);
-        for (key, fl) in found {
             self.count(ins, "absent");
             let changes: Vec<String> = fl.iter().map(|t| format!("-{}", t.name_en())).collect();
             self.row(
@@ -644,7 +627,7 @@ pub fn migrate(o: &MigrateOptions) -> Result<MigrateResult> {
         ledger::quick_check(&conn, &opts.ledger)?;
     }
     // a full source would bring every shard's subscribers into one shard's ledger
-    if let Some(s) = crate::engine::shard::ledger_shard(&conn)? {
+    if let Some(s) = crate::shard::ledger_shard(&conn)? {
         anyhow::bail!("this ledger belongs to shard {s} of a sharded deployment: migrate into an unsharded ledger");
     }
     let opts = &opts.settled(&led.path)?;
@@ -755,7 +738,7 @@ fn migrate_with(
                     kind: s.kind,
                     format: s.format,
                     encoding: s.encoding.xml_label().to_owned(),
-                    status: "applied",
+                    status: InputStatus::Applied,
                     records: s.records,
                     rejected,
                     note: None,
@@ -773,7 +756,7 @@ fn migrate_with(
                     .into(),
                     format: String::new(),
                     encoding: String::new(),
-                    status: "rejected",
+                    status: InputStatus::Rejected,
                     records: 0,
                     rejected: 0,
                     note: Some("file-level error: nothing in it is used".into()),
@@ -1029,7 +1012,15 @@ fn migrate_with(
         creation: creation.unwrap_or_else(|| Timestamp::start_of(opts.as_of)),
     };
     let r = execute(conn, opts, prepared, &mut |tx, report| {
-        ledger::journal(tx, &report.run_id, Some(&file), None, None, "migrate", &summary_line)
+        ledger::journal(
+            tx,
+            &report.run_id,
+            Some(&file),
+            None,
+            None,
+            JournalEvent::Migrate,
+            &summary_line,
+        )
     })?;
     let status = match r.status {
         RunStatus::Completed => MigrateStatus::Completed,

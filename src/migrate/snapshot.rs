@@ -11,10 +11,16 @@
 //! | ProcessingCode 15 (a deletion is not a held state) | `E_CODE` | record |
 //! | field values | from the domain parsers | record |
 
-use super::source::*;
-use crate::domain::*;
+use super::source::{
+    Desired, SourceItem, SourceSummary, build_acquisition, csv_error, diags, field_text, parse_flags, period_of,
+    strip_cr,
+};
+use crate::domain::{
+    Catalog, Date, FieldFault, FileKind, InsurerNumber, MunicipalityCode, ProcessingCode, SubscriberKey,
+};
 use crate::error::{Diagnostic, ErrorCode, FieldError};
-use crate::formats::decode::{Output, StopReason, StrictDecoder, type_header};
+use crate::formats::checks::type_header;
+use crate::formats::decode::{Output, StopReason, StrictDecoder};
 use crate::formats::linkage::{
     BASIC_COLUMNS as BASIC, CONTROL_COLUMNS as CONTROL, QUALIFICATION_COLUMNS as QUALIFICATION,
 };
@@ -523,7 +529,7 @@ pub fn read_xml<R: Read>(
                         ErrorCode::Schema,
                         format!(
                             "unexpected element {}",
-                            crate::formats::decode::safe_name(name.as_bytes())
+                            crate::formats::checks::safe_name(name.as_bytes())
                         )
                     ),
                 }
@@ -664,7 +670,12 @@ pub fn read_xml<R: Read>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::source::DesiredFlags;
     use super::*;
+    use crate::domain::{
+        Address, IndividualNumber, InsuredBranchNumber, PersonalFamilyClassification, PostNumber, ReasonOfLoss,
+        SelfInfoReason, Sex1, Timestamp,
+    };
     use crate::formats::TextEncoding;
     use crate::formats::linkage::*;
     use crate::formats::writer::UnmappablePolicy;

@@ -1,7 +1,11 @@
 //! What every migration source yields: one desired full subscriber state per source record,
 //! validated with the same domain parsers as any input (check digits, dates, kana).
 
-use crate::domain::*;
+use crate::domain::{
+    Catalog, ChangeType, Date, FieldFault, FileKind, FlagType, InsuredBranchNumber, InsurerNumber,
+    PersonalFamilyClassification, RawRecord, ReasonOfLoss, ReasonOfQualification, Record, SUBSCRIBER_CHANGE_FIELDS,
+    SelfInfoReason, SubscriberChange, SubscriberKey, Timestamp, build, parse_bool_flag, parse_self_info_column,
+};
 use crate::error::{Diagnostic, ErrorCode, FieldError};
 use crate::formats::TextEncoding;
 use crate::formats::decode::{StopReason, StrictDecoder};

@@ -31,7 +31,7 @@
 //! [`super`]).
 
 use super::labels;
-use super::{PendingEntry, RejectEntry, Report, ReportKind};
+use super::{InputStatus, PendingEntry, RejectEntry, Report, ReportKind};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -793,7 +793,7 @@ fn tables(input: &Input<'_>) -> Vec<Table> {
                 .shown()
                 .iter()
                 .map(|i| Row {
-                    critical: i.status == "rejected",
+                    critical: i.status == InputStatus::Rejected,
                     cells: vec![
                         i.name.clone(),
                         i.kind.clone(),

@@ -6,6 +6,8 @@
 //! Anything not listed here (a worklist or column added later) still appears, under its
 //! English name, as text: the workbook is built from whatever the report holds.
 
+use super::InputStatus;
+
 /// How a column's cells are written in the workbook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CellKind {
@@ -235,12 +237,11 @@ pub fn carry_rule_ja(rule: &str) -> &str {
 }
 
 /// An input file's status.
-pub fn input_status_ja(status: &str) -> &str {
+pub fn input_status_ja(status: InputStatus) -> &'static str {
     match status {
-        "applied" => "適用",
-        "skipped" => "スキップ（適用済み）",
-        "rejected" => "不備のため未適用",
-        other => other,
+        InputStatus::Applied => "適用",
+        InputStatus::Skipped => "スキップ（適用済み）",
+        InputStatus::Rejected => "不備のため未適用",
     }
 }
 

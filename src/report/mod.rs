@@ -23,14 +23,35 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// What a run did with an input file (report.json `inputs[].status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputStatus {
+    Applied,
+    /// Already applied (R10): nothing in it applied again.
+    Skipped,
+    /// A file-level error: nothing in it applied.
+    Rejected,
+}
+
+impl InputStatus {
+    /// The name report.json gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputStatus::Applied => "applied",
+            InputStatus::Skipped => "skipped",
+            InputStatus::Rejected => "rejected",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct InputEntry {
     pub name: String,
     pub kind: String,
     pub format: String,
     pub encoding: String,
-    /// applied | skipped | rejected
-    pub status: &'static str,
+    pub status: InputStatus,
     pub records: u64,
     pub rejected: u64,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -19,14 +19,17 @@
 //! does. Memory holds one item per shard (and the few insurer-wide FlagLinkage rows), whatever
 //! the number of subscribers.
 
-use super::output::{file_digest, sync_dir, write_linkage_file};
-use super::shard::{REPLICATED_COUNTERS, Shard};
+use super::{REPLICATED_COUNTERS, Shard};
 use crate::domain::{FileKind, InsurerNumber, SubscriberKey, Timestamp};
 use crate::formats::linkage::{FlagRow, LinkageLayout, StandardLayout, Written, linkage_header};
 use crate::formats::linkage_reader::{LinkageItem, LinkageReader};
 use crate::formats::writer::UnmappablePolicy;
 use crate::formats::{FileHeader, Format, TextEncoding, hex};
-use crate::report::*;
+use crate::publish::{file_digest, sync_dir, write_linkage_file};
+use crate::report::{
+    CarryEntry, FlagChangeEntry, InputEntry, InputStatus, OutputEntry, PendingEntry, RejectEntry, Report, Worklist,
+    write_private,
+};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -176,9 +179,10 @@ fn complete_set(base: &str, found: &[Found], froms: &[PathBuf]) -> Result<Vec<Fo
 fn applied_nothing(found: &[Found], froms: &[PathBuf]) -> Result<bool> {
     for f in found {
         let r = read_json(&from_reports(&froms[f.from]).join(&f.run_id).join("report.json"))?;
-        let applied = r["inputs"]
-            .as_array()
-            .is_none_or(|a| a.iter().any(|i| i["status"] == "applied"));
+        let applied = r["inputs"].as_array().is_none_or(|a| {
+            a.iter()
+                .any(|i| serde_json::from_value::<InputStatus>(i["status"].clone()).ok() == Some(InputStatus::Applied))
+        });
         if applied || r["outputs"].as_array().is_none_or(|a| !a.is_empty()) {
             return Ok(false);
         }
@@ -879,11 +883,9 @@ fn merged_report(base: &str, shards: &[ShardRun], outputs: Vec<OutputEntry>) -> 
             kind: text(i, "kind"),
             format: text(i, "format"),
             encoding: text(i, "encoding"),
-            status: match i["status"].as_str() {
-                Some("applied") => "applied",
-                Some("skipped") => "skipped",
-                Some("rejected") => "rejected",
-                _ => bail!("shard run {}: an input with an unknown status", shards[0].run_id),
+            status: match serde_json::from_value::<InputStatus>(i["status"].clone()) {
+                Ok(s) => s,
+                Err(_) => bail!("shard run {}: an input with an unknown status", shards[0].run_id),
             },
             records: num(i, "records"),
             rejected: num(i, "rejected"),
@@ -1031,10 +1033,10 @@ fn merged_report(base: &str, shards: &[ShardRun], outputs: Vec<OutputEntry>) -> 
             .checked_sub((n - 1) * rep)
             .ok_or_else(|| anyhow!("the shard runs' counters of {c} do not add up"))?;
     }
-    let count = |st: &str| r.inputs.iter().filter(|i| i.status == st).count() as u64;
-    summary.insert("files_applied".into(), count("applied"));
-    summary.insert("files_skipped".into(), count("skipped"));
-    summary.insert("files_rejected".into(), count("rejected"));
+    let count = |st: InputStatus| r.inputs.iter().filter(|i| i.status == st).count() as u64;
+    summary.insert("files_applied".into(), count(InputStatus::Applied));
+    summary.insert("files_skipped".into(), count(InputStatus::Skipped));
+    summary.insert("files_rejected".into(), count(InputStatus::Rejected));
     summary.insert("records_rejected".into(), r.rejects.len() as u64);
     r.summary = summary;
     r.status = if shards

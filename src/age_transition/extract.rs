@@ -1,7 +1,7 @@
 //! R8, 国保 side: the age-transition hand-off extract and the "missed" check.
 
-use super::state::{Enrollment, Status};
-use crate::domain::*;
+use crate::domain::person::{Enrollment, Status};
+use crate::domain::{Date, FlagType, InsurerNumber, ReasonOfQualification, SubscriberKey};
 use crate::ledger;
 use anyhow::Result;
 use rusqlite::Connection;
@@ -34,17 +34,8 @@ pub struct Extract {
 
 /// Flagged 国保 enrollments (自己情報提供不可 or 不開示該当 on the whole subscriber).
 fn flagged_kokuho(conn: &Connection) -> Result<Vec<Enrollment>> {
-    let mut st = conn.prepare(
-        "SELECT DISTINCT insurer, subscriber_key FROM flag
-         WHERE info_code = '' AND subscriber_key <> '' AND flag_type IN ('2', '3') AND insurer LIKE '00%'
-         ORDER BY insurer, subscriber_key",
-    )?;
-    let keys: Vec<(String, String)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::new();
-    for (i, k) in keys {
-        let (i, k) = (InsurerNumber::parse(&i)?, SubscriberKey::parse(&k)?);
+    for (i, k) in ledger::flagged_kokuho_keys(conn)? {
         if let Some(e) = ledger::load_enrollment(conn, i, k)? {
             out.push(e);
         }

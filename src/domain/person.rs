@@ -1,7 +1,12 @@
-//! The in-memory state of one subscriber (one enrollment at one insurer) while a run applies
-//! events to it. Loaded from the ledger, changed by the engine, stored back in one transaction.
+//! The state of one subscriber (one enrollment at one insurer): what the ledger stores and the
+//! engine changes while a run applies events to it (loaded from the ledger, changed by the
+//! engine, stored back in one transaction), and the 副本 changes it publishes.
 
-use crate::domain::*;
+use super::{
+    Address, AgeTransitionHandoff, Date, DisclosureClassification, FlagSource, FlagType, FukuhonOperation,
+    IndividualNumber, InfoCode, InsuredBranchNumber, InsurerNumber, MunicipalityCode, PersonalFamilyClassification,
+    PostNumber, ReasonOfLoss, ReasonOfQualification, ResidentCode, SelfInfoReason, Sex1, SubscriberKey, Timestamp,
+};
 use std::collections::BTreeMap;
 
 /// Where an enrollment stands.
@@ -181,6 +186,16 @@ pub enum MatchRule {
 }
 
 impl PersonKey {
+    /// The person an AgeTransitionHandoff record names (R3 keys).
+    pub fn of_handoff(h: &AgeTransitionHandoff) -> PersonKey {
+        PersonKey {
+            individual_number: h.individual_number,
+            municipality: Some(h.municipality),
+            resident: Some(h.resident.clone()),
+            birthdate: h.birthdate,
+        }
+    }
+
     /// R3 matching: by My Number when both have one, else by municipality + 宛名番号 + birthdate.
     pub fn matches(&self, other: &PersonKey) -> Option<MatchRule> {
         match (self.individual_number, other.individual_number) {
@@ -193,6 +208,19 @@ impl PersonKey {
                 .then_some(MatchRule::ResidentCode),
         }
     }
+}
+
+/// An insurer's insurer-wide (Scope 2) flags, by InfoCode and flag type.
+pub type InsurerFlags = BTreeMap<(InfoCode, FlagType), Flag>;
+
+/// A 副本 change to publish.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FukuhonOut {
+    pub info_code: InfoCode,
+    pub operation: FukuhonOperation,
+    pub effective_date: Date,
+    pub disclosure: Option<DisclosureClassification>,
+    pub items: Vec<(String, String)>,
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Scale-out: `run --shard I/N` processes only the subscribers whose stable hash of
-//! (InsurerNumber, SubscriberKey) modulo N is I; `merge-shards` ([`super::merge`]) joins the N
+//! (InsurerNumber, SubscriberKey) modulo N is I; `merge-shards` ([`merge`]) joins the N
 //! shard runs into the run a single process would have published.
 //!
 //! **How persons are keyed.** A subscriber is the pair (InsurerNumber, SubscriberKey): its
@@ -15,7 +15,10 @@
 //! A shard run's id is the unsharded run id plus `-s{I}of{N}`, so reruns stay deterministic and
 //! `merge-shards` can name the merged folder by the unsharded id.
 
-use crate::domain::{FlagScope, InsurerNumber, Record, SubscriberKey};
+pub mod merge;
+
+use crate::domain::{FlagScope, InsurerKind, InsurerNumber, Record, SubscriberKey};
+use crate::ledger::{self, JournalEvent};
 use crate::report::Report;
 use anyhow::{Result, bail};
 use rusqlite::Connection;
@@ -150,8 +153,7 @@ impl std::str::FromStr for Shard {
 
 /// The shard a ledger was written by, from the run ids it recorded (`None`: never sharded).
 pub fn ledger_shard(conn: &Connection) -> Result<Option<Shard>> {
-    let mut st = conn.prepare("SELECT run_id FROM run ORDER BY run_id")?;
-    let ids: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let ids = ledger::run_ids(conn)?;
     let mut found: Option<Shard> = None;
     for id in &ids {
         if let Some((_, s)) = Shard::split_run_id(id) {
@@ -214,16 +216,8 @@ impl Gate {
             _ => {}
         }
         let Some(s) = self.shard else { return Ok(()) };
-        let held = |like: &str| -> Result<bool> {
-            Ok(conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM enrollment WHERE insurer LIKE ?1)
-                     OR EXISTS (SELECT 1 FROM pending_flag WHERE insurer LIKE ?1)",
-                [like],
-                |r| r.get(0),
-            )?)
-        };
-        let kokuho = self.kokuho.load(Ordering::Relaxed) || held("00%")?;
-        let kouki = self.kouki.load(Ordering::Relaxed) || held("39%")?;
+        let kokuho = self.kokuho.load(Ordering::Relaxed) || ledger::holds_subscribers_of(conn, InsurerKind::Kokuho)?;
+        let kouki = self.kouki.load(Ordering::Relaxed) || ledger::holds_subscribers_of(conn, InsurerKind::Kouki)?;
         if kokuho && kouki {
             bail!(
                 "a sharded run (--shard {s}) cannot hold both 国保 and 後期 subscribers in one ledger: a carry \
@@ -255,16 +249,8 @@ pub const REPLICATED_COUNTERS: [&str; 2] = ["events_applied", "handoffs_received
 pub fn annotate(shard: Option<Shard>, conn: &Connection, report: &mut Report) -> Result<()> {
     let Some(s) = shard else { return Ok(()) };
     let base = Shard::split_run_id(&report.run_id).map_or(report.run_id.as_str(), |(b, _)| b);
-    let insurer_flag_events: u64 = conn.query_row(
-        "SELECT COUNT(*) FROM journal WHERE run_id = ?1 AND event = 'insurer_flag'",
-        [&report.run_id],
-        |r| r.get(0),
-    )?;
-    let mut st = conn.prepare(
-        "SELECT source_insurer || '/' || source_key FROM handoff WHERE matched_insurer IS NULL
-         ORDER BY source_insurer, source_key",
-    )?;
-    let pending: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let insurer_flag_events = ledger::count_journal_events(conn, &report.run_id, JournalEvent::InsurerFlag)?;
+    let pending = ledger::unmatched_handoff_sources(conn)?;
     let replicated = serde_json::json!({
         "events_applied": insurer_flag_events,
         "handoffs_received": report.summary.get("handoffs_received").copied().unwrap_or(0),

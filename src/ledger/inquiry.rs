@@ -1,0 +1,147 @@
+//! The `inquiry` table (R13, the union's side): one row per 後期 registration that matched
+//! nothing, `open` until a hand-off, an answer or a 国保 enrollment matches it (`answered`).
+//! [`crate::engine::inquiry`] decides; these functions hold its queries.
+
+use crate::domain::{InsurerNumber, SubscriberKey};
+use anyhow::Result;
+use rusqlite::{Connection, params};
+
+/// Whether the registration has an inquiry nobody answered yet.
+pub fn inquiry_is_open(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<bool> {
+    let mut st = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM inquiry WHERE insurer = ?1 AND subscriber_key = ?2 AND status = 'open')",
+    )?;
+    Ok(st.query_row(params![insurer.as_str(), key.as_str()], |r| r.get(0))?)
+}
+
+/// Whether the registration was ever inquired (open or answered).
+pub fn inquiry_exists(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM inquiry WHERE insurer = ?1 AND subscriber_key = ?2)",
+        params![insurer.as_str(), key.as_str()],
+        |r| r.get(0),
+    )?)
+}
+
+/// An open inquiry as stored: the registration's insurer and key (text, as the ledger holds them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenInquiry {
+    pub insurer: String,
+    pub subscriber_key: String,
+}
+
+/// Every open inquiry, in (insurer, key) order.
+pub fn open_inquiries(conn: &Connection) -> Result<Vec<OpenInquiry>> {
+    let mut st = conn.prepare(
+        "SELECT insurer, subscriber_key FROM inquiry WHERE status = 'open'
+         ORDER BY insurer, subscriber_key",
+    )?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(OpenInquiry {
+                insurer: r.get(0)?,
+                subscriber_key: r.get(1)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// The registrations with an open inquiry (keys the ledger cannot parse left out).
+pub fn open_inquiry_keys(conn: &Connection) -> Result<Vec<(InsurerNumber, SubscriberKey)>> {
+    Ok(open_inquiries(conn)?
+        .iter()
+        .filter_map(|q| {
+            Some((
+                InsurerNumber::parse(&q.insurer).ok()?,
+                SubscriberKey::parse(&q.subscriber_key).ok()?,
+            ))
+        })
+        .collect())
+}
+
+/// Opens an inquiry for a registration of this run (nothing if it has one already).
+pub fn open_inquiry(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey, run_id: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO inquiry (insurer, subscriber_key, status, first_run) VALUES (?1, ?2, 'open', ?3)
+         ON CONFLICT (insurer, subscriber_key) DO NOTHING",
+        params![insurer.as_str(), key.as_str(), run_id],
+    )?;
+    Ok(())
+}
+
+/// Removes the inquiry of a registration that is cancelled or gone.
+pub fn delete_inquiry(conn: &Connection, q: &OpenInquiry) -> Result<()> {
+    conn.execute(
+        "DELETE FROM inquiry WHERE insurer = ?1 AND subscriber_key = ?2",
+        params![q.insurer, q.subscriber_key],
+    )?;
+    Ok(())
+}
+
+/// Marks an inquiry answered by this run, saying by what.
+pub fn mark_inquiry_answered(conn: &Connection, q: &OpenInquiry, run_id: &str, by: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE inquiry SET status = 'answered', answered_run = ?3, answered_by = ?4
+         WHERE insurer = ?1 AND subscriber_key = ?2",
+        params![q.insurer, q.subscriber_key, run_id, by],
+    )?;
+    Ok(())
+}
+
+/// Counts one more inquiry file naming the registration, written by this run.
+pub fn mark_inquired(conn: &Connection, q: &OpenInquiry, run_id: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE inquiry SET last_run = ?3, times_inquired = times_inquired + 1
+         WHERE insurer = ?1 AND subscriber_key = ?2",
+        params![q.insurer, q.subscriber_key, run_id],
+    )?;
+    Ok(())
+}
+
+/// A stored hand-off stating no flag at all that no registration matched yet (the extract never
+/// writes such a record, so it is an answer to an inquiry). Text as the ledger holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlaglessHandoff {
+    pub source_insurer: String,
+    pub source_key: String,
+    pub individual_number: Option<String>,
+    pub municipality: String,
+    pub resident_code: String,
+    pub birthdate: String,
+}
+
+/// Every unmatched hand-off that states no flag.
+pub fn unmatched_flagless_handoffs(conn: &Connection) -> Result<Vec<FlaglessHandoff>> {
+    let mut st = conn.prepare(
+        "SELECT source_insurer, source_key, individual_number, municipality, resident_code, birthdate FROM handoff
+         WHERE matched_insurer IS NULL AND self_info = '0' AND non_disclosure = 0 AND auto_response = 0",
+    )?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(FlaglessHandoff {
+                source_insurer: r.get(0)?,
+                source_key: r.get(1)?,
+                individual_number: r.get(2)?,
+                municipality: r.get(3)?,
+                resident_code: r.get(4)?,
+                birthdate: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// Matches a flagless hand-off to the inquired registration it answers.
+pub fn match_flagless_handoff(
+    conn: &Connection,
+    h: &FlaglessHandoff,
+    insurer: InsurerNumber,
+    key: SubscriberKey,
+) -> Result<()> {
+    conn.execute(
+        "UPDATE handoff SET matched_insurer = ?3, matched_key = ?4 WHERE source_insurer = ?1 AND source_key = ?2",
+        params![h.source_insurer, h.source_key, insurer.as_str(), key.as_str()],
+    )?;
+    Ok(())
+}

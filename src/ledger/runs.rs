@@ -1,0 +1,203 @@
+//! The runs a ledger recorded: applied files (R10), the journal, and runs with their staged and
+//! published folders (R12).
+
+use crate::domain::{Date, FileKind, InsurerNumber, SubscriberKey};
+use anyhow::Result;
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// SHA-256 (hex) of an applied file with this sender and identifier, if any (R10).
+pub fn applied_file_sha(conn: &Connection, sender: InsurerNumber, file_identifier: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT sha256 FROM applied_file WHERE sender = ?1 AND file_identifier = ?2")?
+        .query_row(params![sender.as_str(), file_identifier], |r| r.get(0))
+        .optional()?)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn insert_applied_file(
+    conn: &Connection,
+    sender: InsurerNumber,
+    file_identifier: &str,
+    sha256: &str,
+    kind: FileKind,
+    name: &str,
+    run_id: &str,
+    records: u64,
+    rejected: u64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO applied_file (sender, file_identifier, sha256, kind, name, run_id, records, rejected)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        sender.as_str(),
+        file_identifier,
+        sha256,
+        kind.name(),
+        name,
+        run_id,
+        records as i64,
+        rejected as i64
+    ])?;
+    Ok(())
+}
+
+/// What a journal line records: the `event` column of the `journal` table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JournalEvent {
+    /// 資格取得 applied.
+    Acquisition,
+    /// 記載事項変更 applied.
+    Update,
+    /// 資格喪失 applied.
+    Loss,
+    /// 取消 applied.
+    Cancel,
+    FlagSet,
+    FlagReleased,
+    /// A flag kept until its enrollment arrives (R7).
+    FlagPending,
+    /// Flags carried across the 国保→後期 transfer (R3).
+    Carry,
+    /// A 副本 record applied.
+    Fukuhon,
+    /// An insurer-wide (Scope 2) flag change.
+    InsurerFlag,
+    /// A migration's summary line.
+    Migrate,
+}
+
+impl JournalEvent {
+    /// The value stored in the `event` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JournalEvent::Acquisition => "acquisition",
+            JournalEvent::Update => "update",
+            JournalEvent::Loss => "loss",
+            JournalEvent::Cancel => "cancel",
+            JournalEvent::FlagSet => "flag_set",
+            JournalEvent::FlagReleased => "flag_released",
+            JournalEvent::FlagPending => "flag_pending",
+            JournalEvent::Carry => "carry",
+            JournalEvent::Fukuhon => "fukuhon",
+            JournalEvent::InsurerFlag => "insurer_flag",
+            JournalEvent::Migrate => "migrate",
+        }
+    }
+}
+
+impl rusqlite::ToSql for JournalEvent {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+pub fn journal(
+    conn: &Connection,
+    run_id: &str,
+    file: Option<&str>,
+    seq: Option<u64>,
+    subscriber: Option<(InsurerNumber, SubscriberKey)>,
+    event: JournalEvent,
+    detail: &str,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO journal (run_id, file, record_sequence, insurer, subscriber_key, event, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        run_id,
+        file,
+        seq.map(|s| s as i64),
+        subscriber.map(|s| s.0.to_string()),
+        subscriber.map(|s| s.1.to_string()),
+        event,
+        detail
+    ])?;
+    Ok(())
+}
+
+/// How many journal lines of `event` a run wrote.
+pub fn count_journal_events(conn: &Connection, run_id: &str, event: JournalEvent) -> Result<u64> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM journal WHERE run_id = ?1 AND event = ?2",
+        params![run_id, event],
+        |r| r.get(0),
+    )?)
+}
+
+/// A run whose ledger changes are committed; its outputs may still sit in staging (R12).
+#[derive(Clone, Debug)]
+pub struct RunRow {
+    pub run_id: String,
+    pub status: String,
+    pub outbox_staging: Option<String>,
+    pub outbox_final: Option<String>,
+    pub report_staging: Option<String>,
+    pub report_final: Option<String>,
+}
+
+/// The ledger's latest run that changed something — applied a file or published linkage — to
+/// chain the next run id to, `None` for a new ledger. Runs that did neither (a retry whose files
+/// were all skipped) are left out: they change nothing, and a shard retried that way must keep
+/// the same chain as the other shards. A shard ledger's run id is returned as stored, with its
+/// `-s{I}of{N}` suffix (the run-id chaining strips it).
+pub fn last_run_id(conn: &Connection) -> Result<Option<String>> {
+    let id: Option<String> = conn
+        .prepare_cached(
+            "SELECT run_id FROM run r
+             WHERE r.outbox_final IS NOT NULL OR EXISTS (SELECT 1 FROM applied_file a WHERE a.run_id = r.run_id)
+             ORDER BY coalesce(seq, 0) DESC, run_id DESC LIMIT 1",
+        )?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(id)
+}
+
+pub fn insert_run(conn: &Connection, r: &RunRow, as_of: Date) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO run (run_id, as_of, status, outbox_staging, outbox_final, report_staging, report_final, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT coalesce(max(seq), 0) + 1 FROM run))",
+    )?
+    .execute(params![
+        r.run_id,
+        as_of.to_string(),
+        r.status,
+        r.outbox_staging,
+        r.outbox_final,
+        r.report_staging,
+        r.report_final
+    ])?;
+    Ok(())
+}
+
+pub fn runs_to_publish(conn: &Connection) -> Result<Vec<RunRow>> {
+    let mut st = conn.prepare_cached(
+        "SELECT run_id, status, outbox_staging, outbox_final, report_staging, report_final FROM run
+         WHERE status = 'committed' ORDER BY run_id",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(RunRow {
+            run_id: r.get(0)?,
+            status: r.get(1)?,
+            outbox_staging: r.get(2)?,
+            outbox_final: r.get(3)?,
+            report_staging: r.get(4)?,
+            report_final: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn mark_published(conn: &Connection, run_id: &str) -> Result<()> {
+    conn.execute("UPDATE run SET status = 'published' WHERE run_id = ?1", params![run_id])?;
+    Ok(())
+}
+
+pub fn run_exists(conn: &Connection, run_id: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM run WHERE run_id = ?1")?
+        .query_row(params![run_id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
