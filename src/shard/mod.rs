@@ -223,7 +223,7 @@ impl Gate {
                 "a sharded run (--shard {s}) cannot hold both 国保 and 後期 subscribers in one ledger: a carry \
                  from a 国保 enrollment in the same ledger could need another shard's ledger. Run the 国保 side and \
                  the union with separate ledgers and let the 国保 side's `age-transition extract` hand-offs carry \
-                 the flags (see \"Scaling out\" in README.md). Nothing was applied."
+                 the flags (see docs/operators.md, section 11, scaling out with shards). Nothing was applied."
             );
         }
         Ok(())
