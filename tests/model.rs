@@ -1287,14 +1287,14 @@ fn model_regression_auto_response_set_by_the_union_in_the_same_run_is_not_listed
     ]));
 }
 
-/// An open finding of the long mode (seed 11, 3,000 histories), not yet ruled on: on night 1 the
-/// engine does not list the union's registration of person 2 on the review worklist where the
-/// model does (two hand-offs of person 2 from two 国保 enrollments, one stating 不開示該当; the
-/// night-0 registration with reason 02 and an odd record is resent on night 1 with reason 01).
-/// Run it with `cargo test --test model -- --ignored`; see issue 12's session-5 note.
+/// Found by the long mode (seed 11): two hand-offs of person 2 (one 国保 enrollment stating
+/// 不開示該当, another stating nothing) arrive with a resent 資格取得 of the union's registration,
+/// which is rejected (already registered the night before). The registration was marked
+/// ambiguous before its acquisition was applied, so the late-carry pass skipped it and nothing
+/// listed it; the ambiguity now counts only once the acquisition applied, and the late pass puts
+/// the registration on review.
 #[test]
-#[ignore = "open finding of the long mode (issue 12): engine and model disagree on the review worklist"]
-fn model_open_finding_review_of_a_resent_registration_with_two_handoffs() {
+fn model_regression_rejected_resent_registration_with_two_handoffs_goes_to_review() {
     let handoff = |src, nd| Rec::Handoff {
         p: 2,
         src,
@@ -1363,7 +1363,5 @@ fn model_open_finding_review_of_a_resent_registration_with_two_handoffs() {
         out_sjis: true,
         replace: true,
     };
-    if let Err(e) = run_case(&case) {
-        panic!("{e}");
-    }
+    replay(case);
 }

@@ -537,11 +537,6 @@ impl Applier<'_> {
                     if r.candidates == 0 {
                         self.out.unmatched.push((w.insurer, w.key)); // R13: inquire
                     }
-                    if let Some(Carry::Ambiguous(_)) = r.carry {
-                        // in review with this registration: never carried later in the run
-                        self.ambiguous_handoffs.extend(r.handoffs_used.iter().copied());
-                        self.ambiguous_regs.insert((w.insurer, w.key));
-                    }
                     w.carry = r.carry.clone();
                     resolutions.insert((w.insurer, w.key), r);
                 }
@@ -599,6 +594,13 @@ impl Applier<'_> {
                 self.acquired_regs.insert(k);
             }
             if let Some(r) = resolutions.remove(&k).filter(|_| acquired) {
+                if let Some(Carry::Ambiguous(_)) = r.carry {
+                    // in review with this registration: never carried later in the run. Only
+                    // once the acquisition applied: a rejected one (e.g. a resent 資格取得) leaves
+                    // the registration and its hand-offs to the late-carry pass
+                    self.ambiguous_handoffs.extend(r.handoffs_used.iter().copied());
+                    self.ambiguous_regs.insert(k);
+                }
                 if let Some(Carry::Flags(src)) = &r.carry {
                     // a hand-off counts as matched only once its flags are set on the registration
                     for h in &r.handoffs_used {
