@@ -14,7 +14,7 @@ pub mod scratch;
 mod store;
 
 pub use handoff::{StoredHandoff, find_handoffs, list_pending_handoffs, mark_handoff_matched, upsert_handoff};
-pub use pending::{PendingFlag, for_each_pending_flag, insert_pending_flag, list_pending_flags, take_pending_flags};
+pub use pending::{PendingFlag, for_each_pending_flag, insert_pending_flag, take_pending_flags};
 pub use runs::{
     JournalEvent, RunRow, applied_file_sha, count_journal_events, insert_applied_file, insert_run, journal,
     last_run_id, mark_published, run_exists, runs_to_publish,

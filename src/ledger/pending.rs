@@ -132,16 +132,7 @@ pub fn take_pending_flags(conn: &Connection, insurer: InsurerNumber, key: Subscr
     rows.into_iter().map(pending_from).collect()
 }
 
-pub fn list_pending_flags(conn: &Connection) -> Result<Vec<PendingFlag>> {
-    let mut all = Vec::new();
-    for_each_pending_flag(conn, |p| {
-        all.push(p);
-        Ok(())
-    })?;
-    Ok(all)
-}
-
-/// Every pending flag event, one at a time, in [`list_pending_flags`] order: the report lists
+/// Every pending flag event, one at a time, by subscriber and arrival: the report lists
 /// them all, and there may be a million (issue 13 item 6).
 pub fn for_each_pending_flag(conn: &Connection, mut f: impl FnMut(PendingFlag) -> Result<()>) -> Result<()> {
     let mut st = conn.prepare_cached(&format!(
