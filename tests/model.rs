@@ -1366,16 +1366,15 @@ fn model_regression_rejected_resent_registration_with_two_handoffs_goes_to_revie
     replay(case);
 }
 
-/// An open finding of the long mode (seed 13, 2,000 histories), not yet ruled on: on night 1 the
-/// engine does not publish person p1's union registration where the model expects `12` with
-/// 0,0,0. No flag is involved; the question is R14 ("nothing left unsent"). Night 0: p1's 国保
-/// enrollment, and a union file registering p1 (reason 02) and recording its loss; night 1: an
-/// update and a new 資格取得 of the registration, and a 取消 of the 国保 enrollment; the
-/// night-0 union file is resent on night 2. Run it with `cargo test --test model -- --ignored`;
-/// see issue 12's session-5 note.
+/// Found by the long mode (seed 13, 2,000 histories): a resent, rejected 資格取得 opened an R13
+/// inquiry. Night 0: p1's 国保 enrollment and the union's registration of p1 (reason 02, future
+/// QualificationDate), matched to it and published `11`. Night 1: the 国保 enrollment is
+/// cancelled (取消), and the union resends the 資格取得 (rejected, E_STATE_CONFLICT) with an
+/// update. The engine resolved the rejected acquisition, found no candidate, inquired and
+/// withheld the registration (future-dated, unanswered). Only a 資格取得 that applied is
+/// inquired: the update goes out as `12` with 0,0,0.
 #[test]
-#[ignore = "open finding of the long mode (issue 12): engine leaves a registration unpublished"]
-fn model_open_finding_registration_left_unpublished_after_loss_and_reacquisition() {
+fn model_regression_rejected_resent_registration_opens_no_inquiry() {
     let file = |recs, night, day, csv, sjis, resend| File {
         recs,
         night,
@@ -1458,7 +1457,5 @@ fn model_open_finding_registration_left_unpublished_after_loss_and_reacquisition
         out_sjis: false,
         replace: false,
     };
-    if let Err(e) = run_case(&case) {
-        panic!("{e}");
-    }
+    replay(case);
 }

@@ -534,9 +534,6 @@ impl Applier<'_> {
                 });
                 if let Some(person) = acq.next_back().and_then(person_of_change) {
                     let r = resolve_carry(conn, self.lookup, self.empty, &person, &self.run_handoffs)?;
-                    if r.candidates == 0 {
-                        self.out.unmatched.push((w.insurer, w.key)); // R13: inquire
-                    }
                     w.carry = r.carry.clone();
                     resolutions.insert((w.insurer, w.key), r);
                 }
@@ -594,6 +591,11 @@ impl Applier<'_> {
                 self.acquired_regs.insert(k);
             }
             if let Some(r) = resolutions.remove(&k).filter(|_| acquired) {
+                if r.candidates == 0 {
+                    // R13: inquire. Only a 資格取得 that applied: a rejected one (e.g. resent)
+                    // leaves the registration as it was matched when it was made
+                    self.out.unmatched.push(k);
+                }
                 if let Some(Carry::Ambiguous(_)) = r.carry {
                     // in review with this registration: never carried later in the run. Only
                     // once the acquisition applied: a rejected one (e.g. a resent 資格取得) leaves
