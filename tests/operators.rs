@@ -470,3 +470,110 @@ fn validate_ends_with_a_totals_line() {
         "{last}"
     );
 }
+
+/// Everything under `root`, as relative paths.
+fn tree(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, d: &Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(root).unwrap().display().to_string());
+            if p.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// Issue 15: a place the run cannot write is found before the inbox is read, named, and refused
+/// with exit 2 creating nothing (no ledger, lock file, outbox or reports). Tests run as root,
+/// where `chmod` does not stop writing; /sys refuses new files even to root, and a file in the
+/// way of a folder refuses for anyone.
+#[test]
+fn an_unwritable_outbox_reports_or_ledger_folder_is_refused_before_reading_naming_it() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("site");
+    std::fs::create_dir_all(&root).unwrap();
+    // a file in the way of the outbox / of the reports folder's parent / of the ledger's folder
+    std::fs::write(root.join("outbox"), b"").unwrap();
+    let before = tree(&root);
+    let o = run_samples(&root, &samples().join("inbox"), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("outbox {} is not a folder", root.join("outbox").display())),
+        "{err}"
+    );
+    assert!(!err.contains("reading inbox"), "refused before reading: {err}");
+    assert_eq!(tree(&root), before, "created nothing");
+
+    std::fs::remove_file(root.join("outbox")).unwrap();
+    std::fs::write(root.join("reports"), b"").unwrap();
+    let before = tree(&root);
+    let o = run_samples(&root, &samples().join("inbox"), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "reports folder {} is not a folder",
+            root.join("reports").display()
+        )),
+        "{err}"
+    );
+    assert_eq!(tree(&root), before, "created nothing");
+    std::fs::remove_file(root.join("reports")).unwrap();
+    let before = tree(&root);
+
+    // a folder no one may create files in (sysfs): named, with the reason
+    if Path::new("/sys").is_dir() {
+        let o = Command::new(BIN)
+            .args(["run", "--init-ledger", "--as-of", "20261201", "--inbox"])
+            .arg(samples().join("inbox"))
+            .arg("--ledger")
+            .arg(root.join("ledger.sqlite"))
+            .args(["--outbox", "/sys/nhi-linkage-test/outbox", "--reports"])
+            .arg(root.join("reports"))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("outbox /sys/nhi-linkage-test/outbox: cannot write in /sys"),
+            "{err}"
+        );
+        assert_eq!(tree(&root), before, "created nothing");
+    }
+}
+
+/// Issue 15: a refused `run --shard` (an inbox holding 国保 and 後期 subscribers) with
+/// `--init-ledger` creates nothing: the new ledger, its lock file, the outbox and the reports
+/// folder go again. A ledger that holds a run is never removed by a refusal.
+#[test]
+fn a_refused_shard_run_creates_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("site");
+    let o = run_samples(&root, &samples().join("inbox"), &["--shard", "0/2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot hold both"),
+        "{}",
+        text(&o)
+    );
+    assert!(!root.exists(), "created nothing: {:?}", tree(&root));
+
+    // the same refusal against a ledger that holds a run keeps the ledger and its outputs
+    let o = run_samples(&root, &samples().join("inbox"), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let before = tree(&root);
+    let o = run_samples(
+        &root,
+        &samples().join("inbox"),
+        &["--shard", "0/2", "--as-of", "20261202"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(tree(&root), before, "the ledger and the earlier run's folders stay");
+}

@@ -1,7 +1,7 @@
 //! `nhi-linkage migrate`: bring the ledger in line with a snapshot or a legacy export.
 
 use super::Exit;
-use super::common::parse_as_of;
+use super::common::{Footprint, Place, check_writable, parse_as_of, run_places};
 use crate::domain::{Catalog, MunicipalityCode};
 use crate::engine::run::RunOptions;
 use crate::formats::writer::UnmappablePolicy;
@@ -132,22 +132,36 @@ pub fn run(a: Args) -> Result<Exit> {
         operator: operator(),
         municipality,
     };
+    if o.run.dry_run {
+        check_writable(&[Place::Folder("reports folder", &o.run.reports)])?;
+    } else {
+        check_writable(&run_places(&o.run.outbox, &o.run.reports, &o.run.ledger))?;
+    }
+    let footprint = Footprint::note(&o.run.ledger, &[&o.run.outbox, &o.run.reports]);
     let accept_given = o.accept_flag_losses.clone();
     let res = match migrate(&o) {
         Ok(r) => r,
-        Err(e) => match super::status_of_error(&e) {
-            Some(status) => {
-                crate::complain!("nhi-linkage: {e:#}");
-                return Ok(status);
+        Err(e) => {
+            let status = super::status_of_error(&e);
+            if super::is_refusal(&e) {
+                // a refusal creates nothing: a new, empty ledger and empty folders go again (an
+                // interrupted or failed run keeps them, as a rerun expects)
+                footprint.undo();
             }
-            None if e.downcast_ref::<crate::ledger::LedgerMissing>().is_some()
-                || e.downcast_ref::<crate::ledger::LedgerEmpty>().is_some() =>
-            {
-                return Err(e);
+            match status {
+                Some(status) => {
+                    crate::complain!("nhi-linkage: {e:#}");
+                    return Ok(status);
+                }
+                None if e.downcast_ref::<crate::ledger::LedgerMissing>().is_some()
+                    || e.downcast_ref::<crate::ledger::LedgerEmpty>().is_some() =>
+                {
+                    return Err(e);
+                }
+                // every other error comes before the commit: the one after it is PublishFailed
+                None => return Err(e).context("migration failed before its commit; nothing was committed"),
             }
-            // every other error comes before the commit: the one after it is PublishFailed
-            None => return Err(e).context("migration failed before its commit; nothing was committed"),
-        },
+        }
     };
     let r = &res.report;
     let n = |k: &str| r.summary.get(k).copied().unwrap_or(0);

@@ -154,6 +154,14 @@ fn status_of_error(e: &anyhow::Error) -> Option<Exit> {
     }
 }
 
+/// A refusal (a usage or configuration error, exit 2): not an environment failure, a busy
+/// ledger or an interruption, after which a rerun expects what the run created to be there.
+fn is_refusal(e: &anyhow::Error) -> bool {
+    status_of_error(e).is_none()
+        && e.downcast_ref::<crate::engine::interrupt::Interrupted>().is_none()
+        && e.downcast_ref::<crate::ledger::LedgerCorrupt>().is_none()
+}
+
 /// SQLite found the disk (or its size limit) full: the transaction was rolled back, nothing
 /// committed or published (exit 3), which "usage error" would misstate.
 fn disk_full(e: &anyhow::Error) -> bool {

@@ -1,7 +1,7 @@
 //! `nhi-linkage run`: apply the inbox to the ledger and publish linkage files.
 
 use super::Exit;
-use super::common::{load_config, parse_as_of, setup_threads};
+use super::common::{Footprint, check_writable, load_config, parse_as_of, run_places, setup_threads};
 use crate::domain::Catalog;
 use crate::engine::run::{RunOptions, RunStatus, run};
 use crate::formats::writer::UnmappablePolicy;
@@ -116,17 +116,27 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
     if !opts.inbox.is_dir() {
         anyhow::bail!("inbox {} is not a folder", opts.inbox.display());
     }
+    check_writable(&run_places(&opts.outbox, &opts.reports, &opts.ledger))?;
+    let footprint = Footprint::note(&opts.ledger, &[&opts.outbox, &opts.reports]);
     // only `run` stops at phase boundaries; other commands keep the default (immediate) signals
     crate::engine::interrupt::install().context("cannot install the SIGTERM/SIGINT handler")?;
     let res = match run(&opts) {
         Ok(r) => r,
-        Err(e) => match super::status_of_error(&e) {
-            Some(status) => {
-                crate::complain!("nhi-linkage: {e:#}");
-                return Ok(status);
+        Err(e) => {
+            let status = super::status_of_error(&e);
+            if super::is_refusal(&e) {
+                // a refusal creates nothing: a new, empty ledger and empty folders go again (an
+                // interrupted or failed run keeps them, as a rerun expects)
+                footprint.undo();
             }
-            None => return Err(e),
-        },
+            match status {
+                Some(status) => {
+                    crate::complain!("nhi-linkage: {e:#}");
+                    return Ok(status);
+                }
+                None => return Err(e),
+            }
+        }
     };
     let r = &res.report;
     if let Some(s) = opts.shard {

@@ -255,6 +255,37 @@ pub fn acquire(path: &Path, if_missing: IfMissing) -> Result<Opened> {
     })
 }
 
+/// Removes the ledger at `path` when it holds nothing at all (no row in any table): a ledger
+/// that a refused first run created (`--init-ledger`), so that refusing creates nothing.
+/// Decided under the ledger's lock; `Ok(false)` when anything is in it (or nothing is there).
+pub fn discard_unused(path: &Path) -> Result<bool> {
+    let Some(canon) = canonical(path) else { return Ok(false) };
+    if !present(&canon)? {
+        return Ok(false);
+    }
+    let _lock = lock(&canon)?;
+    {
+        let conn = Connection::open_with_flags(&canon, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for t in tables {
+            let any: bool = conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM \"{t}\")"), [], |r| r.get(0))?;
+            if any {
+                return Ok(false);
+            }
+        }
+    }
+    std::fs::remove_file(&canon).with_context(|| format!("cannot remove {}", canon.display()))?;
+    for suffix in SIDE_FILES {
+        let mut name = canon.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(name));
+    }
+    Ok(true)
+}
+
 /// Files SQLite keeps beside the ledger, and the lock file.
 const SIDE_FILES: [&str; 4] = ["-wal", "-journal", "-shm", ".lock"];
 
