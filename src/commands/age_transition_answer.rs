@@ -5,6 +5,11 @@
 //! person's flags, or all `0` when there are none; a person the ledger does not know gets all `0`
 //! and an empty SourceSubscriberKey. One answer file per inquiry file, in the inquiry's syntax
 //! and encoding, written into `--out` aside and then renamed. The ledger is opened read-only.
+//!
+//! When R3 matches no enrollment but one has the inquired municipality, 宛名番号 and birthdate
+//! under another My Number, the answer states that enrollment's flags (an "unknown, all 0"
+//! answer would let the union publish a victim's registration unflagged), and the command
+//! reports it as critical (exit 5) for staff to check the number with the union.
 
 use super::Exit;
 use super::common::parse_as_of;
@@ -54,6 +59,10 @@ struct Answer {
     non_disclosure: bool,
     auto_response: bool,
     set_time: Option<Timestamp>,
+    /// The flags are those of a 国保 enrollment with the same municipality, 宛名番号 and
+    /// birthdate but another My Number (no enrollment matched by R3): stated all the same, so
+    /// that a mistyped number never hides a victim, and reported for staff to check.
+    other_number: bool,
 }
 
 /// Opens the ledger read-only: answering never changes it.
@@ -93,15 +102,28 @@ fn answer_for(conn: &Connection, q: &AgeTransitionInquiry, insurers: &[InsurerNu
         birthdate: q.birthdate,
     };
     let mut matches: Vec<Enrollment> = Vec::new();
+    let mut other_number: Vec<Enrollment> = Vec::new();
     for (i, k) in ledger::find_person(conn, &person)? {
         if !i.is_kokuho() {
             continue;
         }
         if let Some(e) = ledger::load_enrollment(conn, i, k)? {
-            if e.status != Status::Cancelled && person.matches(&e.person()).is_some() {
+            if e.status == Status::Cancelled {
+                continue;
+            }
+            if person.matches(&e.person()).is_some() {
                 matches.push(e);
+            } else if person.resident_match_only(&e.person()) {
+                other_number.push(e);
             }
         }
+    }
+    // R3 found nobody, but the municipality knows the person by 宛名番号 and birthdate under
+    // another My Number: answering "unknown, all 0" would release the registration unflagged
+    // (the union publishes it); state that enrollment's flags and report the difference
+    let other = matches.is_empty() && !other_number.is_empty();
+    if other {
+        matches = other_number;
     }
     matches.sort_by_key(|e| (e.current_period().map(|p| p.qualification_date), e.insurer, e.key));
     let Some(primary) = matches.last() else {
@@ -112,6 +134,7 @@ fn answer_for(conn: &Connection, q: &AgeTransitionInquiry, insurers: &[InsurerNu
             non_disclosure: false,
             auto_response: false,
             set_time: None,
+            other_number: false,
         });
     };
     let mut a = Answer {
@@ -121,6 +144,7 @@ fn answer_for(conn: &Connection, q: &AgeTransitionInquiry, insurers: &[InsurerNu
         non_disclosure: false,
         auto_response: false,
         set_time: None,
+        other_number: other,
     };
     for e in &matches {
         a.self_info = a.self_info.or(e.self_info_reason());
@@ -182,6 +206,7 @@ pub fn run_answer(mut a: AnswerArgs) -> Result<Exit> {
         limits: Default::default(),
     };
     let mut status = Exit::Ok;
+    let mut critical = false;
     let mut answered_files = 0;
     for path in files {
         let display = path.display().to_string();
@@ -302,6 +327,20 @@ pub fn run_answer(mut a: AnswerArgs) -> Result<Exit> {
             .filter(|(_, x)| x.self_info.is_some() || x.non_disclosure || x.auto_response)
             .count();
         let unknown = answers.iter().filter(|(_, x)| x.source_key.is_none()).count();
+        for (q, x) in answers.iter().filter(|(_, x)| x.other_number) {
+            // no My Number here: the keys name both sides
+            crate::complain!(
+                "nhi-linkage: CRITICAL: {display} RecordSequence {}: the union's {} {} has another My Number than this \
+                 ledger's {} {} (same municipality, 宛名番号 and birthdate); answered with that enrollment's flags. \
+                 Check the My Number with the union",
+                q.seq,
+                q.insurer,
+                q.key,
+                x.source_insurer,
+                x.source_key.map(|k| k.to_string()).unwrap_or_default()
+            );
+            critical = true;
+        }
         crate::say!(
             "answered {records} inquiries of {display}: {flagged} with flags, {unknown} unknown to this ledger → {} ({bytes} bytes)",
             a.out.join(&name).display()
@@ -310,7 +349,8 @@ pub fn run_answer(mut a: AnswerArgs) -> Result<Exit> {
     if answered_files == 0 && status == Exit::Ok {
         crate::say!("no inquiry answered");
     }
-    Ok(status)
+    // a person to check outweighs a rejected inquiry record
+    Ok(if critical { Exit::Critical } else { status })
 }
 
 /// Field values of the answer, in `HANDOFF_FIELDS` order.

@@ -196,6 +196,20 @@ impl PersonKey {
         }
     }
 
+    /// Same municipality, 宛名番号 and birthdate, but both My Numbers present and different: R3
+    /// does not match them, yet a mistyped number must not hide a victim (review, or an answer
+    /// that states the flags and says so).
+    pub fn resident_match_only(&self, other: &PersonKey) -> bool {
+        self.individual_number.is_some()
+            && other.individual_number.is_some()
+            && self.individual_number != other.individual_number
+            && self.municipality.is_some()
+            && self.resident.is_some()
+            && self.municipality == other.municipality
+            && self.resident == other.resident
+            && self.birthdate == other.birthdate
+    }
+
     /// R3 matching: by My Number when both have one, else by municipality + 宛名番号 + birthdate.
     pub fn matches(&self, other: &PersonKey) -> Option<MatchRule> {
         match (self.individual_number, other.individual_number) {
