@@ -281,6 +281,9 @@ struct Resolution {
     candidates: usize,
     carry: Option<Carry>,
     any_flagged: bool,
+    /// Some candidate states 自己情報提供不可 / 不開示該当.
+    flagged_si: bool,
+    flagged_nd: bool,
     handoffs_used: Vec<SubKey>,
     /// Matched 国保 enrollments' protective flags narrowed to one InfoCode: never carried, the
     /// person goes to flag confirmation (R3).
@@ -377,7 +380,9 @@ fn resolve_carry(
     }
     mismatched.sort();
     mismatched.dedup();
-    let any_flagged = cands.values().any(|c| c.self_info.is_some() || c.non_disclosure);
+    let flagged_si = cands.values().any(|c| c.self_info.is_some());
+    let flagged_nd = cands.values().any(|c| c.non_disclosure);
+    let any_flagged = flagged_si || flagged_nd;
     let candidates = cands.len();
     let carry = match cands.len() {
         0 => None,
@@ -391,6 +396,8 @@ fn resolve_carry(
         candidates,
         carry,
         any_flagged,
+        flagged_si,
+        flagged_nd,
         handoffs_used,
         narrowed,
         mismatched,
@@ -793,9 +800,13 @@ impl Applier<'_> {
             let mut src = match r.carry {
                 Some(Carry::Flags(src)) => src,
                 Some(Carry::Ambiguous(cands)) => {
-                    if r.any_flagged {
-                        // the writer withholds it (ambiguous, flagged) and lists it, this night and
-                        // every later one until resolved (R4, R14)
+                    let lacks = (r.flagged_si && e.flag(FlagType::SelfInfoProvisionProhibited).is_none())
+                        || (r.flagged_nd && e.flag(FlagType::NonDisclosure).is_none());
+                    if lacks {
+                        // the writer withholds it (ambiguous, flagged, lacking the protection) and
+                        // lists it, this night and every later one until resolved (R4, R14). One
+                        // that holds what the candidates state is not written again: nothing
+                        // changed for it, and a pending hand-off is resolved every night
                         scratch::touch(conn, k.0, k.1, Some(&e))?;
                     } else {
                         self.review.push(ReviewItem::new(
