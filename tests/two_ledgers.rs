@@ -22,9 +22,10 @@
 //! - **eventually carried**: after the quiet nights, the union's ledger holds every such flag on
 //!   the registration, or the registration is on the last night's worklists.
 //!
-//! Flags the 国保 side sets after a registration has arrived are not required (no rule sends
-//! them once the registration is answered); 03 registrations are not a transition (R5 needs a
-//! flagged enrollment the union can see). `NHI_TWO_LEDGER_CASES` sets the number of histories
+//! Flags the 国保 side sets after a registration has arrived are required only of registrations
+//! that take effect after the last night (the union inquires those again every night until
+//! their date); 03 registrations are not a transition (R5 needs a flagged enrollment the union
+//! can see). `NHI_TWO_LEDGER_CASES` sets the number of histories
 //! (default 24), `NHI_TWO_LEDGER_SEED` their seed (default 0).
 
 mod common;
@@ -517,7 +518,10 @@ fn run_nights(h: &History, s: &Sites) -> Result<(), String> {
         }
         last_listed = list;
     }
-    // eventually carried
+    // eventually carried: what 国保 held when the registration arrived and still holds; for a
+    // registration that takes effect after the last night, whatever 国保 holds at the end (R13's
+    // follow-up inquiries run until the QualificationDate)
+    let last = format!("202612{:02}", h.nights + QUIET);
     let union = protective_flags(&s.p("union/ledger.sqlite"));
     for (p, person) in h.persons.iter().enumerate() {
         let Some(r) = person.registration.as_ref().filter(|r| r.reason != "03") else {
@@ -526,10 +530,12 @@ fn run_nights(h: &History, s: &Sites) -> Result<(), String> {
         let k = Person::kouki_key(p);
         let held = kokuho_now.get(&Person::kokuho_key(p)).cloned().unwrap_or_default();
         let has = union.get(&k).cloned().unwrap_or_default();
-        let missing: Vec<&String> = at_arrival[&p]
-            .intersection(&held)
-            .filter(|t| !has.contains(*t))
-            .collect();
+        let want: BTreeSet<String> = if person.qualification_date(r) > last.as_str() {
+            held.clone()
+        } else {
+            at_arrival[&p].intersection(&held).cloned().collect()
+        };
+        let missing: Vec<&String> = want.iter().filter(|t| !has.contains(*t)).collect();
         if !missing.is_empty() && !last_listed.contains(&k) {
             return Err(format!(
                 "after the quiet nights: p{p}'s registration ({} {}, My Number {:?}) lacks flag type(s) {missing:?} \
@@ -614,6 +620,53 @@ fn regression_answer_for_a_registration_under_another_my_number_states_the_flags
                 kokuho_night: 0,
                 registration: None,
                 flags: vec![],
+            },
+        ],
+        nights: 2,
+        format: Format::Csv,
+        encoding: TextEncoding::Utf8,
+    });
+}
+
+/// R13 follow-up: the union registers a person by 障害認定 (02) to take effect in March; 国保
+/// answers "no flags" the same night; the next night 国保 sets 不開示該当. No extract lists a 02
+/// member, and the inquiry was answered: before follow-up inquiries the flag never reached the
+/// registration. Now every night until the QualificationDate asks again, and the answer carries.
+#[test]
+fn regression_flag_set_after_the_answer_reaches_a_future_registration() {
+    replay(History {
+        persons: vec![
+            Person {
+                birth: 0,
+                kokuho_mn: true,
+                kokuho_night: 0,
+                registration: Some(Registration {
+                    reason: "02",
+                    future: true,
+                    mn: Mn::Same,
+                    night: 0,
+                }),
+                flags: vec![FlagEvent {
+                    night: 1,
+                    ty: 2,
+                    set: true,
+                }],
+            },
+            Person {
+                birth: 1,
+                kokuho_mn: false,
+                kokuho_night: 0,
+                registration: Some(Registration {
+                    reason: "01",
+                    future: false,
+                    mn: Mn::Absent,
+                    night: 1,
+                }),
+                flags: vec![FlagEvent {
+                    night: 0,
+                    ty: 3,
+                    set: true,
+                }],
             },
         ],
         nights: 2,

@@ -891,13 +891,15 @@ impl Applier<'_> {
                     "自動応答不可 at the previous insurer is not carried: confirm with the person".into(),
                 ));
             }
-            late.push(CarryDone {
-                source: src,
-                to: k,
-                qualification_date: transition_date,
-                flags: carried.clone(),
-            });
             if !carried.is_empty() {
+                // a hand-off that adds nothing (e.g. R13's nightly follow-up answer repeating
+                // flags carried already) is matched without a carry entry
+                late.push(CarryDone {
+                    source: src,
+                    to: k,
+                    qualification_date: transition_date,
+                    flags: carried.clone(),
+                });
                 // the pre-run state is `e` unless this run touched it already
                 scratch::touch(conn, k.0, k.1, Some(&e))?;
                 after.published = stored_published(&after);

@@ -20,7 +20,10 @@
 //!   or late file heals the next night); while open, a registration with a future
 //!   QualificationDate that lacks a protective flag is withheld ([`super::hold`]: not published,
 //!   critical, kept unsent and sent by the first run after the answer, R14) and a past-dated one
-//!   is published and listed as awaiting an answer.
+//!   is published and listed as awaiting an answer;
+//! - an answered registration that takes effect later (and lacks a protection, and has no 国保
+//!   enrollment in this ledger) is inquired again every night until its QualificationDate: a flag
+//!   国保 sets after the answer reaches it by the next answer (a follow-up; not withheld).
 
 use super::batch::{BatchOutcome, SubKey};
 use crate::domain::person::{Enrollment, PersonKey, Status};
@@ -71,6 +74,8 @@ pub struct Inquiries {
     pub withheld: u64,
     /// Answers (with no SourceSubscriberKey) that matched no open inquiry (e.g. a second answer).
     pub unused_answers: u64,
+    /// Answered, future-dated registrations inquired again (see [`reconcile`], step 4).
+    pub followups: u64,
 }
 
 /// One encoded inquiry file.
@@ -213,6 +218,38 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
             if future { "critical" } else { "" }.to_owned(),
             note,
         ]);
+    }
+    // 4. follow-ups: an answered registration that takes effect later, whose person has no 国保
+    //    enrollment in this ledger and that lacks a protection, is inquired again every night
+    //    until its QualificationDate, so that a flag 国保 sets after the answer still reaches it
+    //    (no extract lists a 障害認定 member, and a late carry needs the ledger's enrollment).
+    //    Not withheld, not on a worklist: the answer is there already.
+    for inq in ledger::answered_inquiries(conn)? {
+        let Some(k) = key_of(&inq.insurer, &inq.subscriber_key) else {
+            continue;
+        };
+        let Some(e) = ledger::load_enrollment(conn, k.0, k.1)?.filter(|e| e.status != Status::Cancelled) else {
+            continue;
+        };
+        let Some(p) = e.current_period() else { continue };
+        let future = p.reason_of_qualification.is_transition() && p.qualification_date > as_of;
+        if !future || e.has_protective_flag_pair() || !kokuho_matches(conn, &e.person())?.is_empty() {
+            continue;
+        }
+        if let Some(r) = inquiry_of(&e, 0) {
+            out.records.entry(r.municipality).or_default().push(r);
+            ledger::mark_inquired(conn, &inq, run_id)?;
+            out.followups += 1;
+        }
+    }
+    if out.followups > 0 {
+        tracing::info!(
+            followups = out.followups,
+            "answered, future-dated registrations inquired again (R13)"
+        );
+    }
+    for recs in out.records.values_mut() {
+        recs.sort_by_key(|r| (r.insurer, r.key));
     }
     out.unused_answers = answers_used.iter().filter(|u| !**u).count() as u64;
     Ok(out)

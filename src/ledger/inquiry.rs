@@ -47,6 +47,23 @@ pub fn open_inquiries(conn: &Connection) -> Result<Vec<OpenInquiry>> {
     Ok(rows)
 }
 
+/// Every answered inquiry, in (insurer, key) order (the same row shape as an open one).
+pub fn answered_inquiries(conn: &Connection) -> Result<Vec<OpenInquiry>> {
+    let mut st = conn.prepare(
+        "SELECT insurer, subscriber_key FROM inquiry WHERE status = 'answered'
+         ORDER BY insurer, subscriber_key",
+    )?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(OpenInquiry {
+                insurer: r.get(0)?,
+                subscriber_key: r.get(1)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
 /// The registrations with an open inquiry (keys the ledger cannot parse left out).
 pub fn open_inquiry_keys(conn: &Connection) -> Result<Vec<(InsurerNumber, SubscriberKey)>> {
     Ok(open_inquiries(conn)?

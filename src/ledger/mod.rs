@@ -27,7 +27,7 @@ pub use store::{
 };
 
 pub use inquiry::{
-    FlaglessHandoff, OpenInquiry, delete_inquiry, inquiry_exists, inquiry_is_open, mark_inquired,
+    FlaglessHandoff, OpenInquiry, answered_inquiries, delete_inquiry, inquiry_exists, inquiry_is_open, mark_inquired,
     mark_inquiry_answered, match_flagless_handoff, open_inquiries, open_inquiry, open_inquiry_keys,
     unmatched_flagless_handoffs,
 };
