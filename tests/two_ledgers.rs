@@ -67,6 +67,8 @@ struct Registration {
     future: bool,
     mn: Mn,
     night: usize,
+    /// the union cancels it (取消) on this night, if later than `night`
+    cancel: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -82,6 +84,8 @@ struct Person {
     /// the 国保 enrollment carries a My Number
     kokuho_mn: bool,
     kokuho_night: usize,
+    /// 国保 records the 資格喪失 (20261130) on this night
+    kokuho_loss: Option<usize>,
     registration: Option<Registration>,
     flags: Vec<FlagEvent>,
 }
@@ -122,12 +126,14 @@ fn person(nights: usize) -> impl Strategy<Value = Person> {
         any::<bool>(),
         prop_oneof![8 => Just(Mn::Same), 1 => Just(Mn::Absent), 1 => Just(Mn::Other)],
         0..nights,
+        prop::option::weighted(0.15, 0..nights),
     )
-        .prop_map(|(reason, future, mn, night)| Registration {
+        .prop_map(|(reason, future, mn, night, cancel)| Registration {
             reason,
             future,
             mn,
             night,
+            cancel: cancel.filter(|c| *c > night),
         });
     let flag = (0..nights, 1u8..=3, prop_oneof![3 => Just(true), 1 => Just(false)])
         .prop_map(|(night, ty, set)| FlagEvent { night, ty, set });
@@ -135,16 +141,20 @@ fn person(nights: usize) -> impl Strategy<Value = Person> {
         0..BIRTH.len(),
         prop_oneof![4 => Just(true), 1 => Just(false)],
         prop_oneof![3 => Just(0usize), 1 => 0..nights],
+        prop::option::weighted(0.3, 0..nights),
         prop::option::weighted(0.85, registration),
         prop::collection::vec(flag, 0..4),
     )
-        .prop_map(|(birth, kokuho_mn, kokuho_night, registration, flags)| Person {
-            birth,
-            kokuho_mn,
-            kokuho_night,
-            registration,
-            flags,
-        })
+        .prop_map(
+            |(birth, kokuho_mn, kokuho_night, kokuho_loss, registration, flags)| Person {
+                birth,
+                kokuho_mn,
+                kokuho_night,
+                kokuho_loss,
+                registration,
+                flags,
+            },
+        )
 }
 
 fn history() -> impl Strategy<Value = History> {
@@ -194,6 +204,12 @@ fn write_night(h: &History, n: usize, kokuho_inbox: &Path, union_inbox: &Path) {
                 &name(p),
             ));
         }
+        if person.kokuho_loss == Some(n) {
+            let mut r = common::keys_change("3", "20261130", KOKUHO, &Person::kokuho_key(p));
+            r.insert("DisqualificationDate", "20261130".into());
+            r.insert("ReasonOfLoss", "99".into());
+            acq.push(r);
+        }
         for (i, e) in person.flags.iter().enumerate().filter(|(_, e)| e.night == n) {
             // EffectiveTimes grow with the night and the event: no stale event (R1a) by design
             let time = format!("202611{:02}09{:02}{:02}", 10 + n, p, i);
@@ -225,6 +241,9 @@ fn write_night(h: &History, n: usize, kokuho_inbox: &Path, union_inbox: &Path) {
                 r.reason,
                 &name(p),
             ));
+        }
+        if person.registration.as_ref().is_some_and(|r| r.cancel == Some(n)) {
+            regs.push(common::keys_change("9", "20261130", KOUKI, &Person::kouki_key(p)));
         }
     }
     if !acq.is_empty() {
@@ -495,7 +514,7 @@ fn run_nights(h: &History, s: &Sites) -> Result<(), String> {
             let Some(r) = person
                 .registration
                 .as_ref()
-                .filter(|r| r.night <= n && r.reason != "03")
+                .filter(|r| r.night <= n && r.reason != "03" && r.cancel.is_none_or(|c| c > n))
             else {
                 continue;
             };
@@ -524,7 +543,11 @@ fn run_nights(h: &History, s: &Sites) -> Result<(), String> {
     let last = format!("202612{:02}", h.nights + QUIET);
     let union = protective_flags(&s.p("union/ledger.sqlite"));
     for (p, person) in h.persons.iter().enumerate() {
-        let Some(r) = person.registration.as_ref().filter(|r| r.reason != "03") else {
+        let Some(r) = person
+            .registration
+            .as_ref()
+            .filter(|r| r.reason != "03" && r.cancel.is_none())
+        else {
             continue;
         };
         let k = Person::kouki_key(p);
@@ -602,11 +625,13 @@ fn regression_answer_for_a_registration_under_another_my_number_states_the_flags
                 birth: 0,
                 kokuho_mn: true,
                 kokuho_night: 0,
+                kokuho_loss: None,
                 registration: Some(Registration {
                     reason: "01",
                     future: false,
                     mn: Mn::Other,
                     night: 1,
+                    cancel: None,
                 }),
                 flags: vec![FlagEvent {
                     night: 0,
@@ -618,6 +643,7 @@ fn regression_answer_for_a_registration_under_another_my_number_states_the_flags
                 birth: 0,
                 kokuho_mn: true,
                 kokuho_night: 0,
+                kokuho_loss: None,
                 registration: None,
                 flags: vec![],
             },
@@ -640,11 +666,13 @@ fn regression_flag_set_after_the_answer_reaches_a_future_registration() {
                 birth: 0,
                 kokuho_mn: true,
                 kokuho_night: 0,
+                kokuho_loss: None,
                 registration: Some(Registration {
                     reason: "02",
                     future: true,
                     mn: Mn::Same,
                     night: 0,
+                    cancel: None,
                 }),
                 flags: vec![FlagEvent {
                     night: 1,
@@ -656,11 +684,13 @@ fn regression_flag_set_after_the_answer_reaches_a_future_registration() {
                 birth: 1,
                 kokuho_mn: false,
                 kokuho_night: 0,
+                kokuho_loss: None,
                 registration: Some(Registration {
                     reason: "01",
                     future: false,
                     mn: Mn::Absent,
                     night: 1,
+                    cancel: None,
                 }),
                 flags: vec![FlagEvent {
                     night: 0,
