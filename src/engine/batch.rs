@@ -263,19 +263,6 @@ fn matching_enrollments(
         .collect())
 }
 
-/// Same municipality, 宛名番号 and birthdate, but both My Numbers present and different: R3 does
-/// not match them, yet a mistyped number must not hide a victim.
-fn resident_match_only(a: &PersonKey, b: &PersonKey) -> bool {
-    a.individual_number.is_some()
-        && b.individual_number.is_some()
-        && a.individual_number != b.individual_number
-        && a.municipality.is_some()
-        && a.resident.is_some()
-        && a.municipality == b.municipality
-        && a.resident == b.resident
-        && a.birthdate == b.birthdate
-}
-
 struct Resolution {
     /// 国保 enrollments and hand-offs matching the person (0: R13 inquiry).
     candidates: usize,
@@ -307,7 +294,7 @@ fn resolve_carry(
     let mut mismatched = Vec::new();
     for (e, rule) in person_candidates(conn, lookup, person, |i| i.is_kokuho())? {
         let Some(rule) = rule else {
-            if e.has_protective_flag() && resident_match_only(person, &e.person()) {
+            if e.has_protective_flag() && person.resident_match_only(&e.person()) {
                 mismatched.push((e.insurer, e.key));
             }
             continue;
@@ -343,14 +330,14 @@ fn resolve_carry(
     .map(|h| ((h.source_insurer, h.source_key), h))
     .collect();
     for (k, h) in run_handoffs {
-        if person.matches(&h.person).is_some() || resident_match_only(person, &h.person) {
+        if person.matches(&h.person).is_some() || person.resident_match_only(&h.person) {
             hs.insert(*k, h.clone());
         }
     }
     let mut handoffs_used = Vec::new();
     for (k, h) in hs {
         let Some(rule) = person.matches(&h.person) else {
-            if (h.self_info.is_some() || h.non_disclosure) && resident_match_only(person, &h.person) {
+            if (h.self_info.is_some() || h.non_disclosure) && person.resident_match_only(&h.person) {
                 mismatched.push(k);
             }
             continue;
