@@ -6,7 +6,7 @@ use crate::age_transition::extract::{Upcoming, extract, per_month};
 use crate::domain::{Date, FileKind, FlagType, IndividualNumber, InsurerNumber, Timestamp, self_info_column};
 use crate::formats::writer::{RecordWriter, UnmappablePolicy, WriteError};
 use crate::formats::{FileHeader, Format, TextEncoding, hex};
-use crate::report::{OutputEntry, Report, Worklist, write_private};
+use crate::report::{OutputEntry, Report, ReportStatus, SummaryKey, Worklist, write_private};
 use crate::shard::{Shard, ledger_shard};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -238,19 +238,19 @@ fn run_extract(mut a: ExtractArgs) -> Result<Exit> {
             rows: blocked,
         },
     );
-    report.summary.insert("upcoming".into(), x.upcoming.len() as u64);
-    report.summary.insert("missed".into(), x.missed.len() as u64);
+    report.summary.set(SummaryKey::Upcoming, x.upcoming.len() as u64);
+    report.summary.set(SummaryKey::Missed, x.missed.len() as u64);
     report
         .summary
-        .insert("already_kouki_by_disability".into(), x.already_kouki.len() as u64);
+        .set(SummaryKey::AlreadyKoukiByDisability, x.already_kouki.len() as u64);
     for (month, n) in per_month(&x.upcoming) {
-        report.summary.insert(format!("upcoming_{month}"), n as u64);
+        report.summary.set(SummaryKey::UpcomingIn(month.to_string()), n as u64);
     }
     let critical = !x.missed.is_empty() || report.worklists.get("handoff_blocked").is_some_and(|n| *n > 0);
     report.status = if critical {
-        "completed_with_critical_findings".into()
+        ReportStatus::CompletedWithCriticalFindings
     } else {
-        "completed".into()
+        ReportStatus::Completed
     };
     // the folder names the content too: another extract on the same date with a different
     // result (a changed ledger, other options) writes its own folder, never over this one; the

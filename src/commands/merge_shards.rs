@@ -63,7 +63,7 @@ pub fn run(a: Args) -> Result<Exit> {
             None => crate::say!("outputs: none"),
         }
         crate::say!("report:  {}", m.report_dir.join("report.html").display());
-        if r.status == "completed_with_critical_findings" {
+        if r.status == crate::report::ReportStatus::CompletedWithCriticalFindings {
             exit = Exit::Critical;
         } else if !r.rejects.is_empty() && exit != Exit::Critical {
             exit = Exit::Rejected;

@@ -8,6 +8,7 @@ use crate::formats::writer::UnmappablePolicy;
 use crate::formats::{Format, TextEncoding};
 use crate::migrate::mapping::Mapping;
 use crate::migrate::{MigrateOptions, MigrateStatus, migrate};
+use crate::report::SummaryKey;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 
@@ -164,16 +165,16 @@ pub fn run(a: Args) -> Result<Exit> {
         }
     };
     let r = &res.report;
-    let n = |k: &str| r.summary.get(k).copied().unwrap_or(0);
+    let n = |k: SummaryKey| r.summary.count(&k);
     crate::say!(
         "migration {}{}: {} new, {} changed, {} unchanged, {} absent, {} rejected; {} flag loss(es)",
         r.run_id,
         if r.dry_run { " (dry run)" } else { "" },
-        n("migration_new"),
-        n("migration_changed"),
-        n("migration_unchanged"),
-        n("migration_absent"),
-        n("migration_rejected"),
+        n(SummaryKey::MigrationNew),
+        n(SummaryKey::MigrationChanged),
+        n(SummaryKey::MigrationUnchanged),
+        n(SummaryKey::MigrationAbsent),
+        n(SummaryKey::MigrationRejected),
         res.flag_losses
     );
     crate::say!(

@@ -11,6 +11,7 @@ pub mod migrate;
 pub mod run;
 pub mod validate;
 
+use crate::report::SummaryKey;
 use clap::{Parser, Subcommand};
 
 /// `--version`: the release, the git commit it was built from and the build date (the commit's
@@ -196,15 +197,15 @@ mod exit_tests {
 /// Prints a run's outcome on stdout: `{what}: <file and subscriber counts>`, then one line per
 /// non-empty worklist (shared by `run` and `merge-shards`, which operators read alike).
 fn print_outcome(what: &str, r: &crate::report::Report) {
-    let n = |k: &str| r.summary.get(k).copied().unwrap_or(0);
+    let n = |k: SummaryKey| r.summary.count(&k);
     crate::say!(
         "{what}: {} file(s) applied, {} skipped, {} rejected; {} subscriber(s) written, {} carr{}, {} reject(s)",
-        n("files_applied"),
-        n("files_skipped"),
-        n("files_rejected"),
-        n("subscribers_written"),
-        n("carries"),
-        if n("carries") == 1 { "y" } else { "ies" },
+        n(SummaryKey::FilesApplied),
+        n(SummaryKey::FilesSkipped),
+        n(SummaryKey::FilesRejected),
+        n(SummaryKey::SubscribersWritten),
+        n(SummaryKey::Carries),
+        if n(SummaryKey::Carries) == 1 { "y" } else { "ies" },
         r.rejects.len()
     );
     for (name, count) in r.worklists.iter().filter(|(_, c)| **c > 0) {

@@ -34,7 +34,7 @@ use crate::domain::{
 use crate::formats::writer::{RecordWriter, UnmappablePolicy, WriteError};
 use crate::formats::{FileHeader, Format, TextEncoding, hex};
 use crate::ledger;
-use crate::report::{Report, Worklist, write_private};
+use crate::report::{Report, SummaryKey, Worklist, write_private};
 use anyhow::Result;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
@@ -360,9 +360,9 @@ impl Inquiries {
             },
         );
         let s = &mut report.summary;
-        s.insert("inquiries".into(), files.iter().map(|f| f.records).sum());
-        s.insert("inquiries_withheld".into(), self.withheld);
-        s.insert("inquiry_answers_unused".into(), self.unused_answers);
+        s.set(SummaryKey::Inquiries, files.iter().map(|f| f.records).sum());
+        s.set(SummaryKey::InquiriesWithheld, self.withheld);
+        s.set(SummaryKey::InquiryAnswersUnused, self.unused_answers);
         report.extra.insert(
             "inquiries".into(),
             serde_json::json!(

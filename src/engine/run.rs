@@ -34,8 +34,8 @@ use crate::formats::{FileHeader, Format, Limits, ReadOptions, RecordOutcome, Tex
 use crate::ledger::{self, scratch};
 use crate::publish::{sync_dir, write_linkage_file};
 use crate::report::{
-    CarryEntry, FlagChangeEntry, InputEntry, InputStatus, OutputEntry, PendingEntry, RejectEntry, Report, Spooled,
-    Worklist, write_private,
+    CarryEntry, FlagChangeEntry, InputEntry, InputStatus, OutputEntry, PendingEntry, RejectEntry, Report, ReportStatus, Spooled,
+    SummaryKey, Worklist, write_private,
 };
 use crate::shard::{Gate, Shard}; // scale-out hook (see shard.rs)
 use anyhow::{Context, Result, bail};
@@ -968,7 +968,7 @@ pub fn execute(
 
     let critical = outcome.review.iter().any(|r| r.critical)
         || outcome.insurer_review.iter().any(|r| r.2)
-        || report.summary.get("withheld").is_some_and(|n| *n > 0);
+        || report.summary.count(&SummaryKey::Withheld) > 0;
     let status = if critical {
         RunStatus::CompletedWithCriticalFindings
     } else if report.rejects.is_empty() {
@@ -977,11 +977,10 @@ pub fn execute(
         RunStatus::CompletedWithRejects
     };
     report.status = match status {
-        RunStatus::Completed => "completed",
-        RunStatus::CompletedWithRejects => "completed_with_rejects",
-        _ => "completed_with_critical_findings",
-    }
-    .into();
+        RunStatus::Completed => ReportStatus::Completed,
+        RunStatus::CompletedWithRejects => ReportStatus::CompletedWithRejects,
+        _ => ReportStatus::CompletedWithCriticalFindings,
+    };
 
     if let Err(e) = interrupt::check("after writing outputs") {
         drop(tx);
@@ -1085,7 +1084,7 @@ fn checkpoint(conn: &Connection) {
 
 fn abort(opts: &RunOptions, mut report: Report, reason: &str) -> Result<RunResult> {
     tracing::error!("{reason}");
-    report.status = "aborted".into();
+    report.status = ReportStatus::Aborted;
     report.abort_reason = Some(reason.to_owned());
     report.outputs.clear();
     report.rejects.push(RejectEntry {
@@ -1125,7 +1124,7 @@ struct Derived {
     flag_changes: Vec<FlagChangeEntry>,
     /// R9 certificate issuance rows
     cert: Vec<Vec<String>>,
-    /// 後期 transition registrations by month of acquisition
+    /// 後期 transition registrations by month of acquisition (`YYYYMM`)
     kouki_months: BTreeMap<String, u64>,
     /// Groups withheld (R4, v1.1), in writing order.
     held: Vec<(SubKey, super::hold::Hold)>,
@@ -1179,7 +1178,7 @@ fn group_for(
         if let Some(p) = e.current_period().filter(|p| p.reason_of_qualification.is_transition()) {
             *derived
                 .kouki_months
-                .entry(format!("kouki_transitions_{}", &p.qualification_date.to_string()[..6]))
+                .entry(p.qualification_date.to_string()[..6].to_owned())
                 .or_insert(0) += 1;
         }
     }
@@ -1744,30 +1743,30 @@ fn fill_report(conn: &Connection, r: &mut Report, o: &BatchOutcome, derived: Der
     );
 
     // union side: 後期 transition registrations of this run by month of acquisition
-    for (k, n) in kouki_months {
-        *r.summary.entry(k).or_insert(0) += n;
+    for (month, n) in kouki_months {
+        r.summary.add(SummaryKey::KoukiTransitions(month), n);
     }
     let s = &mut r.summary;
-    s.insert(
-        "files_applied".into(),
+    s.set(
+        SummaryKey::FilesApplied,
         r.inputs.iter().filter(|i| i.status == InputStatus::Applied).count() as u64,
     );
-    s.insert(
-        "files_skipped".into(),
+    s.set(
+        SummaryKey::FilesSkipped,
         r.inputs.iter().filter(|i| i.status == InputStatus::Skipped).count() as u64,
     );
-    s.insert(
-        "files_rejected".into(),
+    s.set(
+        SummaryKey::FilesRejected,
         r.inputs.iter().filter(|i| i.status == InputStatus::Rejected).count() as u64,
     );
-    s.insert("records_rejected".into(), r.rejects.len() as u64);
-    s.insert("events_applied".into(), o.events_applied);
-    s.insert("subscribers_written".into(), o.touched);
-    s.insert("carries".into(), o.carries.len() as u64);
-    s.insert("withheld".into(), derived_held.len() as u64);
-    s.insert("unpublished".into(), ledger::unsent_count(conn)?);
-    s.insert("pending_flags_applied".into(), o.pending_applied as u64);
-    s.insert("handoffs_received".into(), o.handoffs_received);
-    s.insert("handoffs_matched".into(), o.handoffs_matched);
+    s.set(SummaryKey::RecordsRejected, r.rejects.len() as u64);
+    s.set(SummaryKey::EventsApplied, o.events_applied);
+    s.set(SummaryKey::SubscribersWritten, o.touched);
+    s.set(SummaryKey::Carries, o.carries.len() as u64);
+    s.set(SummaryKey::Withheld, derived_held.len() as u64);
+    s.set(SummaryKey::Unpublished, ledger::unsent_count(conn)?);
+    s.set(SummaryKey::PendingFlagsApplied, o.pending_applied as u64);
+    s.set(SummaryKey::HandoffsReceived, o.handoffs_received);
+    s.set(SummaryKey::HandoffsMatched, o.handoffs_matched);
     Ok(())
 }

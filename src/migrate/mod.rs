@@ -37,7 +37,7 @@ use crate::engine::spool::Spool;
 use crate::error::{Diagnostic, ErrorCode};
 use crate::formats::hex;
 use crate::ledger::{self, JournalEvent};
-use crate::report::{Chart, InputEntry, InputStatus, RejectEntry, Report, Worklist};
+use crate::report::{Chart, InputEntry, InputStatus, RejectEntry, Report, ReportStatus, SummaryKey, Worklist};
 use anyhow::{Context, Result};
 use mapping::Mapping;
 use rusqlite::Connection;
@@ -161,6 +161,15 @@ fn loss_list(losses: &[Loss], sha: Option<&str>) -> Worklist {
 }
 
 const KINDS: [&str; 6] = ["new", "changed", "unchanged", "absent", "rejected", "unapplied"];
+/// The summary counter of each of [`KINDS`].
+const KIND_COUNTERS: [SummaryKey; 6] = [
+    SummaryKey::MigrationNew,
+    SummaryKey::MigrationChanged,
+    SummaryKey::MigrationUnchanged,
+    SummaryKey::MigrationAbsent,
+    SummaryKey::MigrationRejected,
+    SummaryKey::MigrationUnapplied,
+];
 
 /// Streams source records against the ledger.
 struct Differ<'a> {
@@ -830,13 +839,13 @@ fn migrate_with(
             .map(|(_, n)| *n)
             .sum::<u64>()
     };
-    for k in KINDS {
-        report.summary.insert(format!("migration_{k}"), total(k));
+    for (k, key) in KINDS.into_iter().zip(KIND_COUNTERS) {
+        report.summary.set(key, total(k));
     }
-    report.summary.insert("flag_losses".into(), losses);
-    report.summary.insert("flags_to_set".into(), d.flag_sets);
+    report.summary.set(SummaryKey::FlagLosses, losses);
+    report.summary.set(SummaryKey::FlagsToSet, d.flag_sets);
     if accepted && losses > 0 {
-        report.summary.insert("flag_losses_accepted".into(), losses);
+        report.summary.set(SummaryKey::FlagLossesAccepted, losses);
     }
     report.add_worklist("flag_losses", loss_list(&d.losses, Some(&loss_sha)));
     let insurers: Vec<InsurerNumber> = {
@@ -941,9 +950,9 @@ fn migrate_with(
             "read_seconds": elapsed.as_secs_f64(),
         }),
     );
-    let early = |mut report: Report, status: MigrateStatus, suffix: &str| -> Result<MigrateResult> {
-        report.status = suffix.to_owned();
-        let dir = opts.reports.join(format!("{run_id}-{suffix}"));
+    let early = |mut report: Report, status: MigrateStatus, report_status: ReportStatus| -> Result<MigrateResult> {
+        report.status = report_status;
+        let dir = opts.reports.join(format!("{run_id}-{}", report_status.as_str()));
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
@@ -959,10 +968,10 @@ fn migrate_with(
         })
     };
     if source_rejected {
-        return early(report, MigrateStatus::SourceRejected, "rejected");
+        return early(report, MigrateStatus::SourceRejected, ReportStatus::Rejected);
     }
     if refuse {
-        return early(report, MigrateStatus::Refused, "refused");
+        return early(report, MigrateStatus::Refused, ReportStatus::Refused);
     }
 
     let name = sources

@@ -31,7 +31,7 @@
 //! [`super`]).
 
 use super::labels;
-use super::{InputStatus, PendingEntry, RejectEntry, Report, ReportKind};
+use super::{InputStatus, PendingEntry, RejectEntry, Report, ReportKind, ReportStatus, SummaryKey};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -367,7 +367,7 @@ fn titles(r: &Report, migration: Option<&serde_json::Value>) -> (String, String)
         ReportKind::Run if r.dry_run => ("夜間処理レポート（ドライラン）", "Run report (dry run)"),
         ReportKind::Run => ("夜間処理レポート", "Run report"),
         ReportKind::Extract => ("75歳到達抽出レポート", "Age-75 transition extract report"),
-        ReportKind::Migrate if r.status == "rejected" => {
+        ReportKind::Migrate if r.status == ReportStatus::Rejected => {
             ("移行レポート（ソース不備）", "Migration report (source rejected)")
         }
         ReportKind::Migrate if r.dry_run && get("would_be_refused") => (
@@ -375,7 +375,7 @@ fn titles(r: &Report, migration: Option<&serde_json::Value>) -> (String, String)
             "Migration report (dry run; a real run would be refused)",
         ),
         ReportKind::Migrate if r.dry_run => ("移行レポート（ドライラン）", "Migration report (dry run)"),
-        ReportKind::Migrate if r.status == "refused" || get("refused") => {
+        ReportKind::Migrate if r.status == ReportStatus::Refused || get("refused") => {
             ("移行レポート（拒否）", "Migration report (refused)")
         }
         ReportKind::Migrate => ("移行レポート", "Migration report"),
@@ -389,7 +389,7 @@ fn page(input: &Input<'_>) -> Page {
         .then(|| r.extra.get("migration"))
         .flatten();
     let (title, title_en) = titles(r, migration);
-    let count = |k: &str| r.summary.get(k).copied().unwrap_or(0);
+    let count = |k: SummaryKey| r.summary.count(&k);
     let wl_count = |name: &str| -> u64 {
         r.worklists
             .get(name)
@@ -418,7 +418,7 @@ fn page(input: &Input<'_>) -> Page {
     if let Some(m) = migration {
         critical.extend(migration_item(r, m, input.invocation));
     }
-    let withheld = count("withheld");
+    let withheld = count(SummaryKey::Withheld);
     if withheld > 0 {
         critical.push(Item {
             title: format!("送信を保留した登録 {withheld}件"),
@@ -534,7 +534,7 @@ fn page(input: &Input<'_>) -> Page {
     let mut facts = vec![
         Fact {
             label: "状態 Status".into(),
-            value: format!("{} — {}", labels::status_ja(&r.status), labels::status_en(&r.status)),
+            value: format!("{} — {}", labels::status_ja(r.status), labels::status_en(r.status)),
         },
         Fact {
             label: "基準日 As-of date".into(),
@@ -562,16 +562,16 @@ fn page(input: &Input<'_>) -> Page {
         .summary
         .iter()
         .map(|(k, v)| Count {
-            label: labels::summary_ja(k),
-            en: k.replace('_', " "),
-            value: *v,
+            label: labels::summary_ja(&k.name()),
+            en: k.name().replace('_', " "),
+            value: v,
         })
         .collect();
     let charts = r.charts.iter().map(chart).collect();
     let tables = tables(input);
-    let status_class = match r.status.as_str() {
-        "completed" if rejects_total == 0 && critical.is_empty() => "ok",
-        "completed" | "completed_with_rejects" if critical.is_empty() => "warn",
+    let status_class = match r.status {
+        ReportStatus::Completed if rejects_total == 0 && critical.is_empty() => "ok",
+        ReportStatus::Completed | ReportStatus::CompletedWithRejects if critical.is_empty() => "warn",
         _ => "crit",
     };
     Page {
@@ -579,8 +579,8 @@ fn page(input: &Input<'_>) -> Page {
         title_en,
         run_id: r.run_id.clone(),
         as_of: r.as_of.clone(),
-        status_ja: labels::status_ja(&r.status).to_owned(),
-        status_en: labels::status_en(&r.status).to_owned(),
+        status_ja: labels::status_ja(r.status).to_owned(),
+        status_en: labels::status_en(r.status).to_owned(),
         status_class,
         dry_run: r.dry_run,
         critical,
@@ -627,7 +627,7 @@ fn migration_item(r: &Report, m: &serde_json::Value, invocation: &[String]) -> O
         link("flag_losses.csv"),
         xlsx_link(&labels::worklist_ja("flag_losses", "")),
     ];
-    if r.status == "rejected" {
+    if r.status == ReportStatus::Rejected {
         return Some(Item {
             title: "移行元ファイルに不備があり、何も変更していません".into(),
             text: "不備一覧を確認し、移行元ファイルを直してから再実行してください。".into(),
@@ -636,7 +636,7 @@ fn migration_item(r: &Report, m: &serde_json::Value, invocation: &[String]) -> O
             links: vec![link("rejects.csv")],
         });
     }
-    let refused = b("refused") || r.status == "refused";
+    let refused = b("refused") || r.status == ReportStatus::Refused;
     let would = b("would_be_refused");
     if !(refused || would) {
         return None;

@@ -6,7 +6,7 @@
 //! Anything not listed here (a worklist or column added later) still appears, under its
 //! English name, as text: the workbook is built from whatever the report holds.
 
-use super::InputStatus;
+use super::{InputStatus, ReportStatus};
 
 /// How a column's cells are written in the workbook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,28 +171,26 @@ pub fn summary_ja(key: &str) -> String {
 }
 
 /// A run status in Japanese (report.json keeps the English value).
-pub fn status_ja(status: &str) -> &str {
+pub fn status_ja(status: ReportStatus) -> &'static str {
     match status {
-        "completed" => "完了",
-        "completed_with_rejects" => "完了（不備あり）",
-        "completed_with_critical_findings" => "完了（至急の確認あり）",
-        "aborted" => "中止（何も反映していません）",
-        "refused" => "拒否（何も変更していません）",
-        "rejected" => "ソース不備（何も変更していません）",
-        other => other,
+        ReportStatus::Completed => "完了",
+        ReportStatus::CompletedWithRejects => "完了（不備あり）",
+        ReportStatus::CompletedWithCriticalFindings => "完了（至急の確認あり）",
+        ReportStatus::Aborted => "中止（何も反映していません）",
+        ReportStatus::Refused => "拒否（何も変更していません）",
+        ReportStatus::Rejected => "ソース不備（何も変更していません）",
     }
 }
 
 /// A run status in English (secondary text beside [`status_ja`]).
-pub fn status_en(status: &str) -> &str {
+pub fn status_en(status: ReportStatus) -> &'static str {
     match status {
-        "completed" => "completed",
-        "completed_with_rejects" => "completed with rejects",
-        "completed_with_critical_findings" => "completed with critical findings",
-        "aborted" => "aborted: nothing committed or published",
-        "refused" => "refused: nothing changed",
-        "rejected" => "source rejected: nothing changed",
-        other => other,
+        ReportStatus::Completed => "completed",
+        ReportStatus::CompletedWithRejects => "completed with rejects",
+        ReportStatus::CompletedWithCriticalFindings => "completed with critical findings",
+        ReportStatus::Aborted => "aborted: nothing committed or published",
+        ReportStatus::Refused => "refused: nothing changed",
+        ReportStatus::Rejected => "source rejected: nothing changed",
     }
 }
 

@@ -10,11 +10,13 @@ pub mod csv;
 pub mod html;
 pub mod labels;
 pub mod spooled;
+pub mod summary;
 mod xlsx;
 
 pub use csv::ReportEncoding;
 pub use html::ListHead;
 pub use spooled::Spooled;
+pub use summary::{Summary, SummaryKey};
 
 use crate::error::Diagnostic;
 use anyhow::{Context, Result};
@@ -45,7 +47,7 @@ impl InputStatus {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputEntry {
     pub name: String,
     pub kind: String,
@@ -54,11 +56,11 @@ pub struct InputEntry {
     pub status: InputStatus,
     pub records: u64,
     pub rejected: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RejectEntry {
     pub file: String,
     pub record_sequence: Option<u64>,
@@ -88,7 +90,7 @@ impl RejectEntry {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CarryEntry {
     pub from_insurer: String,
     pub from_subscriber_key: String,
@@ -112,7 +114,7 @@ pub struct PendingEntry {
     pub record_sequence: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlagChangeEntry {
     pub insurer: String,
     pub subscriber_key: String,
@@ -122,7 +124,7 @@ pub struct FlagChangeEntry {
     pub change: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputEntry {
     pub name: String,
     pub kind: String,
@@ -159,7 +161,48 @@ pub enum ReportKind {
     Migrate,
 }
 
-#[derive(Debug, Serialize)]
+/// How a command ended (report.json `status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportStatus {
+    Completed,
+    CompletedWithRejects,
+    /// Completed, but a person must act now (a withheld registration, a critical review case, a
+    /// missed hand-off).
+    CompletedWithCriticalFindings,
+    /// Nothing committed or published.
+    Aborted,
+    /// `migrate`: refused (flag losses not accepted); nothing changed.
+    Refused,
+    /// `migrate`: the source was rejected; nothing changed.
+    Rejected,
+}
+
+impl ReportStatus {
+    /// The name report.json gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportStatus::Completed => "completed",
+            ReportStatus::CompletedWithRejects => "completed_with_rejects",
+            ReportStatus::CompletedWithCriticalFindings => "completed_with_critical_findings",
+            ReportStatus::Aborted => "aborted",
+            ReportStatus::Refused => "refused",
+            ReportStatus::Rejected => "rejected",
+        }
+    }
+
+    /// A run that completed (with or without rejects or critical findings).
+    pub fn completed(self) -> bool {
+        matches!(
+            self,
+            ReportStatus::Completed | ReportStatus::CompletedWithRejects | ReportStatus::CompletedWithCriticalFindings
+        )
+    }
+}
+
+/// A report, written by [`Report::write_to`] and read back (`merge-shards` reads the shards'
+/// report.json as one): the keys report.json does not hold come back empty.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
     /// The command that wrote it (not in report.json: `run_id` and the sections say it).
     #[serde(skip)]
@@ -167,9 +210,8 @@ pub struct Report {
     pub run_id: String,
     pub as_of: String,
     pub dry_run: bool,
-    /// completed | completed_with_rejects | aborted
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: ReportStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_reason: Option<String>,
     pub inputs: Vec<InputEntry>,
     /// Every reject, spooled (a file of a million bad records costs a file, not memory).
@@ -183,7 +225,7 @@ pub struct Report {
     pub outputs: Vec<OutputEntry>,
     /// Flags that changed (or would change, in a dry run).
     pub flag_changes: Vec<FlagChangeEntry>,
-    pub summary: BTreeMap<String, u64>,
+    pub summary: Summary,
     #[serde(skip)]
     pub worklist_rows: BTreeMap<String, Worklist>,
     /// Command-specific sections (e.g. `migration`), written as top-level keys of report.json.
@@ -219,7 +261,7 @@ impl Report {
             run_id,
             as_of,
             dry_run,
-            status: "completed".into(),
+            status: ReportStatus::Completed,
             abort_reason: None,
             inputs: Vec::new(),
             rejects: Spooled::default(),
@@ -229,7 +271,7 @@ impl Report {
             worklists: BTreeMap::new(),
             outputs: Vec::new(),
             flag_changes: Vec::new(),
-            summary: BTreeMap::new(),
+            summary: Summary::default(),
             worklist_rows: BTreeMap::new(),
             extra: BTreeMap::new(),
             notes: Vec::new(),
@@ -252,15 +294,15 @@ impl Report {
             .and_then(|m| m.get("would_be_refused"))
             .and_then(serde_json::Value::as_bool)
             == Some(true);
-        match self.status.as_str() {
-            "rejected" => 1,
-            "refused" => 5,
-            "aborted" => 3,
+        match self.status {
+            ReportStatus::Rejected => 1,
+            ReportStatus::Refused => 5,
+            ReportStatus::Aborted => 3,
             _ if would_refuse => 5,
-            "completed_with_critical_findings" => 5,
-            "completed_with_rejects" => 1,
+            ReportStatus::CompletedWithCriticalFindings => 5,
+            ReportStatus::CompletedWithRejects => 1,
             _ if !self.rejects.is_empty() => 1,
-            _ => 0,
+            ReportStatus::Completed => 0,
         }
     }
 

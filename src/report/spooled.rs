@@ -238,6 +238,29 @@ impl<T: Serialize + DeserializeOwned> Serialize for Spooled<T> {
     }
 }
 
+/// Reads a JSON array item by item into the list (spilling to the system's temporary folder
+/// when long: set no other folder before reading).
+impl<'de, T: Serialize + DeserializeOwned> serde::Deserialize<'de> for Spooled<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V<T>(PhantomData<fn() -> T>);
+        impl<'de, T: Serialize + DeserializeOwned> serde::de::Visitor<'de> for V<T> {
+            type Value = Spooled<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> std::result::Result<Spooled<T>, A::Error> {
+                use serde::de::Error;
+                let mut out = Spooled::default();
+                while let Some(item) = a.next_element::<T>()? {
+                    out.push(item).map_err(|e| A::Error::custom(format!("{e:#}")))?;
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(V(PhantomData))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -158,7 +158,7 @@ fn summary_sheet(
         Ok(())
     };
     text_row(ws, "実行", "実行ID", &r.run_id, "run_id")?;
-    text_row(ws, "実行", "状態", labels::status_ja(&r.status), "status")?;
+    text_row(ws, "実行", "状態", labels::status_ja(r.status), "status")?;
     text_row(
         ws,
         "実行",
@@ -175,11 +175,12 @@ fn summary_sheet(
     write_cell(ws, row, 2, &r.as_of, CellKind::Date, f)?;
     ws.write_string_with_format(row, 3, "as_of", &f.text)?;
     row += 1;
-    for (k, v) in &r.summary {
+    for (k, v) in r.summary.iter() {
+        let k = k.name();
         ws.write_string_with_format(row, 0, "件数", &f.text)?;
-        ws.write_string_with_format(row, 1, labels::summary_ja(k), &f.text)?;
-        ws.write_number_with_format(row, 2, *v as f64, &f.number)?;
-        ws.write_string_with_format(row, 3, k, &f.text)?;
+        ws.write_string_with_format(row, 1, labels::summary_ja(&k), &f.text)?;
+        ws.write_number_with_format(row, 2, v as f64, &f.number)?;
+        ws.write_string_with_format(row, 3, k.as_ref(), &f.text)?;
         row += 1;
     }
     for (name, count) in &r.worklists {

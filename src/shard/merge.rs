@@ -19,20 +19,18 @@
 //! does. Memory holds one item per shard (and the few insurer-wide FlagLinkage rows), whatever
 //! the number of subscribers.
 
-use super::{REPLICATED_COUNTERS, Shard};
+use super::{REPLICATED_COUNTERS, Shard, ShardSection};
 use crate::domain::{FileKind, InsurerNumber, SubscriberKey, Timestamp};
 use crate::formats::linkage::{FlagRow, LinkageLayout, StandardLayout, Written, linkage_header};
 use crate::formats::linkage_reader::{LinkageItem, LinkageReader};
 use crate::formats::writer::UnmappablePolicy;
 use crate::formats::{FileHeader, Format, TextEncoding, hex};
 use crate::publish::{file_digest, sync_dir, write_linkage_file};
-use crate::report::{
-    CarryEntry, FlagChangeEntry, InputEntry, InputStatus, OutputEntry, PendingEntry, RejectEntry, Report, Worklist,
-    write_private,
-};
+use crate::report::{InputStatus, OutputEntry, Report, ReportStatus, Summary, SummaryKey, Worklist, write_private};
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hash;
 use std::path::{Path, PathBuf};
 
 /// Options of `merge-shards`.
@@ -70,7 +68,9 @@ struct Found {
 struct ShardRun {
     shard: Shard,
     run_id: String,
-    report: Value,
+    report: Report,
+    /// The report's `shard` section.
+    section: ShardSection,
     report_dir: PathBuf,
     files: Vec<ShardFile>,
 }
@@ -178,12 +178,9 @@ fn complete_set(base: &str, found: &[Found], froms: &[PathBuf]) -> Result<Vec<Fo
 /// Whether every one of these shard runs applied no file and published nothing.
 fn applied_nothing(found: &[Found], froms: &[PathBuf]) -> Result<bool> {
     for f in found {
-        let r = read_json(&from_reports(&froms[f.from]).join(&f.run_id).join("report.json"))?;
-        let applied = r["inputs"].as_array().is_none_or(|a| {
-            a.iter()
-                .any(|i| serde_json::from_value::<InputStatus>(i["status"].clone()).ok() == Some(InputStatus::Applied))
-        });
-        if applied || r["outputs"].as_array().is_none_or(|a| !a.is_empty()) {
+        let r: Report = read_json(&from_reports(&froms[f.from]).join(&f.run_id).join("report.json"))?;
+        let applied = r.inputs.iter().any(|i| i.status == InputStatus::Applied);
+        if applied || !r.outputs.is_empty() {
             return Ok(false);
         }
     }
@@ -245,31 +242,35 @@ pub fn merge_shards(o: &MergeOptions) -> Result<Vec<Merged>> {
         .collect()
 }
 
-fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+/// A JSON file this program wrote (report.json, MANIFEST.json), read typed.
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_reader(std::io::BufReader::new(f)).map_err(|e| {
+        let what = if e.is_data() {
+            "does not hold what this program writes there"
+        } else {
+            "is not valid JSON"
+        };
+        anyhow::Error::new(e).context(format!("{} {what}", path.display()))
+    })
+}
+
+/// MANIFEST.json as read: the run and its files.
+#[derive(serde::Deserialize)]
+struct ManifestIn {
+    run_id: String,
+    files: Vec<OutputEntry>,
 }
 
 fn load_shard(from: &Path, f: &Found) -> Result<ShardRun> {
     let report_dir = from_reports(from).join(&f.run_id);
-    let report = read_json(&report_dir.join("report.json"))?;
+    let report: Report = read_json(&report_dir.join("report.json"))?;
     let at = || format!("shard run {} ({})", f.run_id, report_dir.display());
-    ensure!(
-        report["run_id"] == f.run_id.as_str(),
-        "{}: report.json names another run",
-        at()
-    );
-    ensure!(report["dry_run"] == false, "{}: a dry run cannot be merged", at());
-    ensure!(
-        matches!(
-            report["status"].as_str(),
-            Some("completed" | "completed_with_rejects" | "completed_with_critical_findings")
-        ),
-        "{}: the run did not complete",
-        at()
-    );
+    ensure!(report.run_id == f.run_id, "{}: report.json names another run", at());
+    ensure!(!report.dry_run, "{}: a dry run cannot be merged", at());
+    ensure!(report.status.completed(), "{}: the run did not complete", at());
     // every name read from the report that becomes a file name: checked before anything is written
-    for name in report["worklists"].as_object().into_iter().flat_map(|w| w.keys()) {
+    for name in report.worklists.keys() {
         ensure!(
             RUN_WORKLISTS.contains(&name.as_str()),
             "{}: report.json names a worklist `run` does not write, {}: nothing merged",
@@ -277,16 +278,13 @@ fn load_shard(from: &Path, f: &Found) -> Result<ShardRun> {
             shown(name)
         );
     }
-    let sh = &report["shard"];
-    ensure!(
-        sh["index"] == f.shard.index && sh["count"] == f.shard.count,
-        "{}: report.json does not describe shard {}",
-        at(),
-        f.shard
-    );
-    let outputs = report["outputs"]
-        .as_array()
-        .ok_or_else(|| anyhow!("{}: report.json has no outputs list", at()))?;
+    let section = report
+        .extra
+        .get("shard")
+        .and_then(|v| serde_json::from_value::<ShardSection>(v.clone()).ok())
+        .filter(|s| s.index == f.shard.index && s.count == f.shard.count)
+        .ok_or_else(|| anyhow!("{}: report.json does not describe shard {}", at(), f.shard))?;
+    let outputs = &report.outputs;
     let run_dir = from_outbox(from).join(&f.run_id);
     let mut files = Vec::new();
     if outputs.is_empty() {
@@ -297,7 +295,7 @@ fn load_shard(from: &Path, f: &Found) -> Result<ShardRun> {
             run_dir.display()
         );
     } else {
-        let manifest = read_json(&run_dir.join("MANIFEST.json")).with_context(|| {
+        let manifest: ManifestIn = read_json(&run_dir.join("MANIFEST.json")).with_context(|| {
             format!(
                 "{}: its linkage files are missing (expected {})",
                 at(),
@@ -305,12 +303,12 @@ fn load_shard(from: &Path, f: &Found) -> Result<ShardRun> {
             )
         })?;
         ensure!(
-            manifest["run_id"] == f.run_id.as_str() && manifest["files"] == report["outputs"],
+            manifest.run_id == f.run_id && manifest.files == *outputs,
             "{}: MANIFEST.json and report.json disagree",
             at()
         );
         for e in outputs {
-            let name = e["name"].as_str().unwrap_or_default();
+            let name = e.name.as_str();
             ensure!(
                 !name.is_empty() && !name.contains(['/', '\\']) && name != "MANIFEST.json",
                 "{}: a bad file name in MANIFEST.json",
@@ -321,7 +319,7 @@ fn load_shard(from: &Path, f: &Found) -> Result<ShardRun> {
             // (and hashed again) only while merging, one at a time
             let (bytes, sha256) = file_digest(&path)?;
             ensure!(
-                e["bytes"] == bytes && e["sha256"] == sha256.as_str(),
+                e.bytes == bytes && e.sha256 == sha256,
                 "{}: {name} does not match its MANIFEST.json entry (size or SHA-256)",
                 at()
             );
@@ -331,7 +329,7 @@ fn load_shard(from: &Path, f: &Found) -> Result<ShardRun> {
                 .clone();
             let expected = format!("{}_{}_{}.{}", h.kind.name(), h.sender, f.run_id, h.format.extension());
             ensure!(
-                name == expected && e["kind"] == h.kind.name(),
+                name == expected && e.kind == h.kind.name(),
                 "{}: {name} is not named after its header",
                 at()
             );
@@ -340,14 +338,11 @@ fn load_shard(from: &Path, f: &Found) -> Result<ShardRun> {
                 "{}: {name} has a FileIdentifier or FileSequence that run does not write",
                 at()
             );
-            let records = e["records"]
-                .as_u64()
-                .ok_or_else(|| anyhow!("{}: {name} has no record count in MANIFEST.json", at()))?;
             files.push(ShardFile {
                 name: name.to_owned(),
                 path,
                 header: h,
-                records,
+                records: e.records,
                 bytes,
                 sha256,
             });
@@ -357,6 +352,7 @@ fn load_shard(from: &Path, f: &Found) -> Result<ShardRun> {
         shard: f.shard,
         run_id: f.run_id.clone(),
         report,
+        section,
         report_dir,
         files,
     })
@@ -713,13 +709,13 @@ fn merge_one(o: &MergeOptions, base: &str, shards: &[ShardRun]) -> Result<Merged
     let first = &shards[0];
     for s in shards {
         ensure!(
-            s.report["as_of"] == first.report["as_of"],
+            s.report.as_of == first.report.as_of,
             "shard runs {} and {} have different as-of dates",
             first.run_id,
             s.run_id
         );
         ensure!(
-            s.report["inputs"] == first.report["inputs"],
+            s.report.inputs == first.report.inputs,
             "shard runs {} and {} read different inputs: every shard must read the same inbox",
             first.run_id,
             s.run_id
@@ -782,39 +778,28 @@ fn merge_one(o: &MergeOptions, base: &str, shards: &[ShardRun]) -> Result<Merged
     })
 }
 
-fn text(v: &Value, k: &str) -> String {
-    v[k].as_str().unwrap_or_default().to_owned()
-}
-fn opt_text(v: &Value, k: &str) -> Option<String> {
-    v[k].as_str().map(str::to_owned)
-}
-fn num(v: &Value, k: &str) -> u64 {
-    v[k].as_u64().unwrap_or(0)
-}
-
 /// Entries of a list in several shards, each as often as in the shard holding it most often
-/// (replicated entries appear in every shard, a subscriber's in one), in order of first sight.
-fn union_by_max_count<'a>(lists: impl Iterator<Item = &'a [Value]>) -> Vec<Value> {
-    let mut out: Vec<Value> = Vec::new();
-    let mut taken: HashMap<String, usize> = HashMap::new();
+/// (replicated entries appear in every shard, a subscriber's in one), in order of first sight,
+/// handed to `out`.
+fn union_by_max_count<T: Clone + Eq + Hash>(
+    lists: impl IntoIterator<Item = impl IntoIterator<Item = Result<T>>>,
+    mut out: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
+    let mut taken: HashMap<T, usize> = HashMap::new();
     for list in lists {
-        let mut here: HashMap<String, usize> = HashMap::new();
+        let mut here: HashMap<T, usize> = HashMap::new();
         for v in list {
-            let k = v.to_string();
-            let n = here.entry(k.clone()).or_default();
+            let v = v?;
+            let n = here.entry(v.clone()).or_default();
             *n += 1;
-            let t = taken.entry(k).or_default();
+            let t = taken.entry(v.clone()).or_default();
             if *n > *t {
                 *t += 1;
-                out.push(v.clone());
+                out(v)?;
             }
         }
     }
-    out
-}
-
-fn list<'a>(r: &'a Value, k: &str) -> &'a [Value] {
-    r[k].as_array().map(Vec::as_slice).unwrap_or_default()
+    Ok(())
 }
 
 /// A worklist column name for [`Worklist`] (which holds `&'static str`, as the columns of a
@@ -876,71 +861,16 @@ fn read_worklist(dir: &Path, name: &str, expected: u64) -> Result<(Vec<String>, 
 fn merged_report(base: &str, shards: &[ShardRun], outputs: Vec<OutputEntry>) -> Result<Report> {
     let first = &shards[0].report;
     let n = shards.len() as u64;
-    let mut r = Report::new(base.to_owned(), text(first, "as_of"), false);
-    for i in list(first, "inputs") {
-        r.inputs.push(InputEntry {
-            name: text(i, "name"),
-            kind: text(i, "kind"),
-            format: text(i, "format"),
-            encoding: text(i, "encoding"),
-            status: match serde_json::from_value::<InputStatus>(i["status"].clone()) {
-                Ok(s) => s,
-                Err(_) => bail!("shard run {}: an input with an unknown status", shards[0].run_id),
-            },
-            records: num(i, "records"),
-            rejected: num(i, "rejected"),
-            note: opt_text(i, "note"),
-        });
-    }
-    for e in union_by_max_count(shards.iter().map(|s| list(&s.report, "rejects"))) {
-        r.rejects.push(RejectEntry {
-            file: text(&e, "file"),
-            record_sequence: e["record_sequence"].as_u64(),
-            line: e["line"].as_u64(),
-            byte_offset: e["byte_offset"].as_u64(),
-            field: opt_text(&e, "field"),
-            code: text(&e, "code"),
-            message: text(&e, "message"),
-            critical: e["critical"] == true,
-        })?;
-    }
+    let mut r = Report::new(base.to_owned(), first.as_of.clone(), false);
+    r.inputs = first.inputs.clone();
+    let rejects = &mut r.rejects;
+    union_by_max_count(shards.iter().map(|s| s.report.rejects.iter()), |e| rejects.push(e))?;
     for s in shards {
-        for c in list(&s.report, "carries") {
-            r.carries.push(CarryEntry {
-                from_insurer: text(c, "from_insurer"),
-                from_subscriber_key: text(c, "from_subscriber_key"),
-                to_insurer: text(c, "to_insurer"),
-                to_subscriber_key: text(c, "to_subscriber_key"),
-                flags: c["flags"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_owned)).collect())
-                    .unwrap_or_default(),
-                rule: text(c, "rule"),
-                via: text(c, "via"),
-                qualification_date: text(c, "qualification_date"),
-                future_dated: c["future_dated"] == true,
-            });
+        r.carries.extend(s.report.carries.iter().cloned());
+        for p in s.report.pending_flags.iter() {
+            r.pending_flags.push(p?)?;
         }
-        for p in list(&s.report, "pending_flags") {
-            r.pending_flags.push(PendingEntry {
-                insurer: text(p, "insurer"),
-                subscriber_key: text(p, "subscriber_key"),
-                flag_type: text(p, "flag_type"),
-                operation: text(p, "operation"),
-                info_code: opt_text(p, "info_code"),
-                file: text(p, "file"),
-                record_sequence: num(p, "record_sequence"),
-            })?;
-        }
-        for f in list(&s.report, "flag_changes") {
-            r.flag_changes.push(FlagChangeEntry {
-                insurer: text(f, "insurer"),
-                subscriber_key: text(f, "subscriber_key"),
-                info_code: opt_text(f, "info_code"),
-                flag_type: text(f, "flag_type"),
-                change: text(f, "change"),
-            });
-        }
+        r.flag_changes.extend(s.report.flag_changes.iter().cloned());
     }
     // subscriber order, as a single run lists them (stable: a subscriber's entries keep theirs)
     r.carries
@@ -951,15 +881,12 @@ fn merged_report(base: &str, shards: &[ShardRun], outputs: Vec<OutputEntry>) -> 
         .sort_by(|a, b| (&a.insurer, &a.subscriber_key).cmp(&(&b.insurer, &b.subscriber_key)));
 
     // a hand-off is pending only if no shard matched it
-    let mut pending: Option<BTreeSet<String>> = None;
+    let mut pending: Option<BTreeSet<&String>> = None;
     for s in shards {
-        let here: BTreeSet<String> = list(&s.report["shard"], "pending_handoffs")
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect();
+        let here: BTreeSet<&String> = s.section.pending_handoffs.iter().collect();
         pending = Some(match pending {
             None => here,
-            Some(p) => p.intersection(&here).cloned().collect(),
+            Some(p) => p.intersection(&here).copied().collect(),
         });
     }
     r.pending_handoffs = pending.map_or(0, |p| p.len() as u64);
@@ -967,38 +894,38 @@ fn merged_report(base: &str, shards: &[ShardRun], outputs: Vec<OutputEntry>) -> 
     // worklists: rows of every shard (replicated rows once), sorted
     let mut names: BTreeSet<String> = BTreeSet::new();
     for s in shards {
-        if let Some(w) = s.report["worklists"].as_object() {
-            for name in w.keys() {
-                ensure!(
-                    RUN_WORKLISTS.contains(&name.as_str()),
-                    "shard run {}: report.json names a worklist `run` does not write, {}: nothing merged",
-                    s.run_id,
-                    shown(name)
-                );
-            }
-            names.extend(w.keys().cloned());
+        for name in s.report.worklists.keys() {
+            ensure!(
+                RUN_WORKLISTS.contains(&name.as_str()),
+                "shard run {}: report.json names a worklist `run` does not write, {}: nothing merged",
+                s.run_id,
+                shown(name)
+            );
         }
+        names.extend(s.report.worklists.keys().cloned());
     }
     for name in names {
         let mut columns: Option<Vec<String>> = None;
-        let mut lists: Vec<Vec<Value>> = Vec::new();
+        let mut lists: Vec<Vec<Vec<String>>> = Vec::new();
         for s in shards {
-            let (cols, rows) = read_worklist(&s.report_dir, &name, num(&s.report["worklists"], &name))?;
+            let expected = s.report.worklists.get(&name).copied().unwrap_or(0) as u64;
+            let (cols, rows) = read_worklist(&s.report_dir, &name, expected)?;
             match &columns {
                 Some(c) if *c != cols => bail!("worklist {name}: the shard runs wrote different columns"),
                 _ => columns = Some(cols),
             }
-            lists.push(rows.into_iter().map(Value::from).collect());
+            lists.push(rows);
         }
-        let mut rows: Vec<Vec<String>> = union_by_max_count(lists.iter().map(Vec::as_slice))
-            .into_iter()
-            .map(|v| serde_json::from_value(v).expect("rows of strings"))
-            .collect();
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        union_by_max_count(lists.into_iter().map(|l| l.into_iter().map(Ok)), |row| {
+            rows.push(row);
+            Ok(())
+        })?;
         rows.sort();
         let title = shards
             .iter()
-            .find_map(|s| s.report["shard"]["worklist_titles"][name.as_str()].as_str())
-            .unwrap_or(name.as_str())
+            .find_map(|s| s.section.worklist_titles.get(&name))
+            .unwrap_or(&name)
             .to_owned();
         r.add_worklist(
             &name,
@@ -1012,42 +939,40 @@ fn merged_report(base: &str, shards: &[ShardRun], outputs: Vec<OutputEntry>) -> 
     r.outputs = outputs;
 
     // counters: summed, less the N−1 extra copies of what every shard counted (replicated records)
-    let mut summary: BTreeMap<String, u64> = BTreeMap::new();
+    let mut summary = Summary::default();
     for s in shards {
-        for (k, v) in s.report["summary"].as_object().into_iter().flatten() {
-            *summary.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
+        for (k, v) in s.report.summary.iter() {
+            summary.add(k.clone(), v);
         }
     }
-    for c in REPLICATED_COUNTERS {
-        let reps: BTreeSet<u64> = shards
-            .iter()
-            .map(|s| num(&s.report["shard"]["replicated"], c))
-            .collect();
+    for c in &REPLICATED_COUNTERS {
+        let reps: BTreeSet<u64> = shards.iter().map(|s| s.section.replicated.of(c)).collect();
         ensure!(
             reps.len() == 1,
-            "the shard runs disagree on the replicated (insurer-level) part of {c}: were their ledgers changed apart?"
+            "the shard runs disagree on the replicated (insurer-level) part of {}: were their ledgers changed apart?",
+            c.name()
         );
         let rep = reps.first().copied().unwrap_or(0);
-        let total = summary.entry(c.to_owned()).or_default();
+        let total = summary.entry(c.clone());
         *total = total
             .checked_sub((n - 1) * rep)
-            .ok_or_else(|| anyhow!("the shard runs' counters of {c} do not add up"))?;
+            .ok_or_else(|| anyhow!("the shard runs' counters of {} do not add up", c.name()))?;
     }
     let count = |st: InputStatus| r.inputs.iter().filter(|i| i.status == st).count() as u64;
-    summary.insert("files_applied".into(), count(InputStatus::Applied));
-    summary.insert("files_skipped".into(), count(InputStatus::Skipped));
-    summary.insert("files_rejected".into(), count(InputStatus::Rejected));
-    summary.insert("records_rejected".into(), r.rejects.len() as u64);
+    summary.set(SummaryKey::FilesApplied, count(InputStatus::Applied));
+    summary.set(SummaryKey::FilesSkipped, count(InputStatus::Skipped));
+    summary.set(SummaryKey::FilesRejected, count(InputStatus::Rejected));
+    summary.set(SummaryKey::RecordsRejected, r.rejects.len() as u64);
     r.summary = summary;
     r.status = if shards
         .iter()
-        .any(|s| s.report["status"] == "completed_with_critical_findings")
+        .any(|s| s.report.status == ReportStatus::CompletedWithCriticalFindings)
     {
-        "completed_with_critical_findings".into()
+        ReportStatus::CompletedWithCriticalFindings
     } else if r.rejects.is_empty() {
-        "completed".into()
+        ReportStatus::Completed
     } else {
-        "completed_with_rejects".into()
+        ReportStatus::CompletedWithRejects
     };
     r.extra.insert(
         "sharded".into(),
@@ -1066,13 +991,15 @@ mod tests {
 
     #[test]
     fn replicated_entries_count_once_partitioned_ones_add_up() {
-        let a = [Value::from("x"), Value::from("y"), Value::from("x")];
-        let b = [Value::from("x"), Value::from("z"), Value::from("x")];
-        let got = union_by_max_count([&a[..], &b[..]].into_iter());
-        assert_eq!(
-            got,
-            vec![Value::from("x"), Value::from("y"), Value::from("x"), Value::from("z")]
-        );
+        let a = ["x", "y", "x"];
+        let b = ["x", "z", "x"];
+        let mut got = Vec::new();
+        union_by_max_count([a, b].map(|l| l.map(Ok)), |v| {
+            got.push(v);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, ["x", "y", "x", "z"]);
     }
 
     fn found(from: usize, index: u32, count: u32) -> Found {

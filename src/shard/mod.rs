@@ -19,9 +19,11 @@ pub mod merge;
 
 use crate::domain::{FlagScope, InsurerKind, InsurerNumber, Record, SubscriberKey};
 use crate::ledger::{self, JournalEvent};
-use crate::report::Report;
+use crate::report::{Report, SummaryKey};
 use anyhow::{Result, bail};
 use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One shard of N: `index` in `0..count`.
@@ -240,7 +242,40 @@ impl Gate {
 
 /// Summary counters whose value in every shard includes the replicated (insurer-level) records,
 /// so a merge subtracts the N−1 copies.
-pub const REPLICATED_COUNTERS: [&str; 2] = ["events_applied", "handoffs_received"];
+pub const REPLICATED_COUNTERS: [SummaryKey; 2] = [SummaryKey::EventsApplied, SummaryKey::HandoffsReceived];
+
+/// The part of [`REPLICATED_COUNTERS`] that comes from the replicated records, in one shard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replicated {
+    pub events_applied: u64,
+    pub handoffs_received: u64,
+}
+
+impl Replicated {
+    /// The replicated part of one of [`REPLICATED_COUNTERS`] (0 for another counter).
+    pub fn of(&self, k: &SummaryKey) -> u64 {
+        match k {
+            SummaryKey::EventsApplied => self.events_applied,
+            SummaryKey::HandoffsReceived => self.handoffs_received,
+            _ => 0,
+        }
+    }
+}
+
+/// report.json's `shard` section, written by a shard run ([`annotate`]) and read by
+/// `merge-shards`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardSection {
+    pub index: u32,
+    pub count: u32,
+    pub unsharded_run_id: String,
+    pub key: String,
+    pub replicated: Replicated,
+    /// Hand-offs not matched in this shard's ledger (`insurer/key` of their 国保 side).
+    pub pending_handoffs: Vec<String>,
+    /// Worklist name → title.
+    pub worklist_titles: BTreeMap<String, String>,
+}
 
 /// Adds what `merge-shards` needs to a shard run's report (key `shard` of report.json): the
 /// shard, the replicated part of the counters, the hand-offs still pending in this ledger (a
@@ -251,27 +286,24 @@ pub fn annotate(shard: Option<Shard>, conn: &Connection, report: &mut Report) ->
     let base = Shard::split_run_id(&report.run_id).map_or(report.run_id.as_str(), |(b, _)| b);
     let insurer_flag_events = ledger::count_journal_events(conn, &report.run_id, JournalEvent::InsurerFlag)?;
     let pending = ledger::unmatched_handoff_sources(conn)?;
-    let replicated = serde_json::json!({
-        "events_applied": insurer_flag_events,
-        "handoffs_received": report.summary.get("handoffs_received").copied().unwrap_or(0),
-    });
-    let titles: serde_json::Map<String, serde_json::Value> = report
-        .worklist_rows
-        .iter()
-        .map(|(k, w)| (k.clone(), w.title.clone().into()))
-        .collect();
-    report.extra.insert(
-        "shard".into(),
-        serde_json::json!({
-            "index": s.index,
-            "count": s.count,
-            "unsharded_run_id": base,
-            "key": "fnv1a64(InsurerNumber 0x1F SubscriberKey) mod count",
-            "replicated": replicated,
-            "pending_handoffs": pending,
-            "worklist_titles": titles,
-        }),
-    );
+    let section = ShardSection {
+        index: s.index,
+        count: s.count,
+        unsharded_run_id: base.to_owned(),
+        key: "fnv1a64(InsurerNumber 0x1F SubscriberKey) mod count".into(),
+        replicated: Replicated {
+            events_applied: insurer_flag_events,
+            handoffs_received: report.summary.count(&SummaryKey::HandoffsReceived),
+        },
+        pending_handoffs: pending,
+        worklist_titles: report
+            .worklist_rows
+            .iter()
+            .map(|(k, w)| (k.clone(), w.title.clone()))
+            .collect(),
+    };
+    // through a JSON value: its keys come out in name order, as report.json has them
+    report.extra.insert("shard".into(), serde_json::to_value(&section)?);
     Ok(())
 }
 
