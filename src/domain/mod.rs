@@ -22,8 +22,8 @@ pub use ids::{
     ResidentCode, SubscriberKey, individual_number_check_digit, insurer_check_digit, municipality_check_digit,
 };
 pub use records::{
-    AgeTransitionHandoff, AgeTransitionInquiry, FLAG_CHANGE_FIELDS, FLAG_LINKAGE_FIELDS, FUKUHON_FIELDS, FileKind,
-    FlagChange, Fukuhon, HANDOFF_FIELDS, INQUIRY_FIELDS, RawRecord, Record, SUBSCRIBER_CHANGE_FIELDS, SubscriberChange,
-    build,
+    ACQUISITION_FIELDS, AcquisitionFields, AgeTransitionHandoff, AgeTransitionInquiry, FLAG_CHANGE_FIELDS,
+    FLAG_LINKAGE_FIELDS, FUKUHON_FIELDS, FileKind, FlagChange, Fukuhon, HANDOFF_FIELDS, INQUIRY_FIELDS, RawRecord,
+    Record, SUBSCRIBER_CHANGE_FIELDS, SubscriberChange, build,
 };
 pub use text::Address;

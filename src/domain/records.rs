@@ -226,7 +226,61 @@ pub struct SubscriberChange {
     pub address: Option<Address>,
 }
 
+/// What a 資格取得 (ChangeType 1) carries beyond its keys: the fields [`build`] requires for
+/// it, typed. [`SubscriberChange::acquisition`] gives them for an acquisition that has them all
+/// (every one [`build`] accepts), so a caller never unwraps a field validation has checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AcquisitionFields {
+    pub card_number: String,
+    pub branch: InsuredBranchNumber,
+    pub name: String,
+    pub name_kana: String,
+    pub sex: Sex1,
+    pub birthdate: Date,
+    pub qualification_date: Date,
+    pub reason_of_qualification: ReasonOfQualification,
+    pub personal_family: PersonalFamilyClassification,
+}
+
+/// The fields [`AcquisitionFields`] holds, as [`build`] names them.
+pub const ACQUISITION_FIELDS: [&str; 9] = [
+    "InsuredIdentificationNumber",
+    "InsuredBranchNumber",
+    "Name",
+    "NameKana",
+    "Sex1",
+    "Birthdate",
+    "QualificationDate",
+    "ReasonOfQualification",
+    "PersonalFamilyClassification",
+];
+
 impl SubscriberChange {
+    /// The required fields of a 資格取得, when it is one and has them all (`build` refuses an
+    /// acquisition without them, naming each missing field).
+    pub fn acquisition(&self) -> Option<AcquisitionFields> {
+        if self.change_type != ChangeType::Acquisition {
+            return None;
+        }
+        self.required_acquisition_fields()
+    }
+
+    /// The fields a 資格取得 requires, whatever this change's type (`migrate` types a held state
+    /// as an acquisition); `None` when one is missing.
+    pub fn required_acquisition_fields(&self) -> Option<AcquisitionFields> {
+        Some(AcquisitionFields {
+            card_number: self.card_number.clone()?,
+            branch: self.branch?,
+            name: self.name.clone()?,
+            name_kana: self.name_kana.clone()?,
+            sex: self.sex?,
+            birthdate: self.birthdate?,
+            qualification_date: self.qualification_date?,
+            reason_of_qualification: self.reason_of_qualification?,
+            personal_family: self.personal_family?,
+        })
+    }
+
     /// A change naming only its keys: every optional field absent (keeps the ledger's values).
     pub fn keys_only(
         seq: u64,

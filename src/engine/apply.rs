@@ -4,8 +4,8 @@
 
 use crate::domain::person::{Enrollment, Flag, FlagKey, FukuhonOut, InsurerFlags, MatchRule, Period, Released, Status};
 use crate::domain::{
-    ChangeType, Date, DisclosureClassification, FlagChange, FlagOperation, FlagSource, FlagType, Fukuhon,
-    FukuhonOperation, InfoCode, InsurerNumber, SelfInfoReason, SubscriberChange, SubscriberKey, Timestamp,
+    ACQUISITION_FIELDS, ChangeType, Date, DisclosureClassification, FlagChange, FlagOperation, FlagSource, FlagType,
+    Fukuhon, FukuhonOperation, InfoCode, InsurerNumber, SelfInfoReason, SubscriberChange, SubscriberKey, Timestamp,
 };
 use crate::error::{Diagnostic, ErrorCode};
 use crate::ledger::{JournalEvent, PendingFlag, StoredFukuhon};
@@ -405,6 +405,19 @@ fn apply_change(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, p
     };
     match c.change_type {
         ChangeType::Acquisition => {
+            let Some(a) = c.acquisition() else {
+                // `build` refuses such a record; a record typed elsewhere is refused here, never
+                // applied half
+                return reject(
+                    out,
+                    &ev.file,
+                    ev.seq,
+                    "ChangeType",
+                    ErrorCode::Schema,
+                    format!("a 資格取得 requires {}", ACQUISITION_FIELDS.join(", ")),
+                    false,
+                );
+            };
             let prior = out.after.take();
             if let Some(p) = prior.as_ref().filter(|p| p.status == Status::Active) {
                 out.after = Some(p.clone());
@@ -415,13 +428,13 @@ fn apply_change(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, p
             }
             let period = Period {
                 card_symbol: c.card_symbol.clone(),
-                card_number: c.card_number.clone().expect("required for ChangeType 1"),
-                branch: c.branch.expect("required"),
-                qualification_date: c.qualification_date.expect("required"),
-                reason_of_qualification: c.reason_of_qualification.expect("required"),
+                card_number: a.card_number,
+                branch: a.branch,
+                qualification_date: a.qualification_date,
+                reason_of_qualification: a.reason_of_qualification,
                 disqualification_date: None,
                 reason_of_loss: None,
-                personal_family: c.personal_family.expect("required"),
+                personal_family: a.personal_family,
             };
             if let Some(last) = prior
                 .as_ref()
@@ -457,10 +470,10 @@ fn apply_change(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, p
                 individual_number: c.individual_number,
                 municipality: c.municipality,
                 resident: c.resident.clone(),
-                name: c.name.clone().expect("required"),
-                name_kana: c.name_kana.clone().expect("required"),
-                sex: c.sex.expect("required"),
-                birthdate: c.birthdate.expect("required"),
+                name: a.name,
+                name_kana: a.name_kana,
+                sex: a.sex,
+                birthdate: a.birthdate,
                 post_number: c.post_number,
                 address: c.address.clone(),
                 periods,
@@ -476,13 +489,13 @@ fn apply_change(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, p
                 ev.file.to_string(),
                 ev.seq,
                 JournalEvent::Acquisition,
-                format!("資格取得 reason {}", c.reason_of_qualification.map_or("", |r| r.code())),
+                format!("資格取得 reason {}", a.reason_of_qualification.code()),
             ));
             // R3: the carry decided between the waves applies right at the acquisition
-            let transition = c.insurer.is_kouki() && c.reason_of_qualification.is_some_and(|r| r.is_transition());
+            let transition = c.insurer.is_kouki() && a.reason_of_qualification.is_transition();
             if transition {
                 match &w.carry {
-                    Some(Carry::Flags(src)) => carry_flags(out, ev, src, c),
+                    Some(Carry::Flags(src)) => carry_flags(out, ev, src, c, a.qualification_date),
                     Some(Carry::Ambiguous(cands)) => out.ambiguous = Some(cands.clone()),
                     None => {}
                 }
@@ -621,7 +634,7 @@ pub fn carry_onto(
     (carried, over_release)
 }
 
-fn carry_flags(out: &mut Outcome, ev: &Event, src: &CarrySource, c: &SubscriberChange) {
+fn carry_flags(out: &mut Outcome, ev: &Event, src: &CarrySource, c: &SubscriberChange, qualification_date: Date) {
     let e = out.after.as_mut().expect("just enrolled");
     let time = src.set_time.unwrap_or_else(|| Timestamp::start_of(c.effective_date));
     let (carried, over_release) = carry_onto(e, src.self_info, src.non_disclosure, time, &src.flag_times, src.from);
@@ -648,7 +661,7 @@ fn carry_flags(out: &mut Outcome, ev: &Event, src: &CarrySource, c: &SubscriberC
         out.carries.push(CarryDone {
             source: src.clone(),
             to: (c.insurer, c.key),
-            qualification_date: c.qualification_date.expect("required"),
+            qualification_date,
             flags: carried,
         });
     }

@@ -34,8 +34,8 @@ use crate::formats::{FileHeader, Format, Limits, ReadOptions, RecordOutcome, Tex
 use crate::ledger::{self, scratch};
 use crate::publish::{sync_dir, write_linkage_file};
 use crate::report::{
-    CarryEntry, FlagChangeEntry, InputEntry, InputStatus, OutputEntry, PendingEntry, RejectEntry, Report, ReportStatus, Spooled,
-    SummaryKey, Worklist, write_private,
+    CarryEntry, FlagChangeEntry, InputEntry, InputStatus, OutputEntry, PendingEntry, RejectEntry, Report, ReportStatus,
+    Spooled, SummaryKey, Worklist, write_private,
 };
 use crate::shard::{Gate, Shard}; // scale-out hook (see shard.rs)
 use anyhow::{Context, Result, bail};

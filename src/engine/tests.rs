@@ -136,6 +136,27 @@ fn flag_before_enrollment_is_kept_pending_then_applied() {
     assert!(!o.touched);
 }
 
+/// A 資格取得 typed outside `build` without one of its required fields is refused whole
+/// (`E_SCHEMA`, naming the fields), never applied half and never a panic.
+#[test]
+fn an_acquisition_missing_a_required_field_is_refused_not_applied() {
+    let (i, k) = (kokuho(), key(3));
+    let full = acquisition(i, k, 1, "20200401", ReasonOfQualification::MovedIn);
+    assert!(full.acquisition().is_some());
+    let mut a = full.clone();
+    a.sex = None;
+    assert!(a.acquisition().is_none());
+    let o = apply(work(i, k, vec![ev(0, EventKind::Change(a))]));
+    assert!(o.after.is_none() && !o.touched);
+    assert_eq!(o.rejects.len(), 1);
+    assert_eq!(o.rejects[0].0.code, ErrorCode::Schema);
+    assert!(o.rejects[0].0.message.contains("Sex1"), "{}", o.rejects[0].0.message);
+    // an update never has them all required
+    let mut u = full;
+    u.change_type = ChangeType::Update;
+    assert!(u.acquisition().is_none());
+}
+
 #[test]
 fn state_conflicts_are_rejected_per_record() {
     let (i, k) = (kokuho(), key(2));

@@ -352,7 +352,7 @@ pub fn read_legacy_from<R: Read>(
                 SourceItem::Record(Box::new(Desired {
                     seq,
                     line,
-                    base: c,
+                    base: c.change,
                     periods: vec![p],
                     flags,
                 }))

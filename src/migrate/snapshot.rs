@@ -156,7 +156,7 @@ fn group_item(g: Group, seq: u64, display: &str, o: &SnapshotOptions) -> SourceI
         match build_acquisition(seq, o.as_of, &v, o.catalog, o.municipality.is_none()) {
             Ok(c) => {
                 periods.push(period_of(&c, false));
-                base.get_or_insert(c);
+                base.get_or_insert(c.change);
             }
             Err(ff) => {
                 // identity faults once (from the first period), period faults from each

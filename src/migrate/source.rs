@@ -2,9 +2,10 @@
 //! validated with the same domain parsers as any input (check digits, dates, kana).
 
 use crate::domain::{
-    Catalog, ChangeType, Date, FieldFault, FileKind, FlagType, InsuredBranchNumber, InsurerNumber,
-    PersonalFamilyClassification, RawRecord, ReasonOfLoss, ReasonOfQualification, Record, SUBSCRIBER_CHANGE_FIELDS,
-    SelfInfoReason, SubscriberChange, SubscriberKey, Timestamp, build, parse_bool_flag, parse_self_info_column,
+    ACQUISITION_FIELDS, AcquisitionFields, Catalog, ChangeType, Date, FieldFault, FileKind, FlagType,
+    InsuredBranchNumber, InsurerNumber, PersonalFamilyClassification, RawRecord, ReasonOfLoss, ReasonOfQualification,
+    Record, SUBSCRIBER_CHANGE_FIELDS, SelfInfoReason, SubscriberChange, SubscriberKey, Timestamp, build,
+    parse_bool_flag, parse_self_info_column,
 };
 use crate::error::{Diagnostic, ErrorCode, FieldError};
 use crate::formats::TextEncoding;
@@ -119,7 +120,7 @@ pub fn build_acquisition(
     vals: &HashMap<&str, String>,
     catalog: &Catalog,
     muni_optional: bool,
-) -> Result<SubscriberChange, Vec<FieldFault>> {
+) -> Result<Acquired, Vec<FieldFault>> {
     let date = as_of.to_string();
     let present = |f: &str| vals.get(f).filter(|v| !v.is_empty()).cloned();
     let raw = RawRecord {
@@ -134,31 +135,25 @@ pub fn build_acquisition(
             .collect(),
         items: Vec::new(),
     };
-    let mut faults = Vec::new();
-    if muni_optional {
-        for f in [
-            "InsuredIdentificationNumber",
-            "InsuredBranchNumber",
-            "Name",
-            "NameKana",
-            "Sex1",
-            "Birthdate",
-            "QualificationDate",
-            "ReasonOfQualification",
-            "PersonalFamilyClassification",
-        ] {
-            if present(f).is_none() {
-                faults.push(FieldFault {
-                    field: f.into(),
-                    error: FieldError::new(ErrorCode::Schema, format!("{f} is required")),
-                });
-            }
-        }
-    }
+    let missing = || -> Vec<FieldFault> {
+        ACQUISITION_FIELDS
+            .iter()
+            .filter(|f| present(f).is_none())
+            .map(|f| FieldFault {
+                field: (*f).into(),
+                error: FieldError::new(ErrorCode::Schema, format!("{f} is required")),
+            })
+            .collect()
+    };
+    // typed as a 記載事項変更, the record's 資格取得 requirements are checked here
+    let mut faults = if muni_optional { missing() } else { Vec::new() };
     match build(FileKind::SubscriberChange, seq, &raw, catalog) {
         Ok(Record::SubscriberChange(mut c)) if faults.is_empty() => {
             c.change_type = ChangeType::Acquisition;
-            Ok(c)
+            match c.acquisition() {
+                Some(fields) => Ok(Acquired { change: c, fields }),
+                None => Err(missing()),
+            }
         }
         Ok(_) => Err(faults),
         Err(f) => {
@@ -168,17 +163,24 @@ pub fn build_acquisition(
     }
 }
 
+/// A validated 資格取得: the change, and its required fields typed.
+pub struct Acquired {
+    pub change: SubscriberChange,
+    pub fields: AcquisitionFields,
+}
+
 /// The period part of a validated 資格取得.
-pub fn period_of(c: &SubscriberChange, reason_known: bool) -> DesiredPeriod {
+pub fn period_of(a: &Acquired, reason_known: bool) -> DesiredPeriod {
+    let (c, f) = (&a.change, &a.fields);
     DesiredPeriod {
         card_symbol: c.card_symbol.clone(),
-        card_number: c.card_number.clone().expect("required for ChangeType 1"),
-        branch: c.branch.expect("required"),
-        qualification_date: c.qualification_date.expect("required"),
-        reason_of_qualification: c.reason_of_qualification.filter(|_| reason_known),
+        card_number: f.card_number.clone(),
+        branch: f.branch,
+        qualification_date: f.qualification_date,
+        reason_of_qualification: Some(f.reason_of_qualification).filter(|_| reason_known),
         disqualification_date: c.disqualification_date,
         reason_of_loss: c.reason_of_loss,
-        personal_family: c.personal_family.expect("required"),
+        personal_family: f.personal_family,
     }
 }
 
