@@ -7,6 +7,7 @@ pub mod dates;
 pub mod ids;
 pub mod person;
 pub mod records;
+pub mod sql;
 pub mod text;
 
 pub use crate::error::FieldFault;

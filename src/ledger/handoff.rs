@@ -1,10 +1,9 @@
 //! Stored age-transition hand-offs (年齢到達引継, R3): the `handoff` table.
 
-use super::store::{opt, p};
 use crate::domain::person::PersonKey;
+use crate::domain::sql::{OrEmpty, stored};
 use crate::domain::{
-    Date, IndividualNumber, InsurerNumber, MunicipalityCode, ResidentCode, SelfInfoReason, SubscriberKey, Timestamp,
-    parse_self_info_column,
+    Date, IndividualNumber, InsurerNumber, SelfInfoReason, SubscriberKey, Timestamp, parse_self_info_column,
 };
 use anyhow::Result;
 use rusqlite::{Connection, Row, params};
@@ -36,12 +35,7 @@ pub fn mark_handoff_matched(
             "UPDATE handoff SET matched_insurer = ?3, matched_key = ?4
              WHERE source_insurer = ?1 AND source_key = ?2 AND matched_insurer IS NULL",
         )?
-        .execute(params![
-            handoff.0.as_str(),
-            handoff.1.as_str(),
-            to.0.as_str(),
-            to.1.as_str()
-        ])?;
+        .execute(params![handoff.0, handoff.1, to.0, to.1])?;
     Ok(n > 0)
 }
 
@@ -53,20 +47,20 @@ pub fn upsert_handoff(conn: &Connection, h: &StoredHandoff) -> Result<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
-        h.source_insurer.as_str(),
-        h.source_key.as_str(),
+        h.source_insurer,
+        h.source_key,
         h.person.individual_number.as_ref().map(IndividualNumber::expose),
-        h.person.municipality.as_ref().map(MunicipalityCode::as_str),
-        h.person.resident.as_ref().map(ResidentCode::as_str),
-        h.person.birthdate.to_string(),
-        h.transition_date.to_string(),
+        h.person.municipality,
+        h.person.resident,
+        h.person.birthdate,
+        h.transition_date,
         crate::domain::self_info_column(h.self_info),
         h.non_disclosure,
         h.auto_response,
-        h.flag_set_time.map(|t| t.to_string()),
+        h.flag_set_time,
         h.origin,
-        h.matched.map(|m| m.0.to_string()),
-        h.matched.map(|m| m.1.to_string()),
+        h.matched.map(|m| m.0),
+        h.matched.map(|m| m.1),
     ])?;
     Ok(())
 }
@@ -74,39 +68,39 @@ pub fn upsert_handoff(conn: &Connection, h: &StoredHandoff) -> Result<()> {
 const HANDOFF_COLS: &str = "source_insurer, source_key, individual_number, municipality, resident_code, birthdate,
     transition_date, self_info, non_disclosure, auto_response, flag_set_time, origin, matched_insurer, matched_key";
 
-fn handoff_from(r: &Row) -> rusqlite::Result<Vec<Option<String>>> {
-    (0..14)
-        .map(|i| match i {
-            8 | 9 => r.get::<_, bool>(i).map(|b| Some(if b { "1" } else { "0" }.to_owned())),
-            _ => r.get::<_, Option<String>>(i),
-        })
-        .collect()
-}
-
-fn make_handoff(v: Vec<Option<String>>) -> Result<StoredHandoff> {
-    let s = |i: usize| v[i].clone().unwrap_or_default();
+/// A `handoff` row ([`HANDOFF_COLS`]), typed as it is read.
+fn handoff_from(r: &Row) -> rusqlite::Result<StoredHandoff> {
+    let individual_number = match r.get::<_, Option<String>>(2)?.filter(|s| !s.is_empty()) {
+        Some(s) => Some(stored(2, "IndividualNumber", IndividualNumber::parse(&s))?),
+        None => None,
+    };
+    let self_info: Option<String> = r.get(7)?;
     let matched = match (
-        opt(v[12].clone(), InsurerNumber::parse, "InsurerNumber")?,
-        opt(v[13].clone(), SubscriberKey::parse, "SubscriberKey")?,
+        r.get::<_, OrEmpty<InsurerNumber>>(12)?.0,
+        r.get::<_, OrEmpty<SubscriberKey>>(13)?.0,
     ) {
         (Some(i), Some(k)) => Some((i, k)),
         _ => None,
     };
     Ok(StoredHandoff {
-        source_insurer: p(InsurerNumber::parse(&s(0)), "InsurerNumber")?,
-        source_key: p(SubscriberKey::parse(&s(1)), "SubscriberKey")?,
+        source_insurer: r.get(0)?,
+        source_key: r.get(1)?,
         person: PersonKey {
-            individual_number: opt(v[2].clone(), IndividualNumber::parse, "IndividualNumber")?,
-            municipality: opt(v[3].clone(), MunicipalityCode::parse, "MunicipalityCode")?,
-            resident: opt(v[4].clone(), ResidentCode::parse, "ResidentCode")?,
-            birthdate: p(Date::parse(&s(5)), "Birthdate")?,
+            individual_number,
+            municipality: r.get::<_, OrEmpty<_>>(3)?.0,
+            resident: r.get::<_, OrEmpty<_>>(4)?.0,
+            birthdate: r.get(5)?,
         },
-        transition_date: p(Date::parse(&s(6)), "AgeTransitionDate")?,
-        self_info: p(parse_self_info_column(&s(7)), "SelfInfoProvisionProhibitedFlg")?,
-        non_disclosure: s(8) == "1",
-        auto_response: s(9) == "1",
-        flag_set_time: opt(v[10].clone(), Timestamp::parse, "FlagSetTime")?,
-        origin: s(11),
+        transition_date: r.get(6)?,
+        self_info: stored(
+            7,
+            "SelfInfoProvisionProhibitedFlg",
+            parse_self_info_column(self_info.as_deref().unwrap_or_default()),
+        )?,
+        non_disclosure: r.get(8)?,
+        auto_response: r.get(9)?,
+        flag_set_time: r.get::<_, OrEmpty<_>>(10)?.0,
+        origin: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
         matched,
     })
 }
@@ -126,14 +120,11 @@ pub fn find_handoffs(conn: &Connection, person: &PersonKey) -> Result<Vec<Stored
         let mut st = conn.prepare_cached(&format!(
             "SELECT {HANDOFF_COLS} FROM handoff WHERE municipality = ?1 AND resident_code = ?2 AND birthdate = ?3"
         ))?;
-        for r in st.query_map(
-            params![m.as_str(), res.as_str(), person.birthdate.to_string()],
-            handoff_from,
-        )? {
+        for r in st.query_map(params![m, res, person.birthdate], handoff_from)? {
             rows.push(r?);
         }
     }
-    let mut out: Vec<StoredHandoff> = rows.into_iter().map(make_handoff).collect::<Result<_>>()?;
+    let mut out = rows;
     out.sort_by_key(|h| (h.source_insurer, h.source_key));
     out.dedup_by_key(|h| (h.source_insurer, h.source_key));
     Ok(out)
@@ -143,6 +134,5 @@ pub fn list_pending_handoffs(conn: &Connection) -> Result<Vec<StoredHandoff>> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {HANDOFF_COLS} FROM handoff WHERE matched_insurer IS NULL ORDER BY source_insurer, source_key"
     ))?;
-    let rows: Vec<_> = st.query_map([], handoff_from)?.collect::<rusqlite::Result<_>>()?;
-    rows.into_iter().map(make_handoff).collect()
+    Ok(st.query_map([], handoff_from)?.collect::<rusqlite::Result<_>>()?)
 }

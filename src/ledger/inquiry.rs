@@ -4,21 +4,40 @@
 
 use crate::domain::{InsurerNumber, SubscriberKey};
 use anyhow::Result;
+use rusqlite::types::{ToSql, ToSqlOutput};
 use rusqlite::{Connection, params};
+
+/// An inquiry's `status` column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InquiryStatus {
+    /// Nobody answered yet.
+    Open,
+    /// A hand-off, an answer or a 国保 enrollment matched it.
+    Answered,
+}
+
+impl ToSql for InquiryStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(match self {
+            InquiryStatus::Open => "open",
+            InquiryStatus::Answered => "answered",
+        }))
+    }
+}
 
 /// Whether the registration has an inquiry nobody answered yet.
 pub fn inquiry_is_open(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<bool> {
     let mut st = conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM inquiry WHERE insurer = ?1 AND subscriber_key = ?2 AND status = 'open')",
+        "SELECT EXISTS (SELECT 1 FROM inquiry WHERE insurer = ?1 AND subscriber_key = ?2 AND status = ?3)",
     )?;
-    Ok(st.query_row(params![insurer.as_str(), key.as_str()], |r| r.get(0))?)
+    Ok(st.query_row(params![insurer, key, InquiryStatus::Open], |r| r.get(0))?)
 }
 
 /// Whether the registration was ever inquired (open or answered).
 pub fn inquiry_exists(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<bool> {
     Ok(conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM inquiry WHERE insurer = ?1 AND subscriber_key = ?2)",
-        params![insurer.as_str(), key.as_str()],
+        params![insurer, key],
         |r| r.get(0),
     )?)
 }
@@ -33,11 +52,11 @@ pub struct OpenInquiry {
 /// Every open inquiry, in (insurer, key) order.
 pub fn open_inquiries(conn: &Connection) -> Result<Vec<OpenInquiry>> {
     let mut st = conn.prepare(
-        "SELECT insurer, subscriber_key FROM inquiry WHERE status = 'open'
+        "SELECT insurer, subscriber_key FROM inquiry WHERE status = ?1
          ORDER BY insurer, subscriber_key",
     )?;
     let rows = st
-        .query_map([], |r| {
+        .query_map([InquiryStatus::Open], |r| {
             Ok(OpenInquiry {
                 insurer: r.get(0)?,
                 subscriber_key: r.get(1)?,
@@ -80,9 +99,9 @@ pub fn open_inquiry_keys(conn: &Connection) -> Result<Vec<(InsurerNumber, Subscr
 /// Opens an inquiry for a registration of this run (nothing if it has one already).
 pub fn open_inquiry(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey, run_id: &str) -> Result<()> {
     conn.execute(
-        "INSERT INTO inquiry (insurer, subscriber_key, status, first_run) VALUES (?1, ?2, 'open', ?3)
+        "INSERT INTO inquiry (insurer, subscriber_key, status, first_run) VALUES (?1, ?2, ?4, ?3)
          ON CONFLICT (insurer, subscriber_key) DO NOTHING",
-        params![insurer.as_str(), key.as_str(), run_id],
+        params![insurer, key, run_id, InquiryStatus::Open],
     )?;
     Ok(())
 }
@@ -99,9 +118,9 @@ pub fn delete_inquiry(conn: &Connection, q: &OpenInquiry) -> Result<()> {
 /// Marks an inquiry answered by this run, saying by what.
 pub fn mark_inquiry_answered(conn: &Connection, q: &OpenInquiry, run_id: &str, by: &str) -> Result<()> {
     conn.execute(
-        "UPDATE inquiry SET status = 'answered', answered_run = ?3, answered_by = ?4
+        "UPDATE inquiry SET status = ?5, answered_run = ?3, answered_by = ?4
          WHERE insurer = ?1 AND subscriber_key = ?2",
-        params![q.insurer, q.subscriber_key, run_id, by],
+        params![q.insurer, q.subscriber_key, run_id, by, InquiryStatus::Answered],
     )?;
     Ok(())
 }
@@ -158,7 +177,7 @@ pub fn match_flagless_handoff(
 ) -> Result<()> {
     conn.execute(
         "UPDATE handoff SET matched_insurer = ?3, matched_key = ?4 WHERE source_insurer = ?1 AND source_key = ?2",
-        params![h.source_insurer, h.source_key, insurer.as_str(), key.as_str()],
+        params![h.source_insurer, h.source_key, insurer, key],
     )?;
     Ok(())
 }

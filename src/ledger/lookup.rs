@@ -2,9 +2,10 @@
 //! which runs it holds, which kinds of insurer, which flagged subscribers, which hand-offs still
 //! wait. Every query text of the program lives under `ledger/`; callers get typed answers.
 
+use crate::domain::person::Status;
 use crate::domain::{FlagType, InsurerKind, InsurerNumber, MunicipalityCode, SubscriberKey};
 use anyhow::{Result, anyhow};
-use rusqlite::Connection;
+use rusqlite::{Connection, params};
 
 /// Every run id the ledger recorded, in order.
 pub fn run_ids(conn: &Connection) -> Result<Vec<String>> {
@@ -42,17 +43,14 @@ pub fn unmatched_handoff_sources(conn: &Connection) -> Result<Vec<String>> {
 pub fn flagged_kokuho_keys(conn: &Connection) -> Result<Vec<(InsurerNumber, SubscriberKey)>> {
     let mut st = conn.prepare(
         "SELECT DISTINCT insurer, subscriber_key FROM flag
-         WHERE info_code = '' AND subscriber_key <> '' AND flag_type IN ('2', '3') AND insurer LIKE '00%'
+         WHERE info_code = '' AND subscriber_key <> '' AND flag_type IN (?1, ?2) AND insurer LIKE '00%'
          ORDER BY insurer, subscriber_key",
     )?;
-    let keys: Vec<(String, String)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut out = Vec::with_capacity(keys.len());
-    for (i, k) in keys {
-        out.push((InsurerNumber::parse(&i)?, SubscriberKey::parse(&k)?));
-    }
-    Ok(out)
+    let protective = [FlagType::NonDisclosure, FlagType::SelfInfoProvisionProhibited];
+    debug_assert!(protective.iter().all(|t| t.is_protective()));
+    Ok(st
+        .query_map(params![protective[0], protective[1]], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 /// How many subscribers hold a subscriber-wide flag (any type).
@@ -72,23 +70,20 @@ pub fn flagged_subscriber_keys(conn: &Connection) -> Result<Vec<(InsurerNumber, 
         "SELECT DISTINCT insurer, subscriber_key FROM flag
          WHERE subscriber_key != '' AND info_code = ''",
     )?;
-    let keys: Vec<(String, String)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    let keys: Vec<(Option<InsurerNumber>, Option<SubscriberKey>)> = st
+        .query_map([], |r| Ok((r.get(0).ok(), r.get(1).ok())))?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(keys
-        .into_iter()
-        .filter_map(|(i, k)| Some((InsurerNumber::parse(&i).ok()?, SubscriberKey::parse(&k).ok()?)))
-        .collect())
+    Ok(keys.into_iter().filter_map(|(i, k)| Some((i?, k?))).collect())
 }
 
 /// Insurers with enrollments in the municipality, in number order (numbers the ledger cannot
 /// parse are left out).
 pub fn insurers_in_municipality(conn: &Connection, muni: MunicipalityCode) -> Result<Vec<InsurerNumber>> {
     let mut st = conn.prepare_cached("SELECT DISTINCT insurer FROM enrollment WHERE municipality = ?1 ORDER BY 1")?;
-    let rows: Vec<String> = st
-        .query_map([muni.as_str()], |r| r.get(0))?
+    let rows: Vec<Option<InsurerNumber>> = st
+        .query_map([muni], |r| Ok(r.get(0).ok()))?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(rows.iter().filter_map(|s| InsurerNumber::parse(s).ok()).collect())
+    Ok(rows.into_iter().flatten().collect())
 }
 
 /// The enrollments of `ins` that are not cancelled, in key order, with their subscriber-wide
@@ -102,13 +97,12 @@ pub fn uncancelled_with_flags(
         "SELECT e.subscriber_key,
                 (SELECT group_concat(f.flag_type, ' ') FROM flag f
                   WHERE f.insurer = e.insurer AND f.subscriber_key = e.subscriber_key AND f.info_code = '')
-           FROM enrollment e WHERE e.insurer = ?1 AND e.status != 'cancelled' ORDER BY e.subscriber_key",
+           FROM enrollment e WHERE e.insurer = ?1 AND e.status != ?2 ORDER BY e.subscriber_key",
     )?;
-    let mut rows = st.query([ins.as_str()])?;
+    let mut rows = st.query(params![ins, Status::Cancelled])?;
     let mut found = Vec::new();
     while let Some(r) = rows.next()? {
-        let k: String = r.get(0)?;
-        let key = SubscriberKey::parse(&k).map_err(|e| anyhow!("ledger key {k}: {e}"))?;
+        let key: SubscriberKey = r.get(0)?;
         if skip(key) {
             continue;
         }

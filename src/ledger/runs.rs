@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub fn applied_file_sha(conn: &Connection, sender: InsurerNumber, file_identifier: &str) -> Result<Option<String>> {
     Ok(conn
         .prepare_cached("SELECT sha256 FROM applied_file WHERE sender = ?1 AND file_identifier = ?2")?
-        .query_row(params![sender.as_str(), file_identifier], |r| r.get(0))
+        .query_row(params![sender, file_identifier], |r| r.get(0))
         .optional()?)
 }
 
@@ -30,7 +30,7 @@ pub fn insert_applied_file(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
-        sender.as_str(),
+        sender,
         file_identifier,
         sha256,
         kind.name(),

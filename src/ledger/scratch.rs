@@ -9,11 +9,9 @@
 
 use super::store::{insert_flag, load_subscriber_flags};
 use crate::domain::person::{Enrollment, Flag, FlagKey, PersonKey};
-use crate::domain::{
-    Date, DisclosureClassification, FukuhonOperation, IndividualNumber, InfoCode, InsurerNumber, MunicipalityCode,
-    ResidentCode, SubscriberKey,
-};
-use anyhow::{Context, Result, anyhow};
+use crate::domain::sql::{OrEmpty, stored};
+use crate::domain::{IndividualNumber, InfoCode, InsurerNumber, SubscriberKey};
+use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
 
@@ -91,8 +89,8 @@ pub fn touch(
             "INSERT OR IGNORE INTO temp.touched (insurer, subscriber_key, existed, was_published) VALUES (?1, ?2, ?3, ?4)",
         )?
         .execute(params![
-            insurer.as_str(),
-            key.as_str(),
+            insurer,
+            key,
             before.is_some(),
             before.is_some_and(|b| b.published)
         ])?;
@@ -109,7 +107,7 @@ pub fn touch(
 pub fn is_touched(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<bool> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM temp.touched WHERE insurer = ?1 AND subscriber_key = ?2")?
-        .query_row(params![insurer.as_str(), key.as_str()], |_| Ok(()))
+        .query_row(params![insurer, key], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -118,7 +116,7 @@ pub fn is_touched(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey)
 pub fn was_published(conn: &Connection, insurer: InsurerNumber, key: SubscriberKey) -> Result<bool> {
     Ok(conn
         .prepare_cached("SELECT was_published FROM temp.touched WHERE insurer = ?1 AND subscriber_key = ?2")?
-        .query_row(params![insurer.as_str(), key.as_str()], |r| r.get(0))
+        .query_row(params![insurer, key], |r| r.get(0))
         .optional()?
         .unwrap_or(false))
 }
@@ -131,12 +129,7 @@ pub fn touched_count(conn: &Connection) -> Result<u64> {
 pub fn insurers(conn: &Connection) -> Result<Vec<InsurerNumber>> {
     let mut st =
         conn.prepare("SELECT insurer FROM temp.touched UNION SELECT insurer FROM temp.fukuhon_out ORDER BY 1")?;
-    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-    rows.map(|r| {
-        let s = r?;
-        InsurerNumber::parse(&s).map_err(|e| anyhow!("scratch holds an invalid InsurerNumber: {e}"))
-    })
-    .collect()
+    Ok(st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
 }
 
 /// One page of an insurer's touched subscribers after `after` (key order), with their pre-run state.
@@ -150,19 +143,13 @@ pub fn touched_page(
         "SELECT subscriber_key, existed, was_published FROM temp.touched
          WHERE insurer = ?1 AND subscriber_key > ?2 ORDER BY subscriber_key LIMIT ?3",
     )?;
-    let rows: Vec<(String, bool, bool)> = st
-        .query_map(
-            params![
-                insurer.as_str(),
-                after.as_ref().map_or("", SubscriberKey::as_str),
-                limit as i64
-            ],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?
+    let rows: Vec<(SubscriberKey, bool, bool)> = st
+        .query_map(params![insurer, OrEmpty(after), limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::with_capacity(rows.len());
-    for (k, existed, was_published) in rows {
-        let key = SubscriberKey::parse(&k).map_err(|e| anyhow!("scratch holds an invalid SubscriberKey: {e}"))?;
+    for (key, existed, was_published) in rows {
         let flags = if existed {
             load_subscriber_flags(conn, "temp.before_flag", insurer, key)?
         } else {
@@ -193,12 +180,12 @@ pub fn add_fukuhon_out(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
-        insurer.as_str(),
-        key.as_str(),
-        info.as_str(),
-        f.operation.code(),
-        f.effective_date.to_string(),
-        f.disclosure.map(DisclosureClassification::code),
+        insurer,
+        key,
+        info,
+        f.operation,
+        f.effective_date,
+        f.disclosure,
         serde_json::to_string(&f.items)?,
     ])?;
     Ok(())
@@ -211,35 +198,30 @@ pub fn fukuhon_page(
     after: Option<(SubscriberKey, InfoCode)>,
     limit: usize,
 ) -> Result<Vec<crate::formats::linkage::FukuhonRow>> {
-    let (ak, ai) = after.map_or((String::new(), String::new()), |(k, i)| {
-        (k.as_str().to_owned(), i.as_str().to_owned())
-    });
+    let (ak, ai) = (OrEmpty(after.map(|a| a.0)), OrEmpty(after.map(|a| a.1)));
     let mut st = conn.prepare_cached(
         "SELECT subscriber_key, info_code, operation, effective_date, disclosure, items FROM temp.fukuhon_out
          WHERE insurer = ?1 AND (subscriber_key, info_code) > (?2, ?3)
          ORDER BY subscriber_key, info_code LIMIT ?4",
     )?;
-    let rows: Vec<(String, String, String, String, Option<String>, String)> = st
-        .query_map(params![insurer.as_str(), ak, ai, limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+    let rows: Vec<(crate::formats::linkage::FukuhonRow, String)> = st
+        .query_map(params![insurer, ak, ai, limit as i64], |r| {
+            let row = crate::formats::linkage::FukuhonRow {
+                operation: r.get(2)?,
+                effective_date: r.get(3)?,
+                insurer,
+                key: r.get(0)?,
+                info_code: r.get(1)?,
+                disclosure: r.get::<_, OrEmpty<_>>(4)?.0,
+                items: Vec::new(),
+            };
+            Ok((row, r.get(5)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let bad = |what: &str, e: crate::error::FieldError| anyhow!("scratch holds an invalid {what}: {e}");
     rows.into_iter()
-        .map(|(k, i, op, d, disc, items)| {
-            Ok(crate::formats::linkage::FukuhonRow {
-                operation: FukuhonOperation::parse(&op).map_err(|e| bad("Operation", e))?,
-                effective_date: Date::parse(&d).map_err(|e| bad("EffectiveDate", e))?,
-                insurer,
-                key: SubscriberKey::parse(&k).map_err(|e| bad("SubscriberKey", e))?,
-                info_code: InfoCode::parse(&i).map_err(|e| bad("InfoCode", e))?,
-                disclosure: disc
-                    .filter(|s| !s.is_empty())
-                    .map(|s| DisclosureClassification::parse(&s))
-                    .transpose()
-                    .map_err(|e| bad("DisclosureClassification", e))?,
-                items: serde_json::from_str(&items).context("scratch holds invalid 副本 items")?,
-            })
+        .map(|(mut row, items)| {
+            row.items = serde_json::from_str(&items).context("scratch holds invalid 副本 items")?;
+            Ok(row)
         })
         .collect()
 }
@@ -257,12 +239,12 @@ pub fn add_acquisition(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
-        insurer.as_str(),
-        key.as_str(),
+        insurer,
+        key,
         person.individual_number.as_ref().map(IndividualNumber::expose),
-        person.municipality.as_ref().map(MunicipalityCode::as_str),
-        person.resident.as_ref().map(ResidentCode::as_str),
-        person.birthdate.to_string(),
+        person.municipality,
+        person.resident,
+        person.birthdate,
         carried_or_ambiguous,
     ])?;
     Ok(())
@@ -291,60 +273,29 @@ pub fn acquisition_page(conn: &Connection, after: i64, limit: usize) -> Result<V
         "SELECT id, insurer, subscriber_key, individual_number, municipality, resident_code, birthdate, carried
          FROM temp.acquisition WHERE id > ?1 ORDER BY id LIMIT ?2",
     )?;
-    type Row = (
-        i64,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        String,
-        bool,
-    );
-    let rows: Vec<Row> = st
-        .query_map(params![after, limit as i64], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let bad = |what: &str, e: crate::error::FieldError| anyhow!("scratch holds an invalid {what}: {e}");
-    rows.into_iter()
-        .map(|(id, ins, k, mn, muni, res, birth, carried)| {
-            Ok(AcquisitionRow {
-                id,
-                insurer: InsurerNumber::parse(&ins).map_err(|e| bad("InsurerNumber", e))?,
-                key: SubscriberKey::parse(&k).map_err(|e| bad("SubscriberKey", e))?,
-                person: PersonKey {
-                    individual_number: mn
-                        .map(|s| IndividualNumber::parse(&s))
-                        .transpose()
-                        .map_err(|e| bad("IndividualNumber", e))?,
-                    municipality: muni
-                        .map(|s| MunicipalityCode::parse(&s))
-                        .transpose()
-                        .map_err(|e| bad("MunicipalityCode", e))?,
-                    resident: res
-                        .map(|s| ResidentCode::parse(&s))
-                        .transpose()
-                        .map_err(|e| bad("ResidentCode", e))?,
-                    birthdate: Date::parse(&birth).map_err(|e| bad("Birthdate", e))?,
-                },
-                carried_or_ambiguous: carried,
-            })
+    let rows = st.query_map(params![after, limit as i64], |r| {
+        let individual_number = match r.get::<_, Option<String>>(3)? {
+            Some(s) => Some(stored(3, "IndividualNumber", IndividualNumber::parse(&s))?),
+            None => None,
+        };
+        Ok(AcquisitionRow {
+            id: r.get(0)?,
+            insurer: r.get(1)?,
+            key: r.get(2)?,
+            person: PersonKey {
+                individual_number,
+                municipality: r.get(4)?,
+                resident: r.get(5)?,
+                birthdate: r.get(6)?,
+            },
+            carried_or_ambiguous: r.get(7)?,
         })
-        .collect()
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub fn fukuhon_count(conn: &Connection, insurer: InsurerNumber) -> Result<u64> {
     Ok(conn
         .prepare_cached("SELECT count(*) FROM temp.fukuhon_out WHERE insurer = ?1")?
-        .query_row([insurer.as_str()], |r| r.get::<_, i64>(0))? as u64)
+        .query_row([insurer], |r| r.get::<_, i64>(0))? as u64)
 }

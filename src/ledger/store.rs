@@ -1,53 +1,71 @@
 //! Typed reads and writes of ledger rows. Every lookup goes through an index.
 
 use crate::domain::person::{Enrollment, Flag, FlagKey, InsurerFlags, Period, PersonKey, Released, Status};
+use crate::domain::sql::{OrEmpty, stored};
 use crate::domain::{
-    Address, Date, DisclosureClassification, FlagSource, FlagType, IndividualNumber, InfoCode, InsuredBranchNumber,
-    InsurerNumber, MunicipalityCode, PersonalFamilyClassification, PostNumber, ReasonOfLoss, ReasonOfQualification,
-    ResidentCode, SelfInfoReason, Sex1, SubscriberKey, Timestamp,
+    Address, Date, DisclosureClassification, FlagType, IndividualNumber, InfoCode, InsurerNumber, SelfInfoReason,
+    SubscriberKey,
 };
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::BTreeMap;
 
-pub(super) fn p<T>(r: Result<T, crate::error::FieldError>, what: &str) -> Result<T> {
-    r.map_err(|e| anyhow!("ledger holds an invalid {what}: {e}"))
-}
-pub(super) fn opt<T>(
-    v: Option<String>,
-    f: impl Fn(&str) -> Result<T, crate::error::FieldError>,
-    what: &str,
-) -> Result<Option<T>> {
-    v.filter(|s| !s.is_empty()).map(|s| p(f(&s), what)).transpose()
-}
-
-/// A flag row's columns as stored (reason_code, source, effective_time, support_measure_end,
-/// origin), read inside a query and typed after it.
-pub(super) struct FlagText {
-    reason: Option<String>,
-    source: String,
-    time: String,
-    end: Option<String>,
-    origin: String,
-}
-
-pub(super) fn flag_from_row(row: &Row, base: usize) -> rusqlite::Result<FlagText> {
-    Ok(FlagText {
-        reason: row.get(base)?,
+/// A flag row's columns from `base` on (reason_code, source, effective_time,
+/// support_measure_end, origin), typed as they are read.
+fn flag_from_row(row: &Row, base: usize) -> rusqlite::Result<Flag> {
+    Ok(Flag {
+        reason: row.get::<_, OrEmpty<_>>(base)?.0,
         source: row.get(base + 1)?,
-        time: row.get(base + 2)?,
-        end: row.get(base + 3)?,
+        effective_time: row.get(base + 2)?,
+        support_measure_end: row.get::<_, OrEmpty<_>>(base + 3)?.0,
         origin: row.get(base + 4)?,
     })
 }
 
-pub(super) fn make_flag(f: FlagText) -> Result<Flag> {
-    Ok(Flag {
-        reason: opt(f.reason, SelfInfoReason::parse, "ReasonCode")?,
-        source: p(FlagSource::parse(&f.source), "Source")?,
-        effective_time: p(Timestamp::parse(&f.time), "EffectiveTime")?,
-        support_measure_end: opt(f.end, Date::parse, "SupportMeasureEndDate")?,
-        origin: f.origin,
+/// The columns of one `enrollment` row, typed as they are read (periods and flags are read
+/// after it).
+fn enrollment_from_row(r: &Row, insurer: InsurerNumber, key: SubscriberKey) -> rusqlite::Result<(Enrollment, String)> {
+    let individual_number = match r.get::<_, Option<String>>(0)?.filter(|s| !s.is_empty()) {
+        Some(s) => Some(stored(0, "IndividualNumber", IndividualNumber::parse(&s))?),
+        None => None,
+    };
+    let address = match r.get::<_, Option<String>>(8)?.filter(|s| !s.is_empty()) {
+        Some(s) => Some(stored(8, "Address", Address::parse(&s))?),
+        None => None,
+    };
+    let e = Enrollment {
+        insurer,
+        key,
+        individual_number,
+        municipality: r.get::<_, OrEmpty<_>>(1)?.0,
+        resident: r.get::<_, OrEmpty<_>>(2)?.0,
+        name: r.get(3)?,
+        name_kana: r.get(4)?,
+        sex: r.get(5)?,
+        birthdate: r.get(6)?,
+        post_number: r.get::<_, OrEmpty<_>>(7)?.0,
+        address,
+        periods: Vec::new(),
+        status: r.get(9)?,
+        published: r.get(10)?,
+        unsent: r.get(11)?,
+        flags: BTreeMap::new(),
+        released: BTreeMap::new(),
+    };
+    Ok((e, r.get(12)?))
+}
+
+/// One `period` row, typed as it is read.
+fn period_from_row(r: &Row) -> rusqlite::Result<Period> {
+    Ok(Period {
+        card_symbol: r.get::<_, Option<String>>(0)?.filter(|s| !s.is_empty()),
+        card_number: r.get(1)?,
+        branch: r.get(2)?,
+        qualification_date: r.get(3)?,
+        reason_of_qualification: r.get(4)?,
+        disqualification_date: r.get::<_, OrEmpty<_>>(5)?.0,
+        reason_of_loss: r.get::<_, OrEmpty<_>>(6)?.0,
+        personal_family: r.get(7)?,
     })
 }
 
@@ -58,77 +76,20 @@ pub fn load_enrollment(conn: &Connection, insurer: InsurerNumber, key: Subscribe
                 post_number, address, status, published, unsent, flag_digest
          FROM enrollment WHERE insurer = ?1 AND subscriber_key = ?2",
     )?;
-    let row = st
-        .query_row(params![insurer.as_str(), key.as_str()], |r| {
-            Ok((
-                r.get::<_, Option<String>>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, Option<String>>(7)?,
-                r.get::<_, Option<String>>(8)?,
-                r.get::<_, String>(9)?,
-                r.get::<_, bool>(10)?,
-                r.get::<_, bool>(11)?,
-                r.get::<_, String>(12)?,
-            ))
-        })
-        .optional()?;
-    let Some((mn, muni, res, name, kana, sex, birth, post, addr, status, published, unsent, digest)) = row else {
+    let Some((mut e, digest)) = st
+        .query_row(params![insurer, key], |r| enrollment_from_row(r, insurer, key))
+        .optional()?
+    else {
         return Ok(None);
-    };
-    let mut e = Enrollment {
-        insurer,
-        key,
-        individual_number: opt(mn, IndividualNumber::parse, "IndividualNumber")?,
-        municipality: opt(muni, MunicipalityCode::parse, "MunicipalityCode")?,
-        resident: opt(res, ResidentCode::parse, "ResidentCode")?,
-        name,
-        name_kana: kana,
-        sex: p(Sex1::parse(&sex), "Sex1")?,
-        birthdate: p(Date::parse(&birth), "Birthdate")?,
-        post_number: opt(post, PostNumber::parse, "PostNumber")?,
-        address: opt(addr, Address::parse, "Address")?,
-        periods: Vec::new(),
-        status: Status::parse(&status).ok_or_else(|| anyhow!("ledger holds an invalid status"))?,
-        published,
-        unsent,
-        flags: BTreeMap::new(),
-        released: BTreeMap::new(),
     };
     let mut st = conn.prepare_cached(
         "SELECT card_symbol, card_number, branch, qualification_date, reason_of_qualification,
                 disqualification_date, reason_of_loss, personal_family
          FROM period WHERE insurer = ?1 AND subscriber_key = ?2 ORDER BY ordinal",
     )?;
-    let rows = st.query_map(params![insurer.as_str(), key.as_str()], |r| {
-        Ok((
-            r.get::<_, Option<String>>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, Option<String>>(5)?,
-            r.get::<_, Option<String>>(6)?,
-            r.get::<_, String>(7)?,
-        ))
-    })?;
-    for row in rows {
-        let (sym, num, branch, q, rq, d, rl, pf) = row?;
-        e.periods.push(Period {
-            card_symbol: sym.filter(|s| !s.is_empty()),
-            card_number: num,
-            branch: p(InsuredBranchNumber::parse(&branch), "InsuredBranchNumber")?,
-            qualification_date: p(Date::parse(&q), "QualificationDate")?,
-            reason_of_qualification: p(ReasonOfQualification::parse(&rq), "ReasonOfQualification")?,
-            disqualification_date: opt(d, Date::parse, "DisqualificationDate")?,
-            reason_of_loss: opt(rl, ReasonOfLoss::parse, "ReasonOfLoss")?,
-            personal_family: p(PersonalFamilyClassification::parse(&pf), "PersonalFamilyClassification")?,
-        });
-    }
+    e.periods = st
+        .query_map(params![insurer, key], period_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
     e.flags = load_subscriber_flags(conn, "main.flag", insurer, key)?;
     if digest_of(&e.flags) != digest {
         // the flag rows and their second record disagree: never act on either
@@ -152,32 +113,16 @@ pub fn load_released(
         "SELECT info_code, flag_type, effective_time, origin FROM flag_released
          WHERE insurer = ?1 AND subscriber_key = ?2",
     )?;
-    let rows = st.query_map(
-        params![insurer.as_str(), key.as_ref().map_or("", SubscriberKey::as_str)],
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        },
-    )?;
-    let mut out = BTreeMap::new();
-    for row in rows {
-        let (info, ty, time, origin) = row?;
-        out.insert(
-            (
-                opt(Some(info), InfoCode::parse, "InfoCode")?,
-                p(FlagType::parse(&ty), "FlagType")?,
-            ),
+    let rows = st.query_map(params![insurer, OrEmpty(key)], |r| {
+        Ok((
+            (r.get::<_, OrEmpty<InfoCode>>(0)?.0, r.get::<_, FlagType>(1)?),
             Released {
-                effective_time: p(Timestamp::parse(&time), "EffectiveTime")?,
-                origin,
+                effective_time: r.get(2)?,
+                origin: r.get(3)?,
             },
-        );
-    }
-    Ok(out)
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Replaces the released flags of a subscriber (`key` None: insurer-wide).
@@ -188,10 +133,10 @@ pub fn store_released(
     released: &BTreeMap<FlagKey, Released>,
     existed: bool,
 ) -> Result<()> {
-    let k = key.as_ref().map_or("", SubscriberKey::as_str);
+    let k = OrEmpty(key);
     if existed {
         conn.prepare_cached("DELETE FROM flag_released WHERE insurer = ?1 AND subscriber_key = ?2")?
-            .execute(params![insurer.as_str(), k])?;
+            .execute(params![insurer, k])?;
     }
     if released.is_empty() {
         return Ok(());
@@ -201,14 +146,7 @@ pub fn store_released(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for ((info, ty), r) in released {
-        st.execute(params![
-            insurer.as_str(),
-            k,
-            info.as_ref().map_or("", InfoCode::as_str),
-            ty.code(),
-            r.effective_time.to_string(),
-            r.origin,
-        ])?;
+        st.execute(params![insurer, k, OrEmpty(*info), ty, r.effective_time, r.origin])?;
     }
     Ok(())
 }
@@ -233,23 +171,20 @@ pub(crate) fn load_subscriber_flags(
         _ => unreachable!("flags are read from main.flag or temp.before_flag"),
     };
     let mut st = conn.prepare_cached(sql)?;
-    let rows = st.query_map(params![insurer.as_str(), key.as_str()], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, flag_from_row(r, 2)?))
+    let rows = st.query_map(params![insurer, key], |r| {
+        Ok((
+            (r.get::<_, OrEmpty<InfoCode>>(0)?.0, r.get::<_, FlagType>(1)?),
+            flag_from_row(r, 2)?,
+        ))
     })?;
-    let mut flags = BTreeMap::new();
-    for row in rows {
-        let (info, ty, f) = row?;
-        let info = opt(Some(info), InfoCode::parse, "InfoCode")?;
-        flags.insert((info, p(FlagType::parse(&ty), "FlagType")?), make_flag(f)?);
-    }
-    Ok(flags)
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Writes an enrollment with its periods and subscriber flags, replacing what the ledger held.
 /// `existed`: the ledger may hold rows of it (false for a subscriber new in this run: the
 /// deletes are skipped).
 pub fn store_enrollment(conn: &Connection, e: &Enrollment, existed: bool) -> Result<()> {
-    let (ins, key) = (e.insurer.as_str(), e.key.as_str());
+    let (ins, key) = (e.insurer, e.key);
     conn.prepare_cached(
         "INSERT OR REPLACE INTO enrollment (insurer, subscriber_key, individual_number, municipality,
             resident_code, name, name_kana, sex, birthdate, post_number, address, status, published, unsent,
@@ -260,15 +195,15 @@ pub fn store_enrollment(conn: &Connection, e: &Enrollment, existed: bool) -> Res
         ins,
         key,
         e.individual_number.as_ref().map(IndividualNumber::expose),
-        e.municipality.as_ref().map(MunicipalityCode::as_str),
-        e.resident.as_ref().map(ResidentCode::as_str),
+        e.municipality,
+        e.resident,
         e.name,
         e.name_kana,
-        e.sex.code(),
-        e.birthdate.to_string(),
-        e.post_number.as_ref().map(PostNumber::as_str),
+        e.sex,
+        e.birthdate,
+        e.post_number,
         e.address.as_ref().map(Address::expose),
-        e.status.as_str(),
+        e.status,
         e.published,
         e.unsent,
         digest_of(&e.flags),
@@ -289,12 +224,12 @@ pub fn store_enrollment(conn: &Connection, e: &Enrollment, existed: bool) -> Res
             i as i64,
             pr.card_symbol,
             pr.card_number,
-            pr.branch.as_str(),
-            pr.qualification_date.to_string(),
-            pr.reason_of_qualification.code(),
-            pr.disqualification_date.map(|d| d.to_string()),
-            pr.reason_of_loss.map(ReasonOfLoss::code),
-            pr.personal_family.code(),
+            pr.branch,
+            pr.qualification_date,
+            pr.reason_of_qualification,
+            pr.disqualification_date,
+            pr.reason_of_loss,
+            pr.personal_family,
         ])?;
     }
     if existed {
@@ -417,14 +352,14 @@ pub(crate) fn insert_flag(
         _ => unreachable!("flags are written to main.flag or temp.before_flag"),
     };
     conn.prepare_cached(sql)?.execute(params![
-        insurer.as_str(),
-        key.as_ref().map_or("", SubscriberKey::as_str),
-        info.as_ref().map_or("", InfoCode::as_str),
-        ty.code(),
-        f.reason.map(SelfInfoReason::code),
-        f.source.code(),
-        f.effective_time.to_string(),
-        f.support_measure_end.map(|d| d.to_string()),
+        insurer,
+        OrEmpty(key),
+        OrEmpty(info),
+        ty,
+        f.reason,
+        f.source,
+        f.effective_time,
+        f.support_measure_end,
         f.origin,
     ])?;
     Ok(())
@@ -436,26 +371,18 @@ pub fn load_insurer_flags(conn: &Connection, insurer: InsurerNumber) -> Result<I
         "SELECT info_code, flag_type, reason_code, source, effective_time, support_measure_end, origin
          FROM flag WHERE insurer = ?1 AND subscriber_key = ''",
     )?;
-    let rows = st.query_map(params![insurer.as_str()], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, flag_from_row(r, 2)?))
+    let rows = st.query_map(params![insurer], |r| {
+        Ok((
+            (r.get::<_, InfoCode>(0)?, r.get::<_, FlagType>(1)?),
+            flag_from_row(r, 2)?,
+        ))
     })?;
-    let mut out = BTreeMap::new();
-    for row in rows {
-        let (info, ty, f) = row?;
-        out.insert(
-            (
-                p(InfoCode::parse(&info), "InfoCode")?,
-                p(FlagType::parse(&ty), "FlagType")?,
-            ),
-            make_flag(f)?,
-        );
-    }
-    Ok(out)
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub fn store_insurer_flags(conn: &Connection, insurer: InsurerNumber, flags: &InsurerFlags) -> Result<()> {
     conn.prepare_cached("DELETE FROM flag WHERE insurer = ?1 AND subscriber_key = ''")?
-        .execute(params![insurer.as_str()])?;
+        .execute(params![insurer])?;
     for ((info, ty), f) in flags {
         insert_flag(conn, "main.flag", insurer, None, Some(*info), *ty, f)?;
     }
@@ -469,9 +396,7 @@ pub fn find_person(conn: &Connection, person: &PersonKey) -> Result<Vec<(Insurer
     if let Some(mn) = person.individual_number {
         let mut st =
             conn.prepare_cached("SELECT insurer, subscriber_key FROM enrollment WHERE individual_number = ?1")?;
-        let rows = st.query_map(params![mn.expose()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
+        let rows = st.query_map(params![mn.expose()], |r| Ok((r.get(0)?, r.get(1)?)))?;
         for r in rows {
             out.push(r?);
         }
@@ -481,23 +406,14 @@ pub fn find_person(conn: &Connection, person: &PersonKey) -> Result<Vec<(Insurer
             "SELECT insurer, subscriber_key FROM enrollment
              WHERE municipality = ?1 AND resident_code = ?2 AND birthdate = ?3",
         )?;
-        let rows = st.query_map(params![m.as_str(), res.as_str(), person.birthdate.to_string()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
+        let rows = st.query_map(params![m, res, person.birthdate], |r| Ok((r.get(0)?, r.get(1)?)))?;
         for r in rows {
             out.push(r?);
         }
     }
     out.sort();
     out.dedup();
-    out.into_iter()
-        .map(|(i, k)| {
-            Ok((
-                p(InsurerNumber::parse(&i), "InsurerNumber")?,
-                p(SubscriberKey::parse(&k), "SubscriberKey")?,
-            ))
-        })
-        .collect()
+    Ok(out)
 }
 
 /// Records what the server holds of a subscriber after the run's outputs (R14): `published`, the
@@ -512,7 +428,7 @@ pub fn set_publication(
     conn.prepare_cached(
         "UPDATE enrollment SET published = ?3, unsent = ?4 WHERE insurer = ?1 AND subscriber_key = ?2",
     )?
-    .execute(params![insurer.as_str(), key.as_str(), published, unsent])?;
+    .execute(params![insurer, key, published, unsent])?;
     Ok(())
 }
 
@@ -521,17 +437,9 @@ pub fn list_unsent(conn: &Connection) -> Result<Vec<(InsurerNumber, SubscriberKe
     let mut st = conn.prepare_cached(
         "SELECT insurer, subscriber_key FROM enrollment WHERE unsent = 1 ORDER BY insurer, subscriber_key",
     )?;
-    let rows: Vec<(String, String)> = st
+    Ok(st
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    rows.into_iter()
-        .map(|(i, k)| {
-            Ok((
-                p(InsurerNumber::parse(&i), "InsurerNumber")?,
-                p(SubscriberKey::parse(&k), "SubscriberKey")?,
-            ))
-        })
-        .collect()
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 pub fn unsent_count(conn: &Connection) -> Result<u64> {
@@ -561,19 +469,28 @@ pub fn flagged_person_keys(conn: &Connection) -> Result<FlaggedPersonKeys> {
         }
     };
     type Row = (Option<String>, Option<String>, Option<String>, String);
-    for sql in [
+    let row = |r: &rusqlite::Row| -> rusqlite::Result<Row> { Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)) };
+    let mut st = conn.prepare_cached(
         "SELECT e.individual_number, e.municipality, e.resident_code, e.birthdate
          FROM enrollment e JOIN flag f ON f.insurer = e.insurer AND f.subscriber_key = e.subscriber_key
-         WHERE f.info_code = '' AND f.flag_type IN ('2', '3') AND e.status != 'cancelled'",
+         WHERE f.info_code = '' AND f.flag_type IN (?1, ?2) AND e.status != ?3",
+    )?;
+    let protective = params![
+        FlagType::NonDisclosure,
+        FlagType::SelfInfoProvisionProhibited,
+        Status::Cancelled
+    ];
+    for r in st.query_map(protective, row)? {
+        let (mn, muni, res, birth) = r?;
+        add(mn, muni, res, birth);
+    }
+    let mut st = conn.prepare_cached(
         "SELECT individual_number, municipality, resident_code, birthdate FROM handoff
          WHERE self_info != '0' OR non_disclosure = 1",
-    ] {
-        let mut st = conn.prepare_cached(sql)?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-        for r in rows {
-            let (mn, muni, res, birth): Row = r?;
-            add(mn, muni, res, birth);
-        }
+    )?;
+    for r in st.query_map([], row)? {
+        let (mn, muni, res, birth) = r?;
+        add(mn, muni, res, birth);
     }
     Ok(out)
 }
@@ -598,19 +515,19 @@ pub fn load_fukuhon(
          WHERE insurer = ?1 AND subscriber_key = ?2 AND info_code = ?3",
     )?;
     let row = st
-        .query_row(params![insurer.as_str(), key.as_str(), info.as_str()], |r| {
+        .query_row(params![insurer, key, info], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Date>(0)?,
+                r.get::<_, OrEmpty<DisclosureClassification>>(1)?.0,
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
             ))
         })
         .optional()?;
-    row.map(|(d, disc, items, origin)| {
+    row.map(|(effective_date, disclosure, items, origin)| {
         Ok(StoredFukuhon {
-            effective_date: p(Date::parse(&d), "EffectiveDate")?,
-            disclosure: opt(disc, DisclosureClassification::parse, "DisclosureClassification")?,
+            effective_date,
+            disclosure,
             items: serde_json::from_str(&items).context("ledger holds invalid 副本 items")?,
             origin,
         })
@@ -628,7 +545,7 @@ pub fn store_fukuhon(
     match f {
         None => {
             conn.prepare_cached("DELETE FROM fukuhon WHERE insurer = ?1 AND subscriber_key = ?2 AND info_code = ?3")?
-                .execute(params![insurer.as_str(), key.as_str(), info.as_str()])?;
+                .execute(params![insurer, key, info])?;
         }
         Some(f) => {
             conn.prepare_cached(
@@ -636,11 +553,11 @@ pub fn store_fukuhon(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
-                insurer.as_str(),
-                key.as_str(),
-                info.as_str(),
-                f.effective_date.to_string(),
-                f.disclosure.map(DisclosureClassification::code),
+                insurer,
+                key,
+                info,
+                f.effective_date,
+                f.disclosure,
                 serde_json::to_string(&f.items)?,
                 f.origin,
             ])?;
