@@ -34,8 +34,8 @@ use crate::formats::{FileHeader, Format, Limits, ReadOptions, RecordOutcome, Tex
 use crate::ledger::{self, scratch};
 use crate::publish::{sync_dir, write_linkage_file};
 use crate::report::{
-    CarryEntry, FlagChangeEntry, InputEntry, InputStatus, OutputEntry, PendingEntry, RejectEntry, Report, ReportStatus,
-    Spooled, SummaryKey, Worklist, write_private,
+    CarryEntry, FlagChangeEntry, FlagChangeKind, InputEntry, InputStatus, OutputEntry, PendingEntry, RejectEntry,
+    Report, ReportStatus, Spooled, SummaryKey, Worklist, write_private,
 };
 use crate::shard::{Gate, Shard}; // scale-out hook (see shard.rs)
 use anyhow::{Context, Result, bail};
@@ -1155,9 +1155,9 @@ fn group_for(
             info_rows.push(flag_row(insurer, Some(key), info, fk.1, b, a, release_time));
         }
         let change = match (b, a) {
-            (None, Some(_)) => "set",
-            (Some(_), None) => "released",
-            (Some(b), Some(a)) if b.reason != a.reason => "reason_changed",
+            (None, Some(_)) => FlagChangeKind::Set,
+            (Some(_), None) => FlagChangeKind::Released,
+            (Some(b), Some(a)) if b.reason != a.reason => FlagChangeKind::ReasonChanged,
             _ => continue,
         };
         derived.flag_changes.push(FlagChangeEntry {
@@ -1165,7 +1165,7 @@ fn group_for(
             subscriber_key: key.to_string(),
             info_code: fk.0.map(|i| i.to_string()),
             flag_type: fk.1.name_en().to_owned(),
-            change: change.into(),
+            change,
         });
     }
     let si = (None, FlagType::SelfInfoProvisionProhibited);

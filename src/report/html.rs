@@ -31,7 +31,7 @@
 //! [`super`]).
 
 use super::labels;
-use super::{InputStatus, PendingEntry, RejectEntry, Report, ReportKind, ReportStatus, SummaryKey};
+use super::{FlagChangeKind, InputStatus, PendingEntry, RejectEntry, Report, ReportKind, ReportStatus, SummaryKey};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -987,13 +987,13 @@ fn tables(input: &Input<'_>) -> Vec<Table> {
                 .shown()
                 .iter()
                 .map(|f| Row {
-                    critical: f.change == "released",
+                    critical: f.change == FlagChangeKind::Released,
                     cells: vec![
                         f.insurer.clone(),
                         f.subscriber_key.clone(),
                         f.info_code.clone().unwrap_or_default(),
                         labels::flag_ja(&f.flag_type),
-                        labels::change_ja(&f.change).to_owned(),
+                        labels::flag_change_ja(f.change).to_owned(),
                     ],
                 })
                 .collect(),

@@ -6,7 +6,7 @@
 //! Anything not listed here (a worklist or column added later) still appears, under its
 //! English name, as text: the workbook is built from whatever the report holds.
 
-use super::{InputStatus, ReportStatus};
+use super::{FlagChangeKind, InputStatus, ReportStatus};
 
 /// How a column's cells are written in the workbook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,7 +213,17 @@ pub fn flag_ja(flag: &str) -> String {
     }
 }
 
-/// A flag change or operation: `set` → 設定, `released`/`release` → 解除, `reason_changed` → 理由変更.
+/// How a flag changed, in Japanese.
+pub fn flag_change_ja(change: FlagChangeKind) -> &'static str {
+    match change {
+        FlagChangeKind::Set => "設定",
+        FlagChangeKind::Released => "解除",
+        FlagChangeKind::ReasonChanged => "理由変更",
+    }
+}
+
+/// A flag operation as a pending flag event names it: `set` → 設定, `released`/`release` → 解除,
+/// `reason_changed` → 理由変更.
 pub fn change_ja(change: &str) -> &str {
     match change {
         "set" => "設定",

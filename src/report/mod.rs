@@ -120,8 +120,17 @@ pub struct FlagChangeEntry {
     pub subscriber_key: String,
     pub info_code: Option<String>,
     pub flag_type: String,
-    /// set | released | reason_changed
-    pub change: String,
+    pub change: FlagChangeKind,
+}
+
+/// How a flag changed (report.json `flag_changes[].change`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagChangeKind {
+    Set,
+    Released,
+    /// 自己情報提供不可's ReasonCode changed.
+    ReasonChanged,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
