@@ -62,13 +62,15 @@ CREATE TABLE IF NOT EXISTS inquiry (
 
 /// Version 1 → 2 (also applied after version 1 when a ledger is created).
 const SCHEMA_V2: &str = include_str!("schema_v2.sql");
+/// Version 2 → 3: journal v2 (also applied after version 2 when a ledger is created).
+const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 /// Page cache of the ledger itself, MiB (upper bound; SQLite allocates pages on demand).
 const LEDGER_CACHE_MIB: i64 = 256;
 /// Page cache of the run's scratch tables (TEMP schema), MiB.
 const SCRATCH_CACHE_MIB: i64 = 128;
 
 /// Current schema version (PRAGMA user_version).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Held for the whole run: an exclusive lock on `<ledger>.lock`.
 #[derive(Debug)]
@@ -446,21 +448,39 @@ pub fn open(path: &Path) -> Result<Connection> {
 
 fn migrate(conn: &Connection) -> Result<()> {
     let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    match v {
-        0 => conn
-            .execute_batch(&format!(
-                "BEGIN;\n{SCHEMA_V1}\n{SCHEMA_V2}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
-            ))
-            .context("cannot create the ledger schema"),
-        1 => conn
-            .execute_batch(&format!("BEGIN;\n{SCHEMA_V2}\nPRAGMA user_version = 2;\nCOMMIT;"))
-            .context("cannot upgrade the ledger from schema version 1 to 2"),
-        SCHEMA_VERSION => Ok(()),
+    let (steps, what) = match v {
+        0 => (
+            vec![SCHEMA_V1, SCHEMA_V2, SCHEMA_V3],
+            "cannot create the ledger schema".to_owned(),
+        ),
+        1 => (
+            vec![SCHEMA_V2, SCHEMA_V3],
+            format!("cannot upgrade the ledger from schema version 1 to {SCHEMA_VERSION}"),
+        ),
+        2 => (
+            vec![SCHEMA_V3],
+            format!("cannot upgrade the ledger from schema version 2 to {SCHEMA_VERSION}"),
+        ),
+        SCHEMA_VERSION => return Ok(()),
         v if v > SCHEMA_VERSION => anyhow::bail!(
             "the ledger has schema version {v}, newer than this nhi-linkage ({SCHEMA_VERSION}); use a newer release"
         ),
         v => anyhow::bail!("unknown ledger schema version {v}"),
+    };
+    if v > 0 {
+        tracing::info!(from = v, to = SCHEMA_VERSION, "upgrading the ledger schema");
     }
+    // one transaction: an upgrade interrupted half-way leaves the ledger at its old version
+    conn.execute_batch(&format!(
+        "BEGIN;\n{}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;",
+        steps.join("\n")
+    ))
+    .or_else(|e| {
+        // leave no transaction open on the connection
+        let _ = conn.execute_batch("ROLLBACK");
+        Err(e)
+    })
+    .context(what)
 }
 
 /// The ledger is damaged: SQLite's own check or the flags' second record disagree.
@@ -542,3 +562,7 @@ pub fn backup(conn: &Connection, to: &Path) -> Result<()> {
 /// The version 1 schema, for tests of the upgrade path.
 #[doc(hidden)]
 pub const SCHEMA_V1_SQL: &str = SCHEMA_V1;
+/// The version 1 → 2 upgrade: with [`SCHEMA_V1_SQL`], a version 2 ledger as releases before
+/// journal v2 wrote it, for tests of the upgrade path.
+#[doc(hidden)]
+pub const SCHEMA_V2_SQL: &str = SCHEMA_V2;

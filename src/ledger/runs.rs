@@ -42,7 +42,8 @@ pub fn insert_applied_file(
     Ok(())
 }
 
-/// What a journal line records: the `event` column of the `journal` table.
+/// What a journal line records: the `event` column of the `journal` view (stored as a code in
+/// `journal_line.event`, named by the `journal_event` table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JournalEvent {
     /// 資格取得 applied.
@@ -84,6 +85,39 @@ impl JournalEvent {
             JournalEvent::Migrate => "migrate",
         }
     }
+
+    /// The code stored in `journal_line.event`: the `journal_event` row of the same name
+    /// (schema_v3.sql fills that table; the two lists must agree, a test checks it).
+    pub fn code(self) -> i64 {
+        match self {
+            JournalEvent::Acquisition => 1,
+            JournalEvent::Update => 2,
+            JournalEvent::Loss => 3,
+            JournalEvent::Cancel => 4,
+            JournalEvent::FlagSet => 5,
+            JournalEvent::FlagReleased => 6,
+            JournalEvent::FlagPending => 7,
+            JournalEvent::Carry => 8,
+            JournalEvent::Fukuhon => 9,
+            JournalEvent::InsurerFlag => 10,
+            JournalEvent::Migrate => 11,
+        }
+    }
+
+    /// Every event, for checks of the code table.
+    pub const ALL: [JournalEvent; 11] = [
+        JournalEvent::Acquisition,
+        JournalEvent::Update,
+        JournalEvent::Loss,
+        JournalEvent::Cancel,
+        JournalEvent::FlagSet,
+        JournalEvent::FlagReleased,
+        JournalEvent::FlagPending,
+        JournalEvent::Carry,
+        JournalEvent::Fukuhon,
+        JournalEvent::InsurerFlag,
+        JournalEvent::Migrate,
+    ];
 }
 
 impl rusqlite::ToSql for JournalEvent {
@@ -92,6 +126,8 @@ impl rusqlite::ToSql for JournalEvent {
     }
 }
 
+/// Writes one journal line. The run and file are stored once, in `journal_source`, and the line
+/// points at them (journal v2, schema version 3).
 pub fn journal(
     conn: &Connection,
     run_id: &str,
@@ -101,27 +137,42 @@ pub fn journal(
     event: JournalEvent,
     detail: &str,
 ) -> Result<()> {
+    let source = journal_source(conn, run_id, file)?;
     conn.prepare_cached(
-        "INSERT INTO journal (run_id, file, record_sequence, insurer, subscriber_key, event, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO journal_line (source, record_sequence, insurer, subscriber_key, event, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
-        run_id,
-        file,
+        source,
         seq.map(|s| s as i64),
         subscriber.map(|s| s.0.to_string()),
         subscriber.map(|s| s.1.to_string()),
-        event,
+        event.code(),
         detail
     ])?;
     Ok(())
 }
 
+/// The `journal_source` row of this run and file, created on first use.
+fn journal_source(conn: &Connection, run_id: &str, file: Option<&str>) -> Result<i64> {
+    let found = conn
+        .prepare_cached("SELECT id FROM journal_source WHERE run_id = ?1 AND file IS ?2")?
+        .query_row(params![run_id, file], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    conn.prepare_cached("INSERT INTO journal_source (run_id, file) VALUES (?1, ?2)")?
+        .execute(params![run_id, file])?;
+    Ok(conn.last_insert_rowid())
+}
+
 /// How many journal lines of `event` a run wrote.
 pub fn count_journal_events(conn: &Connection, run_id: &str, event: JournalEvent) -> Result<u64> {
     Ok(conn.query_row(
-        "SELECT COUNT(*) FROM journal WHERE run_id = ?1 AND event = ?2",
-        params![run_id, event],
+        "SELECT COUNT(*) FROM journal_line l JOIN journal_source s ON s.id = l.source
+         WHERE s.run_id = ?1 AND l.event = ?2",
+        params![run_id, event.code()],
         |r| r.get(0),
     )?)
 }
@@ -200,4 +251,29 @@ pub fn run_exists(conn: &Connection, run_id: &str) -> Result<bool> {
         .query_row(params![run_id], |_| Ok(()))
         .optional()?
         .is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JournalEvent;
+
+    /// The codes written to `journal_line.event` name the same events in the ledger's
+    /// `journal_event` table (schema_v3.sql), so the `journal` view shows every line's name.
+    #[test]
+    fn journal_event_codes_agree_with_the_code_table() {
+        let conn = crate::ledger::open(std::path::Path::new(":memory:")).unwrap();
+        let mut st = conn
+            .prepare("SELECT code, name FROM journal_event ORDER BY code")
+            .unwrap();
+        let table: Vec<(i64, String)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let ours: Vec<(i64, String)> = JournalEvent::ALL
+            .iter()
+            .map(|e| (e.code(), e.as_str().to_owned()))
+            .collect();
+        assert_eq!(table, ours);
+    }
 }
