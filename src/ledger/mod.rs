@@ -475,10 +475,9 @@ fn migrate(conn: &Connection) -> Result<()> {
         "BEGIN;\n{}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;",
         steps.join("\n")
     ))
-    .or_else(|e| {
+    .inspect_err(|_| {
         // leave no transaction open on the connection
         let _ = conn.execute_batch("ROLLBACK");
-        Err(e)
     })
     .context(what)
 }
