@@ -257,8 +257,12 @@ pub fn acquire(path: &Path, if_missing: IfMissing) -> Result<Opened> {
     })
 }
 
-/// Removes the ledger at `path` when it holds nothing at all (no row in any table): a ledger
-/// that a refused first run created (`--init-ledger`), so that refusing creates nothing.
+/// Tables the schema itself fills (code tables): rows there say nothing about the ledger's use.
+const SCHEMA_FILLED_TABLES: [&str; 1] = ["journal_event"];
+
+/// Removes the ledger at `path` when it holds nothing at all (no row in any table but the
+/// schema's own code tables): a ledger that a refused first run created (`--init-ledger`), so
+/// that refusing creates nothing.
 /// Decided under the ledger's lock; `Ok(false)` when anything is in it (or nothing is there).
 pub fn discard_unused(path: &Path) -> Result<bool> {
     let Some(canon) = canonical(path) else { return Ok(false) };
@@ -272,7 +276,7 @@ pub fn discard_unused(path: &Path) -> Result<bool> {
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        for t in tables {
+        for t in tables.iter().filter(|t| !SCHEMA_FILLED_TABLES.contains(&t.as_str())) {
             let any: bool = conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM \"{t}\")"), [], |r| r.get(0))?;
             if any {
                 return Ok(false);
