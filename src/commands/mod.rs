@@ -146,9 +146,9 @@ impl LimitArgs {
 fn status_of_error(e: &anyhow::Error) -> Option<Exit> {
     if e.downcast_ref::<crate::ledger::LedgerBusy>().is_some() {
         Some(Exit::Busy)
-    } else if e.downcast_ref::<crate::engine::run::PublishFailed>().is_some() {
+    } else if e.downcast_ref::<crate::engine::PublishFailed>().is_some() {
         Some(Exit::CommittedNotPublished)
-    } else if e.downcast_ref::<crate::engine::run::OutputFailed>().is_some() || disk_full(e) {
+    } else if e.downcast_ref::<crate::engine::OutputFailed>().is_some() || disk_full(e) {
         Some(Exit::Aborted)
     } else {
         None

@@ -11,14 +11,13 @@
 //! read the ledger, which by then holds this run's earlier waves. Everything kept in memory is
 //! proportional to exceptions (rejects, carries, reviews), never to the input.
 
-use super::apply::{
-    Carry, CarryDone, CarrySource, Event, EventKind, FlagStep, Outcome, Work, apply, carry_onto, step_flag,
-};
+use super::apply::{Carry, CarryDone, Event, EventKind, FlagStep, Outcome, Work, apply, step_flag};
+use super::carry::{Resolution, resolve_carry};
 use super::spool::{Spool, Wave};
-use crate::domain::person::{Enrollment, Flag, FlagKey, InsurerFlags, MatchRule, PersonKey, Status, flag_diff};
+use crate::domain::person::{Enrollment, Flag, FlagKey, InsurerFlags, PersonKey, Status, flag_diff};
 use crate::domain::{
-    AgeTransitionHandoff, ChangeType, Date, FlagChange, FlagType, FukuhonOperation, IndividualNumber, InfoCode,
-    InsurerNumber, MunicipalityCode, Record, ResidentCode, SubscriberChange, SubscriberKey, Timestamp,
+    AgeTransitionHandoff, ChangeType, FlagChange, FlagType, FukuhonOperation, InfoCode, InsurerNumber, Record,
+    SubscriberChange, SubscriberKey, Timestamp,
 };
 use crate::error::{Diagnostic, ErrorCode};
 use crate::formats::FileHeader;
@@ -196,205 +195,10 @@ fn stored_handoff(h: &AgeTransitionHandoff, source_key: SubscriberKey, origin: S
     }
 }
 
-/// Index of enrollments by person key parts (R5 over many acquisitions: flagged persons only).
-#[derive(Default)]
-struct PersonIndex {
-    by_mn: HashMap<IndividualNumber, Vec<SubKey>>,
-    by_res: HashMap<(MunicipalityCode, ResidentCode, Date), Vec<SubKey>>,
-}
-
-impl PersonIndex {
-    fn add(&mut self, e: &Enrollment) {
-        let k = (e.insurer, e.key);
-        if let Some(mn) = e.individual_number {
-            self.by_mn.entry(mn).or_default().push(k);
-        }
-        if let (Some(m), Some(r)) = (e.municipality, e.resident.clone()) {
-            self.by_res.entry((m, r, e.birthdate)).or_default().push(k);
-        }
-    }
-    fn find(&self, p: &PersonKey) -> Vec<SubKey> {
-        let mut v = Vec::new();
-        if let Some(mn) = p.individual_number {
-            v.extend(self.by_mn.get(&mn).into_iter().flatten().copied());
-        }
-        if let (Some(m), Some(r)) = (p.municipality, p.resident.clone()) {
-            v.extend(self.by_res.get(&(m, r, p.birthdate)).into_iter().flatten().copied());
-        }
-        v.sort();
-        v.dedup();
-        v
-    }
-}
-
-/// Enrollments in the ledger (which holds this run's stored waves) that share an index key with
-/// `person`, each with the R3 rule that matches it (None: it shares a key but is not the same
-/// person by R3, e.g. both My Numbers present and different). `lookup` false: the ledger holds no
-/// enrollment at all. `filter` selects insurers. Cancelled enrollments are left out.
-pub(crate) fn person_candidates(
-    conn: &Connection,
-    lookup: bool,
-    person: &PersonKey,
-    filter: impl Fn(InsurerNumber) -> bool,
-) -> Result<Vec<(Enrollment, Option<MatchRule>)>> {
-    if !lookup {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::new();
-    for k in ledger::find_person(conn, person)?.into_iter().filter(|k| filter(k.0)) {
-        if let Some(e) = ledger::load_enrollment(conn, k.0, k.1)?.filter(|e| e.status != Status::Cancelled) {
-            let rule = person.matches(&e.person());
-            out.push((e, rule));
-        }
-    }
-    Ok(out)
-}
-
-/// Enrollments in the ledger matching `person` by the R3 rule (see [`person_candidates`]).
-fn matching_enrollments(
-    conn: &Connection,
-    lookup: bool,
-    person: &PersonKey,
-    filter: impl Fn(InsurerNumber) -> bool,
-) -> Result<Vec<(Enrollment, MatchRule)>> {
-    Ok(person_candidates(conn, lookup, person, filter)?
-        .into_iter()
-        .filter_map(|(e, r)| Some((e, r?)))
-        .collect())
-}
-
-struct Resolution {
-    /// 国保 enrollments and hand-offs matching the person (0: R13 inquiry).
-    candidates: usize,
-    carry: Option<Carry>,
-    any_flagged: bool,
-    /// Some candidate states 自己情報提供不可 / 不開示該当.
-    flagged_si: bool,
-    flagged_nd: bool,
-    handoffs_used: Vec<SubKey>,
-    /// Matched 国保 enrollments' protective flags narrowed to one InfoCode: never carried, the
-    /// person goes to flag confirmation (R3).
-    narrowed: Vec<(SubKey, InfoCode, FlagType)>,
-    /// Flagged 国保 enrollments or hand-offs that match on (municipality, 宛名番号, birthdate)
-    /// while the My Numbers differ: no carry, critical review (R3).
-    mismatched: Vec<SubKey>,
-}
-
-/// R3: which 国保 enrollment (ledger, after this run's first wave) or hand-off is this person's,
-/// and what it carries.
-fn resolve_carry(
-    conn: &Connection,
-    lookup: bool,
-    empty: EmptyTables,
-    person: &PersonKey,
-    run_handoffs: &BTreeMap<SubKey, StoredHandoff>,
-) -> Result<Resolution> {
-    let mut cands: BTreeMap<SubKey, CarrySource> = BTreeMap::new();
-    let mut narrowed = Vec::new();
-    let mut mismatched = Vec::new();
-    for (e, rule) in person_candidates(conn, lookup, person, |i| i.is_kokuho())? {
-        let Some(rule) = rule else {
-            if e.has_protective_flag() && person.resident_match_only(&e.person()) {
-                mismatched.push((e.insurer, e.key));
-            }
-            continue;
-        };
-        for (info, t) in e.flags.keys() {
-            if let (Some(info), true) = (info, t.is_protective()) {
-                narrowed.push(((e.insurer, e.key), *info, *t));
-            }
-        }
-        cands.insert(
-            (e.insurer, e.key),
-            CarrySource {
-                from: (e.insurer, e.key),
-                rule,
-                via: "ledger",
-                self_info: e.self_info_reason(),
-                non_disclosure: e.flag(FlagType::NonDisclosure).is_some(),
-                auto_response: e.flag(FlagType::AutoResponseProhibited).is_some(),
-                set_time: e.flags.values().map(|f| f.effective_time).min(),
-                flag_times: [FlagType::SelfInfoProvisionProhibited, FlagType::NonDisclosure]
-                    .into_iter()
-                    .filter_map(|t| Some((t, e.flag(t)?.effective_time)))
-                    .collect(),
-            },
-        );
-    }
-    let mut hs: BTreeMap<SubKey, StoredHandoff> = (if empty.handoff {
-        Vec::new()
-    } else {
-        ledger::find_handoffs(conn, person)?
-    })
-    .into_iter()
-    .map(|h| ((h.source_insurer, h.source_key), h))
-    .collect();
-    for (k, h) in run_handoffs {
-        if person.matches(&h.person).is_some() || person.resident_match_only(&h.person) {
-            hs.insert(*k, h.clone());
-        }
-    }
-    let mut handoffs_used = Vec::new();
-    for (k, h) in hs {
-        let Some(rule) = person.matches(&h.person) else {
-            if (h.self_info.is_some() || h.non_disclosure) && person.resident_match_only(&h.person) {
-                mismatched.push(k);
-            }
-            continue;
-        };
-        handoffs_used.push(k);
-        let c = cands.entry(k).or_insert(CarrySource {
-            from: k,
-            rule,
-            via: "handoff",
-            self_info: None,
-            non_disclosure: false,
-            auto_response: false,
-            set_time: h.flag_set_time,
-            flag_times: BTreeMap::new(),
-        });
-        // union of what the ledger and the hand-off say: the carry never weakens a protection
-        c.self_info = c.self_info.or(h.self_info);
-        c.non_disclosure |= h.non_disclosure;
-        c.auto_response |= h.auto_response;
-        c.set_time = match (c.set_time, h.flag_set_time) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if c.via == "ledger" {
-            c.via = "ledger+handoff";
-        }
-    }
-    mismatched.sort();
-    mismatched.dedup();
-    let flagged_si = cands.values().any(|c| c.self_info.is_some());
-    let flagged_nd = cands.values().any(|c| c.non_disclosure);
-    let any_flagged = flagged_si || flagged_nd;
-    let candidates = cands.len();
-    let carry = match cands.len() {
-        0 => None,
-        1 => {
-            let c = cands.into_values().next().expect("one");
-            (c.self_info.is_some() || c.non_disclosure || c.auto_response).then_some(Carry::Flags(c))
-        }
-        _ => Some(Carry::Ambiguous(cands.into_keys().collect())),
-    };
-    Ok(Resolution {
-        candidates,
-        carry,
-        any_flagged,
-        flagged_si,
-        flagged_nd,
-        handoffs_used,
-        narrowed,
-        mismatched,
-    })
-}
-
 /// The `published` value stored with an after-state: provisional, as if its group is published
 /// by this run (a 取消 deletes the registration at the server). The writer restores the pre-run
 /// value for a group it withholds or refuses (R14).
-fn stored_published(e: &Enrollment) -> bool {
+pub(super) fn stored_published(e: &Enrollment) -> bool {
     e.status != Status::Cancelled
 }
 
@@ -406,32 +210,32 @@ struct SubscriberRejects {
 }
 
 /// State carried from bucket to bucket.
-struct Applier<'a> {
-    conn: &'a Connection,
-    run_id: &'a str,
+pub(super) struct Applier<'a> {
+    pub(super) conn: &'a Connection,
+    pub(super) run_id: &'a str,
     files: &'a [BatchFile],
     /// Ledger tables that were empty when the run started: lookups in them are skipped (a full
     /// load into a new ledger would otherwise spend most of its time on queries that cannot find
     /// anything).
-    empty: EmptyTables,
+    pub(super) empty: EmptyTables,
     /// Whether the ledger may hold enrollments (it did at start, or this run stored some).
-    lookup: bool,
+    pub(super) lookup: bool,
     insurer_flags: HashMap<InsurerNumber, Arc<InsurerFlags>>,
-    run_handoffs: BTreeMap<SubKey, StoredHandoff>,
-    used_handoffs: BTreeMap<SubKey, SubKey>,
+    pub(super) run_handoffs: BTreeMap<SubKey, StoredHandoff>,
+    pub(super) used_handoffs: BTreeMap<SubKey, SubKey>,
     /// Hand-offs among the candidates of an ambiguous resolution in this run.
-    ambiguous_handoffs: BTreeSet<SubKey>,
+    pub(super) ambiguous_handoffs: BTreeSet<SubKey>,
     /// Registrations resolved as ambiguous in this run.
-    ambiguous_regs: BTreeSet<SubKey>,
+    pub(super) ambiguous_regs: BTreeSet<SubKey>,
     /// Registrations whose transition acquisition was applied in this run: their carry was
     /// resolved then, against the 国保 state after this run's first wave.
-    acquired_regs: BTreeSet<SubKey>,
-    out: BatchOutcome,
+    pub(super) acquired_regs: BTreeSet<SubKey>,
+    pub(super) out: BatchOutcome,
     /// Sorted at the end so reports do not depend on the buckets.
     rejects: Vec<SubscriberRejects>,
-    review: Vec<ReviewItem>,
+    pub(super) review: Vec<ReviewItem>,
     /// 国保 persons whose protective flag was newly set in this run (late carries, R3).
-    newly_flagged: Vec<PersonKey>,
+    pub(super) newly_flagged: Vec<PersonKey>,
 }
 
 impl Applier<'_> {
@@ -548,319 +352,133 @@ impl Applier<'_> {
             .collect();
 
         // Store, in key order.
-        let run_id = self.run_id;
         for (m, o) in outcomes {
-            let k = (m.insurer, m.key);
-            for pf in &o.pending {
-                ledger::insert_pending_flag(conn, pf, run_id)?;
-            }
-            self.out.pending_applied += o.pending_applied;
-            if !o.rejects.is_empty() {
-                self.rejects.push(SubscriberRejects {
-                    wave,
-                    key: k,
-                    rejects: o.rejects.clone(),
-                });
-            }
-            for (note, critical) in &o.review {
-                self.review
-                    .push(ReviewItem::new(k, Vec::new(), note.clone(), *critical));
-            }
-            for j in &o.journal {
-                ledger::journal(conn, run_id, Some(&j.file), Some(j.seq), Some(k), j.event, &j.detail)?;
-            }
-            self.out.events_applied += o
-                .journal
-                .iter()
-                .filter(|j| !matches!(j.event, JournalEvent::FlagPending | JournalEvent::Carry))
-                .count() as u64;
-            let carried = !o.carries.is_empty();
-            self.out.carries.extend(o.carries.iter().cloned());
-            // the transition acquisition was applied: its resolution took effect
-            let acquired = o
-                .acquisitions
-                .iter()
-                .any(|c| c.reason_of_qualification.is_some_and(|r| r.is_transition()));
-            if acquired {
-                self.acquired_regs.insert(k);
-            }
-            if let Some(r) = resolutions.remove(&k).filter(|_| acquired) {
-                if r.candidates == 0 {
-                    // R13: inquire. Only a 資格取得 that applied: a rejected one (e.g. resent)
-                    // leaves the registration as it was matched when it was made
-                    self.out.unmatched.push(k);
-                }
-                if let Some(Carry::Ambiguous(_)) = r.carry {
-                    // in review with this registration: never carried later in the run. Only
-                    // once the acquisition applied: a rejected one (e.g. a resent 資格取得) leaves
-                    // the registration and its hand-offs to the late-carry pass
-                    self.ambiguous_handoffs.extend(r.handoffs_used.iter().copied());
-                    self.ambiguous_regs.insert(k);
-                }
-                if let Some(Carry::Flags(src)) = &r.carry {
-                    // a hand-off counts as matched only once its flags are set on the registration
-                    for h in &r.handoffs_used {
-                        self.used_handoffs.insert(*h, k);
-                    }
-                    // 自動応答不可 alone carries nothing and makes no carry entry: from a hand-off it
-                    // goes to flag confirmation here (R5 lists a 国保 enrollment of the ledger, and
-                    // a carry's from the carry)
-                    let lacks_ar = o
-                        .after
-                        .as_ref()
-                        .is_some_and(|e| e.flag(FlagType::AutoResponseProhibited).is_none());
-                    if src.auto_response && src.via != "ledger" && !carried && lacks_ar {
-                        self.out.flag_confirmation.push((
-                            k,
-                            src.from,
-                            vec![FlagType::AutoResponseProhibited],
-                            "自動応答不可 at the previous insurer is not carried: confirm with the person".into(),
-                        ));
-                    }
-                }
-                for (from, info, t) in r.narrowed {
-                    self.out.flag_confirmation.push((
-                        k,
-                        from,
-                        vec![t],
-                        format!(
-                            "{} at the 国保 enrollment is narrowed to InfoCode {info} and is not carried: confirm with the person",
-                            t.name_ja()
-                        ),
-                    ));
-                }
-                if !r.mismatched.is_empty() {
-                    self.review.push(ReviewItem::new(
-                        k,
-                        r.mismatched,
-                        "a flagged 国保 enrollment or hand-off has the same municipality, 宛名番号 and birthdate but another My Number: no carry; check the My Number (R3)",
-                        true,
-                    ));
-                }
-                if let Some(c) = &o.ambiguous {
-                    let lacks = o.after.as_ref().is_some_and(|e| !e.has_protective_flag());
-                    // a flagged candidate: the writer withholds the registration and says so
-                    if !(r.any_flagged && lacks) {
-                        self.review.push(ReviewItem::new(
-                            k,
-                            c.clone(),
-                            "several possible 国保 enrollments: no carry",
-                            false,
-                        ));
-                    }
-                }
-            }
-            if wave == Wave::NotKouki && m.insurer.is_kokuho() {
-                // a protective flag newly set on a 国保 enrollment: a registration made earlier at
-                // the union may need it (late carry, R3)
-                if let Some(after) = o.after.as_ref().filter(|a| a.status != Status::Cancelled) {
-                    let newly = [FlagType::SelfInfoProvisionProhibited, FlagType::NonDisclosure]
-                        .into_iter()
-                        .any(|t| after.flag(t).is_some() && m.before.as_ref().is_none_or(|b| b.flag(t).is_none()));
-                    if newly {
-                        self.newly_flagged.push(after.person());
-                    }
-                }
-            }
-            for c in &o.acquisitions {
-                if let Some(person) = person_of_change(c) {
-                    scratch::add_acquisition(conn, k.0, k.1, &person, carried || o.ambiguous.is_some())?;
-                }
-            }
-            for (info, (_, f)) in &o.fukuhon {
-                scratch::add_fukuhon_out(conn, m.insurer, m.key, *info, f)?;
-                let next = match f.operation {
-                    FukuhonOperation::Delete => None,
-                    _ => Some(ledger::StoredFukuhon {
-                        effective_date: f.effective_date,
-                        disclosure: f.disclosure,
-                        items: f.items.clone(),
-                        origin: format!("run {run_id}"),
-                    }),
-                };
-                ledger::store_fukuhon(conn, m.insurer, m.key, *info, next.as_ref())?;
-            }
-            if o.touched {
-                let mut after = o.after.expect("touched means enrolled");
-                after.published = stored_published(&after);
-                scratch::touch(conn, k.0, k.1, m.before.as_ref())?;
-                ledger::store_enrollment(conn, &after, m.before.is_some())?;
-                self.lookup = true;
-            }
+            self.store(wave, m, o, &mut resolutions)?;
         }
         Ok(())
     }
 
-    /// Late carries (R3), after both waves: hand-offs not consumed by a registration of this run
-    /// are matched to registrations already held, and 国保 enrollments that got a protective flag
-    /// in this run are matched to registrations made earlier.
-    ///
-    /// A registration found this way is resolved like a new one (R3 over the ledger's 国保
-    /// enrollments and every hand-off, stored or of this run): one candidate carries, several
-    /// go to review and carry nothing. Hand-offs that took part in an ambiguous resolution in
-    /// this run stay pending (they are in the review worklist already).
-    fn late_carries(&mut self) -> Result<Vec<CarryDone>> {
+    /// Stores one subscriber's outcome: pending flags, rejects, review, journal, carries, what
+    /// its transition acquisition's resolution says (R3, R5, R13), newly flagged 国保 persons,
+    /// acquisitions, 負担区分 rows and the enrollment itself.
+    fn store(&mut self, wave: Wave, m: Meta, o: Outcome, resolutions: &mut BTreeMap<SubKey, Resolution>) -> Result<()> {
         let conn = self.conn;
-        let mut late = Vec::new();
-        let run_handoffs = std::mem::take(&mut self.run_handoffs);
-        let mut matched: BTreeMap<SubKey, SubKey> = BTreeMap::new();
-        // registration → what points at it: (origin file for the journal, a hand-off of this run?)
-        let mut targets: BTreeMap<SubKey, Vec<(String, Option<SubKey>)>> = BTreeMap::new();
-        let transition_regs = |person: &PersonKey| -> Result<Vec<SubKey>> {
-            Ok(matching_enrollments(conn, self.lookup, person, |i| i.is_kouki())?
-                .into_iter()
-                .filter(|(e, _)| {
-                    e.current_period()
-                        .is_some_and(|p| p.reason_of_qualification.is_transition())
-                })
-                .map(|(e, _)| (e.insurer, e.key))
-                .collect())
-        };
-        for (hk, h) in &run_handoffs {
-            if let Some(to) = self.used_handoffs.get(hk) {
-                matched.insert(*hk, *to);
-                continue;
-            }
-            if self.ambiguous_handoffs.contains(hk) {
-                continue;
-            }
-            let regs = transition_regs(&h.person)?;
-            match regs.len() {
-                0 => {}
-                1 => targets
-                    .entry(regs[0])
-                    .or_default()
-                    .push((h.origin.split('#').next().unwrap_or("").to_owned(), Some(*hk))),
-                _ => self.review.push(ReviewItem::new(
-                    *hk,
-                    regs,
-                    "hand-off matches several 後期 registrations: no carry",
-                    true,
-                )),
-            }
+        let run_id = self.run_id;
+        let k = (m.insurer, m.key);
+        for pf in &o.pending {
+            ledger::insert_pending_flag(conn, pf, run_id)?;
         }
-        // hand-offs kept unmatched from earlier runs (e.g. an ambiguity since resolved by a 取消):
-        // their registrations are resolved again
-        if !self.empty.handoff {
-            for h in ledger::list_pending_handoffs(conn)? {
-                let hk = (h.source_insurer, h.source_key);
-                if run_handoffs.contains_key(&hk) || self.used_handoffs.contains_key(&hk) {
-                    continue; // handled above, or carried at a 資格取得 of this run
-                }
-                let regs = transition_regs(&h.person)?;
-                // a registration made in this run was resolved at its acquisition: what its own
-                // later events did (a pending release applied after the carry) stands
-                if let [reg] = regs[..]
-                    && !self.acquired_regs.contains(&reg)
-                {
-                    targets
-                        .entry(reg)
-                        .or_default()
-                        .push((h.origin.split('#').next().unwrap_or("").to_owned(), Some(hk)));
+        self.out.pending_applied += o.pending_applied;
+        if !o.rejects.is_empty() {
+            self.rejects.push(SubscriberRejects {
+                wave,
+                key: k,
+                rejects: o.rejects.clone(),
+            });
+        }
+        for (note, critical) in &o.review {
+            self.review
+                .push(ReviewItem::new(k, Vec::new(), note.clone(), *critical));
+        }
+        for j in &o.journal {
+            ledger::journal(conn, run_id, Some(&j.file), Some(j.seq), Some(k), j.event, &j.detail)?;
+        }
+        self.out.events_applied += o
+            .journal
+            .iter()
+            .filter(|j| !matches!(j.event, JournalEvent::FlagPending | JournalEvent::Carry))
+            .count() as u64;
+        let carried = !o.carries.is_empty();
+        self.out.carries.extend(o.carries.iter().cloned());
+        // the transition acquisition was applied: its resolution took effect
+        let acquired = o
+            .acquisitions
+            .iter()
+            .any(|c| c.reason_of_qualification.is_some_and(|r| r.is_transition()));
+        if acquired {
+            self.acquired_regs.insert(k);
+        }
+        if let Some(r) = resolutions.remove(&k).filter(|_| acquired) {
+            self.settle_resolution(k, r, &o, carried);
+        }
+        if wave == Wave::NotKouki && m.insurer.is_kokuho() {
+            // a protective flag newly set on a 国保 enrollment: a registration made earlier at
+            // the union may need it (late carry, R3)
+            if let Some(after) = o.after.as_ref().filter(|a| a.status != Status::Cancelled) {
+                let newly = [FlagType::SelfInfoProvisionProhibited, FlagType::NonDisclosure]
+                    .into_iter()
+                    .any(|t| after.flag(t).is_some() && m.before.as_ref().is_none_or(|b| b.flag(t).is_none()));
+                if newly {
+                    self.newly_flagged.push(after.person());
                 }
             }
         }
-        for person in std::mem::take(&mut self.newly_flagged) {
-            // a registration made in this run saw these flags at its acquisition already: what its
-            // own later events did to them (a release) stands
-            for reg in transition_regs(&person)?
-                .into_iter()
-                .filter(|r| !self.acquired_regs.contains(r))
-            {
-                targets
-                    .entry(reg)
-                    .or_default()
-                    .push(("国保 flag set after the registration".into(), None));
+        for c in &o.acquisitions {
+            if let Some(person) = person_of_change(c) {
+                scratch::add_acquisition(conn, k.0, k.1, &person, carried || o.ambiguous.is_some())?;
             }
         }
-        for (k, via) in targets {
-            if self.ambiguous_regs.contains(&k) {
-                continue; // resolved as ambiguous in this run already
-            }
-            let Some(e) = ledger::load_enrollment(conn, k.0, k.1)? else {
-                continue;
+        for (info, (_, f)) in &o.fukuhon {
+            scratch::add_fukuhon_out(conn, m.insurer, m.key, *info, f)?;
+            let next = match f.operation {
+                FukuhonOperation::Delete => None,
+                _ => Some(ledger::StoredFukuhon {
+                    effective_date: f.effective_date,
+                    disclosure: f.disclosure,
+                    items: f.items.clone(),
+                    origin: format!("run {run_id}"),
+                }),
             };
-            if e.status == Status::Cancelled {
-                continue;
+            ledger::store_fukuhon(conn, m.insurer, m.key, *info, next.as_ref())?;
+        }
+        if o.touched {
+            let mut after = o.after.expect("touched means enrolled");
+            after.published = stored_published(&after);
+            scratch::touch(conn, k.0, k.1, m.before.as_ref())?;
+            ledger::store_enrollment(conn, &after, m.before.is_some())?;
+            self.lookup = true;
+        }
+        Ok(())
+    }
+
+    /// The resolution of a transition acquisition that applied took effect: R13 inquiry, the
+    /// hand-offs it used, R5 confirmations, and the review of mismatched or ambiguous matches.
+    fn settle_resolution(&mut self, k: SubKey, r: Resolution, o: &Outcome, carried: bool) {
+        if r.candidates == 0 {
+            // R13: inquire. Only a 資格取得 that applied: a rejected one (e.g. resent)
+            // leaves the registration as it was matched when it was made
+            self.out.unmatched.push(k);
+        }
+        if let Some(Carry::Ambiguous(_)) = r.carry {
+            // in review with this registration: never carried later in the run. Only
+            // once the acquisition applied: a rejected one (e.g. a resent 資格取得) leaves
+            // the registration and its hand-offs to the late-carry pass
+            self.ambiguous_handoffs.extend(r.handoffs_used.iter().copied());
+            self.ambiguous_regs.insert(k);
+        }
+        if let Some(Carry::Flags(src)) = &r.carry {
+            // a hand-off counts as matched only once its flags are set on the registration
+            for h in &r.handoffs_used {
+                self.used_handoffs.insert(*h, k);
             }
-            let r = resolve_carry(conn, self.lookup, self.empty, &e.person(), &run_handoffs)?;
-            let mut src = match r.carry {
-                Some(Carry::Flags(src)) => src,
-                Some(Carry::Ambiguous(cands)) => {
-                    let lacks = (r.flagged_si && e.flag(FlagType::SelfInfoProvisionProhibited).is_none())
-                        || (r.flagged_nd && e.flag(FlagType::NonDisclosure).is_none());
-                    if lacks {
-                        // the writer withholds it (ambiguous, flagged, lacking the protection) and
-                        // lists it, this night and every later one until resolved (R4, R14). One
-                        // that holds what the candidates state is not written again: nothing
-                        // changed for it, and a pending hand-off is resolved every night
-                        scratch::touch(conn, k.0, k.1, Some(&e))?;
-                    } else {
-                        self.review.push(ReviewItem::new(
-                            k,
-                            cands,
-                            "late hand-off or 国保 flag for a registration with several possible 国保 enrollments: no carry",
-                            false,
-                        ));
-                    }
-                    continue;
-                }
-                None => continue,
-            };
-            let by_handoff = via.iter().any(|v| v.1.is_some());
-            if !by_handoff {
-                src.via = "flag_after_registration";
-            }
-            let mut after = e.clone();
-            let transition_date = e.current_period().map(|p| p.qualification_date).expect("has a period");
-            let time = src.set_time.unwrap_or_else(|| Timestamp::start_of(transition_date));
-            let (carried, over_release) = carry_onto(
-                &mut after,
-                src.self_info,
-                src.non_disclosure,
-                time,
-                &src.flag_times,
-                src.from,
-            );
-            for t in over_release {
-                self.review.push(ReviewItem::new(
+            // 自動応答不可 alone carries nothing and makes no carry entry: from a hand-off it
+            // goes to flag confirmation here (R5 lists a 国保 enrollment of the ledger, and
+            // a carry's from the carry)
+            let lacks_ar = o
+                .after
+                .as_ref()
+                .is_some_and(|e| e.flag(FlagType::AutoResponseProhibited).is_none());
+            if src.auto_response && src.via != "ledger" && !carried && lacks_ar {
+                self.out.flag_confirmation.push((
                     k,
-                    vec![src.from],
-                    format!(
-                        "{} carried from {}/{} is older than the registration's own release of it (R1a): set again, protection wins",
-                        t.name_ja(),
-                        src.from.0,
-                        src.from.1
-                    ),
-                    false,
+                    src.from,
+                    vec![FlagType::AutoResponseProhibited],
+                    "自動応答不可 at the previous insurer is not carried: confirm with the person".into(),
                 ));
             }
-            if carried.is_empty() && !by_handoff {
-                continue; // the registration holds these flags already
-            }
-            ledger::journal(
-                conn,
-                self.run_id,
-                Some(via[0].0.as_str()),
-                None,
-                Some(k),
-                JournalEvent::Carry,
-                &format!(
-                    "flags carried from {}/{} ({})",
-                    src.from.0,
-                    src.from.1,
-                    if by_handoff {
-                        "handoff after registration"
-                    } else {
-                        "国保 flag set after registration"
-                    }
-                ),
-            )?;
-            for hk in &r.handoffs_used {
-                matched.insert(*hk, k);
-            }
-            for (from, info, t) in r.narrowed {
-                self.out.flag_confirmation.push((
+        }
+        for (from, info, t) in r.narrowed {
+            self.out.flag_confirmation.push((
                     k,
                     from,
                     vec![t],
@@ -869,151 +487,27 @@ impl Applier<'_> {
                         t.name_ja()
                     ),
                 ));
-            }
-            if src.auto_response && after.flag(FlagType::AutoResponseProhibited).is_none() {
-                self.out.flag_confirmation.push((
+        }
+        if !r.mismatched.is_empty() {
+            self.review.push(ReviewItem::new(
                     k,
-                    src.from,
-                    vec![FlagType::AutoResponseProhibited],
-                    "自動応答不可 at the previous insurer is not carried: confirm with the person".into(),
+                    r.mismatched,
+                    "a flagged 国保 enrollment or hand-off has the same municipality, 宛名番号 and birthdate but another My Number: no carry; check the My Number (R3)",
+                    true,
+                ));
+        }
+        if let Some(c) = &o.ambiguous {
+            let lacks = o.after.as_ref().is_some_and(|e| !e.has_protective_flag());
+            // a flagged candidate: the writer withholds the registration and says so
+            if !(r.any_flagged && lacks) {
+                self.review.push(ReviewItem::new(
+                    k,
+                    c.clone(),
+                    "several possible 国保 enrollments: no carry",
+                    false,
                 ));
             }
-            if !carried.is_empty() {
-                // a hand-off that adds nothing (e.g. R13's nightly follow-up answer repeating
-                // flags carried already) is matched without a carry entry
-                late.push(CarryDone {
-                    source: src,
-                    to: k,
-                    qualification_date: transition_date,
-                    flags: carried.clone(),
-                });
-                // the pre-run state is `e` unless this run touched it already
-                scratch::touch(conn, k.0, k.1, Some(&e))?;
-                after.published = stored_published(&after);
-                ledger::store_enrollment(conn, &after, true)?;
-            }
         }
-        for (hk, mut h) in run_handoffs {
-            if let Some(to) = matched.remove(&hk) {
-                h.matched = Some(to);
-                self.out.handoffs_matched += 1;
-            }
-            ledger::upsert_handoff(conn, &h)?;
-        }
-        // hand-offs kept from earlier runs that a registration of this run consumed
-        for (hk, to) in self.used_handoffs.iter().map(|(h, t)| (*h, *t)).chain(matched) {
-            if ledger::mark_handoff_matched(conn, hk, to)? {
-                self.out.handoffs_matched += 1;
-            }
-        }
-        // in hand-off order, as before
-        late.sort_by_key(|c| c.source.from);
-        Ok(late)
-    }
-
-    /// R5: any other new enrollment of a person flagged elsewhere goes to flag confirmation.
-    fn flag_confirmation(&mut self, late: &[CarryDone]) -> Result<()> {
-        let conn = self.conn;
-        let n_acq = scratch::acquisition_count(conn)?;
-        if n_acq == 0 {
-            return Ok(());
-        }
-        // first carry to each subscriber (applied ones, then late ones), for 自動応答不可
-        let mut first_carry: HashMap<SubKey, &CarryDone> = HashMap::new();
-        for c in self.out.carries.iter().chain(late) {
-            first_carry.entry(c.to).or_insert(c);
-        }
-        // Only flagged enrollments can produce a row (自動応答不可 alone too: it is never carried). With many acquisitions (a
-        // full load) index those persons once; with few, look each acquisition up.
-        let n_flagged = ledger::count_flagged_subscribers(conn)?;
-        let index = if n_acq as i64 > 4 * n_flagged.max(1) / 3 {
-            let mut idx = PersonIndex::default();
-            for (i, k) in ledger::flagged_subscriber_keys(conn)? {
-                if let Some(e) = ledger::load_enrollment(conn, i, k)? {
-                    idx.add(&e);
-                }
-            }
-            Some(idx)
-        } else {
-            None
-        };
-        let mut rows: Vec<(bool, SubKey, SubKey, Vec<FlagType>, String)> = Vec::new();
-        let mut last = 0i64;
-        loop {
-            let page = scratch::acquisition_page(conn, last, 4096)?;
-            let Some(l) = page.last() else { break };
-            last = l.id;
-            for scratch::AcquisitionRow {
-                insurer: ins,
-                key,
-                person,
-                carried_or_ambiguous,
-                ..
-            } in page
-            {
-                let k = (ins, key);
-                if carried_or_ambiguous {
-                    if let Some(cd) = first_carry.get(&k).filter(|cd| cd.source.auto_response) {
-                        rows.push((
-                            ins.is_kouki(),
-                            k,
-                            cd.source.from,
-                            vec![FlagType::AutoResponseProhibited],
-                            "自動応答不可 at the previous insurer is not carried: confirm with the person".into(),
-                        ));
-                    }
-                    continue;
-                }
-                let matched: Vec<Enrollment> = match &index {
-                    Some(idx) => {
-                        let mut v = Vec::new();
-                        for (ci, ck) in idx.find(&person).into_iter().filter(|c| c.0 != ins) {
-                            if let Some(e) = ledger::load_enrollment(conn, ci, ck)?
-                                .filter(|e| e.status != Status::Cancelled && person.matches(&e.person()).is_some())
-                            {
-                                v.push(e);
-                            }
-                        }
-                        v
-                    }
-                    None => matching_enrollments(conn, self.lookup, &person, |i| i != ins)?
-                        .into_iter()
-                        .map(|(e, _)| e)
-                        .collect(),
-                };
-                if matched.is_empty() {
-                    continue;
-                }
-                let own = ledger::load_enrollment(conn, ins, key)?;
-                for e in matched {
-                    // only protections this enrollment lacks need a person's decision
-                    let flags: Vec<FlagType> = [
-                        FlagType::SelfInfoProvisionProhibited,
-                        FlagType::NonDisclosure,
-                        FlagType::AutoResponseProhibited,
-                    ]
-                    .into_iter()
-                    .filter(|t| e.flag(*t).is_some() && own.as_ref().is_none_or(|o| o.flag(*t).is_none()))
-                    .collect();
-                    if !flags.is_empty() {
-                        rows.push((
-                            ins.is_kouki(),
-                            k,
-                            (e.insurer, e.key),
-                            flags,
-                            "new enrollment of a person flagged at another insurer: ask the person and set the flags if needed"
-                                .into(),
-                        ));
-                    }
-                }
-            }
-        }
-        // wave, then subscriber: the same order whatever the buckets (stable for equal keys)
-        rows.sort_by_key(|a| (a.0, a.1));
-        self.out
-            .flag_confirmation
-            .extend(rows.into_iter().map(|(_, k, o, f, n)| (k, o, f, n)));
-        Ok(())
     }
 }
 

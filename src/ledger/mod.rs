@@ -5,6 +5,7 @@
 //! all chunks in one transaction; what the publisher needs later sits in [`scratch`] tables.
 //! A lock file next to the database keeps a second run out while one is running.
 
+mod flags;
 mod handoff;
 mod inquiry;
 mod lookup;
@@ -13,11 +14,12 @@ mod runs;
 pub mod scratch;
 mod store;
 
+pub use flags::{ExpiredSupportMeasure, expired_support_measures, subscriber_flag_types};
 pub use handoff::{StoredHandoff, find_handoffs, list_pending_handoffs, mark_handoff_matched, upsert_handoff};
 pub use pending::{PendingFlag, for_each_pending_flag, insert_pending_flag, take_pending_flags};
 pub use runs::{
-    JournalEvent, RunRow, applied_file_sha, count_journal_events, insert_applied_file, insert_run, journal,
-    last_run_id, mark_published, run_exists, runs_to_publish,
+    JournalEvent, RunRow, applied_file_sha, checkpoint, count_journal_events, defer_checkpoint, delete_run,
+    insert_applied_file, insert_run, journal, last_run_id, mark_published, run_exists, runs_to_publish,
 };
 pub use store::{
     FlaggedPersonKeys, RawFlagRow, StoredFukuhon, digest_mismatches, find_person, flag_digest, flag_orphans,

@@ -253,6 +253,39 @@ pub fn run_exists(conn: &Connection, run_id: &str) -> Result<bool> {
         .is_some())
 }
 
+/// Removes the record of a run, so that a rerun with the same id (same inputs, nothing new
+/// published) records its refreshed report instead.
+pub fn delete_run(conn: &Connection, run_id: &str) -> Result<()> {
+    conn.execute("DELETE FROM run WHERE run_id = ?1", [run_id])?;
+    Ok(())
+}
+
+/// Turns SQLite's automatic checkpoint off for the rest of this transaction: it would copy the
+/// run's pages from the WAL into the ledger file inside the commit; [`checkpoint`] does the same
+/// just after it, so that the log shows what each costs.
+pub fn defer_checkpoint(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    Ok(())
+}
+
+/// Copies the committed pages from the WAL into the ledger file (what SQLite's automatic
+/// checkpoint would have done inside the commit), then turns the automatic checkpoint back on
+/// (SQLite's default, every 1000 pages). The commit is durable without it: a failure is logged
+/// and left to the next checkpoint, as SQLite does with its own.
+pub fn checkpoint(conn: &Connection) {
+    let done = conn
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
+        .and_then(|(busy, wal_pages, copied)| {
+            tracing::debug!(busy, wal_pages, copied, "WAL checkpoint");
+            conn.pragma_update(None, "wal_autocheckpoint", 1000)
+        });
+    if let Err(e) = done {
+        tracing::warn!("the ledger's WAL checkpoint failed (the next run or checkpoint does it): {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::JournalEvent;

@@ -22,27 +22,26 @@
 //! the ledger's value (ChangeType 2 semantics); differences a 記載事項変更 cannot express (a cleared
 //! field, a reinstated loss, a rewritten earlier period) are reported as `unapplied`, not applied.
 
+mod diff;
 pub mod mapping;
 pub mod snapshot;
 pub mod source;
 
-use crate::domain::person::{Enrollment, Flag, FlagKey, Status};
 use crate::domain::{
-    ChangeType, Date, FlagChange, FlagOperation, FlagScope, FlagSource, FlagType, InsurerNumber, MunicipalityCode,
-    ReasonOfLoss, ReasonOfQualification, Record, SubscriberChange, SubscriberKey, Timestamp, self_info_column,
+    FlagChange, FlagOperation, FlagScope, FlagSource, InsurerNumber, MunicipalityCode, Record, Timestamp,
 };
 use crate::engine::batch::{Batch, BatchFile};
-use crate::engine::run::{Prepared, RunOptions, RunStatus, execute, recover, spill_dir, spill_prefix};
 use crate::engine::spool::Spool;
-use crate::error::{Diagnostic, ErrorCode};
+use crate::engine::{Prepared, RunOptions, RunStatus, Session, chain_run_hash, execute};
+use crate::error::Diagnostic;
 use crate::formats::hex;
 use crate::ledger::{self, JournalEvent};
 use crate::report::{Chart, InputEntry, InputStatus, RejectEntry, Report, ReportStatus, SummaryKey, Worklist};
 use anyhow::{Context, Result};
+use diff::{Differ, KIND_COUNTERS, KINDS, Loss, loss_list};
 use mapping::Mapping;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
-use source::{Desired, DesiredFlags, DesiredPeriod, SourceItem};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -93,513 +92,6 @@ pub struct MigrateResult {
     pub would_refuse: bool,
 }
 
-/// One flag loss: one (subscriber, flag type, InfoCode) the ledger holds and the migrated state
-/// would not.
-#[derive(Clone, Debug)]
-struct Loss {
-    insurer: InsurerNumber,
-    key: SubscriberKey,
-    flag_type: FlagType,
-    /// Empty for a whole-subscriber flag.
-    info_code: String,
-    absent: bool,
-}
-
-impl Loss {
-    fn new(insurer: InsurerNumber, key: SubscriberKey, t: FlagType, absent: bool) -> Loss {
-        Loss {
-            insurer,
-            key,
-            flag_type: t,
-            info_code: String::new(),
-            absent,
-        }
-    }
-    /// The canonical order: insurer, subscriber, flag type code, InfoCode.
-    fn sort_key(&self) -> (InsurerNumber, SubscriberKey, &'static str, &str, bool) {
-        (
-            self.insurer,
-            self.key,
-            self.flag_type.code(),
-            &self.info_code,
-            self.absent,
-        )
-    }
-}
-
-/// The canonical flag-loss list: `flag_losses.csv` as written into the report, one row per loss
-/// in (insurer, subscriber, flag type, InfoCode) order. Its SHA-256 is what
-/// `--accept-flag-losses` names.
-fn loss_list(losses: &[Loss], sha: Option<&str>) -> Worklist {
-    Worklist {
-        title: match sha {
-            Some(h) => {
-                format!("フラグ喪失 — flags the ledger holds that the source does not (critical); list SHA-256 {h}")
-            }
-            None => String::new(),
-        },
-        columns: vec!["insurer", "subscriber_key", "flag_type", "info_code", "flag_ja", "why"],
-        rows: losses
-            .iter()
-            .map(|l| {
-                vec![
-                    l.insurer.to_string(),
-                    l.key.to_string(),
-                    l.flag_type.name_en().to_owned(),
-                    l.info_code.clone(),
-                    l.flag_type.name_ja().to_owned(),
-                    if l.absent {
-                        "absent from the source (ledger keeps the subscriber and its flags)"
-                    } else {
-                        "flag off in the source"
-                    }
-                    .into(),
-                ]
-            })
-            .collect(),
-    }
-}
-
-const KINDS: [&str; 6] = ["new", "changed", "unchanged", "absent", "rejected", "unapplied"];
-/// The summary counter of each of [`KINDS`].
-const KIND_COUNTERS: [SummaryKey; 6] = [
-    SummaryKey::MigrationNew,
-    SummaryKey::MigrationChanged,
-    SummaryKey::MigrationUnchanged,
-    SummaryKey::MigrationAbsent,
-    SummaryKey::MigrationRejected,
-    SummaryKey::MigrationUnapplied,
-];
-
-/// Streams source records against the ledger.
-struct Differ<'a> {
-    conn: &'a Connection,
-    as_of: Date,
-    file: Arc<str>,
-    /// The differences as engine records, partitioned by subscriber (spilled when large).
-    batch: Spool,
-    /// A spill write error (disk full), reported after the source is read.
-    batch_error: Option<anyhow::Error>,
-    seq: u64,
-    seen: HashMap<InsurerNumber, HashSet<u64>>,
-    spool: std::io::BufWriter<std::fs::File>,
-    diff_rows: u64,
-    counts: BTreeMap<(InsurerNumber, &'static str), u64>,
-    losses: Vec<Loss>,
-    rejects: Vec<RejectEntry>,
-    flag_sets: u64,
-}
-
-impl Differ<'_> {
-    fn push(&mut self, r: Record) {
-        if self.batch_error.is_none() {
-            if let Err(e) = self.batch.push(0, r) {
-                self.batch_error = Some(e);
-            }
-        }
-    }
-}
-
-fn key_num(k: SubscriberKey) -> u64 {
-    k.as_str().parse().expect("16 digits")
-}
-
-const FLAG_TYPES: [FlagType; 3] = [
-    FlagType::SelfInfoProvisionProhibited,
-    FlagType::NonDisclosure,
-    FlagType::AutoResponseProhibited,
-];
-
-fn flag_state(f: &DesiredFlags) -> String {
-    format!(
-        "SelfInfoProvisionProhibited={} NonDisclosure={} AutoResponseProhibited={}",
-        self_info_column(f.self_info),
-        u8::from(f.non_disclosure),
-        u8::from(f.auto_response)
-    )
-}
-
-impl Differ<'_> {
-    fn next_seq(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
-    }
-
-    fn row(
-        &mut self,
-        ins: &str,
-        key: &str,
-        change: &'static str,
-        fields: &str,
-        flags: &str,
-        changes: &str,
-        note: &str,
-    ) -> Result<()> {
-        let cells = [ins, key, change, fields, flags, changes, note];
-        let line = cells
-            .iter()
-            .map(|c| crate::formats::writer::csv_escape(&crate::report::neutral_cell(c)).into_owned())
-            .collect::<Vec<_>>()
-            .join(",");
-        self.spool.write_all(line.as_bytes())?;
-        self.spool.write_all(b"\r\n")?;
-        self.diff_rows += 1;
-        Ok(())
-    }
-
-    fn count(&mut self, ins: InsurerNumber, kind: &'static str) {
-        *self.counts.entry((ins, kind)).or_default() += 1;
-    }
-
-    fn reject(&mut self, faults: Vec<Diagnostic>, critical: bool) {
-        self.rejects
-            .extend(faults.iter().map(|d| RejectEntry::from_diag(d, critical)));
-    }
-
-    fn item(&mut self, item: SourceItem) -> Result<()> {
-        match item {
-            SourceItem::Rejected { key, faults } => {
-                // A rejected record changes nothing; its subscriber is not "absent".
-                let critical = match key {
-                    Some((i, k)) => {
-                        self.seen.entry(i).or_default().insert(key_num(k));
-                        ledger::load_enrollment(self.conn, i, k)?.is_some_and(|e| !e.flags.is_empty())
-                    }
-                    None => false,
-                };
-                let codes: Vec<String> = faults
-                    .iter()
-                    .map(|d| format!("{} {}", d.field.as_deref().unwrap_or(""), d.code))
-                    .collect();
-                self.reject(faults, critical);
-                let (i, k) = key.map(|(i, k)| (i.to_string(), k.to_string())).unwrap_or_default();
-                if let Some((ins, _)) = key {
-                    self.count(ins, "rejected");
-                }
-                self.row(&i, &k, "rejected", "", "", "", &codes.join("; "))
-            }
-            SourceItem::Record(d) => self.record(*d),
-        }
-    }
-
-    fn record(&mut self, d: Desired) -> Result<()> {
-        let (ins, key) = (d.base.insurer, d.base.key);
-        if !self.seen.entry(ins).or_default().insert(key_num(key)) {
-            let diag = Diagnostic::new(
-                &*self.file,
-                ErrorCode::Schema,
-                "the subscriber appears more than once in the source; only its first record is used",
-            )
-            .line(d.line)
-            .seq(d.seq)
-            .field("SubscriberKey");
-            self.reject(vec![diag], false);
-            self.count(ins, "rejected");
-            return self.row(
-                ins.as_str(),
-                key.as_str(),
-                "rejected",
-                "",
-                "",
-                "",
-                "duplicate SubscriberKey",
-            );
-        }
-        let before = ledger::load_enrollment(self.conn, ins, key)?;
-        let is_new = before.as_ref().is_none_or(|b| b.status == Status::Cancelled);
-        if is_new && d.base.municipality.is_none() && (ins.is_kokuho() || ins.is_kouki()) {
-            let diag = Diagnostic::new(
-                &*self.file,
-                ErrorCode::Schema,
-                "MunicipalityCode is required for a new 国保/後期 subscriber; the snapshot format does not carry it (pass --municipality)",
-            )
-            .line(d.line)
-            .seq(d.seq)
-            .field("MunicipalityCode");
-            self.reject(vec![diag], false);
-            self.count(ins, "rejected");
-            return self.row(
-                ins.as_str(),
-                key.as_str(),
-                "rejected",
-                "",
-                "",
-                "",
-                "MunicipalityCode E_SCHEMA",
-            );
-        }
-        let mut fields: Vec<&'static str> = Vec::new();
-        let mut unapplied: Vec<String> = Vec::new();
-        if is_new {
-            self.new_subscriber(&d);
-        } else {
-            let b = before.as_ref().expect("existing");
-            self.update_subscriber(&d, b, &mut fields, &mut unapplied);
-        }
-        // flags, whole subscriber, per type
-        let empty = BTreeMap::new();
-        let held: &BTreeMap<FlagKey, Flag> = before.as_ref().map_or(&empty, |b| &b.flags);
-        let mut changes = Vec::new();
-        let mut lost = Vec::new();
-        for t in FLAG_TYPES {
-            let h = held.get(&(None, t));
-            let want = d.flags.holds(t);
-            let set = match (h, want) {
-                (None, true) => {
-                    changes.push(format!("+{}", t.name_en()));
-                    true
-                }
-                (Some(f), true) if t == FlagType::SelfInfoProvisionProhibited && f.reason != d.flags.self_info => {
-                    changes.push(format!(
-                        "~{}(reason {})",
-                        t.name_en(),
-                        self_info_column(d.flags.self_info)
-                    ));
-                    true
-                }
-                (Some(_), false) => {
-                    changes.push(format!("-{}", t.name_en()));
-                    lost.push(t);
-                    false
-                }
-                _ => false,
-            };
-            if set {
-                let seq = self.next_seq();
-                self.flag_sets += 1;
-                self.push(Record::FlagChange(FlagChange {
-                    seq,
-                    effective_time: Timestamp::start_of(self.as_of),
-                    flag_type: t,
-                    operation: FlagOperation::Set,
-                    scope: FlagScope::Subscriber,
-                    insurer: ins,
-                    key: Some(key),
-                    info_code: None,
-                    reason: if t == FlagType::SelfInfoProvisionProhibited {
-                        d.flags.self_info
-                    } else {
-                        None
-                    },
-                    source: FlagSource::Other,
-                    support_measure_end: None,
-                }));
-            }
-        }
-        let scoped = held.keys().filter(|k| k.0.is_some()).count();
-        if scoped > 0 {
-            unapplied.push(format!("{scoped} InfoCode-scoped flag(s) kept (not in the source)"));
-        }
-        for t in lost {
-            self.losses.push(Loss::new(ins, key, t, false));
-        }
-        let kind = if is_new {
-            "new"
-        } else if fields.is_empty() && changes.is_empty() && unapplied.iter().all(|u| u.contains("InfoCode-scoped")) {
-            "unchanged"
-        } else {
-            "changed"
-        };
-        self.count(ins, kind);
-        let real_unapplied = unapplied.iter().filter(|u| !u.contains("InfoCode-scoped")).count();
-        if real_unapplied > 0 {
-            self.count(ins, "unapplied");
-        }
-        self.row(
-            ins.as_str(),
-            key.as_str(),
-            kind,
-            &fields.join(" "),
-            &flag_state(&d.flags),
-            &changes.join(" "),
-            &unapplied.join("; "),
-        )
-    }
-
-    fn acquisition(&mut self, d: &Desired, p: &DesiredPeriod) {
-        let seq = self.next_seq();
-        let mut c = d.base.clone();
-        c.seq = seq;
-        c.change_type = ChangeType::Acquisition;
-        c.effective_date = self.as_of;
-        c.card_symbol = p.card_symbol.clone();
-        c.card_number = Some(p.card_number.clone());
-        c.branch = Some(p.branch);
-        c.qualification_date = Some(p.qualification_date);
-        c.reason_of_qualification = Some(p.reason_of_qualification.unwrap_or(ReasonOfQualification::Other));
-        c.disqualification_date = None;
-        c.reason_of_loss = None;
-        c.personal_family = Some(p.personal_family);
-        self.push(Record::SubscriberChange(c));
-        if let Some(dq) = p.disqualification_date {
-            let seq = self.next_seq();
-            let mut l = SubscriberChange::keys_only(seq, ChangeType::Loss, self.as_of, d.base.insurer, d.base.key);
-            l.disqualification_date = Some(dq);
-            l.reason_of_loss = Some(p.reason_of_loss.unwrap_or(ReasonOfLoss::Other));
-            self.push(Record::SubscriberChange(l));
-        }
-    }
-
-    /// Every period as a 資格取得 (and 資格喪失 when it ended), oldest first.
-    fn new_subscriber(&mut self, d: &Desired) {
-        for p in &d.periods {
-            self.acquisition(d, p);
-        }
-    }
-
-    fn update_subscriber(
-        &mut self,
-        d: &Desired,
-        b: &Enrollment,
-        fields: &mut Vec<&'static str>,
-        unapplied: &mut Vec<String>,
-    ) {
-        let c = &d.base;
-        let mut u = SubscriberChange::keys_only(0, ChangeType::Update, self.as_of, c.insurer, c.key);
-        macro_rules! opt {
-            ($name:literal, $src:expr, $dst:expr, $ledger:expr) => {
-                if $src.is_some() && $src != $ledger {
-                    fields.push($name);
-                    $dst = $src.clone();
-                }
-            };
-        }
-        opt!(
-            "IndividualNumber",
-            c.individual_number,
-            u.individual_number,
-            b.individual_number
-        );
-        opt!("MunicipalityCode", c.municipality, u.municipality, b.municipality);
-        opt!("ResidentCode", c.resident, u.resident, b.resident);
-        opt!("Name", c.name, u.name, Some(b.name.clone()));
-        opt!("NameKana", c.name_kana, u.name_kana, Some(b.name_kana.clone()));
-        opt!("Sex1", c.sex, u.sex, Some(b.sex));
-        opt!("Birthdate", c.birthdate, u.birthdate, Some(b.birthdate));
-        opt!("PostNumber", c.post_number, u.post_number, b.post_number);
-        opt!("Address", c.address, u.address, b.address);
-        for (name, ledger_has, src_has) in [
-            ("PostNumber", b.post_number.is_some(), c.post_number.is_some()),
-            ("Address", b.address.is_some(), c.address.is_some()),
-        ] {
-            if ledger_has && !src_has {
-                unapplied.push(format!("{name} empty in the source (a 記載事項変更 cannot clear it)"));
-            }
-        }
-        let (lp, sp) = (b.periods.len(), d.periods.len());
-        if sp < lp {
-            unapplied.push(format!(
-                "QualificationHistory: the source has {sp} period(s), the ledger {lp}"
-            ));
-        } else if lp > 0 {
-            for i in 0..lp - 1 {
-                let (l, s) = (&b.periods[i], &d.periods[i]);
-                let same = l.card_symbol == s.card_symbol
-                    && l.card_number == s.card_number
-                    && l.branch == s.branch
-                    && l.qualification_date == s.qualification_date
-                    && l.disqualification_date == s.disqualification_date
-                    && l.reason_of_loss == s.reason_of_loss
-                    && l.personal_family == s.personal_family
-                    && s.reason_of_qualification.is_none_or(|r| r == l.reason_of_qualification);
-                if !same {
-                    unapplied.push(format!("QualificationHistory: period {} differs", i + 1));
-                }
-            }
-            let (l, s) = (&b.periods[lp - 1], &d.periods[lp - 1]);
-            if s.card_symbol.is_some() && s.card_symbol != l.card_symbol {
-                fields.push("InsuredCardSymbol");
-                u.card_symbol = s.card_symbol.clone();
-            } else if s.card_symbol.is_none() && l.card_symbol.is_some() {
-                unapplied.push("InsuredCardSymbol empty in the source (a 記載事項変更 cannot clear it)".into());
-            }
-            if s.card_number != l.card_number {
-                fields.push("InsuredIdentificationNumber");
-                u.card_number = Some(s.card_number.clone());
-            }
-            if s.branch != l.branch {
-                fields.push("InsuredBranchNumber");
-                u.branch = Some(s.branch);
-            }
-            if s.qualification_date != l.qualification_date {
-                fields.push("QualificationDate");
-                u.qualification_date = Some(s.qualification_date);
-            }
-            if s.reason_of_qualification
-                .is_some_and(|r| r != l.reason_of_qualification)
-            {
-                fields.push("ReasonOfQualification");
-                u.reason_of_qualification = s.reason_of_qualification;
-            }
-            if s.personal_family != l.personal_family {
-                fields.push("PersonalFamilyClassification");
-                u.personal_family = Some(s.personal_family);
-            }
-            match (l.disqualification_date, s.disqualification_date) {
-                (None, Some(dq)) if b.status == Status::Active => {
-                    fields.push("DisqualificationDate");
-                    u.change_type = ChangeType::Loss;
-                    u.disqualification_date = Some(dq);
-                    u.reason_of_loss = Some(s.reason_of_loss.unwrap_or(ReasonOfLoss::Other));
-                }
-                (Some(a), Some(z)) if a != z || l.reason_of_loss != s.reason_of_loss => {
-                    if a != z {
-                        fields.push("DisqualificationDate");
-                    }
-                    if l.reason_of_loss != s.reason_of_loss {
-                        fields.push("ReasonOfLoss");
-                    }
-                    u.disqualification_date = Some(z);
-                    u.reason_of_loss = Some(s.reason_of_loss.unwrap_or(ReasonOfLoss::Other));
-                }
-                (Some(_), None) => unapplied.push(
-                    "DisqualificationDate empty in the source: reinstating a lost subscriber is not a 記載事項変更"
-                        .into(),
-                ),
-                _ => {}
-            }
-        }
-        if !fields.is_empty() {
-            u.seq = self.next_seq();
-            self.push(Record::SubscriberChange(u));
-        }
-        // periods the ledger does not hold yet: new acquisitions after the last one
-        if sp > lp && (lp == 0 || b.status != Status::Active || d.periods[lp - 1].disqualification_date.is_some()) {
-            fields.push("QualificationPeriods");
-            for p in &d.periods[lp..] {
-                self.acquisition(d, p);
-            }
-        } else if sp > lp {
-            unapplied.push("QualificationHistory: new periods after an active one".into());
-        }
-    }
-
-    /// Ledger subscribers of `ins` the source did not list.
-    fn absent(&mut self, ins: InsurerNumber) -> Result<()> {
-        let seen = self.seen.get(&ins);
-        let found =
-            ledger::uncancelled_with_flags(self.conn, ins, |key| seen.is_some_and(|s| s.contains(&key_num(key))))?;
-        for (key, mut fl) in found {
-            fl.sort_by_key(|t| std::cmp::Reverse(t.code()));
-            self.count(ins, "absent");
-            let changes: Vec<String> = fl.iter().map(|t| format!("-{}", t.name_en())).collect();
-            self.row(
-                ins.as_str(),
-                key.as_str(),
-                "absent",
-                "",
-                "",
-                &changes.join(" "),
-                "not in the source; the ledger keeps it unchanged",
-            )?;
-            for t in fl {
-                self.losses.push(Loss::new(ins, key, t, true));
-            }
-        }
-        Ok(())
-    }
-}
-
 fn list_sources(from: &Path) -> Result<Vec<PathBuf>> {
     if from.is_file() {
         return Ok(vec![from.to_path_buf()]);
@@ -627,27 +119,23 @@ fn list_sources(from: &Path) -> Result<Vec<PathBuf>> {
 
 /// Runs one migration. Errors are usage/environment problems.
 pub fn migrate(o: &MigrateOptions) -> Result<MigrateResult> {
-    let opts = &o.run;
     // A dry run never creates a ledger: an absent one is diffed as empty, in memory.
-    let led = ledger::acquire(&opts.ledger, opts.if_missing())?;
-    let _lock = led.lock;
-    let mut conn = led.conn;
-    if !led.in_memory {
-        ledger::quick_check(&conn, &opts.ledger)?;
-    }
-    // a full source would bring every shard's subscribers into one shard's ledger
-    if let Some(s) = crate::shard::ledger_shard(&conn)? {
-        anyhow::bail!("this ledger belongs to shard {s} of a sharded deployment: migrate into an unsharded ledger");
-    }
-    let opts = &opts.settled(&led.path)?;
-    recover(&conn, opts)?;
+    let mut session = Session::open(&o.run, |led| {
+        if !led.in_memory {
+            ledger::quick_check(&led.conn, &o.run.ledger)?;
+        }
+        // a full source would bring every shard's subscribers into one shard's ledger
+        if let Some(s) = crate::shard::ledger_shard(&led.conn)? {
+            anyhow::bail!("this ledger belongs to shard {s} of a sharded deployment: migrate into an unsharded ledger");
+        }
+        Ok(())
+    })?;
+    let opts = &session.opts;
 
     let sources = list_sources(&o.from)?;
-    let spool_path = opts.reports.join(format!(
-        "{}{}.csv",
-        crate::engine::run::migrate_spool_prefix(opts),
-        std::process::id()
-    ));
+    let spool_path = opts
+        .reports
+        .join(format!("{}{}.csv", opts.migrate_spool_prefix(), std::process::id()));
     let spool = {
         let mut oo = std::fs::OpenOptions::new();
         oo.write(true).create(true).truncate(true);
@@ -659,7 +147,7 @@ pub fn migrate(o: &MigrateOptions) -> Result<MigrateResult> {
         oo.open(&spool_path)
             .with_context(|| format!("cannot write {}", spool_path.display()))?
     };
-    let res = migrate_with(o, opts, &mut conn, &sources, spool, &spool_path);
+    let res = migrate_with(o, opts, &mut session.conn, &sources, spool, &spool_path);
     std::fs::remove_file(&spool_path).ok();
     res
 }
@@ -676,7 +164,7 @@ fn migrate_with(
         conn,
         as_of: opts.as_of,
         file: Arc::from(""),
-        batch: Spool::new(opts.chunk_records, &spill_dir(opts)).with_prefix(spill_prefix(opts)),
+        batch: opts.spool(),
         batch_error: None,
         seq: 0,
         seen: HashMap::new(),
@@ -697,7 +185,6 @@ fn migrate_with(
         "note",
     )?;
     d.diff_rows = 0;
-    let mut inputs = Vec::new();
     let mut run_hash = Sha256::new();
     run_hash.update(b"migrate");
     // the ledger's identity: dry runs of two ledgers into one reports folder never share a folder
@@ -710,6 +197,84 @@ fn migrate_with(
     if let Some((p, _)) = &o.mapping {
         run_hash.update(std::fs::read(p).unwrap_or_default());
     }
+    let read = read_sources(o, opts, &mut d, sources, &mut run_hash)?;
+    let source_rejected = !read.file_errors.is_empty();
+    if !source_rejected {
+        let insurers: Vec<InsurerNumber> = d.seen.keys().copied().collect();
+        for ins in insurers {
+            d.absent(ins)?;
+        }
+    }
+    d.spool.flush()?;
+    chain_run_hash(&mut run_hash, d.conn)?;
+    let run_id = format!("{}-{}", opts.as_of, &hex(&run_hash.finalize())[..12]);
+    let decision = Decision::of(o, opts, &mut d.losses, source_rejected)?;
+    if decision.accepted && decision.losses > 0 {
+        release_accepted(&mut d);
+    }
+    let report = migration_report(o, opts, &mut d, &read, &decision, &run_id, sources, spool_path)?;
+    let early = |mut report: Report, status: MigrateStatus, report_status: ReportStatus| -> Result<MigrateResult> {
+        report.status = report_status;
+        let dir = opts.reports.join(format!("{run_id}-{}", report_status.as_str()));
+        report.write_replacing(&dir)?;
+        Ok(MigrateResult {
+            status,
+            report,
+            report_dir: dir,
+            outbox_dir: None,
+            flag_losses: decision.losses,
+            flag_loss_sha256: decision.loss_sha.clone(),
+            would_refuse: false,
+        })
+    };
+    if source_rejected {
+        return early(report, MigrateStatus::SourceRejected, ReportStatus::Rejected);
+    }
+    if decision.refuse {
+        return early(report, MigrateStatus::Refused, ReportStatus::Refused);
+    }
+    if let Some(e) = d.batch_error.take() {
+        return Err(e);
+    }
+    let differences = Differences {
+        spool: std::mem::replace(&mut d.batch, Spool::in_memory()),
+        counts: std::mem::take(&mut d.counts),
+        creation: read.creation,
+    };
+    drop(d);
+    apply_differences(o, opts, conn, differences, report, &decision, run_id, sources)
+}
+
+/// The differences to apply, once the diff is done.
+struct Differences {
+    /// As engine records, partitioned by subscriber.
+    spool: Spool,
+    /// Subscribers by (insurer, change kind).
+    counts: BTreeMap<(InsurerNumber, &'static str), u64>,
+    /// The latest CreationTime of the sources.
+    creation: Option<Timestamp>,
+}
+
+/// What reading the sources gave, besides the differences the [`Differ`] holds.
+struct SourcesRead {
+    inputs: Vec<InputEntry>,
+    /// File-level errors: any rejects the whole source (nothing changes).
+    file_errors: Vec<Diagnostic>,
+    /// The latest CreationTime of the sources.
+    creation: Option<Timestamp>,
+    elapsed: std::time::Duration,
+}
+
+/// Streams every source file through the differ; each file's digest (or its rejection) goes into
+/// the run id's hash.
+fn read_sources(
+    o: &MigrateOptions,
+    opts: &RunOptions,
+    d: &mut Differ<'_>,
+    sources: &[PathBuf],
+    run_hash: &mut Sha256,
+) -> Result<SourcesRead> {
+    let mut inputs = Vec::new();
     let mut file_errors: Vec<Diagnostic> = Vec::new();
     let mut creation: Option<Timestamp> = None;
     let started = std::time::Instant::now();
@@ -774,66 +339,136 @@ fn migrate_with(
             }
         }
     }
-    let source_rejected = !file_errors.is_empty();
-    if !source_rejected {
-        let insurers: Vec<InsurerNumber> = d.seen.keys().copied().collect();
-        for ins in insurers {
-            d.absent(ins)?;
-        }
-    }
-    d.spool.flush()?;
-    let elapsed = started.elapsed();
-    crate::engine::run::chain_run_hash(&mut run_hash, conn)?;
-    let run_id = format!("{}-{}", opts.as_of, &hex(&run_hash.finalize())[..12]);
-    let losses = d.losses.len() as u64;
-    d.losses.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    // the canonical list and its hash: what a dry run shows is what a real run accepts
-    let loss_sha = hex(&Sha256::digest(loss_list(&d.losses, None).to_csv().as_bytes()));
-    let given = o.accept_flag_losses.as_deref().map(str::to_ascii_lowercase);
-    if given.is_some() && o.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
-        anyhow::bail!("--accept-flag-losses needs --reason TEXT: why these flag losses are accepted");
-    }
-    let accepted = given.as_deref() == Some(loss_sha.as_str());
-    let mismatch = given.is_some() && !accepted;
-    let refuse = !opts.dry_run && !source_rejected && (losses > 0 && !accepted || mismatch);
-    let would_refuse = opts.dry_run && (losses > 0 && !accepted || mismatch);
+    Ok(SourcesRead {
+        inputs,
+        file_errors,
+        creation,
+        elapsed: started.elapsed(),
+    })
+}
 
-    // Releases only when the operator accepted the exact count (absent subscribers are kept).
-    if accepted && losses > 0 {
-        let as_of = d.as_of;
-        let mut rel = Vec::new();
-        for l in d.losses.iter().filter(|l| !l.absent && l.info_code.is_empty()) {
-            rel.push((l.insurer, l.key, l.flag_type));
+/// The flag-loss gate (step 3): the canonical list's hash and what the operator's
+/// `--accept-flag-losses` makes of it.
+struct Decision {
+    losses: u64,
+    loss_sha: String,
+    /// `--accept-flag-losses`, lower-cased.
+    given: Option<String>,
+    /// `given` names exactly this list.
+    accepted: bool,
+    /// A real run refused (nothing changes).
+    refuse: bool,
+    /// A dry run whose real run would be refused.
+    would_refuse: bool,
+}
+
+impl Decision {
+    /// Sorts the losses into the canonical order and decides.
+    fn of(o: &MigrateOptions, opts: &RunOptions, losses: &mut [Loss], source_rejected: bool) -> Result<Decision> {
+        let n = losses.len() as u64;
+        losses.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        // the canonical list and its hash: what a dry run shows is what a real run accepts
+        let loss_sha = hex(&Sha256::digest(loss_list(losses, None).to_csv().as_bytes()));
+        let given = o.accept_flag_losses.as_deref().map(str::to_ascii_lowercase);
+        if given.is_some() && o.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+            anyhow::bail!("--accept-flag-losses needs --reason TEXT: why these flag losses are accepted");
         }
-        for (ins, key, t) in rel {
-            let seq = d.next_seq();
-            d.push(Record::FlagChange(FlagChange {
-                seq,
-                effective_time: Timestamp::start_of(as_of),
-                flag_type: t,
-                operation: FlagOperation::Release,
-                scope: FlagScope::Subscriber,
-                insurer: ins,
-                key: Some(key),
-                info_code: None,
-                reason: None,
-                source: FlagSource::Other,
-                support_measure_end: None,
-            }));
-        }
+        let accepted = given.as_deref() == Some(loss_sha.as_str());
+        let mismatch = given.is_some() && !accepted;
+        Ok(Decision {
+            losses: n,
+            refuse: !opts.dry_run && !source_rejected && (n > 0 && !accepted || mismatch),
+            would_refuse: opts.dry_run && (n > 0 && !accepted || mismatch),
+            loss_sha,
+            given,
+            accepted,
+        })
     }
 
-    // the report
-    let mut report = Report::new(run_id.clone(), opts.as_of.to_string(), opts.dry_run);
-    report.spill_to(&spill_dir(opts));
+    /// The decision in words, for the report.
+    fn text(&self, o: &MigrateOptions, dry_run: bool, source_rejected: bool) -> String {
+        let (losses, loss_sha) = (self.losses, &self.loss_sha);
+        let reason = o.reason.as_deref().map(str::trim);
+        if source_rejected {
+            "source rejected: nothing changed".to_owned()
+        } else if losses == 0 && self.given.is_none() {
+            "no flag losses".to_owned()
+        } else if self.accepted {
+            format!(
+                "operator {} accepted the flag-loss list {loss_sha} ({losses} flag loss(es)): {}",
+                o.operator,
+                reason.unwrap_or_default()
+            )
+        } else {
+            let what = if dry_run {
+                "a real run would be refused"
+            } else {
+                "refused"
+            };
+            match &self.given {
+                Some(a) => format!(
+                    "{what}: --accept-flag-losses {a} is not this source's flag-loss list {loss_sha} ({losses} flag loss(es))"
+                ),
+                None => {
+                    format!(
+                        "{what}: {losses} flag loss(es) found (list {loss_sha}) and --accept-flag-losses was not given"
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// Releases only when the operator accepted the exact count (absent subscribers are kept).
+fn release_accepted(d: &mut Differ<'_>) {
+    let as_of = d.as_of;
+    let mut rel = Vec::new();
+    for l in d.losses.iter().filter(|l| !l.absent && l.info_code.is_empty()) {
+        rel.push((l.insurer, l.key, l.flag_type));
+    }
+    for (ins, key, t) in rel {
+        let seq = d.next_seq();
+        d.push(Record::FlagChange(FlagChange {
+            seq,
+            effective_time: Timestamp::start_of(as_of),
+            flag_type: t,
+            operation: FlagOperation::Release,
+            scope: FlagScope::Subscriber,
+            insurer: ins,
+            key: Some(key),
+            info_code: None,
+            reason: None,
+            source: FlagSource::Other,
+            support_measure_end: None,
+        }));
+    }
+}
+
+/// The migration's report: inputs, rejects, counts, the flag-loss list, the summary by insurer,
+/// the diff, charts, and the decision.
+#[allow(clippy::too_many_arguments)]
+fn migration_report(
+    o: &MigrateOptions,
+    opts: &RunOptions,
+    d: &mut Differ<'_>,
+    read: &SourcesRead,
+    decision: &Decision,
+    run_id: &str,
+    sources: &[PathBuf],
+    spool_path: &Path,
+) -> Result<Report> {
+    let losses = decision.losses;
+    let mut report = Report::new(run_id.to_owned(), opts.as_of.to_string(), opts.dry_run);
+    report.spill_to(&opts.spill_dir());
     report.kind = crate::report::ReportKind::Migrate;
-    report.inputs = inputs;
+    report.inputs = read.inputs.clone();
     report
         .rejects
-        .extend(file_errors.iter().map(|e| RejectEntry::from_diag(e, true)))?;
+        .extend(read.file_errors.iter().map(|e| RejectEntry::from_diag(e, true)))?;
     report.rejects.extend(std::mem::take(&mut d.rejects))?;
+    let counts = &d.counts;
     let total = |kind: &str| {
-        d.counts
+        counts
             .iter()
             .filter(|((_, k), _)| *k == kind)
             .map(|(_, n)| *n)
@@ -844,17 +479,17 @@ fn migrate_with(
     }
     report.summary.set(SummaryKey::FlagLosses, losses);
     report.summary.set(SummaryKey::FlagsToSet, d.flag_sets);
-    if accepted && losses > 0 {
+    if decision.accepted && losses > 0 {
         report.summary.set(SummaryKey::FlagLossesAccepted, losses);
     }
-    report.add_worklist("flag_losses", loss_list(&d.losses, Some(&loss_sha)));
+    report.add_worklist("flag_losses", loss_list(&d.losses, Some(&decision.loss_sha)));
     let insurers: Vec<InsurerNumber> = {
-        let mut v: Vec<InsurerNumber> = d.counts.keys().map(|(i, _)| *i).collect();
+        let mut v: Vec<InsurerNumber> = counts.keys().map(|(i, _)| *i).collect();
         v.dedup();
         v
     };
     let n = |i: InsurerNumber, k: &str| {
-        d.counts
+        counts
             .iter()
             .find(|((a, b), _)| *a == i && *b == k)
             .map_or(0, |(_, n)| *n)
@@ -898,35 +533,13 @@ fn migrate_with(
             .collect(),
     });
     let reason = o.reason.as_deref().map(str::trim);
-    let decision = if source_rejected {
-        "source rejected: nothing changed".to_owned()
-    } else if losses == 0 && given.is_none() {
-        "no flag losses".to_owned()
-    } else if accepted {
-        format!(
-            "operator {} accepted the flag-loss list {loss_sha} ({losses} flag loss(es)): {}",
-            o.operator,
-            reason.unwrap_or_default()
-        )
-    } else {
-        let what = if opts.dry_run {
-            "a real run would be refused"
-        } else {
-            "refused"
-        };
-        match &given {
-            Some(a) => format!(
-                "{what}: --accept-flag-losses {a} is not this source's flag-loss list {loss_sha} ({losses} flag loss(es))"
-            ),
-            None => {
-                format!("{what}: {losses} flag loss(es) found (list {loss_sha}) and --accept-flag-losses was not given")
-            }
-        }
-    };
+    let source_rejected = !read.file_errors.is_empty();
+    let decision_text = decision.text(o, opts.dry_run, source_rejected);
+    let loss_sha = &decision.loss_sha;
     report
         .notes
         .push(format!("flag-loss list: {losses} loss(es), SHA-256 {loss_sha}"));
-    report.notes.push(format!("decision: {decision}"));
+    report.notes.push(format!("decision: {decision_text}"));
     report.notes.push(format!(
         "operator: {}{}",
         o.operator,
@@ -941,39 +554,40 @@ fn migrate_with(
             "counts": KINDS.iter().map(|k| (k.to_string(), total(k))).collect::<BTreeMap<_, _>>(),
             "flag_losses": losses,
             "flag_loss_list_sha256": loss_sha,
-            "accept_flag_losses": given,
-            "flag_losses_accepted": accepted && losses > 0,
+            "accept_flag_losses": decision.given,
+            "flag_losses_accepted": decision.accepted && losses > 0,
             "operator": { "user": o.operator, "reason": reason },
-            "refused": refuse,
-            "would_be_refused": would_refuse,
-            "decision": decision,
-            "read_seconds": elapsed.as_secs_f64(),
+            "refused": decision.refuse,
+            "would_be_refused": decision.would_refuse,
+            "decision": decision_text,
+            "read_seconds": read.elapsed.as_secs_f64(),
         }),
     );
-    let early = |mut report: Report, status: MigrateStatus, report_status: ReportStatus| -> Result<MigrateResult> {
-        report.status = report_status;
-        let dir = opts.reports.join(format!("{run_id}-{}", report_status.as_str()));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
-        report.write_to(&dir)?;
-        Ok(MigrateResult {
-            status,
-            report,
-            report_dir: dir,
-            outbox_dir: None,
-            flag_losses: losses,
-            flag_loss_sha256: loss_sha.clone(),
-            would_refuse: false,
-        })
-    };
-    if source_rejected {
-        return early(report, MigrateStatus::SourceRejected, ReportStatus::Rejected);
-    }
-    if refuse {
-        return early(report, MigrateStatus::Refused, ReportStatus::Refused);
-    }
+    Ok(report)
+}
 
+/// Step 4: the differences, as one batch, through the transaction `run` uses
+/// ([`crate::engine::execute`]): same apply, same invariant (R4), same staged atomic publish.
+#[allow(clippy::too_many_arguments)]
+fn apply_differences(
+    o: &MigrateOptions,
+    opts: &RunOptions,
+    conn: &mut Connection,
+    d: Differences,
+    report: Report,
+    decision: &Decision,
+    run_id: String,
+    sources: &[PathBuf],
+) -> Result<MigrateResult> {
+    let total = |kind: &str| {
+        d.counts
+            .iter()
+            .filter(|((_, k), _)| *k == kind)
+            .map(|(_, n)| *n)
+            .sum::<u64>()
+    };
+    let (losses, loss_sha) = (decision.losses, &decision.loss_sha);
+    let reason = o.reason.as_deref().map(str::trim);
     let name = sources
         .iter()
         .map(|p| {
@@ -984,10 +598,6 @@ fn migrate_with(
         .collect::<Vec<_>>()
         .join("+");
     let file: Arc<str> = Arc::from(format!("migrate:{name}").as_str());
-    if let Some(e) = d.batch_error.take() {
-        return Err(e);
-    }
-    let spool = std::mem::replace(&mut d.batch, Spool::in_memory());
     let summary_line = format!(
         "migration from {name}: new {}, changed {}, unchanged {}, absent {}, rejected {}, flag losses {}{}",
         total("new"),
@@ -996,7 +606,7 @@ fn migrate_with(
         total("absent"),
         total("rejected"),
         losses,
-        if accepted && losses > 0 {
+        if decision.accepted && losses > 0 {
             format!(
                 " (list {loss_sha} accepted by {}: {})",
                 o.operator,
@@ -1006,7 +616,6 @@ fn migrate_with(
             String::new()
         }
     );
-    drop(d);
     let prepared = Prepared {
         run_id,
         report,
@@ -1016,9 +625,9 @@ fn migrate_with(
                 name: file.clone(),
                 order: Some(0),
             }],
-            spool,
+            spool: d.spool,
         },
-        creation: creation.unwrap_or_else(|| Timestamp::start_of(opts.as_of)),
+        creation: d.creation.unwrap_or_else(|| Timestamp::start_of(opts.as_of)),
     };
     let r = execute(conn, opts, prepared, &mut |tx, report| {
         ledger::journal(
@@ -1043,7 +652,7 @@ fn migrate_with(
         report_dir: r.report_dir,
         outbox_dir: r.outbox_dir,
         flag_losses: losses,
-        flag_loss_sha256: loss_sha,
-        would_refuse,
+        flag_loss_sha256: loss_sha.clone(),
+        would_refuse: decision.would_refuse,
     })
 }

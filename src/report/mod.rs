@@ -9,6 +9,7 @@
 pub mod csv;
 pub mod html;
 pub mod labels;
+mod run;
 pub mod spooled;
 pub mod summary;
 mod xlsx;
