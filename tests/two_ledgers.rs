@@ -246,44 +246,30 @@ fn write_night(h: &History, n: usize, kokuho_inbox: &Path, union_inbox: &Path) {
             regs.push(common::keys_change("9", "20261130", KOUKI, &Person::kouki_key(p)));
         }
     }
-    if !acq.is_empty() {
-        let id = format!("K-{n}");
-        write_file(
+    let files = [
+        (
             kokuho_inbox,
-            &format!("SubscriberChange_k{n}"),
+            "SubscriberChange_k",
+            "K",
             FileKind::SubscriberChange,
-            &f,
             KOKUHO,
-            &id,
-            &ctime(0),
-            &acq,
-        );
-    }
-    if !flags.is_empty() {
-        let id = format!("KF-{n}");
-        write_file(
-            kokuho_inbox,
-            &format!("FlagChange_k{n}"),
-            FileKind::FlagChange,
-            &f,
-            KOKUHO,
-            &id,
-            &ctime(1),
-            &flags,
-        );
-    }
-    if !regs.is_empty() {
-        let id = format!("U-{n}");
-        write_file(
+            acq,
+        ),
+        (kokuho_inbox, "FlagChange_k", "KF", FileKind::FlagChange, KOKUHO, flags),
+        (
             union_inbox,
-            &format!("SubscriberChange_u{n}"),
+            "SubscriberChange_u",
+            "U",
             FileKind::SubscriberChange,
-            &f,
             KOUKI,
-            &id,
-            &ctime(2),
-            &regs,
-        );
+            regs,
+        ),
+    ];
+    for (i, (dir, name, id, kind, sender, rows)) in files.into_iter().enumerate() {
+        if !rows.is_empty() {
+            let (name, id) = (format!("{name}{n}"), format!("{id}-{n}"));
+            write_file(dir, &name, kind, &f, sender, &id, &ctime(i), &rows);
+        }
     }
 }
 

@@ -143,13 +143,7 @@ pub fn run(a: Args) -> Result<Exit> {
     let res = match migrate(&o) {
         Ok(r) => r,
         Err(e) => {
-            let status = super::status_of_error(&e);
-            if super::is_refusal(&e) {
-                // a refusal creates nothing: a new, empty ledger and empty folders go again (an
-                // interrupted or failed run keeps them, as a rerun expects)
-                footprint.undo();
-            }
-            match status {
+            match super::settle_error(&e, &footprint) {
                 Some(status) => {
                     crate::complain!("nhi-linkage: {e:#}");
                     return Ok(status);

@@ -155,6 +155,16 @@ fn status_of_error(e: &anyhow::Error) -> Option<Exit> {
     }
 }
 
+/// The exit status an error of `run` or `migrate` maps to (`None`: a usage error, exit 2), after
+/// taking away what a refusal created (refusing creates nothing; an interrupted or failed run
+/// keeps its ledger and folders, as a rerun expects).
+fn settle_error(e: &anyhow::Error, footprint: &common::Footprint) -> Option<Exit> {
+    if is_refusal(e) {
+        footprint.undo();
+    }
+    status_of_error(e)
+}
+
 /// A refusal (a usage or configuration error, exit 2): not an environment failure, a busy
 /// ledger or an interruption, after which a rerun expects what the run created to be there.
 fn is_refusal(e: &anyhow::Error) -> bool {

@@ -122,21 +122,13 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
     crate::engine::interrupt::install().context("cannot install the SIGTERM/SIGINT handler")?;
     let res = match run(&opts) {
         Ok(r) => r,
-        Err(e) => {
-            let status = super::status_of_error(&e);
-            if super::is_refusal(&e) {
-                // a refusal creates nothing: a new, empty ledger and empty folders go again (an
-                // interrupted or failed run keeps them, as a rerun expects)
-                footprint.undo();
+        Err(e) => match super::settle_error(&e, &footprint) {
+            Some(status) => {
+                crate::complain!("nhi-linkage: {e:#}");
+                return Ok(status);
             }
-            match status {
-                Some(status) => {
-                    crate::complain!("nhi-linkage: {e:#}");
-                    return Ok(status);
-                }
-                None => return Err(e),
-            }
-        }
+            None => return Err(e),
+        },
     };
     let r = &res.report;
     if let Some(s) = opts.shard {

@@ -51,29 +51,21 @@ pub struct OpenInquiry {
 
 /// Every open inquiry, in (insurer, key) order.
 pub fn open_inquiries(conn: &Connection) -> Result<Vec<OpenInquiry>> {
-    let mut st = conn.prepare(
-        "SELECT insurer, subscriber_key FROM inquiry WHERE status = ?1
-         ORDER BY insurer, subscriber_key",
-    )?;
-    let rows = st
-        .query_map([InquiryStatus::Open], |r| {
-            Ok(OpenInquiry {
-                insurer: r.get(0)?,
-                subscriber_key: r.get(1)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(rows)
+    inquiries_in(conn, InquiryStatus::Open)
 }
 
 /// Every answered inquiry, in (insurer, key) order (the same row shape as an open one).
 pub fn answered_inquiries(conn: &Connection) -> Result<Vec<OpenInquiry>> {
-    let mut st = conn.prepare(
-        "SELECT insurer, subscriber_key FROM inquiry WHERE status = 'answered'
+    inquiries_in(conn, InquiryStatus::Answered)
+}
+
+fn inquiries_in(conn: &Connection, status: InquiryStatus) -> Result<Vec<OpenInquiry>> {
+    let mut st = conn.prepare_cached(
+        "SELECT insurer, subscriber_key FROM inquiry WHERE status = ?1
          ORDER BY insurer, subscriber_key",
     )?;
     let rows = st
-        .query_map([], |r| {
+        .query_map([status], |r| {
             Ok(OpenInquiry {
                 insurer: r.get(0)?,
                 subscriber_key: r.get(1)?,
