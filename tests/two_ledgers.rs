@@ -690,3 +690,50 @@ fn regression_flag_set_after_the_answer_reaches_a_future_registration() {
         encoding: TextEncoding::Utf8,
     });
 }
+
+/// An open finding of this test (seed 3, 60 histories, session 6), not fixed yet: the union
+/// registers a person (01, January) under one My Number; 国保 knows them under another (same
+/// municipality, 宛名番号 and birthdate) and holds 不開示該当. The extract's hand-off (国保's
+/// number) matches the registration only by 宛名番号, and in the late-carry pass R3 finds no
+/// registration for it, so unlike the same mismatch at a 資格取得 it goes to no review list; the
+/// follow-up answers (the inquired number) share its SourceSubscriberKey, and the extract's
+/// later file replaces them in the hand-off table. Nothing is carried or listed. Run with
+/// `cargo test --test two_ledgers -- --ignored`; see issue 12's session-6 note.
+#[test]
+#[ignore = "open finding (issue 12): a late hand-off under another My Number is neither carried nor listed"]
+fn open_finding_late_handoff_under_another_my_number_is_listed() {
+    let h = History {
+        persons: vec![
+            Person {
+                birth: 1,
+                kokuho_mn: true,
+                kokuho_night: 1,
+                kokuho_loss: None,
+                registration: Some(Registration {
+                    reason: "01",
+                    future: false,
+                    mn: Mn::Other,
+                    night: 0,
+                    cancel: None,
+                }),
+                flags: vec![FlagEvent {
+                    night: 0,
+                    ty: 2,
+                    set: true,
+                }],
+            },
+            Person {
+                birth: 0,
+                kokuho_mn: true,
+                kokuho_night: 0,
+                kokuho_loss: None,
+                registration: None,
+                flags: vec![],
+            },
+        ],
+        nights: 2,
+        format: Format::Csv,
+        encoding: TextEncoding::Utf8,
+    };
+    replay(h);
+}
