@@ -587,6 +587,18 @@ fn two_ledger_histories_lose_no_flag_in_silence() {
     }
 }
 
+/// A second person of the regression histories: enrolled at 国保 only, unflagged.
+fn bystander() -> Person {
+    Person {
+        birth: 0,
+        kokuho_mn: true,
+        kokuho_night: 0,
+        kokuho_loss: None,
+        registration: None,
+        flags: vec![],
+    }
+}
+
 /// Runs one history in every syntax and encoding.
 fn replay(h: History) {
     for (format, encoding) in common::VARIANTS {
@@ -627,14 +639,7 @@ fn regression_answer_for_a_registration_under_another_my_number_states_the_flags
                     set: true,
                 }],
             },
-            Person {
-                birth: 0,
-                kokuho_mn: true,
-                kokuho_night: 0,
-                kokuho_loss: None,
-                registration: None,
-                flags: vec![],
-            },
+            bystander(),
         ],
         nights: 2,
         format: Format::Csv,
@@ -722,14 +727,7 @@ fn regression_late_handoff_under_another_my_number_is_listed() {
                     set: true,
                 }],
             },
-            Person {
-                birth: 0,
-                kokuho_mn: true,
-                kokuho_night: 0,
-                kokuho_loss: None,
-                registration: None,
-                flags: vec![],
-            },
+            bystander(),
         ],
         nights: 2,
         format: Format::Csv,

@@ -443,6 +443,22 @@ impl Applier<'_> {
 
     /// The resolution of a transition acquisition that applied took effect: R13 inquiry, the
     /// hand-offs it used, R5 confirmations, and the review of mismatched or ambiguous matches.
+    /// R3: a matched 国保 enrollment's protective flags narrowed to one InfoCode are never
+    /// carried; the person goes to flag confirmation (at the 資格取得 and late alike).
+    pub(super) fn confirm_narrowed(&mut self, k: SubKey, narrowed: Vec<(SubKey, InfoCode, FlagType)>) {
+        for (from, info, t) in narrowed {
+            self.out.flag_confirmation.push((
+                k,
+                from,
+                vec![t],
+                format!(
+                    "{} at the 国保 enrollment is narrowed to InfoCode {info} and is not carried: confirm with the person",
+                    t.name_ja()
+                ),
+            ));
+        }
+    }
+
     fn settle_resolution(&mut self, k: SubKey, r: Resolution, o: &Outcome, carried: bool) {
         if r.candidates == 0 {
             // R13: inquire. Only a 資格取得 that applied: a rejected one (e.g. resent)
@@ -477,17 +493,7 @@ impl Applier<'_> {
                 ));
             }
         }
-        for (from, info, t) in r.narrowed {
-            self.out.flag_confirmation.push((
-                    k,
-                    from,
-                    vec![t],
-                    format!(
-                        "{} at the 国保 enrollment is narrowed to InfoCode {info} and is not carried: confirm with the person",
-                        t.name_ja()
-                    ),
-                ));
-        }
+        self.confirm_narrowed(k, r.narrowed);
         if !r.mismatched.is_empty() {
             self.review.push(ReviewItem::new(
                     k,

@@ -214,17 +214,7 @@ impl Applier<'_> {
             for hk in &r.handoffs_used {
                 matched.insert(*hk, k);
             }
-            for (from, info, t) in r.narrowed {
-                self.out.flag_confirmation.push((
-                    k,
-                    from,
-                    vec![t],
-                    format!(
-                        "{} at the 国保 enrollment is narrowed to InfoCode {info} and is not carried: confirm with the person",
-                        t.name_ja()
-                    ),
-                ));
-            }
+            self.confirm_narrowed(k, r.narrowed);
             if src.auto_response && after.flag(FlagType::AutoResponseProhibited).is_none() {
                 self.out.flag_confirmation.push((
                     k,
