@@ -11,8 +11,12 @@
 //!
 //! Histories are random (2–4 persons; 75th birthdays past, within the lead and beyond it;
 //! reasons 01, 02, 03; My Numbers equal, absent or different; registrations before and after
-//! the 国保 enrollment and its flags; flags set and released on any night; every syntax and
-//! encoding), followed by two quiet nights. What must hold, from the spec (R3, R4, R13):
+//! the 国保 enrollment and its flags; flags set and released on any night, by 国保 and by the
+//! union itself; every syntax and encoding), delivered unluckily in two histories of three
+//! ([`Delivery`]: one bad record among the good ones of a night's files, files delivered twice,
+//! a 国保 FlagChange file one or two nights late, files created in reverse order, answers a night
+//! late), followed by quiet nights (two, plus the longest lateness). What must hold, from the
+//! spec (R1a, R3, R4, R10, R13, record errors):
 //!
 //! - **no run fails**: every `run`, extract and answer ends 0, 1 or 5 (never 2 or 3; an answer
 //!   ends 1 while the 国保 ledger holds no enrollment of the municipality yet, and the union
@@ -22,13 +26,20 @@
 //!   arrived, and still holds, is on that night's review, flag-confirmation or
 //!   inquiry-awaiting worklist;
 //! - **eventually carried**: after the quiet nights, the union's ledger holds every such flag on
-//!   the registration, or the registration is on the last night's worklists.
+//!   the registration, or the registration is on the last night's worklists;
+//! - **each site keeps its own**: a flag whose latest event (by EffectiveTime) at a site set it
+//!   is held by that site's ledger at the end, and every rejected FlagChange record is critical.
+//!
+//! A flag the union released itself on a registration in force is its decision (a reported
+//! flag change), not a loss; before the QualificationDate R4 withholds the registration instead.
 //!
 //! Flags the 国保 side sets after a registration has arrived are required only of registrations
 //! that take effect after the last night (the union inquires those again every night until
 //! their date); 03 registrations are not a transition (R5 needs a flagged enrollment the union
 //! can see). `NHI_TWO_LEDGER_CASES` sets the number of histories
-//! (default 24), `NHI_TWO_LEDGER_SEED` their seed (default 0).
+//! (default 24), `NHI_TWO_LEDGER_SEED` their seed (default 0), `NHI_TWO_LEDGER_PROGRESS` a file
+//! that gets the count passed every 20 histories, `NHI_TWO_LEDGER_KEEP` keeps the sites of a
+//! failing history (`all`: of every history).
 
 mod common;
 
@@ -90,6 +101,30 @@ struct Person {
     kokuho_loss: Option<usize>,
     registration: Option<Registration>,
     flags: Vec<FlagEvent>,
+    /// the union's own FlagChanges for its registration (pending while it has not arrived)
+    union_flags: Vec<FlagEvent>,
+}
+
+/// How each night's files travel, per input night: the unlucky side of delivery.
+#[derive(Clone, Debug, Default)]
+struct Delivery {
+    /// every file of the night gets one bad record after the good ones (record errors reject
+    /// that record only; a rejected FlagChange is critical)
+    junk: Vec<bool>,
+    /// every file of the night (and the night's extract) is delivered again the next night
+    /// (R10: skipped)
+    resend: Vec<bool>,
+    /// the night's 国保 FlagChange file arrives 0, 1 or 2 nights late (older than what a later
+    /// night applied: R1a)
+    late_flags: Vec<usize>,
+    /// the night's files are created in reverse order (R1 orders by CreationTime)
+    shuffled: Vec<bool>,
+    /// the answers written this night reach the union a night late
+    late_answers: Vec<bool>,
+}
+
+fn on(v: &[bool], n: usize) -> bool {
+    v.get(n).copied().unwrap_or(false)
 }
 
 #[derive(Clone, Debug)]
@@ -98,6 +133,7 @@ struct History {
     nights: usize,
     format: Format,
     encoding: TextEncoding,
+    delivery: Delivery,
 }
 
 impl Person {
@@ -145,18 +181,43 @@ fn person(nights: usize) -> impl Strategy<Value = Person> {
         prop_oneof![3 => Just(0usize), 1 => 0..nights],
         prop::option::weighted(0.3, 0..nights),
         prop::option::weighted(0.85, registration),
-        prop::collection::vec(flag, 0..4),
+        prop::collection::vec(flag.clone(), 0..4),
+        prop::collection::vec(flag, 0..3),
+        prop::bool::weighted(0.3),
     )
         .prop_map(
-            |(birth, kokuho_mn, kokuho_night, kokuho_loss, registration, flags)| Person {
+            |(birth, kokuho_mn, kokuho_night, kokuho_loss, registration, flags, union_flags, union_acts)| Person {
                 birth,
                 kokuho_mn,
                 kokuho_night,
                 kokuho_loss,
+                union_flags: if union_acts && registration.is_some() {
+                    union_flags
+                } else {
+                    Vec::new()
+                },
                 registration,
                 flags,
             },
         )
+}
+
+fn delivery(nights: usize) -> impl Strategy<Value = Delivery> {
+    let often = |p| prop::collection::vec(prop::bool::weighted(p), nights);
+    (
+        often(0.2),
+        often(0.2),
+        prop::collection::vec(prop_oneof![6 => Just(0usize), 1 => Just(1), 1 => Just(2)], nights),
+        often(0.3),
+        often(0.2),
+    )
+        .prop_map(|(junk, resend, late_flags, shuffled, late_answers)| Delivery {
+            junk,
+            resend,
+            late_flags,
+            shuffled,
+            late_answers,
+        })
 }
 
 fn history() -> impl Strategy<Value = History> {
@@ -164,12 +225,14 @@ fn history() -> impl Strategy<Value = History> {
         (
             prop::collection::vec(person(nights), 2..=4),
             prop::sample::select(common::VARIANTS.to_vec()),
+            prop_oneof![1 => Just(Delivery::default()), 2 => delivery(nights)],
         )
-            .prop_map(move |(persons, (format, encoding))| History {
+            .prop_map(move |(persons, (format, encoding), delivery)| History {
                 persons,
                 nights,
                 format,
                 encoding,
+                delivery,
             })
     })
 }
@@ -181,16 +244,19 @@ fn name(p: usize) -> String {
     ["山田　花子", "佐藤　梅子", "中村　節子", "渡辺　清"][p % 4].to_owned()
 }
 
-/// Writes the 国保 side's and the union's input files of night `n`.
-fn write_night(h: &History, n: usize, kokuho_inbox: &Path, union_inbox: &Path) {
+/// Writes the 国保 side's and the union's input files of night `n` (into the folders they are
+/// delivered from; [`deliver`] decides which inbox gets them when).
+fn write_night(h: &History, n: usize, kokuho_out: &Path, union_out: &Path) {
     let f = Files {
         format: h.format,
         encoding: h.encoding,
     };
-    let ctime = |i: usize| format!("202611{:02}2300{:02}", 20 + n, i);
+    let shuffled = on(&h.delivery.shuffled, n);
+    let ctime = |i: usize| format!("202611{:02}2300{:02}", 20 + n, if shuffled { 9 - i } else { i });
     let mut acq = Vec::new();
     let mut flags = Vec::new();
     let mut regs = Vec::new();
+    let mut union_flags = Vec::new();
     for (p, person) in h.persons.iter().enumerate() {
         let birth = BIRTH[person.birth].0;
         if person.kokuho_night == n {
@@ -247,24 +313,88 @@ fn write_night(h: &History, n: usize, kokuho_inbox: &Path, union_inbox: &Path) {
         if person.registration.as_ref().is_some_and(|r| r.cancel == Some(n)) {
             regs.push(common::keys_change("9", "20261130", KOUKI, &Person::kouki_key(p)));
         }
+        for (i, e) in person.union_flags.iter().enumerate().filter(|(_, e)| e.night == n) {
+            // later in the day than 国保's events of the night: a union release is not stale
+            // against a flag carried from the same night
+            let time = format!("202611{:02}12{:02}{:02}", 10 + n, p, i);
+            let mut r = flag_set(
+                KOUKI,
+                &Person::kouki_key(p),
+                &e.ty.to_string(),
+                if e.ty == 3 && e.set { "2" } else { "" },
+                &time,
+            );
+            if !e.set {
+                r.insert("Operation", "2".into());
+            }
+            union_flags.push(r);
+        }
+    }
+    if on(&h.delivery.junk, n) {
+        // one bad record after the good ones of each file that has any
+        let bad_birth = |r: &mut BTreeMap<&'static str, String>| {
+            r.insert("Birthdate", "19521399".into());
+        };
+        if !acq.is_empty() {
+            let mut r = acquisition(
+                KOKUHO,
+                &key(199),
+                None,
+                "3999",
+                "19510101",
+                "20100401",
+                "01",
+                "悪田　太郎",
+            );
+            bad_birth(&mut r);
+            acq.push(r);
+        }
+        if !regs.is_empty() {
+            let mut r = acquisition(
+                KOUKI,
+                &key(900_199),
+                None,
+                "3999",
+                "19510101",
+                "20261115",
+                "02",
+                "悪田　太郎",
+            );
+            bad_birth(&mut r);
+            regs.push(r);
+        }
+        if !flags.is_empty() {
+            flags.push(flag_set(KOKUHO, &Person::kokuho_key(0), "9", "", "20261101090000"));
+        }
+        if !union_flags.is_empty() {
+            union_flags.push(flag_set(KOUKI, &Person::kouki_key(0), "9", "", "20261101120000"));
+        }
     }
     let files = [
         (
-            kokuho_inbox,
+            kokuho_out,
             "SubscriberChange_k",
             "K",
             FileKind::SubscriberChange,
             KOKUHO,
             acq,
         ),
-        (kokuho_inbox, "FlagChange_k", "KF", FileKind::FlagChange, KOKUHO, flags),
+        (kokuho_out, "FlagChange_k", "KF", FileKind::FlagChange, KOKUHO, flags),
         (
-            union_inbox,
+            union_out,
             "SubscriberChange_u",
             "U",
             FileKind::SubscriberChange,
             KOUKI,
             regs,
+        ),
+        (
+            union_out,
+            "FlagChange_u",
+            "UF",
+            FileKind::FlagChange,
+            KOUKI,
+            union_flags,
         ),
     ];
     for (i, (dir, name, id, kind, sender, rows)) in files.into_iter().enumerate() {
@@ -397,37 +527,154 @@ fn listed(report_dir: &Path) -> String {
         .join("\n")
 }
 
-fn run_history(h: &History) -> Result<(), String> {
+/// What the unlucky deliveries of a history led to, so that a test can show they happened.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    /// rejected FlagChange records (all critical)
+    flag_rejects: usize,
+    /// stale flag events (R1a), rejected or applied
+    stale: usize,
+    /// input files skipped as already applied (R10)
+    skipped: usize,
+    /// flags the union released itself, still released at the end
+    union_releases: usize,
+}
+
+impl Seen {
+    fn add(&mut self, o: Seen) {
+        self.flag_rejects += o.flag_rejects;
+        self.stale += o.stale;
+        self.skipped += o.skipped;
+        self.union_releases += o.union_releases;
+    }
+}
+
+fn run_history(h: &History) -> Result<Seen, String> {
     let s = Sites {
         root: tempfile::tempdir().unwrap(),
     };
     let r = run_nights(h, &s);
-    if r.is_err() && std::env::var_os("NHI_TWO_LEDGER_KEEP").is_some() {
+    let keep = std::env::var("NHI_TWO_LEDGER_KEEP").ok();
+    if keep.as_deref() == Some("all") || (r.is_err() && keep.is_some()) {
         eprintln!("kept: {}", s.root.path().display());
         std::mem::forget(s);
     }
     r
 }
 
-fn run_nights(h: &History, s: &Sites) -> Result<(), String> {
-    let mut answers: Vec<PathBuf> = Vec::new();
+/// Nights without input at the end: enough for the last night's files, however late, to make
+/// their round trip (extract or inquiry, answer, union run).
+fn quiet_nights(h: &History) -> usize {
+    let d = &h.delivery;
+    QUIET + d.late_flags.iter().max().copied().unwrap_or(0) + usize::from(d.late_answers.contains(&true))
+}
+
+/// Copies into the inboxes of night `n` the input files due that night: each night's own files
+/// (its 国保 FlagChange file held back by its lateness) and, for a resent night, the same files
+/// again the night after.
+fn deliver(h: &History, s: &Sites, n: usize, kin: &Path, uin: &Path) {
+    let d = &h.delivery;
+    for m in n.saturating_sub(3)..=n.min(h.nights.saturating_sub(1)) {
+        for (dir, inbox) in [
+            (s.p(&format!("sent{m}/kokuho")), kin),
+            (s.p(&format!("sent{m}/union")), uin),
+        ] {
+            for f in files_in(&dir, "") {
+                let late = f.file_name().unwrap().to_string_lossy().starts_with("FlagChange_k");
+                let due = m + if late {
+                    d.late_flags.get(m).copied().unwrap_or(0)
+                } else {
+                    0
+                };
+                if n == due || (on(&d.resend, m) && n == due + 1) {
+                    std::fs::copy(&f, inbox.join(f.file_name().unwrap())).unwrap();
+                }
+            }
+        }
+    }
+}
+
+/// Every reject of a FlagChange in the report of a run is critical (spec §5, record errors).
+fn check_report(what: &str, o: &Output, seen: &mut Seen) -> Result<(), String> {
+    let Some(report) = said(o, "report:") else {
+        return Ok(());
+    };
+    let json = report.parent().unwrap().join("report.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).map_err(|e| format!("{what}: {e}"))?)
+        .map_err(|e| format!("{what}: {e}"))?;
+    for r in v["rejects"].as_array().into_iter().flatten() {
+        let file = r["file"].as_str().unwrap_or_default();
+        if file.starts_with("FlagChange") {
+            seen.flag_rejects += 1;
+            if r["critical"] != serde_json::Value::Bool(true) {
+                return Err(format!("{what}: a rejected FlagChange is not critical: {r}"));
+            }
+        }
+    }
+    let text = v.to_string();
+    seen.stale += text.matches("E_STALE_EVENT").count();
+    seen.skipped += v["inputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["status"] == "skipped")
+        .count();
+    Ok(())
+}
+
+/// What a site's own flag events must have left in its ledger: a flag whose latest event (by
+/// EffectiveTime) sets it is held (R1a: a stale release is not applied; a stale set is).
+fn expect_held(events: &[FlagEvent], held: Option<&BTreeSet<String>>, what: &str) -> Result<(), String> {
+    for ty in ["2", "3"] {
+        // EffectiveTimes grow with the night, then with the event's place in the list
+        let latest = events.iter().rfind(|e| e.ty.to_string() == ty);
+        if latest.is_some_and(|e| e.set) && !held.is_some_and(|h| h.contains(ty)) {
+            return Err(format!(
+                "after the quiet nights: {what} lacks flag type {ty} that its own last event set"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The union's own releases of a registration's flags that its ledger applied: SubscriberKey →
+/// FlagTypes released by a union FlagChange (not set again since).
+fn union_released(ledger: &Path) -> BTreeSet<(String, String)> {
+    let conn = rusqlite::Connection::open_with_flags(ledger, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut st = conn
+        .prepare(
+            "SELECT subscriber_key, flag_type FROM flag_released \
+             WHERE info_code = '' AND origin LIKE 'FlagChange_u%'",
+        )
+        .unwrap();
+    st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn run_nights(h: &History, s: &Sites) -> Result<Seen, String> {
+    let mut seen = Seen::default();
     // 国保 flags of each person when its registration arrived at the union
     let mut at_arrival: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
     let mut kokuho_now = BTreeMap::new();
     let mut last_listed = String::new();
-    for n in 0..h.nights + QUIET {
+    let nights = h.nights + quiet_nights(h);
+    for n in 0..nights {
         let as_of = format!("202612{:02}", 1 + n);
         let (kin, uin) = (s.p("kokuho/inbox"), s.p("union/inbox"));
         fresh(&kin);
         fresh(&uin);
         if n < h.nights {
-            write_night(h, n, &kin, &uin);
+            write_night(h, n, &s.p(&format!("sent{n}/kokuho")), &s.p(&format!("sent{n}/union")));
         }
+        deliver(h, s, n, &kin, &uin);
         // 1. the 国保 side
         let o = s.run("kokuho", h, &as_of);
         if let Some(e) = failed(&format!("night {n}: 国保 run"), &o, &[0, 1, 5]) {
             return Err(e);
         }
+        check_report(&format!("night {n}: 国保 run"), &o, &mut seen)?;
         kokuho_now = protective_flags(&s.p("kokuho/ledger.sqlite"));
         for (p, person) in h.persons.iter().enumerate() {
             if person.registration.as_ref().is_some_and(|r| r.night == n) {
@@ -462,10 +709,18 @@ fn run_nights(h: &History, s: &Sites) -> Result<(), String> {
         if let Some(e) = failed(&format!("night {n}: extract"), &o, &[0, 5]) {
             return Err(e);
         }
-        for f in files_in(&ex, "AgeTransitionHandoff_")
-            .into_iter()
-            .chain(answers.drain(..))
-        {
+        // the extract's hand-offs (and last night's again, when resent), and the answers due
+        let d = &h.delivery;
+        let mut handoffs = files_in(&ex, "AgeTransitionHandoff_");
+        if n > 0 && on(&d.resend, n - 1) {
+            handoffs.extend(files_in(&s.p(&format!("extract{}", n - 1)), "AgeTransitionHandoff_"));
+        }
+        for m in n.saturating_sub(2)..n {
+            if n == m + 1 + usize::from(on(&d.late_answers, m)) {
+                handoffs.extend(files_in(&s.p(&format!("answers{m}")), "AgeTransitionHandoff_"));
+            }
+        }
+        for f in handoffs {
             std::fs::copy(&f, uin.join(f.file_name().unwrap())).unwrap();
         }
         // 3. the union
@@ -473,6 +728,7 @@ fn run_nights(h: &History, s: &Sites) -> Result<(), String> {
         if let Some(e) = failed(&format!("night {n}: union run"), &o, &[0, 1, 5]) {
             return Err(e);
         }
+        check_report(&format!("night {n}: union run"), &o, &mut seen)?;
         let report = said(&o, "report:").expect("run prints its report");
         let report_dir = report.parent().unwrap().to_path_buf();
         // 4. the answers, for the union's next night
@@ -490,7 +746,6 @@ fn run_nights(h: &History, s: &Sites) -> Result<(), String> {
             if let Some(e) = failed(&format!("night {n}: answer"), &o, &[0, 1, 5]) {
                 return Err(e);
             }
-            answers = files_in(&out, "AgeTransitionHandoff_");
         }
         // nothing silent: a published registration lacking a flag 国保 held is listed
         let list = listed(&report_dir);
@@ -498,6 +753,7 @@ fn run_nights(h: &History, s: &Sites) -> Result<(), String> {
             Some(d) => published(&d)?,
             None => BTreeMap::new(),
         };
+        let released = union_released(&s.p("union/ledger.sqlite"));
         for (p, person) in h.persons.iter().enumerate() {
             let Some(r) = person
                 .registration
@@ -509,9 +765,13 @@ fn run_nights(h: &History, s: &Sites) -> Result<(), String> {
             let k = Person::kouki_key(p);
             let Some(stated) = groups.get(&k) else { continue };
             let held = kokuho_now.get(&Person::kokuho_key(p)).cloned().unwrap_or_default();
+            // the union's own release of a registration in force is its decision, reported as
+            // a flag change (before the QualificationDate it is withheld instead: R4)
+            let in_force = person.qualification_date(r) <= as_of.as_str();
             let lacking: Vec<&String> = at_arrival[&p]
                 .intersection(&held)
                 .filter(|t| !stated.contains(*t))
+                .filter(|t| !(in_force && released.contains(&(k.clone(), (*t).clone()))))
                 .collect();
             if !lacking.is_empty() && !list.contains(&k) {
                 return Err(format!(
@@ -528,8 +788,25 @@ fn run_nights(h: &History, s: &Sites) -> Result<(), String> {
     // eventually carried: what 国保 held when the registration arrived and still holds; for a
     // registration that takes effect after the last night, whatever 国保 holds at the end (R13's
     // follow-up inquiries run until the QualificationDate)
-    let last = format!("202612{:02}", h.nights + QUIET);
+    let last = format!("202612{:02}", nights);
     let union = protective_flags(&s.p("union/ledger.sqlite"));
+    let released = union_released(&s.p("union/ledger.sqlite"));
+    for (p, person) in h.persons.iter().enumerate() {
+        // each site kept what its own events set (one bad record among good ones, late and
+        // resent files lose nothing)
+        expect_held(
+            &person.flags,
+            kokuho_now.get(&Person::kokuho_key(p)),
+            &format!("p{p}'s 国保 enrollment"),
+        )?;
+        if person.registration.as_ref().is_some_and(|r| r.cancel.is_none()) {
+            expect_held(
+                &person.union_flags,
+                union.get(&Person::kouki_key(p)),
+                &format!("p{p}'s registration"),
+            )?;
+        }
+    }
     for (p, person) in h.persons.iter().enumerate() {
         let Some(r) = person
             .registration
@@ -546,7 +823,12 @@ fn run_nights(h: &History, s: &Sites) -> Result<(), String> {
         } else {
             at_arrival[&p].intersection(&held).cloned().collect()
         };
-        let missing: Vec<&String> = want.iter().filter(|t| !has.contains(*t)).collect();
+        let in_force = person.qualification_date(r) <= last.as_str();
+        let missing: Vec<&String> = want
+            .iter()
+            .filter(|t| !has.contains(*t))
+            .filter(|t| !(in_force && released.contains(&(k.clone(), (*t).clone()))))
+            .collect();
         if !missing.is_empty() && !last_listed.contains(&k) {
             return Err(format!(
                 "after the quiet nights: p{p}'s registration ({} {}, My Number {:?}) lacks flag type(s) {missing:?} \
@@ -557,7 +839,8 @@ fn run_nights(h: &History, s: &Sites) -> Result<(), String> {
             ));
         }
     }
-    Ok(())
+    seen.union_releases = released.len();
+    Ok(seen)
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -579,12 +862,23 @@ fn two_ledger_histories_lose_no_flag_in_silence() {
         },
         proptest::test_runner::TestRng::from_seed(proptest::test_runner::RngAlgorithm::ChaCha, &bytes),
     );
+    let progress = std::env::var_os("NHI_TWO_LEDGER_PROGRESS").map(PathBuf::from);
+    let passed = std::sync::Mutex::new((0u32, Seen::default()));
     let result = runner.run(&history(), |h| {
-        run_history(&h).map_err(|e| TestCaseError::fail(format!("{e}\nhistory: {h:#?}")))
+        let seen = run_history(&h).map_err(|e| TestCaseError::fail(format!("{e}\nhistory: {h:#?}")))?;
+        let mut p = passed.lock().unwrap();
+        p.0 += 1;
+        p.1.add(seen);
+        if let Some(file) = progress.as_ref().filter(|_| p.0 % 20 == 0) {
+            std::fs::write(file, format!("{} histories passed; {:?}\n", p.0, p.1)).unwrap();
+        }
+        Ok(())
     });
     if let Err(e) = result {
         panic!("{e}");
     }
+    let p = passed.into_inner().unwrap();
+    eprintln!("{} histories passed (seed {seed}); {:?}", p.0, p.1);
 }
 
 /// A second person of the regression histories: enrolled at 国保 only, unflagged.
@@ -596,6 +890,7 @@ fn bystander() -> Person {
         kokuho_loss: None,
         registration: None,
         flags: vec![],
+        union_flags: vec![],
     }
 }
 
@@ -638,12 +933,14 @@ fn regression_answer_for_a_registration_under_another_my_number_states_the_flags
                     ty: 2,
                     set: true,
                 }],
+                union_flags: vec![],
             },
             bystander(),
         ],
         nights: 2,
         format: Format::Csv,
         encoding: TextEncoding::Utf8,
+        delivery: Delivery::default(),
     });
 }
 
@@ -672,6 +969,7 @@ fn regression_flag_set_after_the_answer_reaches_a_future_registration() {
                     ty: 2,
                     set: true,
                 }],
+                union_flags: vec![],
             },
             Person {
                 birth: 1,
@@ -690,11 +988,13 @@ fn regression_flag_set_after_the_answer_reaches_a_future_registration() {
                     ty: 3,
                     set: true,
                 }],
+                union_flags: vec![],
             },
         ],
         nights: 2,
         format: Format::Csv,
         encoding: TextEncoding::Utf8,
+        delivery: Delivery::default(),
     });
 }
 
@@ -726,12 +1026,102 @@ fn regression_late_handoff_under_another_my_number_is_listed() {
                     ty: 2,
                     set: true,
                 }],
+                union_flags: vec![],
             },
             bystander(),
         ],
         nights: 2,
         format: Format::Csv,
         encoding: TextEncoding::Utf8,
+        delivery: Delivery::default(),
     };
     replay(h);
+}
+
+/// Every unlucky delivery at once, so that each is known to happen (the random histories mix
+/// them): a bad record in each file of the first night, that night's files delivered twice and
+/// its 国保 FlagChange file two nights late (its release of 不開示該当 is older than the set the
+/// 国保 side applied meanwhile: stale, not applied), files created in reverse order, answers a
+/// night late, and the union releasing a carried flag of a registration in force.
+#[test]
+fn unlucky_deliveries_lose_nothing_in_silence() {
+    let h = History {
+        persons: vec![
+            Person {
+                birth: 0,
+                kokuho_mn: true,
+                kokuho_night: 0,
+                kokuho_loss: None,
+                registration: Some(Registration {
+                    reason: "01",
+                    future: false,
+                    mn: Mn::Same,
+                    night: 0,
+                    cancel: None,
+                }),
+                flags: vec![
+                    FlagEvent {
+                        night: 0,
+                        ty: 2,
+                        set: false,
+                    },
+                    FlagEvent {
+                        night: 1,
+                        ty: 2,
+                        set: true,
+                    },
+                ],
+                union_flags: vec![],
+            },
+            Person {
+                birth: 2,
+                kokuho_mn: true,
+                kokuho_night: 0,
+                kokuho_loss: None,
+                registration: Some(Registration {
+                    reason: "02",
+                    future: false,
+                    mn: Mn::Same,
+                    night: 1,
+                    cancel: None,
+                }),
+                flags: vec![FlagEvent {
+                    night: 1,
+                    ty: 3,
+                    set: true,
+                }],
+                union_flags: vec![FlagEvent {
+                    night: 3,
+                    ty: 3,
+                    set: false,
+                }],
+            },
+            bystander(),
+        ],
+        nights: 4,
+        format: Format::Csv,
+        encoding: TextEncoding::Utf8,
+        delivery: Delivery {
+            junk: vec![true, false, false, false],
+            resend: vec![true, false, false, false],
+            late_flags: vec![2, 0, 0, 0],
+            shuffled: vec![false, true, false, false],
+            late_answers: vec![true, false, false, false],
+        },
+    };
+    for (format, encoding) in [(Format::Csv, TextEncoding::ShiftJis), (Format::Xml, TextEncoding::Utf8)] {
+        let h = History {
+            format,
+            encoding,
+            ..h.clone()
+        };
+        let seen = run_history(&h).unwrap_or_else(|e| panic!("{format:?}/{encoding:?}: {e}"));
+        assert!(
+            seen.flag_rejects >= 1,
+            "the bad FlagChange record was not rejected: {seen:?}"
+        );
+        assert!(seen.stale >= 1, "the late release was not stale: {seen:?}");
+        assert!(seen.skipped >= 1, "the resent files were not skipped: {seen:?}");
+        assert_eq!(seen.union_releases, 1, "the union's release did not apply: {seen:?}");
+    }
 }
