@@ -101,7 +101,8 @@ struct Person {
     kokuho_loss: Option<usize>,
     registration: Option<Registration>,
     flags: Vec<FlagEvent>,
-    /// the union's own FlagChanges for its registration (pending while it has not arrived)
+    /// the union's own FlagChanges for its registration (pending while it has not arrived; up
+    /// to the first quiet night, which has no other input)
     union_flags: Vec<FlagEvent>,
 }
 
@@ -175,26 +176,40 @@ fn person(nights: usize) -> impl Strategy<Value = Person> {
         });
     let flag = (0..nights, 1u8..=3, prop_oneof![3 => Just(true), 1 => Just(false)])
         .prop_map(|(night, ty, set)| FlagEvent { night, ty, set });
+    // nights after the registration's (the event's `night` is an offset until the person is
+    // built), mostly protective types: to release what a carry set
+    let union_flag = (
+        0..=2usize,
+        prop_oneof![1 => Just(1u8), 3 => Just(2), 3 => Just(3)],
+        any::<bool>(),
+    )
+        .prop_map(|(night, ty, set)| FlagEvent { night, ty, set });
     (
         0..BIRTH.len(),
         prop_oneof![4 => Just(true), 1 => Just(false)],
         prop_oneof![3 => Just(0usize), 1 => 0..nights],
         prop::option::weighted(0.3, 0..nights),
         prop::option::weighted(0.85, registration),
-        prop::collection::vec(flag.clone(), 0..4),
-        prop::collection::vec(flag, 0..3),
+        prop::collection::vec(flag, 0..4),
+        // the union's own: also on the first quiet night, after most carries have happened
+        prop::collection::vec(union_flag, 0..3),
         prop::bool::weighted(0.3),
     )
         .prop_map(
-            |(birth, kokuho_mn, kokuho_night, kokuho_loss, registration, flags, union_flags, union_acts)| Person {
+            move |(birth, kokuho_mn, kokuho_night, kokuho_loss, registration, flags, union_flags, union_acts)| Person {
                 birth,
                 kokuho_mn,
                 kokuho_night,
                 kokuho_loss,
-                union_flags: if union_acts && registration.is_some() {
-                    union_flags
-                } else {
-                    Vec::new()
+                union_flags: match registration.as_ref().filter(|_| union_acts) {
+                    Some(r) => union_flags
+                        .into_iter()
+                        .map(|e| FlagEvent {
+                            night: (r.night + e.night).min(nights),
+                            ..e
+                        })
+                        .collect(),
+                    None => Vec::new(),
                 },
                 registration,
                 flags,
@@ -574,7 +589,7 @@ fn quiet_nights(h: &History) -> usize {
 /// again the night after.
 fn deliver(h: &History, s: &Sites, n: usize, kin: &Path, uin: &Path) {
     let d = &h.delivery;
-    for m in n.saturating_sub(3)..=n.min(h.nights.saturating_sub(1)) {
+    for m in n.saturating_sub(3)..=n.min(h.nights) {
         for (dir, inbox) in [
             (s.p(&format!("sent{m}/kokuho")), kin),
             (s.p(&format!("sent{m}/union")), uin),
@@ -627,7 +642,12 @@ fn check_report(what: &str, o: &Output, seen: &mut Seen) -> Result<(), String> {
 fn expect_held(events: &[FlagEvent], held: Option<&BTreeSet<String>>, what: &str) -> Result<(), String> {
     for ty in ["2", "3"] {
         // EffectiveTimes grow with the night, then with the event's place in the list
-        let latest = events.iter().rfind(|e| e.ty.to_string() == ty);
+        let latest = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.ty.to_string() == ty)
+            .max_by_key(|(i, e)| (e.night, *i))
+            .map(|(_, e)| e);
         if latest.is_some_and(|e| e.set) && !held.is_some_and(|h| h.contains(ty)) {
             return Err(format!(
                 "after the quiet nights: {what} lacks flag type {ty} that its own last event set"
@@ -665,7 +685,8 @@ fn run_nights(h: &History, s: &Sites) -> Result<Seen, String> {
         let (kin, uin) = (s.p("kokuho/inbox"), s.p("union/inbox"));
         fresh(&kin);
         fresh(&uin);
-        if n < h.nights {
+        // the first quiet night has only the union's own flag events, if any
+        if n <= h.nights {
             write_night(h, n, &s.p(&format!("sent{n}/kokuho")), &s.p(&format!("sent{n}/union")));
         }
         deliver(h, s, n, &kin, &uin);
