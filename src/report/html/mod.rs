@@ -184,7 +184,7 @@ pub fn render_report(r: &Report, invocation: &[String]) -> anyhow::Result<String
     render(&Input::from_report(r, &heads, invocation))
 }
 
-const TEMPLATE: &str = include_str!("templates/report.html");
+const TEMPLATE: &str = include_str!("../templates/report.html");
 
 /// The page.
 pub fn render(input: &Input<'_>) -> Result<String> {
