@@ -2,7 +2,7 @@
 
 use super::Exit;
 use super::common::parse_as_of;
-use crate::age_transition::extract::{Upcoming, extract, per_month};
+use crate::age_transition::extract::{Missed, Upcoming, extract, per_month};
 use crate::domain::{Date, FileKind, FlagType, IndividualNumber, InsurerNumber, Timestamp, self_info_column};
 use crate::formats::writer::{RecordWriter, UnmappablePolicy, WriteError};
 use crate::formats::{FileHeader, Format, TextEncoding, hex};
@@ -98,20 +98,7 @@ pub fn run(a: Args) -> Result<Exit> {
 }
 
 fn run_extract(mut a: ExtractArgs) -> Result<Exit> {
-    let cfg = super::common::load_config(a.config.as_ref())?;
-    a.report.apply(cfg.report_encoding);
-    a.ledger = a
-        .ledger_arg
-        .take()
-        .or(cfg.ledger)
-        .unwrap_or_else(|| "var/ledger.sqlite".into());
-    a.reports = a
-        .reports_arg
-        .take()
-        .or(cfg.reports)
-        .unwrap_or_else(|| "var/reports".into());
-    a.unmappable = a.unmappable_arg.or(cfg.unmappable).unwrap_or_default();
-    a.as_of = a.as_of.or(cfg.as_of);
+    apply_config(&mut a)?;
     let d = parse_as_of(a.as_of.clone())?;
     let led = match crate::ledger::acquire(&a.ledger, crate::ledger::IfMissing::Refuse) {
         Ok(l) => l,
@@ -132,7 +119,6 @@ fn run_extract(mut a: ExtractArgs) -> Result<Exit> {
         ),
         _ => {}
     }
-    let suffix = a.shard.map(|s| s.suffix()).unwrap_or_default();
     let x = extract(&conn, d, a.lead_months, a.missed_lookback_months)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     // not `…-s{I}of{N}`: that names `run`'s shard runs, which `merge-shards` looks for
@@ -144,100 +130,9 @@ fn run_extract(mut a: ExtractArgs) -> Result<Exit> {
     );
     let mut report = Report::new(run_id.clone(), d.to_string(), false);
     report.kind = crate::report::ReportKind::Extract;
-    let mut blocked = Vec::new();
-    let mut upcoming_rows = Vec::new();
-    let insurers: std::collections::BTreeSet<InsurerNumber> = x.upcoming.iter().map(|u| u.enrollment.insurer).collect();
-    for ins in insurers {
-        let members: Vec<&Upcoming> = x.upcoming.iter().filter(|u| u.enrollment.insurer == ins).collect();
-        // R8: a FileIdentifier of its own per content. The file is rendered once with the bare
-        // stem as identifier; the SHA-256 of those bytes completes the identifier and the name,
-        // so the same ledger state and options give the same file, and different content never
-        // shares an identifier (a second extract on one day is not E_FILE_ID_REUSED at the union).
-        let stem = format!("ATH-{ins}-{d}{suffix}");
-        let draft = render_handoff(&a, d, ins, &stem, &members)?;
-        let id = unique_file_identifier(&stem, &Sha256::digest(&draft.buf))?;
-        let tag = &id[stem.len() + 1..];
-        let r = render_handoff(&a, d, ins, &id, &members)?;
-        let name = format!("AgeTransitionHandoff_{ins}_{d}{suffix}_{tag}.{}", a.format.extension());
-        let tmp = a.out.join(format!(".{name}.tmp"));
-        write_private(&tmp, &r.buf)?;
-        std::fs::rename(&tmp, a.out.join(&name))?;
-        report.outputs.push(OutputEntry {
-            name,
-            kind: "AgeTransitionHandoff".into(),
-            records: r.records,
-            bytes: r.bytes,
-            sha256: hex(&Sha256::digest(&r.buf)),
-        });
-        upcoming_rows.extend(r.rows);
-        blocked.extend(r.blocked);
-    }
-    // R8: no default limit; a narrowed window is stated in the report
-    let narrowed = a
-        .missed_lookback_months
-        .map(|n| (n, crate::age_transition::extract::missed_window_start(d, n)));
-    let missed_scope = match narrowed {
-        None => String::new(),
-        Some((n, Some(start))) => format!(
-            " (NARROWED by --missed-lookback-months {n}: only acquisition dates after {start}; earlier ones are not checked)"
-        ),
-        Some((n, None)) => format!(" (--missed-lookback-months {n}: every acquisition date)"),
-    };
-    report.extra.insert(
-        "missed_window".into(),
-        match narrowed {
-            None => serde_json::json!({ "narrowed": false, "acquisition_dates": "all up to the as-of date" }),
-            Some((n, start)) => serde_json::json!({
-                "narrowed": start.is_some(),
-                "lookback_months": n,
-                "acquisition_dates_after": start.map(|s| s.to_string()),
-            }),
-        },
-    );
-    let missed_rows: Vec<Vec<String>> = x
-        .missed
-        .iter()
-        .map(|m| {
-            vec![
-                m.insurer.to_string(),
-                m.key.to_string(),
-                m.acquisition_date.to_string(),
-                m.finding.clone(),
-                "後期へ至急連絡しフラグ設定を確認 / contact the union now".into(),
-            ]
-        })
-        .collect();
-    report.add_worklist(
-        "upcoming_transitions",
-        Worklist {
-            title: "年齢到達引継 — flagged members turning 75".into(),
-            columns: vec![
-                "insurer",
-                "subscriber_key",
-                "name",
-                "acquisition_date",
-                "self_info",
-                "non_disclosure",
-            ],
-            rows: upcoming_rows,
-        },
-    );
-    report.add_worklist(
-        "missed",
-        Worklist {
-            title: format!("引継漏れ (CRITICAL) — past the acquisition date, 後期 lacks the flags{missed_scope}"),
-            columns: vec!["insurer", "subscriber_key", "acquisition_date", "finding", "action"],
-            rows: missed_rows,
-        },
-    );
-    report.add_worklist(
-        "handoff_blocked",
-        Worklist {
-            title: "引継不可 — could not be written to the hand-off file".into(),
-            columns: vec!["insurer", "subscriber_key", "acquisition_date", "why"],
-            rows: blocked,
-        },
-    );
+    let rows = write_handoff_files(&a, d, &x.upcoming, &mut report)?;
+    let missed_scope = state_missed_window(&a, d, &mut report);
+    add_worklists(&mut report, rows, &x.missed, &missed_scope);
     report.summary.set(SummaryKey::Upcoming, x.upcoming.len() as u64);
     report.summary.set(SummaryKey::Missed, x.missed.len() as u64);
     report
@@ -252,25 +147,7 @@ fn run_extract(mut a: ExtractArgs) -> Result<Exit> {
     } else {
         ReportStatus::Completed
     };
-    // the folder names the content too: another extract on the same date with a different
-    // result (a changed ledger, other options) writes its own folder, never over this one; the
-    // same extract repeated writes the same folder
-    let run_id = {
-        let mut h = Sha256::new();
-        for o in &report.outputs {
-            h.update(o.sha256.as_bytes());
-        }
-        for (name, wl) in &report.worklist_rows {
-            h.update(name.as_bytes());
-            for cell in wl.rows.iter().flatten() {
-                h.update(cell.as_bytes());
-                h.update([0]);
-            }
-        }
-        h.update(serde_json::to_vec(&report.extra)?);
-        h.update(serde_json::to_vec(&report.summary)?);
-        format!("{run_id}-{}", &hex(&h.finalize())[..8])
-    };
+    let run_id = content_run_id(&run_id, &report)?;
     crate::logging::set_run_id(&run_id);
     report.run_id = run_id.clone();
     let dir = a.reports.join(&run_id);
@@ -300,6 +177,164 @@ fn run_extract(mut a: ExtractArgs) -> Result<Exit> {
     }
     crate::say!("report:  {}", dir.join("report.html").display());
     Ok(if critical { Exit::Critical } else { Exit::Ok })
+}
+
+/// The settings the command line leaves open, from the config file (command-line flags win).
+fn apply_config(a: &mut ExtractArgs) -> Result<()> {
+    let cfg = super::common::load_config(a.config.as_ref())?;
+    a.report.apply(cfg.report_encoding);
+    a.ledger = a
+        .ledger_arg
+        .take()
+        .or(cfg.ledger)
+        .unwrap_or_else(|| "var/ledger.sqlite".into());
+    a.reports = a
+        .reports_arg
+        .take()
+        .or(cfg.reports)
+        .unwrap_or_else(|| "var/reports".into());
+    a.unmappable = a.unmappable_arg.or(cfg.unmappable).unwrap_or_default();
+    a.as_of = a.as_of.take().or(cfg.as_of);
+    Ok(())
+}
+
+/// One hand-off file per 国保 insurer into `--out`, listed in the report's outputs; returns the
+/// upcoming worklist's rows and the members that could not be written.
+fn write_handoff_files(a: &ExtractArgs, d: Date, upcoming: &[Upcoming], report: &mut Report) -> Result<HandoffRows> {
+    let suffix = a.shard.map(|s| s.suffix()).unwrap_or_default();
+    let mut blocked = Vec::new();
+    let mut upcoming_rows = Vec::new();
+    let insurers: std::collections::BTreeSet<InsurerNumber> = upcoming.iter().map(|u| u.enrollment.insurer).collect();
+    for ins in insurers {
+        let members: Vec<&Upcoming> = upcoming.iter().filter(|u| u.enrollment.insurer == ins).collect();
+        // R8: a FileIdentifier of its own per content. The file is rendered once with the bare
+        // stem as identifier; the SHA-256 of those bytes completes the identifier and the name,
+        // so the same ledger state and options give the same file, and different content never
+        // shares an identifier (a second extract on one day is not E_FILE_ID_REUSED at the union).
+        let stem = format!("ATH-{ins}-{d}{suffix}");
+        let draft = render_handoff(a, d, ins, &stem, &members)?;
+        let id = unique_file_identifier(&stem, &Sha256::digest(&draft.buf))?;
+        let tag = &id[stem.len() + 1..];
+        let r = render_handoff(a, d, ins, &id, &members)?;
+        let name = format!("AgeTransitionHandoff_{ins}_{d}{suffix}_{tag}.{}", a.format.extension());
+        let tmp = a.out.join(format!(".{name}.tmp"));
+        write_private(&tmp, &r.buf)?;
+        std::fs::rename(&tmp, a.out.join(&name))?;
+        report.outputs.push(OutputEntry {
+            name,
+            kind: "AgeTransitionHandoff".into(),
+            records: r.records,
+            bytes: r.bytes,
+            sha256: hex(&Sha256::digest(&r.buf)),
+        });
+        upcoming_rows.extend(r.rows);
+        blocked.extend(r.blocked);
+    }
+    Ok(HandoffRows {
+        upcoming: upcoming_rows,
+        blocked,
+    })
+}
+
+/// Worklist rows of the hand-off files: who was written, and who could not be.
+struct HandoffRows {
+    upcoming: Vec<Vec<String>>,
+    blocked: Vec<Vec<String>>,
+}
+
+/// R8: the missed check has no default limit; a narrowed window is stated in the report
+/// (`missed_window`). Returns the words the missed worklist's title and the console add.
+fn state_missed_window(a: &ExtractArgs, d: Date, report: &mut Report) -> String {
+    let narrowed = a
+        .missed_lookback_months
+        .map(|n| (n, crate::age_transition::extract::missed_window_start(d, n)));
+    let missed_scope = match narrowed {
+        None => String::new(),
+        Some((n, Some(start))) => format!(
+            " (NARROWED by --missed-lookback-months {n}: only acquisition dates after {start}; earlier ones are not checked)"
+        ),
+        Some((n, None)) => format!(" (--missed-lookback-months {n}: every acquisition date)"),
+    };
+    report.extra.insert(
+        "missed_window".into(),
+        match narrowed {
+            None => serde_json::json!({ "narrowed": false, "acquisition_dates": "all up to the as-of date" }),
+            Some((n, start)) => serde_json::json!({
+                "narrowed": start.is_some(),
+                "lookback_months": n,
+                "acquisition_dates_after": start.map(|s| s.to_string()),
+            }),
+        },
+    );
+    missed_scope
+}
+
+/// The extract's three worklists: upcoming transitions, missed ones (critical), blocked hand-offs.
+fn add_worklists(report: &mut Report, rows: HandoffRows, missed: &[Missed], missed_scope: &str) {
+    let missed_rows: Vec<Vec<String>> = missed
+        .iter()
+        .map(|m| {
+            vec![
+                m.insurer.to_string(),
+                m.key.to_string(),
+                m.acquisition_date.to_string(),
+                m.finding.clone(),
+                "後期へ至急連絡しフラグ設定を確認 / contact the union now".into(),
+            ]
+        })
+        .collect();
+    report.add_worklist(
+        "upcoming_transitions",
+        Worklist {
+            title: "年齢到達引継 — flagged members turning 75".into(),
+            columns: vec![
+                "insurer",
+                "subscriber_key",
+                "name",
+                "acquisition_date",
+                "self_info",
+                "non_disclosure",
+            ],
+            rows: rows.upcoming,
+        },
+    );
+    report.add_worklist(
+        "missed",
+        Worklist {
+            title: format!("引継漏れ (CRITICAL) — past the acquisition date, 後期 lacks the flags{missed_scope}"),
+            columns: vec!["insurer", "subscriber_key", "acquisition_date", "finding", "action"],
+            rows: missed_rows,
+        },
+    );
+    report.add_worklist(
+        "handoff_blocked",
+        Worklist {
+            title: "引継不可 — could not be written to the hand-off file".into(),
+            columns: vec!["insurer", "subscriber_key", "acquisition_date", "why"],
+            rows: rows.blocked,
+        },
+    );
+}
+
+/// The report folder's name: the run id and a digest of the content (outputs, worklists, extra,
+/// summary). Another extract on the same date with a different result (a changed ledger, other
+/// options) writes its own folder, never over this one; the same extract repeated writes the
+/// same folder.
+fn content_run_id(run_id: &str, report: &Report) -> Result<String> {
+    let mut h = Sha256::new();
+    for o in &report.outputs {
+        h.update(o.sha256.as_bytes());
+    }
+    for (name, wl) in &report.worklist_rows {
+        h.update(name.as_bytes());
+        for cell in wl.rows.iter().flatten() {
+            h.update(cell.as_bytes());
+            h.update([0]);
+        }
+    }
+    h.update(serde_json::to_vec(&report.extra)?);
+    h.update(serde_json::to_vec(&report.summary)?);
+    Ok(format!("{run_id}-{}", &hex(&h.finalize())[..8]))
 }
 
 /// The longest FileIdentifier the XSD allows.

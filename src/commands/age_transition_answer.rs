@@ -15,7 +15,7 @@ use super::Exit;
 use super::common::parse_as_of;
 use crate::domain::person::{Enrollment, PersonKey, Status};
 use crate::domain::{
-    AgeTransitionInquiry, Catalog, FileKind, FlagType, InsurerNumber, MunicipalityCode, Record, SelfInfoReason,
+    AgeTransitionInquiry, Catalog, Date, FileKind, FlagType, InsurerNumber, MunicipalityCode, Record, SelfInfoReason,
     SubscriberKey, Timestamp, self_info_column,
 };
 use crate::formats::writer::{RecordWriter, UnmappablePolicy};
@@ -205,152 +205,200 @@ pub fn run_answer(mut a: AnswerArgs) -> Result<Exit> {
         catalog: &catalog,
         limits: Default::default(),
     };
-    let mut status = Exit::Ok;
-    let mut critical = false;
-    let mut answered_files = 0;
+    let mut tally = Tally {
+        status: Exit::Ok,
+        critical: false,
+        answered_files: 0,
+    };
     for path in files {
-        let display = path.display().to_string();
-        let mut inquiries = Vec::new();
-        let mut rejects = Vec::new();
-        let res = read_input(&path, &display, &ropts, &mut |o| match o {
-            RecordOutcome::Accepted(Record::AgeTransitionInquiry(q)) => inquiries.push(q),
-            RecordOutcome::Accepted(_) => {}
-            RecordOutcome::Rejected { faults, .. } => rejects.extend(faults),
-        });
-        let header = match res {
-            Ok(s) => s.header,
-            Err(r) => {
-                for d in &r.diagnostics {
-                    crate::complain!("nhi-linkage: {d}");
-                }
-                status = Exit::Rejected;
-                continue;
-            }
-        };
-        if header.kind != FileKind::AgeTransitionInquiry {
-            if single {
-                bail!(
-                    "{display} is a {} file, not an AgeTransitionInquiry file",
-                    header.kind.name()
-                );
-            }
-            crate::say!("skipped {display}: a {} file, not an inquiry", header.kind.name());
-            continue;
-        }
-        for d in &rejects {
-            crate::complain!("nhi-linkage: {d} (not answered)");
-            status = Exit::Rejected;
-        }
-        // one snapshot of the ledger for the whole file
-        let answers = ledger::read_snapshot(&conn, |conn| {
-            let mut answers = Vec::new();
-            for q in &inquiries {
-                let insurers = kokuho_insurers(conn, q.municipality)?;
-                if insurers.is_empty() {
-                    // an all-0 answer from a ledger that does not hold the municipality would release
-                    // a withheld registration unflagged: refuse instead
-                    crate::complain!(
-                        "nhi-linkage: {display} RecordSequence {} field MunicipalityCode: E_STATE_CONFLICT: this ledger holds no 国保 enrollment of municipality {}: not answered (answer from the municipality's 国保 ledger)",
-                        q.seq,
-                        q.municipality
-                    );
-                    status = Exit::Rejected;
-                    continue;
-                }
-                answers.push((q, answer_for(conn, q, &insurers)?));
-            }
-            Ok(answers)
-        })?;
-        if answers.is_empty() {
-            crate::say!("{display}: nothing to answer");
-            continue;
-        }
-        let sender = answers.iter().map(|(_, x)| x.source_insurer).min().expect("not empty");
-        let rows: Vec<Vec<String>> = answers
-            .iter()
-            .enumerate()
-            .map(|(i, (q, x))| answer_values(i as u64 + 1, q, x))
-            .collect();
-        // FileIdentifier from the inquiry and the answer: a new answer gets a new one, the same
-        // answer written again is the same file (the union skips it as already applied)
-        let mut h = Sha256::new();
-        h.update(header.sender.as_str());
-        h.update([0x1f]);
-        h.update(&header.file_identifier);
-        for r in &rows {
-            for v in r {
-                h.update([0x1f]);
-                h.update(v);
-            }
-            h.update([0x1e]);
-        }
-        let tag = &hex(&h.finalize())[..12];
-        let name = format!(
-            "{}_{sender}_{d}_{tag}.{}",
-            FileKind::AgeTransitionHandoff.name(),
-            header.format.extension()
-        );
-        let out_header = FileHeader {
-            kind: FileKind::AgeTransitionHandoff,
-            file_identifier: format!("ATA-{d}-{tag}"),
-            sender,
-            creation_time: Timestamp::start_of(d),
-            file_sequence: 1,
-            format: header.format,
-            encoding: header.encoding,
-        };
-        // names are the inquiry's own (informative only; matching uses the key fields): a
-        // character the encoding cannot hold becomes ● rather than leave the person unanswered
-        let mut w = RecordWriter::start(Vec::new(), out_header, UnmappablePolicy::Replace)?;
-        for r in &rows {
-            let v: Vec<&str> = r.iter().map(String::as_str).collect();
-            let replaced = w.write(&v, &[])?;
-            if !replaced.is_empty() {
-                crate::say!(
-                    "{display}: RecordSequence {}: {} written as ●",
-                    r[0],
-                    replaced
-                        .iter()
-                        .map(|c| format!("{} in {}", c.code_point, c.field))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-        }
-        let (buf, records, bytes) = w.finish()?;
-        let tmp = a.out.join(format!(".{name}.tmp"));
-        write_private(&tmp, &buf)?;
-        std::fs::rename(&tmp, a.out.join(&name)).with_context(|| format!("cannot write {}", a.out.display()))?;
-        answered_files += 1;
-        let flagged = answers
-            .iter()
-            .filter(|(_, x)| x.self_info.is_some() || x.non_disclosure || x.auto_response)
-            .count();
-        let unknown = answers.iter().filter(|(_, x)| x.source_key.is_none()).count();
-        for (q, x) in answers.iter().filter(|(_, x)| x.other_number) {
-            // no My Number here: the keys name both sides
-            crate::complain!(
-                "nhi-linkage: CRITICAL: {display} RecordSequence {}: the union's {} {} has another My Number than this \
-                 ledger's {} {} (same municipality, 宛名番号 and birthdate); answered with that enrollment's flags. \
-                 Check the My Number with the union",
-                q.seq,
-                q.insurer,
-                q.key,
-                x.source_insurer,
-                x.source_key.map(|k| k.to_string()).unwrap_or_default()
-            );
-            critical = true;
-        }
-        crate::say!(
-            "answered {records} inquiries of {display}: {flagged} with flags, {unknown} unknown to this ledger → {} ({bytes} bytes)",
-            a.out.join(&name).display()
-        );
+        answer_file(&a, d, &conn, &ropts, &path, single, &mut tally)?;
     }
-    if answered_files == 0 && status == Exit::Ok {
+    if tally.answered_files == 0 && tally.status == Exit::Ok {
         crate::say!("no inquiry answered");
     }
     // a person to check outweighs a rejected inquiry record
-    Ok(if critical { Exit::Critical } else { status })
+    Ok(if tally.critical { Exit::Critical } else { tally.status })
+}
+
+/// What answering the inquiry files came to.
+struct Tally {
+    /// `Rejected` once a file or record could not be answered.
+    status: Exit,
+    /// Some answer names a person to check (another My Number).
+    critical: bool,
+    answered_files: u32,
+}
+
+/// Reads one inquiry file and writes its answer file into `--out`.
+fn answer_file(
+    a: &AnswerArgs,
+    d: Date,
+    conn: &Connection,
+    ropts: &ReadOptions,
+    path: &Path,
+    single: bool,
+    tally: &mut Tally,
+) -> Result<()> {
+    let display = path.display().to_string();
+    let mut inquiries = Vec::new();
+    let mut rejects = Vec::new();
+    let res = read_input(path, &display, ropts, &mut |o| match o {
+        RecordOutcome::Accepted(Record::AgeTransitionInquiry(q)) => inquiries.push(q),
+        RecordOutcome::Accepted(_) => {}
+        RecordOutcome::Rejected { faults, .. } => rejects.extend(faults),
+    });
+    let header = match res {
+        Ok(s) => s.header,
+        Err(r) => {
+            for d in &r.diagnostics {
+                crate::complain!("nhi-linkage: {d}");
+            }
+            tally.status = Exit::Rejected;
+            return Ok(());
+        }
+    };
+    if header.kind != FileKind::AgeTransitionInquiry {
+        if single {
+            bail!(
+                "{display} is a {} file, not an AgeTransitionInquiry file",
+                header.kind.name()
+            );
+        }
+        crate::say!("skipped {display}: a {} file, not an inquiry", header.kind.name());
+        return Ok(());
+    }
+    for d in &rejects {
+        crate::complain!("nhi-linkage: {d} (not answered)");
+        tally.status = Exit::Rejected;
+    }
+    let answers = answers_of(conn, &display, &inquiries, tally)?;
+    if answers.is_empty() {
+        crate::say!("{display}: nothing to answer");
+        return Ok(());
+    }
+    let (name, records, bytes) = write_answers(a, d, &display, &header, &answers)?;
+    tally.answered_files += 1;
+    let flagged = answers
+        .iter()
+        .filter(|(_, x)| x.self_info.is_some() || x.non_disclosure || x.auto_response)
+        .count();
+    let unknown = answers.iter().filter(|(_, x)| x.source_key.is_none()).count();
+    for (q, x) in answers.iter().filter(|(_, x)| x.other_number) {
+        // no My Number here: the keys name both sides
+        crate::complain!(
+            "nhi-linkage: CRITICAL: {display} RecordSequence {}: the union's {} {} has another My Number than this \
+             ledger's {} {} (same municipality, 宛名番号 and birthdate); answered with that enrollment's flags. \
+             Check the My Number with the union",
+            q.seq,
+            q.insurer,
+            q.key,
+            x.source_insurer,
+            x.source_key.map(|k| k.to_string()).unwrap_or_default()
+        );
+        tally.critical = true;
+    }
+    crate::say!(
+        "answered {records} inquiries of {display}: {flagged} with flags, {unknown} unknown to this ledger → {} ({bytes} bytes)",
+        a.out.join(&name).display()
+    );
+    Ok(())
+}
+
+/// The answer to each inquiry of a file, from one snapshot of the ledger; an inquiry about a
+/// municipality this ledger does not hold is refused, not answered.
+fn answers_of<'q>(
+    conn: &Connection,
+    display: &str,
+    inquiries: &'q [AgeTransitionInquiry],
+    tally: &mut Tally,
+) -> Result<Vec<(&'q AgeTransitionInquiry, Answer)>> {
+    ledger::read_snapshot(conn, |conn| {
+        let mut answers = Vec::new();
+        for q in inquiries {
+            let insurers = kokuho_insurers(conn, q.municipality)?;
+            if insurers.is_empty() {
+                // an all-0 answer from a ledger that does not hold the municipality would release
+                // a withheld registration unflagged: refuse instead
+                crate::complain!(
+                    "nhi-linkage: {display} RecordSequence {} field MunicipalityCode: E_STATE_CONFLICT: this ledger holds no 国保 enrollment of municipality {}: not answered (answer from the municipality's 国保 ledger)",
+                    q.seq,
+                    q.municipality
+                );
+                tally.status = Exit::Rejected;
+                continue;
+            }
+            answers.push((q, answer_for(conn, q, &insurers)?));
+        }
+        Ok(answers)
+    })
+}
+
+/// Writes the answer file (an AgeTransitionHandoff file in the inquiry's syntax and encoding);
+/// returns its name, records and bytes.
+fn write_answers(
+    a: &AnswerArgs,
+    d: Date,
+    display: &str,
+    header: &FileHeader,
+    answers: &[(&AgeTransitionInquiry, Answer)],
+) -> Result<(String, u64, u64)> {
+    let sender = answers.iter().map(|(_, x)| x.source_insurer).min().expect("not empty");
+    let rows: Vec<Vec<String>> = answers
+        .iter()
+        .enumerate()
+        .map(|(i, (q, x))| answer_values(i as u64 + 1, q, x))
+        .collect();
+    // FileIdentifier from the inquiry and the answer: a new answer gets a new one, the same
+    // answer written again is the same file (the union skips it as already applied)
+    let mut h = Sha256::new();
+    h.update(header.sender.as_str());
+    h.update([0x1f]);
+    h.update(&header.file_identifier);
+    for r in &rows {
+        for v in r {
+            h.update([0x1f]);
+            h.update(v);
+        }
+        h.update([0x1e]);
+    }
+    let tag = &hex(&h.finalize())[..12];
+    let name = format!(
+        "{}_{sender}_{d}_{tag}.{}",
+        FileKind::AgeTransitionHandoff.name(),
+        header.format.extension()
+    );
+    let out_header = FileHeader {
+        kind: FileKind::AgeTransitionHandoff,
+        file_identifier: format!("ATA-{d}-{tag}"),
+        sender,
+        creation_time: Timestamp::start_of(d),
+        file_sequence: 1,
+        format: header.format,
+        encoding: header.encoding,
+    };
+    // names are the inquiry's own (informative only; matching uses the key fields): a
+    // character the encoding cannot hold becomes ● rather than leave the person unanswered
+    let mut w = RecordWriter::start(Vec::new(), out_header, UnmappablePolicy::Replace)?;
+    for r in &rows {
+        let v: Vec<&str> = r.iter().map(String::as_str).collect();
+        let replaced = w.write(&v, &[])?;
+        if !replaced.is_empty() {
+            crate::say!(
+                "{display}: RecordSequence {}: {} written as ●",
+                r[0],
+                replaced
+                    .iter()
+                    .map(|c| format!("{} in {}", c.code_point, c.field))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let (buf, records, bytes) = w.finish()?;
+    let tmp = a.out.join(format!(".{name}.tmp"));
+    write_private(&tmp, &buf)?;
+    std::fs::rename(&tmp, a.out.join(&name)).with_context(|| format!("cannot write {}", a.out.display()))?;
+    Ok((name, records, bytes))
 }
 
 /// Field values of the answer, in `HANDOFF_FIELDS` order.

@@ -7,7 +7,7 @@ use crate::engine::run::RunOptions;
 use crate::formats::writer::UnmappablePolicy;
 use crate::formats::{Format, TextEncoding};
 use crate::migrate::mapping::Mapping;
-use crate::migrate::{MigrateOptions, MigrateStatus, migrate};
+use crate::migrate::{MigrateOptions, MigrateResult, MigrateStatus, migrate};
 use crate::report::SummaryKey;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -83,6 +83,36 @@ pub struct Args {
 pub fn run(a: Args) -> Result<Exit> {
     // report.html shows the exact command that accepts a refused migration's flag losses
     crate::report::set_invocation(std::env::args().collect());
+    let o = options(a)?;
+    if o.run.dry_run {
+        check_writable(&[Place::Folder("reports folder", &o.run.reports)])?;
+    } else {
+        check_writable(&run_places(&o.run.outbox, &o.run.reports, &o.run.ledger))?;
+    }
+    let footprint = Footprint::note(&o.run.ledger, &[&o.run.outbox, &o.run.reports]);
+    let res = match migrate(&o) {
+        Ok(r) => r,
+        Err(e) => {
+            match super::settle_error(&e, &footprint) {
+                Some(status) => {
+                    crate::complain!("nhi-linkage: {e:#}");
+                    return Ok(status);
+                }
+                None if e.downcast_ref::<crate::ledger::LedgerMissing>().is_some()
+                    || e.downcast_ref::<crate::ledger::LedgerEmpty>().is_some() =>
+                {
+                    return Err(e);
+                }
+                // every other error comes before the commit: the one after it is PublishFailed
+                None => return Err(e).context("migration failed before its commit; nothing was committed"),
+            }
+        }
+    };
+    Ok(say_outcome(&res, o.accept_flag_losses.as_deref()))
+}
+
+/// The migration's options: the command line, then the config file, then the defaults.
+fn options(a: Args) -> Result<MigrateOptions> {
     let cfg = super::common::load_config(a.config.as_ref())?;
     a.report.apply(cfg.report_encoding);
     super::common::setup_threads(cfg.threads)?;
@@ -97,7 +127,7 @@ pub fn run(a: Args) -> Result<Exit> {
     if !a.from.exists() {
         anyhow::bail!("--from {}: no such file or folder", a.from.display());
     }
-    let o = MigrateOptions {
+    Ok(MigrateOptions {
         run: RunOptions {
             inbox: a.from.clone(),
             outbox: a.outbox.or(cfg.outbox).unwrap_or_else(|| "var/outbox".into()),
@@ -132,32 +162,11 @@ pub fn run(a: Args) -> Result<Exit> {
         reason: a.reason,
         operator: operator(),
         municipality,
-    };
-    if o.run.dry_run {
-        check_writable(&[Place::Folder("reports folder", &o.run.reports)])?;
-    } else {
-        check_writable(&run_places(&o.run.outbox, &o.run.reports, &o.run.ledger))?;
-    }
-    let footprint = Footprint::note(&o.run.ledger, &[&o.run.outbox, &o.run.reports]);
-    let accept_given = o.accept_flag_losses.clone();
-    let res = match migrate(&o) {
-        Ok(r) => r,
-        Err(e) => {
-            match super::settle_error(&e, &footprint) {
-                Some(status) => {
-                    crate::complain!("nhi-linkage: {e:#}");
-                    return Ok(status);
-                }
-                None if e.downcast_ref::<crate::ledger::LedgerMissing>().is_some()
-                    || e.downcast_ref::<crate::ledger::LedgerEmpty>().is_some() =>
-                {
-                    return Err(e);
-                }
-                // every other error comes before the commit: the one after it is PublishFailed
-                None => return Err(e).context("migration failed before its commit; nothing was committed"),
-            }
-        }
-    };
+    })
+}
+
+/// Says what the migration did and what to do next; its exit status.
+fn say_outcome(res: &MigrateResult, accept_given: Option<&str>) -> Exit {
     let r = &res.report;
     let n = |k: SummaryKey| r.summary.count(&k);
     crate::say!(
@@ -189,13 +198,13 @@ pub fn run(a: Args) -> Result<Exit> {
         None => crate::say!("outputs: none"),
     }
     crate::say!("report:  {}", res.report_dir.join("report.html").display());
-    Ok(match res.status {
+    match res.status {
         MigrateStatus::SourceRejected => {
             crate::complain!("nhi-linkage: the source was rejected; nothing changed (see rejects.csv)");
             Exit::Rejected
         }
         MigrateStatus::Refused => {
-            match accept_given.as_deref() {
+            match accept_given {
                 Some(given) => crate::complain!(
                     "nhi-linkage: refused: --accept-flag-losses {given} is not the SHA-256 of this source's flag-loss \
                      list ({}, {} loss(es)); nothing changed. Review flag_losses.csv: it lists what a run would lose.",
@@ -230,7 +239,7 @@ pub fn run(a: Args) -> Result<Exit> {
         MigrateStatus::CompletedWithRejects => Exit::Rejected,
         MigrateStatus::CompletedWithCriticalFindings => Exit::Critical,
         MigrateStatus::Completed => Exit::Ok,
-    })
+    }
 }
 
 /// `--accept-flag-losses`: a SHA-256 in hex (64 digits, either case).

@@ -228,8 +228,6 @@ pub fn read_legacy_from<R: Read>(
         .from_reader(dec);
     let mut rec = csv::ByteRecord::new();
     let file_err = |d: Diagnostic| Ok(Err(vec![d]));
-    // field → column index
-    let mut index: Vec<(&str, usize, Option<DateFormat>)> = Vec::new();
     let mut header_names: Option<Vec<String>> = None;
     if m.header {
         match rdr.read_byte_record(&mut rec) {
@@ -256,9 +254,59 @@ pub fn read_legacy_from<R: Read>(
             Err(code) => return file_err(Diagnostic::new(display, code, "header row is not valid text").line(1)),
         }
     }
+    let index = match mapped_columns(m, display, header_names.as_deref()) {
+        Ok(index) => index,
+        Err(missing) => return Ok(Err(missing)),
+    };
+    let mut seq = 0u64;
+    loop {
+        match rdr.read_byte_record(&mut rec) {
+            Ok(true) => {
+                strip_cr(&mut rec);
+                // the size limit bounds one row, not the file
+                rdr.get_mut().mark();
+            }
+            Ok(false) => break,
+            Err(e) => return file_err(csv_error(display, &e, rdr.get_ref())),
+        }
+        let line = rec.position().map_or(0, |p| p.line());
+        if rec.len() == 1 && rec[0].is_empty() {
+            continue;
+        }
+        seq += 1;
+        let (vals, faults) = row_values(m, &index, &rec);
+        on_item(row_item(display, seq, line, as_of, catalog, &vals, faults))?;
+    }
+    let dec = rdr.into_inner();
+    let (sha256, _) = dec.finish_digest().context("cannot read the export")?;
+    Ok(Ok(SourceSummary {
+        kind: "legacy".into(),
+        format: "csv".into(),
+        encoding: enc,
+        records: seq,
+        sha256,
+        creation_time: None,
+    }))
+}
+
+/// Where a mapped field is read: its column (0-based) and date format.
+struct MappedColumn<'m> {
+    field: &'m str,
+    at: usize,
+    date_format: Option<DateFormat>,
+}
+
+/// The column of each mapped field, by header name or position; `Err` names every mapped
+/// column the header row lacks.
+fn mapped_columns<'m>(
+    m: &'m Mapping,
+    display: &str,
+    header_names: Option<&[String]>,
+) -> Result<Vec<MappedColumn<'m>>, Vec<Diagnostic>> {
+    let mut index = Vec::new();
     let mut missing = Vec::new();
     for (f, spec) in &m.columns {
-        let i = match (&spec.column, spec.position, &header_names) {
+        let at = match (&spec.column, spec.position, header_names) {
             (Some(c), _, Some(names)) => match names.iter().position(|n| n == c) {
                 Some(i) => i,
                 None => {
@@ -277,111 +325,111 @@ pub fn read_legacy_from<R: Read>(
             (_, Some(p), _) => p - 1,
             _ => unreachable!("checked when the mapping was loaded"),
         };
-        index.push((f.as_str(), i, spec.date_format));
+        index.push(MappedColumn {
+            field: f.as_str(),
+            at,
+            date_format: spec.date_format,
+        });
     }
-    if !missing.is_empty() {
-        return Ok(Err(missing));
+    if missing.is_empty() { Ok(index) } else { Err(missing) }
+}
+
+/// A data row's values by field (constants, then the mapped columns: trimmed, value-mapped,
+/// dates converted to YYYYMMDD), and the faults of the fields that could not be read.
+fn row_values<'m>(
+    m: &'m Mapping,
+    index: &[MappedColumn<'m>],
+    rec: &csv::ByteRecord,
+) -> (HashMap<&'m str, String>, Vec<FieldFault>) {
+    let enc = m.text_encoding();
+    let mut faults: Vec<FieldFault> = Vec::new();
+    let mut vals: HashMap<&str, String> = HashMap::new();
+    for (f, v) in &m.constants {
+        vals.insert(f.as_str(), v.clone());
     }
-    let mut seq = 0u64;
-    loop {
-        match rdr.read_byte_record(&mut rec) {
-            Ok(true) => {
-                strip_cr(&mut rec);
-                // the size limit bounds one row, not the file
-                rdr.get_mut().mark();
-            }
-            Ok(false) => break,
-            Err(e) => return file_err(csv_error(display, &e, rdr.get_ref())),
-        }
-        let line = rec.position().map_or(0, |p| p.line());
-        if rec.len() == 1 && rec[0].is_empty() {
+    for c in index {
+        let f = c.field;
+        let Some(bytes) = rec.get(c.at) else {
+            faults.push(FieldFault {
+                field: f.into(),
+                error: FieldError::new(ErrorCode::Schema, format!("the row has no column {}", c.at + 1)),
+            });
             continue;
-        }
-        seq += 1;
-        let mut faults: Vec<FieldFault> = Vec::new();
-        let mut vals: HashMap<&str, String> = HashMap::new();
-        for (f, v) in &m.constants {
-            vals.insert(f.as_str(), v.clone());
-        }
-        for &(f, i, fmt) in &index {
-            let Some(bytes) = rec.get(i) else {
+        };
+        let text = match field_text(bytes, enc) {
+            Ok(t) => t,
+            Err(code) => {
                 faults.push(FieldFault {
                     field: f.into(),
-                    error: FieldError::new(ErrorCode::Schema, format!("the row has no column {}", i + 1)),
+                    error: FieldError::new(code, "not valid text in the declared encoding"),
                 });
                 continue;
-            };
-            let text = match field_text(bytes, enc) {
-                Ok(t) => t,
-                Err(code) => {
-                    faults.push(FieldFault {
-                        field: f.into(),
-                        error: FieldError::new(code, "not valid text in the declared encoding"),
-                    });
-                    continue;
-                }
-            };
-            let mut v = trim(&text).to_owned();
-            if let Some(mapped) = m.values.get(f).and_then(|t| t.get(&v)) {
-                v = mapped.clone();
             }
-            if !v.is_empty() {
-                let fmt = fmt.or(DATE_FIELDS.contains(&f).then_some(DateFormat::Yyyymmdd));
-                if let Some(fmt) = fmt {
-                    match fmt.convert(&v) {
-                        Ok(d) => v = d,
-                        Err(e) => {
-                            faults.push(FieldFault {
-                                field: f.into(),
-                                error: FieldError::new(e.code, format!("{} (date_format {fmt:?})", e.message)),
-                            });
-                            continue;
-                        }
+        };
+        let mut v = trim(&text).to_owned();
+        if let Some(mapped) = m.values.get(f).and_then(|t| t.get(&v)) {
+            v = mapped.clone();
+        }
+        if !v.is_empty() {
+            let fmt = c
+                .date_format
+                .or(DATE_FIELDS.contains(&f).then_some(DateFormat::Yyyymmdd));
+            if let Some(fmt) = fmt {
+                match fmt.convert(&v) {
+                    Ok(d) => v = d,
+                    Err(e) => {
+                        faults.push(FieldFault {
+                            field: f.into(),
+                            error: FieldError::new(e.code, format!("{} (date_format {fmt:?})", e.message)),
+                        });
+                        continue;
                     }
                 }
             }
-            vals.insert(f, v);
         }
-        let flags = parse_flags(&vals, &mut faults);
-        // fields already faulted above are absent now: don't report them twice as "required"
-        let faulted: Vec<String> = faults.iter().map(|f| f.field.clone()).collect();
-        let built = build_acquisition(seq, as_of, &vals, catalog, false);
-        let item = match built {
-            Ok(c) if faults.is_empty() => {
-                let p = period_of(&c, vals.get("ReasonOfQualification").is_some_and(|v| !v.is_empty()));
-                SourceItem::Record(Box::new(Desired {
-                    seq,
-                    line,
-                    base: c.change,
-                    periods: vec![p],
-                    flags,
-                }))
-            }
-            other => {
-                if let Err(f) = other {
-                    faults.extend(f.into_iter().filter(|f| !faulted.contains(&f.field)));
-                }
-                let key = InsurerNumber::parse(vals.get("InsurerNumber").map(String::as_str).unwrap_or(""))
-                    .ok()
-                    .zip(SubscriberKey::parse(vals.get("SubscriberKey").map(String::as_str).unwrap_or("")).ok());
-                SourceItem::Rejected {
-                    key,
-                    faults: diags(display, seq, line, faults),
-                }
-            }
-        };
-        on_item(item)?;
+        vals.insert(f, v);
     }
-    let dec = rdr.into_inner();
-    let (sha256, _) = dec.finish_digest().context("cannot read the export")?;
-    Ok(Ok(SourceSummary {
-        kind: "legacy".into(),
-        format: "csv".into(),
-        encoding: enc,
-        records: seq,
-        sha256,
-        creation_time: None,
-    }))
+    (vals, faults)
+}
+
+/// A data row as a desired state, or rejected with all its faults.
+fn row_item(
+    display: &str,
+    seq: u64,
+    line: u64,
+    as_of: Date,
+    catalog: &Catalog,
+    vals: &HashMap<&str, String>,
+    mut faults: Vec<FieldFault>,
+) -> SourceItem {
+    let flags = parse_flags(vals, &mut faults);
+    // fields already faulted above are absent now: don't report them twice as "required"
+    let faulted: Vec<String> = faults.iter().map(|f| f.field.clone()).collect();
+    let built = build_acquisition(seq, as_of, vals, catalog, false);
+    match built {
+        Ok(c) if faults.is_empty() => {
+            let p = period_of(&c, vals.get("ReasonOfQualification").is_some_and(|v| !v.is_empty()));
+            SourceItem::Record(Box::new(Desired {
+                seq,
+                line,
+                base: c.change,
+                periods: vec![p],
+                flags,
+            }))
+        }
+        other => {
+            if let Err(f) = other {
+                faults.extend(f.into_iter().filter(|f| !faulted.contains(&f.field)));
+            }
+            let key = InsurerNumber::parse(vals.get("InsurerNumber").map(String::as_str).unwrap_or(""))
+                .ok()
+                .zip(SubscriberKey::parse(vals.get("SubscriberKey").map(String::as_str).unwrap_or("")).ok());
+            SourceItem::Rejected {
+                key,
+                faults: diags(display, seq, line, faults),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
