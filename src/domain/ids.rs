@@ -131,6 +131,9 @@ digit_id!(
     /// 被保険者枝番 at the intermediate server: the insurer's 16-digit per-person key.
     SubscriberKey, 16
 );
+
+/// One subscriber: (insurer, SubscriberKey), the key of a ledger enrollment.
+pub type SubKey = (InsurerNumber, SubscriberKey);
 digit_id!(
     /// 枝番 on the card: exactly 2 digits.
     InsuredBranchNumber, 2

@@ -20,7 +20,7 @@ pub use codes::{
 pub use dates::{Date, Timestamp};
 pub use ids::{
     IndividualNumber, InfoCode, InsuredBranchNumber, InsurerKind, InsurerNumber, MunicipalityCode, PostNumber,
-    ResidentCode, SubscriberKey, individual_number_check_digit, insurer_check_digit, municipality_check_digit,
+    ResidentCode, SubKey, SubscriberKey, individual_number_check_digit, insurer_check_digit, municipality_check_digit,
 };
 pub use records::{
     ACQUISITION_FIELDS, AcquisitionFields, AgeTransitionHandoff, AgeTransitionInquiry, FLAG_CHANGE_FIELDS,

@@ -176,13 +176,46 @@ pub struct PersonKey {
     pub birthdate: Date,
 }
 
-/// Which rule matched two records of the same person.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+/// Which rule matched two records of the same person (report.json `carries[].rule`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MatchRule {
     #[serde(rename = "individual_number")]
     IndividualNumber,
     #[serde(rename = "municipality_resident_birthdate")]
     ResidentCode,
+}
+
+/// Where the 国保 side of a carry came from (report.json `carries[].via`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CarryVia {
+    /// A 国保 enrollment in the ledger.
+    Ledger,
+    /// An AgeTransitionHandoff record (stored or of this run).
+    Handoff,
+    /// The ledger's enrollment and a hand-off for it, united.
+    #[serde(rename = "ledger+handoff")]
+    LedgerAndHandoff,
+    /// A protective flag set at the 国保 after the registration was made (a late carry).
+    FlagAfterRegistration,
+}
+
+impl CarryVia {
+    /// The name report.json and messages use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CarryVia::Ledger => "ledger",
+            CarryVia::Handoff => "handoff",
+            CarryVia::LedgerAndHandoff => "ledger+handoff",
+            CarryVia::FlagAfterRegistration => "flag_after_registration",
+        }
+    }
+}
+
+impl std::fmt::Display for CarryVia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl PersonKey {

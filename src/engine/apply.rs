@@ -2,7 +2,9 @@
 //! (R6) and the age-transition carry (R3) injected at the acquisition. Pure: no I/O, so it runs
 //! on any thread and its result never depends on the thread count.
 
-use crate::domain::person::{Enrollment, Flag, FlagKey, FukuhonOut, InsurerFlags, MatchRule, Period, Released, Status};
+use crate::domain::person::{
+    CarryVia, Enrollment, Flag, FlagKey, FukuhonOut, InsurerFlags, MatchRule, Period, Released, Status,
+};
 use crate::domain::{
     ACQUISITION_FIELDS, ChangeType, Date, DisclosureClassification, FlagChange, FlagOperation, FlagSource, FlagType,
     Fukuhon, FukuhonOperation, InfoCode, InsurerNumber, SelfInfoReason, SubscriberChange, SubscriberKey, Timestamp,
@@ -54,7 +56,7 @@ pub struct CarrySource {
     pub from: (InsurerNumber, SubscriberKey),
     pub rule: MatchRule,
     /// `ledger` or `handoff`
-    pub via: &'static str,
+    pub via: CarryVia,
     pub self_info: Option<SelfInfoReason>,
     pub non_disclosure: bool,
     pub auto_response: bool,
@@ -391,158 +393,26 @@ fn flag_label(f: &FlagChange) -> String {
     }
 }
 
+/// Refuses a change the subscriber's state does not allow (`E_STATE_CONFLICT` on ChangeType).
+fn conflict(out: &mut Outcome, ev: &Event, msg: &str) {
+    reject(
+        out,
+        &ev.file,
+        ev.seq,
+        "ChangeType",
+        ErrorCode::StateConflict,
+        msg.to_owned(),
+        false,
+    )
+}
+
 fn apply_change(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, pending: &mut Vec<PendingFlag>) {
-    let conflict = |out: &mut Outcome, msg: &str| {
-        reject(
-            out,
-            &ev.file,
-            ev.seq,
-            "ChangeType",
-            ErrorCode::StateConflict,
-            msg.to_owned(),
-            false,
-        )
-    };
     match c.change_type {
-        ChangeType::Acquisition => {
-            let Some(a) = c.acquisition() else {
-                // `build` refuses such a record; a record typed elsewhere is refused here, never
-                // applied half
-                return reject(
-                    out,
-                    &ev.file,
-                    ev.seq,
-                    "ChangeType",
-                    ErrorCode::Schema,
-                    format!("a 資格取得 requires {}", ACQUISITION_FIELDS.join(", ")),
-                    false,
-                );
-            };
-            let prior = out.after.take();
-            if let Some(p) = prior.as_ref().filter(|p| p.status == Status::Active) {
-                out.after = Some(p.clone());
-                return conflict(
-                    out,
-                    "subscriber is already enrolled (active); a new 資格取得 needs a 資格喪失 first",
-                );
-            }
-            let period = Period {
-                card_symbol: c.card_symbol.clone(),
-                card_number: a.card_number,
-                branch: a.branch,
-                qualification_date: a.qualification_date,
-                reason_of_qualification: a.reason_of_qualification,
-                disqualification_date: None,
-                reason_of_loss: None,
-                personal_family: a.personal_family,
-            };
-            if let Some(last) = prior
-                .as_ref()
-                .filter(|p| p.status == Status::Lost)
-                .and_then(|p| p.periods.last())
-            {
-                if last
-                    .disqualification_date
-                    .is_some_and(|d| period.qualification_date < d)
-                {
-                    out.after = prior.clone();
-                    return reject(
-                        out,
-                        &ev.file,
-                        ev.seq,
-                        "QualificationDate",
-                        ErrorCode::StateConflict,
-                        "QualificationDate is before the previous period's DisqualificationDate".into(),
-                        false,
-                    );
-                }
-            }
-            let (mut periods, flags, released, published, unsent) = match prior {
-                Some(p) if p.status == Status::Lost => (p.periods, p.flags, p.released, p.published, p.unsent),
-                // after a 取消 the enrollment starts over; flags are kept (never dropped silently)
-                Some(p) => (Vec::new(), p.flags, p.released, p.published, p.unsent),
-                None => (Vec::new(), BTreeMap::new(), BTreeMap::new(), false, false),
-            };
-            periods.push(period);
-            out.after = Some(Enrollment {
-                insurer: c.insurer,
-                key: c.key,
-                individual_number: c.individual_number,
-                municipality: c.municipality,
-                resident: c.resident.clone(),
-                name: a.name,
-                name_kana: a.name_kana,
-                sex: a.sex,
-                birthdate: a.birthdate,
-                post_number: c.post_number,
-                address: c.address.clone(),
-                periods,
-                status: Status::Active,
-                published,
-                unsent,
-                flags,
-                released,
-            });
-            out.touched = true;
-            out.acquisitions.push(c.clone());
-            out.journal.push(JournalLine::new(
-                ev.file.to_string(),
-                ev.seq,
-                JournalEvent::Acquisition,
-                format!("資格取得 reason {}", a.reason_of_qualification.code()),
-            ));
-            // R3: the carry decided between the waves applies right at the acquisition
-            let transition = c.insurer.is_kouki() && a.reason_of_qualification.is_transition();
-            if transition {
-                match &w.carry {
-                    Some(Carry::Flags(src)) => carry_flags(out, ev, src, c, a.qualification_date),
-                    Some(Carry::Ambiguous(cands)) => out.ambiguous = Some(cands.clone()),
-                    None => {}
-                }
-            }
-            // R7: flags that waited for this enrollment
-            if !pending.is_empty() {
-                apply_pending(out, pending);
-            }
-        }
-        ChangeType::Update | ChangeType::Loss => {
-            let Some(e) = out.after.as_mut().filter(|e| e.status != Status::Cancelled) else {
-                return conflict(out, "subscriber is not enrolled");
-            };
-            if c.change_type == ChangeType::Loss && e.status != Status::Active {
-                return conflict(out, "資格喪失 of a subscriber who is not enrolled (already lost)");
-            }
-            let mut next = e.clone();
-            update_fields(&mut next, c);
-            if c.change_type == ChangeType::Loss {
-                next.status = Status::Lost;
-            }
-            if let Some(p) = next.periods.last() {
-                if p.disqualification_date.is_some_and(|d| d < p.qualification_date) {
-                    return reject(
-                        out,
-                        &ev.file,
-                        ev.seq,
-                        "DisqualificationDate",
-                        ErrorCode::StateConflict,
-                        "DisqualificationDate would be before the QualificationDate the ledger holds".into(),
-                        false,
-                    );
-                }
-            }
-            *e = next;
-            out.touched = true;
-            let what = if c.change_type == ChangeType::Loss {
-                JournalEvent::Loss
-            } else {
-                JournalEvent::Update
-            };
-            out.journal
-                .push(JournalLine::new(ev.file.to_string(), ev.seq, what, String::new()));
-        }
+        ChangeType::Acquisition => apply_acquisition(out, w, ev, c, pending),
+        ChangeType::Update | ChangeType::Loss => apply_update_or_loss(out, ev, c),
         ChangeType::Cancel => {
             let Some(e) = out.after.as_mut().filter(|e| e.status != Status::Cancelled) else {
-                return conflict(out, "取消 of a subscriber who is not enrolled");
+                return conflict(out, ev, "取消 of a subscriber who is not enrolled");
             };
             e.status = Status::Cancelled;
             out.touched = true;
@@ -554,6 +424,148 @@ fn apply_change(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, p
             ));
         }
     }
+}
+
+/// 資格取得: a new period (after a 資格喪失, or the first), the carry at a 後期 transition
+/// registration (R3) and the flags that waited for it (R7).
+fn apply_acquisition(out: &mut Outcome, w: &Work, ev: &Event, c: &SubscriberChange, pending: &mut Vec<PendingFlag>) {
+    let Some(a) = c.acquisition() else {
+        // `build` refuses such a record; a record typed elsewhere is refused here, never
+        // applied half
+        return reject(
+            out,
+            &ev.file,
+            ev.seq,
+            "ChangeType",
+            ErrorCode::Schema,
+            format!("a 資格取得 requires {}", ACQUISITION_FIELDS.join(", ")),
+            false,
+        );
+    };
+    let prior = out.after.take();
+    if let Some(p) = prior.as_ref().filter(|p| p.status == Status::Active) {
+        out.after = Some(p.clone());
+        return conflict(
+            out,
+            ev,
+            "subscriber is already enrolled (active); a new 資格取得 needs a 資格喪失 first",
+        );
+    }
+    let period = Period {
+        card_symbol: c.card_symbol.clone(),
+        card_number: a.card_number,
+        branch: a.branch,
+        qualification_date: a.qualification_date,
+        reason_of_qualification: a.reason_of_qualification,
+        disqualification_date: None,
+        reason_of_loss: None,
+        personal_family: a.personal_family,
+    };
+    if let Some(last) = prior
+        .as_ref()
+        .filter(|p| p.status == Status::Lost)
+        .and_then(|p| p.periods.last())
+    {
+        if last
+            .disqualification_date
+            .is_some_and(|d| period.qualification_date < d)
+        {
+            out.after = prior.clone();
+            return reject(
+                out,
+                &ev.file,
+                ev.seq,
+                "QualificationDate",
+                ErrorCode::StateConflict,
+                "QualificationDate is before the previous period's DisqualificationDate".into(),
+                false,
+            );
+        }
+    }
+    let (mut periods, flags, released, published, unsent) = match prior {
+        Some(p) if p.status == Status::Lost => (p.periods, p.flags, p.released, p.published, p.unsent),
+        // after a 取消 the enrollment starts over; flags are kept (never dropped silently)
+        Some(p) => (Vec::new(), p.flags, p.released, p.published, p.unsent),
+        None => (Vec::new(), BTreeMap::new(), BTreeMap::new(), false, false),
+    };
+    periods.push(period);
+    out.after = Some(Enrollment {
+        insurer: c.insurer,
+        key: c.key,
+        individual_number: c.individual_number,
+        municipality: c.municipality,
+        resident: c.resident.clone(),
+        name: a.name,
+        name_kana: a.name_kana,
+        sex: a.sex,
+        birthdate: a.birthdate,
+        post_number: c.post_number,
+        address: c.address.clone(),
+        periods,
+        status: Status::Active,
+        published,
+        unsent,
+        flags,
+        released,
+    });
+    out.touched = true;
+    out.acquisitions.push(c.clone());
+    out.journal.push(JournalLine::new(
+        ev.file.to_string(),
+        ev.seq,
+        JournalEvent::Acquisition,
+        format!("資格取得 reason {}", a.reason_of_qualification.code()),
+    ));
+    // R3: the carry decided between the waves applies right at the acquisition
+    let transition = c.insurer.is_kouki() && a.reason_of_qualification.is_transition();
+    if transition {
+        match &w.carry {
+            Some(Carry::Flags(src)) => carry_flags(out, ev, src, c, a.qualification_date),
+            Some(Carry::Ambiguous(cands)) => out.ambiguous = Some(cands.clone()),
+            None => {}
+        }
+    }
+    // R7: flags that waited for this enrollment
+    if !pending.is_empty() {
+        apply_pending(out, pending);
+    }
+}
+
+/// 記載事項変更 or 資格喪失 of an enrolled subscriber.
+fn apply_update_or_loss(out: &mut Outcome, ev: &Event, c: &SubscriberChange) {
+    let Some(e) = out.after.as_mut().filter(|e| e.status != Status::Cancelled) else {
+        return conflict(out, ev, "subscriber is not enrolled");
+    };
+    if c.change_type == ChangeType::Loss && e.status != Status::Active {
+        return conflict(out, ev, "資格喪失 of a subscriber who is not enrolled (already lost)");
+    }
+    let mut next = e.clone();
+    update_fields(&mut next, c);
+    if c.change_type == ChangeType::Loss {
+        next.status = Status::Lost;
+    }
+    if let Some(p) = next.periods.last() {
+        if p.disqualification_date.is_some_and(|d| d < p.qualification_date) {
+            return reject(
+                out,
+                &ev.file,
+                ev.seq,
+                "DisqualificationDate",
+                ErrorCode::StateConflict,
+                "DisqualificationDate would be before the QualificationDate the ledger holds".into(),
+                false,
+            );
+        }
+    }
+    *e = next;
+    out.touched = true;
+    let what = if c.change_type == ChangeType::Loss {
+        JournalEvent::Loss
+    } else {
+        JournalEvent::Update
+    };
+    out.journal
+        .push(JournalLine::new(ev.file.to_string(), ev.seq, what, String::new()));
 }
 
 /// 記載事項変更: present fields replace the ledger's; absent ones keep it.

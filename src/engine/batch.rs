@@ -14,9 +14,9 @@
 use super::apply::{Carry, CarryDone, Event, EventKind, FlagStep, Outcome, Work, apply, step_flag};
 use super::carry::{Resolution, resolve_carry};
 use super::spool::{Spool, Wave};
-use crate::domain::person::{Enrollment, Flag, FlagKey, InsurerFlags, PersonKey, Status, flag_diff};
+use crate::domain::person::{CarryVia, Enrollment, Flag, FlagKey, InsurerFlags, PersonKey, Status, flag_diff};
 use crate::domain::{
-    AgeTransitionHandoff, ChangeType, FlagChange, FlagType, FukuhonOperation, InfoCode, InsurerNumber, Record,
+    AgeTransitionHandoff, ChangeType, FlagChange, FlagType, FukuhonOperation, InfoCode, InsurerNumber, Record, SubKey,
     SubscriberChange, SubscriberKey, Timestamp,
 };
 use crate::error::{Diagnostic, ErrorCode};
@@ -28,8 +28,6 @@ use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use rusqlite::Connection;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-
-pub type SubKey = (InsurerNumber, SubscriberKey);
 
 /// What the publisher and the report need from the apply phase, beyond the scratch tables.
 #[derive(Debug, Default)]
@@ -484,7 +482,7 @@ impl Applier<'_> {
                 .after
                 .as_ref()
                 .is_some_and(|e| e.flag(FlagType::AutoResponseProhibited).is_none());
-            if src.auto_response && src.via != "ledger" && !carried && lacks_ar {
+            if src.auto_response && src.via != CarryVia::Ledger && !carried && lacks_ar {
                 self.out.flag_confirmation.push((
                     k,
                     src.from,

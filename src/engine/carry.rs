@@ -3,15 +3,12 @@
 //! for the late carries after both waves ([`super::late`]).
 
 use super::apply::{Carry, CarrySource};
-use crate::domain::person::{Enrollment, MatchRule, PersonKey, Status};
-use crate::domain::{FlagType, InfoCode, InsurerNumber, SubscriberKey};
+use crate::domain::person::{CarryVia, Enrollment, MatchRule, PersonKey, Status};
+use crate::domain::{FlagType, InfoCode, InsurerNumber, SubKey};
 use crate::ledger::{self, EmptyTables, StoredHandoff};
 use anyhow::Result;
 use rusqlite::Connection;
 use std::collections::BTreeMap;
-
-/// (insurer, SubscriberKey), as [`super::batch::SubKey`].
-type SubKey = (InsurerNumber, SubscriberKey);
 
 /// Enrollments in the ledger (which holds this run's stored waves) that share an index key with
 /// `person`, each with the R3 rule that matches it (None: it shares a key but is not the same
@@ -95,7 +92,7 @@ pub(super) fn resolve_carry(
             CarrySource {
                 from: (e.insurer, e.key),
                 rule,
-                via: "ledger",
+                via: CarryVia::Ledger,
                 self_info: e.self_info_reason(),
                 non_disclosure: e.flag(FlagType::NonDisclosure).is_some(),
                 auto_response: e.flag(FlagType::AutoResponseProhibited).is_some(),
@@ -132,7 +129,7 @@ pub(super) fn resolve_carry(
         let c = cands.entry(k).or_insert(CarrySource {
             from: k,
             rule,
-            via: "handoff",
+            via: CarryVia::Handoff,
             self_info: None,
             non_disclosure: false,
             auto_response: false,
@@ -147,8 +144,8 @@ pub(super) fn resolve_carry(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if c.via == "ledger" {
-            c.via = "ledger+handoff";
+        if c.via == CarryVia::Ledger {
+            c.via = CarryVia::LedgerAndHandoff;
         }
     }
     mismatched.sort();

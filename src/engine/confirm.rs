@@ -2,8 +2,9 @@
 //! 国保 enrollment a late carry came from) goes to the flag-confirmation worklist.
 
 use super::apply::CarryDone;
-use super::batch::{Applier, SubKey};
+use super::batch::Applier;
 use super::carry::matching_enrollments;
+use crate::domain::SubKey;
 use crate::domain::person::{Enrollment, PersonKey, Status};
 use crate::domain::{Date, FlagType, IndividualNumber, MunicipalityCode, ResidentCode};
 use crate::ledger::{self, scratch};

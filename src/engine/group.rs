@@ -1,8 +1,9 @@
 //! R2: a touched subscriber's SubscriberLinkage group, built from its complete state re-read
 //! from the ledger after the batch; and what the report learns from it on the way.
 
-use super::batch::{SubKey, flag_row};
+use super::batch::flag_row;
 use super::hold;
+use crate::domain::SubKey;
 use crate::domain::person::{Enrollment, Status, flag_diff};
 use crate::domain::{Date, FlagType, InsurerNumber, ProcessingCode, SubscriberKey};
 use crate::formats::linkage::{FlagRow, ProvisionControl, QualificationRow, SubscriberGroup};

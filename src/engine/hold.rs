@@ -15,8 +15,8 @@
 //! The R4 check in the writer stays the independent last line: it aborts the run if a group that
 //! passed here would still clear a flag (a defect, not an input).
 
-use super::batch::SubKey;
 use super::carry::person_candidates;
+use crate::domain::SubKey;
 use crate::domain::person::{Enrollment, Status};
 use crate::domain::{Date, FlagType};
 use crate::ledger;

@@ -24,20 +24,69 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
-/// One inbox file as read: its header, digest, rejects and what becomes of it (R10).
+/// What becomes of an inbox file (R10), with its header: a file applied or skipped was parsed,
+/// so it has one; a rejected file has one when the reader got past it.
+pub(crate) enum Fate {
+    Applied(FileHeader),
+    /// Applied before (same sender, FileIdentifier and SHA-256): not applied again.
+    Skipped(FileHeader),
+    Rejected(Option<FileHeader>),
+}
+
+impl Fate {
+    pub(crate) fn status(&self) -> InputStatus {
+        match self {
+            Fate::Applied(_) => InputStatus::Applied,
+            Fate::Skipped(_) => InputStatus::Skipped,
+            Fate::Rejected(_) => InputStatus::Rejected,
+        }
+    }
+
+    pub(crate) fn header(&self) -> Option<&FileHeader> {
+        match self {
+            Fate::Applied(h) | Fate::Skipped(h) => Some(h),
+            Fate::Rejected(h) => h.as_ref(),
+        }
+    }
+
+    /// The header of a file being applied.
+    pub(crate) fn applied(&self) -> Option<&FileHeader> {
+        match self {
+            Fate::Applied(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// R10: an applied file whose bytes were applied before is skipped.
+    fn skip(&mut self) {
+        *self = match std::mem::replace(self, Fate::Rejected(None)) {
+            Fate::Applied(h) => Fate::Skipped(h),
+            other => other,
+        };
+    }
+
+    /// R10: a file is rejected, keeping its header.
+    fn reject(&mut self) {
+        *self = match std::mem::replace(self, Fate::Rejected(None)) {
+            Fate::Applied(h) | Fate::Skipped(h) => Fate::Rejected(Some(h)),
+            rejected => rejected,
+        };
+    }
+}
+
+/// One inbox file as read: its digest, rejects and what becomes of it (R10) with its header.
 pub(crate) struct LoadedFile {
     /// Where it was read.
     pub(crate) path: PathBuf,
     pub(crate) name: String,
     pub(crate) sha: String,
-    pub(crate) header: Option<FileHeader>,
     /// Its rejected records' errors (spooled: a file can hold a million bad records).
     pub(crate) rejects: Spooled<RejectEntry>,
     /// How many records the rejects are about (distinct RecordSequences).
     pub(crate) rejected_records: u64,
     pub(crate) file_errors: Vec<Diagnostic>,
     pub(crate) total: u64,
-    pub(crate) status: InputStatus,
+    pub(crate) fate: Fate,
     pub(crate) note: Option<String>,
 }
 
@@ -136,11 +185,10 @@ fn load(
         file_errors: vec![Diagnostic::new(&name, ErrorCode::Schema, message)],
         name,
         sha: String::new(),
-        header: None,
         rejects: Spooled::default(),
         rejected_records: 0,
         total: 0,
-        status: InputStatus::Rejected,
+        fate: Fate::Rejected(None),
         note: None,
     };
     let before = match identity(path) {
@@ -192,7 +240,7 @@ fn load(
             path: path.to_path_buf(),
             name: name.clone(),
             sha: hex(&s.sha256),
-            header: Some(s.header),
+            fate: Fate::Rejected(Some(s.header)),
             rejects: Spooled::default(),
             rejected_records: 0,
             file_errors: vec![
@@ -204,14 +252,13 @@ fn load(
                 .field("FileKind"),
             ],
             total: 0,
-            status: InputStatus::Rejected,
             note: None,
         },
         Ok(s) => LoadedFile {
             path: path.to_path_buf(),
             name,
             sha: hex(&s.sha256),
-            header: Some(s.header),
+            fate: Fate::Applied(s.header),
             rejects,
             rejected_records: {
                 rejected_seqs.sort_unstable();
@@ -220,19 +267,17 @@ fn load(
             },
             file_errors: Vec::new(),
             total: s.records,
-            status: InputStatus::Applied,
             note: None,
         },
         Err(r) => LoadedFile {
             path: path.to_path_buf(),
             name,
             sha: String::new(),
-            header: r.header,
+            fate: Fate::Rejected(r.header),
             rejects: Spooled::default(),
             rejected_records: 0,
             file_errors: r.diagnostics,
             total: 0,
-            status: InputStatus::Rejected,
             note: None,
         },
     })
@@ -293,8 +338,8 @@ pub(crate) fn fill_missing_sha(files: &mut [LoadedFile]) {
 /// this inbox, is skipped when its SHA-256 is the same and rejected when it differs.
 pub(crate) fn check_resent(conn: &Connection, files: &mut [LoadedFile]) -> Result<()> {
     let mut seen: HashMap<(InsurerNumber, String), String> = HashMap::new();
-    for f in files.iter_mut().filter(|f| f.status == InputStatus::Applied) {
-        let h = f.header.as_ref().expect("parsed");
+    for f in files.iter_mut() {
+        let Some(h) = f.fate.applied() else { continue };
         let key = (h.sender, h.file_identifier.clone());
         let prior = match seen.get(&key) {
             Some(s) => Some(s.clone()),
@@ -302,13 +347,13 @@ pub(crate) fn check_resent(conn: &Connection, files: &mut [LoadedFile]) -> Resul
         };
         match prior {
             Some(s) if s == f.sha => {
-                f.status = InputStatus::Skipped;
+                f.fate.skip();
                 f.note = Some("already applied (same FileIdentifier and SHA-256)".into());
                 f.rejects = Spooled::default();
                 f.rejected_records = 0;
             }
             Some(_) => {
-                f.status = InputStatus::Rejected;
+                f.fate.reject();
                 f.rejects = Spooled::default();
                 f.rejected_records = 0;
                 f.file_errors.push(
@@ -331,11 +376,12 @@ pub(crate) fn check_resent(conn: &Connection, files: &mut [LoadedFile]) -> Resul
 /// R1: the applied files in (CreationTime, sender, FileSequence, name) order, as the batch's
 /// files. Records of files not applied (skipped, rejected) stay in the spool and are ignored.
 pub(crate) fn batch_files(files: &[LoadedFile]) -> Vec<BatchFile> {
-    let mut order: Vec<usize> = (0..files.len())
-        .filter(|&i| files[i].status == InputStatus::Applied)
+    let mut order: Vec<(usize, &FileHeader)> = files
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| Some((i, f.fate.applied()?)))
         .collect();
-    order.sort_by(|&a, &b| {
-        let (ha, hb) = (files[a].header.as_ref().unwrap(), files[b].header.as_ref().unwrap());
+    order.sort_by(|&(a, ha), &(b, hb)| {
         (ha.creation_time, ha.sender, ha.file_sequence, &files[a].name).cmp(&(
             hb.creation_time,
             hb.sender,
@@ -348,13 +394,13 @@ pub(crate) fn batch_files(files: &[LoadedFile]) -> Vec<BatchFile> {
         .map(|f| BatchFile {
             name: Arc::from(f.name.as_str()),
             order: None,
-            key: match (&f.header, f.status) {
-                (Some(h), InputStatus::Applied) => BatchFile::r1_key(h, &f.name),
-                _ => Arc::from(f.name.as_str()),
+            key: match f.fate.applied() {
+                Some(h) => BatchFile::r1_key(h, &f.name),
+                None => Arc::from(f.name.as_str()),
             },
         })
         .collect();
-    for (pos, &i) in order.iter().enumerate() {
+    for (pos, &(i, _)) in order.iter().enumerate() {
         batch_files[i].order = Some(pos as u32);
     }
     batch_files
@@ -392,20 +438,20 @@ impl AppliedFile {
 pub(crate) fn record_inputs(report: &mut Report, files: &mut [LoadedFile]) -> Result<Vec<AppliedFile>> {
     let mut applied = Vec::new();
     for f in files.iter_mut() {
-        let h = f.header.as_ref();
+        let h = f.fate.header();
         let rejected = f.rejected_records;
         report.inputs.push(InputEntry {
             name: f.name.clone(),
             kind: h.map(|h| h.kind.name().to_owned()).unwrap_or_default(),
             format: h.map(|h| format!("{:?}", h.format).to_lowercase()).unwrap_or_default(),
             encoding: h.map(|h| h.encoding.xml_label().to_owned()).unwrap_or_default(),
-            status: f.status,
+            status: f.fate.status(),
             records: f.total,
             rejected,
             note: f.note.clone(),
         });
         let critical = h.is_some_and(|h| matches!(h.kind, FileKind::FlagChange | FileKind::AgeTransitionHandoff))
-            || f.status == InputStatus::Rejected;
+            || matches!(f.fate, Fate::Rejected(_));
         for d in &f.file_errors {
             report.rejects.push(RejectEntry::from_diag(d, critical))?;
         }
@@ -415,8 +461,7 @@ pub(crate) fn record_inputs(report: &mut Report, files: &mut [LoadedFile]) -> Re
         } else {
             report.rejects.append(rejects)?;
         }
-        if f.status == InputStatus::Applied {
-            let h = h.expect("parsed");
+        if let Some(h) = f.fate.applied() {
             applied.push(AppliedFile {
                 sender: h.sender,
                 file_identifier: h.file_identifier.clone(),
@@ -436,8 +481,7 @@ pub(crate) fn record_inputs(report: &mut Report, files: &mut [LoadedFile]) -> Re
 pub(crate) fn creation_time(files: &[LoadedFile], as_of: crate::domain::Date) -> Timestamp {
     files
         .iter()
-        .filter(|f| f.status == InputStatus::Applied)
-        .filter_map(|f| f.header.as_ref().map(|h| h.creation_time))
+        .filter_map(|f| f.fate.applied().map(|h| h.creation_time))
         .max()
         .unwrap_or_else(|| Timestamp::start_of(as_of))
 }

@@ -25,7 +25,8 @@
 //!   enrollment in this ledger) is inquired again every night until its QualificationDate: a flag
 //!   国保 sets after the answer reaches it by the next answer (a follow-up; not withheld).
 
-use super::batch::{BatchOutcome, SubKey};
+use super::batch::BatchOutcome;
+use crate::domain::SubKey;
 use crate::domain::person::{Enrollment, PersonKey, Status};
 use crate::domain::{
     AgeTransitionInquiry, Date, FileKind, IndividualNumber, InsurerNumber, MunicipalityCode, ResidentCode,

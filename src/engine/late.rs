@@ -2,9 +2,10 @@
 //! 後期 registration was made reach it ([`Applier::late_carries`]).
 
 use super::apply::{Carry, CarryDone, carry_onto};
-use super::batch::{Applier, ReviewItem, SubKey, stored_published};
+use super::batch::{Applier, ReviewItem, stored_published};
 use super::carry::{matching_enrollments, resolve_carry};
-use crate::domain::person::{PersonKey, Status};
+use crate::domain::SubKey;
+use crate::domain::person::{CarryVia, PersonKey, Status};
 use crate::domain::{FlagType, Timestamp};
 use crate::ledger::{self, JournalEvent, scratch};
 use anyhow::Result;
@@ -164,7 +165,7 @@ impl Applier<'_> {
             };
             let by_handoff = via.iter().any(|v| v.1.is_some());
             if !by_handoff {
-                src.via = "flag_after_registration";
+                src.via = CarryVia::FlagAfterRegistration;
             }
             let mut after = e.clone();
             let transition_date = e.current_period().map(|p| p.qualification_date).expect("has a period");

@@ -32,7 +32,7 @@ pub(crate) fn run_id(conn: &Connection, opts: &RunOptions, files: &[LoadedFile],
     h.update(opts.as_of.to_string());
     h.update(format!("{:?}{:?}{:?}", opts.format, opts.encoding, opts.unmappable));
     for f in files {
-        h.update(f.status.as_str());
+        h.update(f.fate.status().as_str());
         h.update(&f.sha);
     }
     Ok(gate.run_id(format!("{}-{}", opts.as_of, &hex(&h.finalize())[..12]))) // shard hook: -s{I}of{N}

@@ -3,9 +3,10 @@
 //! measures), the summary, and the run's status. The report's own layout is in
 //! [`crate::report::run`].
 
-use super::batch::{BatchOutcome, SubKey};
+use super::batch::BatchOutcome;
 use super::group::Derived;
 use super::outbox::UnmappableRecord;
+use crate::domain::SubKey;
 use crate::domain::{Date, FlagOperation, FlagType, InsurerNumber, SubscriberKey};
 use crate::error::{Diagnostic, ErrorCode};
 use crate::ledger::{self, scratch};
@@ -183,11 +184,8 @@ fn add_carries(r: &mut Report, o: &BatchOutcome, as_of: Date) -> Result<()> {
             to_insurer: c.to.0.to_string(),
             to_subscriber_key: c.to.1.to_string(),
             flags,
-            rule: serde_json::to_value(c.source.rule)?
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            via: c.source.via.to_owned(),
+            rule: c.source.rule,
+            via: c.source.via,
             qualification_date: c.qualification_date.to_string(),
             future_dated: c.qualification_date > as_of,
         });

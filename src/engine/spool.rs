@@ -18,7 +18,7 @@
 //! row and an XML element of the same record differ threefold in size). Insurer-wide flag
 //! changes (Scope 2) and hand-offs are few and needed by every chunk: they stay in memory.
 
-use crate::domain::{AgeTransitionHandoff, FlagChange, FlagScope, InsurerNumber, Record, SubscriberKey};
+use crate::domain::{AgeTransitionHandoff, FlagChange, FlagScope, InsurerNumber, Record, SubKey, SubscriberKey};
 use anyhow::{Context, Result};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -62,8 +62,6 @@ pub fn subscriber_hash(insurer: InsurerNumber, key: SubscriberKey) -> u64 {
     }
     h
 }
-
-type SubKey = (InsurerNumber, SubscriberKey);
 
 /// The subscriber a spooled record belongs to (hand-offs and Scope 2 flags are not spooled).
 fn sub_key(rec: &Record) -> SubKey {

@@ -219,7 +219,7 @@ fn carry_sets_flags_with_source_4_and_keeps_reason() {
     w.carry = Some(Carry::Flags(CarrySource {
         from: (kokuho(), key(9)),
         rule: MatchRule::IndividualNumber,
-        via: "ledger",
+        via: CarryVia::Ledger,
         self_info: Some(SelfInfoReason::PersonReason),
         non_disclosure: true,
         auto_response: false,
@@ -245,7 +245,7 @@ fn carry_sets_flags_with_source_4_and_keeps_reason() {
     w.carry = Some(Carry::Flags(CarrySource {
         from: (kokuho(), key(9)),
         rule: MatchRule::IndividualNumber,
-        via: "ledger",
+        via: CarryVia::Ledger,
         self_info: Some(SelfInfoReason::ProviderReason),
         non_disclosure: false,
         auto_response: false,
@@ -366,7 +366,7 @@ proptest! {
         }
         let mut w = work(i, k, events);
         let reason = self_info.map(|r| if r == 0 { SelfInfoReason::ProviderReason } else { SelfInfoReason::PersonReason });
-        w.carry = Some(Carry::Flags(CarrySource { from: (kokuho(), key(9)), rule: MatchRule::ResidentCode, via: "handoff", self_info: reason, non_disclosure: nd, auto_response: false, set_time: None, flag_times: BTreeMap::new() }));
+        w.carry = Some(Carry::Flags(CarrySource { from: (kokuho(), key(9)), rule: MatchRule::ResidentCode, via: CarryVia::Handoff, self_info: reason, non_disclosure: nd, auto_response: false, set_time: None, flag_times: BTreeMap::new() }));
         let e = apply(w).after.unwrap();
         prop_assert_eq!(e.flag(FlagType::SelfInfoProvisionProhibited).is_some(), reason.is_some() || explicit);
         prop_assert_eq!(e.flag(FlagType::NonDisclosure).is_some(), nd);

@@ -86,16 +86,63 @@ pub(super) fn loss_list(losses: &[Loss], sha: Option<&str>) -> Worklist {
     }
 }
 
-pub(super) const KINDS: [&str; 6] = ["new", "changed", "unchanged", "absent", "rejected", "unapplied"];
-/// The summary counter of each of [`KINDS`].
-pub(super) const KIND_COUNTERS: [SummaryKey; 6] = [
-    SummaryKey::MigrationNew,
-    SummaryKey::MigrationChanged,
-    SummaryKey::MigrationUnchanged,
-    SummaryKey::MigrationAbsent,
-    SummaryKey::MigrationRejected,
-    SummaryKey::MigrationUnapplied,
-];
+/// How a source subscriber differs from the ledger (diff.csv's `kind`, the report's counts). A
+/// subscriber is one of the first five; `Unapplied` is counted besides, for a subscriber some of
+/// whose source values the ledger cannot take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum DiffKind {
+    New,
+    Changed,
+    Unchanged,
+    Absent,
+    Rejected,
+    Unapplied,
+}
+
+impl DiffKind {
+    /// Every kind, in the order the report lists them.
+    pub(super) const ALL: [DiffKind; 6] = [
+        DiffKind::New,
+        DiffKind::Changed,
+        DiffKind::Unchanged,
+        DiffKind::Absent,
+        DiffKind::Rejected,
+        DiffKind::Unapplied,
+    ];
+
+    /// The kinds a subscriber is exactly one of (the charts' bars).
+    pub(super) const EXCLUSIVE: [DiffKind; 5] = [
+        DiffKind::New,
+        DiffKind::Changed,
+        DiffKind::Unchanged,
+        DiffKind::Absent,
+        DiffKind::Rejected,
+    ];
+
+    /// The name diff.csv and report.json use.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            DiffKind::New => "new",
+            DiffKind::Changed => "changed",
+            DiffKind::Unchanged => "unchanged",
+            DiffKind::Absent => "absent",
+            DiffKind::Rejected => "rejected",
+            DiffKind::Unapplied => "unapplied",
+        }
+    }
+
+    /// The summary counter of the kind.
+    pub(super) fn counter(self) -> SummaryKey {
+        match self {
+            DiffKind::New => SummaryKey::MigrationNew,
+            DiffKind::Changed => SummaryKey::MigrationChanged,
+            DiffKind::Unchanged => SummaryKey::MigrationUnchanged,
+            DiffKind::Absent => SummaryKey::MigrationAbsent,
+            DiffKind::Rejected => SummaryKey::MigrationRejected,
+            DiffKind::Unapplied => SummaryKey::MigrationUnapplied,
+        }
+    }
+}
 
 /// Streams source records against the ledger.
 pub(super) struct Differ<'a> {
@@ -110,7 +157,7 @@ pub(super) struct Differ<'a> {
     pub(super) seen: HashMap<InsurerNumber, HashSet<u64>>,
     pub(super) spool: std::io::BufWriter<std::fs::File>,
     pub(super) diff_rows: u64,
-    pub(super) counts: BTreeMap<(InsurerNumber, &'static str), u64>,
+    pub(super) counts: BTreeMap<(InsurerNumber, DiffKind), u64>,
     pub(super) losses: Vec<Loss>,
     pub(super) rejects: Vec<RejectEntry>,
     pub(super) flag_sets: u64,
@@ -173,7 +220,7 @@ impl Differ<'_> {
         Ok(())
     }
 
-    fn count(&mut self, ins: InsurerNumber, kind: &'static str) {
+    fn count(&mut self, ins: InsurerNumber, kind: DiffKind) {
         *self.counts.entry((ins, kind)).or_default() += 1;
     }
 
@@ -200,9 +247,9 @@ impl Differ<'_> {
                 self.reject(faults, critical);
                 let (i, k) = key.map(|(i, k)| (i.to_string(), k.to_string())).unwrap_or_default();
                 if let Some((ins, _)) = key {
-                    self.count(ins, "rejected");
+                    self.count(ins, DiffKind::Rejected);
                 }
-                self.row(&i, &k, "rejected", "", "", "", &codes.join("; "))
+                self.row(&i, &k, DiffKind::Rejected.as_str(), "", "", "", &codes.join("; "))
             }
             SourceItem::Record(d) => self.record(*d),
         }
@@ -220,11 +267,11 @@ impl Differ<'_> {
             .seq(d.seq)
             .field("SubscriberKey");
             self.reject(vec![diag], false);
-            self.count(ins, "rejected");
+            self.count(ins, DiffKind::Rejected);
             return self.row(
                 ins.as_str(),
                 key.as_str(),
-                "rejected",
+                DiffKind::Rejected.as_str(),
                 "",
                 "",
                 "",
@@ -243,11 +290,11 @@ impl Differ<'_> {
             .seq(d.seq)
             .field("MunicipalityCode");
             self.reject(vec![diag], false);
-            self.count(ins, "rejected");
+            self.count(ins, DiffKind::Rejected);
             return self.row(
                 ins.as_str(),
                 key.as_str(),
-                "rejected",
+                DiffKind::Rejected.as_str(),
                 "",
                 "",
                 "",
@@ -274,21 +321,21 @@ impl Differ<'_> {
             self.losses.push(Loss::new(ins, key, t, false));
         }
         let kind = if is_new {
-            "new"
+            DiffKind::New
         } else if fields.is_empty() && changes.is_empty() && unapplied.iter().all(|u| u.contains("InfoCode-scoped")) {
-            "unchanged"
+            DiffKind::Unchanged
         } else {
-            "changed"
+            DiffKind::Changed
         };
         self.count(ins, kind);
         let real_unapplied = unapplied.iter().filter(|u| !u.contains("InfoCode-scoped")).count();
         if real_unapplied > 0 {
-            self.count(ins, "unapplied");
+            self.count(ins, DiffKind::Unapplied);
         }
         self.row(
             ins.as_str(),
             key.as_str(),
-            kind,
+            kind.as_str(),
             &fields.join(" "),
             &flag_state(&d.flags),
             &changes.join(" "),
@@ -450,12 +497,12 @@ impl Differ<'_> {
             ledger::uncancelled_with_flags(self.conn, ins, |key| seen.is_some_and(|s| s.contains(&key_num(key))))?;
         for (key, mut fl) in found {
             fl.sort_by_key(|t| std::cmp::Reverse(t.code()));
-            self.count(ins, "absent");
+            self.count(ins, DiffKind::Absent);
             let changes: Vec<String> = fl.iter().map(|t| format!("-{}", t.name_en())).collect();
             self.row(
                 ins.as_str(),
                 key.as_str(),
-                "absent",
+                DiffKind::Absent.as_str(),
                 "",
                 "",
                 &changes.join(" "),

@@ -38,7 +38,7 @@ use crate::formats::hex;
 use crate::ledger::{self, JournalEvent};
 use crate::report::{Chart, InputEntry, InputStatus, RejectEntry, Report, ReportStatus, SummaryKey, Worklist};
 use anyhow::{Context, Result};
-use diff::{Differ, KIND_COUNTERS, KINDS, Loss, loss_list};
+use diff::{DiffKind, Differ, Loss, loss_list};
 use mapping::Mapping;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
@@ -250,7 +250,7 @@ struct Differences {
     /// As engine records, partitioned by subscriber.
     spool: Spool,
     /// Subscribers by (insurer, change kind).
-    counts: BTreeMap<(InsurerNumber, &'static str), u64>,
+    counts: BTreeMap<(InsurerNumber, DiffKind), u64>,
     /// The latest CreationTime of the sources.
     creation: Option<Timestamp>,
 }
@@ -467,15 +467,15 @@ fn migration_report(
         .extend(read.file_errors.iter().map(|e| RejectEntry::from_diag(e, true)))?;
     report.rejects.extend(std::mem::take(&mut d.rejects))?;
     let counts = &d.counts;
-    let total = |kind: &str| {
+    let total = |kind: DiffKind| {
         counts
             .iter()
             .filter(|((_, k), _)| *k == kind)
             .map(|(_, n)| *n)
             .sum::<u64>()
     };
-    for (k, key) in KINDS.into_iter().zip(KIND_COUNTERS) {
-        report.summary.set(key, total(k));
+    for k in DiffKind::ALL {
+        report.summary.set(k.counter(), total(k));
     }
     report.summary.set(SummaryKey::FlagLosses, losses);
     report.summary.set(SummaryKey::FlagsToSet, d.flag_sets);
@@ -488,7 +488,7 @@ fn migration_report(
         v.dedup();
         v
     };
-    let n = |i: InsurerNumber, k: &str| {
+    let n = |i: InsurerNumber, k: DiffKind| {
         counts
             .iter()
             .find(|((a, b), _)| *a == i && *b == k)
@@ -512,7 +512,7 @@ fn migration_report(
                 .iter()
                 .map(|&i| {
                     let mut r = vec![i.to_string()];
-                    r.extend(KINDS.iter().map(|k| n(i, k).to_string()));
+                    r.extend(DiffKind::ALL.iter().map(|&k| n(i, k).to_string()));
                     r.push(d.losses.iter().filter(|l| l.insurer == i).count().to_string());
                     r
                 })
@@ -523,13 +523,16 @@ fn migration_report(
     report.attachments.insert("diff.csv".into(), spool_path.to_path_buf());
     report.charts.push(Chart {
         title: "変更の種類 — subscribers by change kind".into(),
-        bars: KINDS[..5].iter().map(|k| ((*k).to_owned(), total(k))).collect(),
+        bars: DiffKind::EXCLUSIVE
+            .iter()
+            .map(|&k| (k.as_str().to_owned(), total(k)))
+            .collect(),
     });
     report.charts.push(Chart {
         title: "保険者別 — subscribers by insurer".into(),
         bars: insurers
             .iter()
-            .map(|&i| (i.to_string(), KINDS[..5].iter().map(|k| n(i, k)).sum()))
+            .map(|&i| (i.to_string(), DiffKind::EXCLUSIVE.iter().map(|&k| n(i, k)).sum()))
             .collect(),
     });
     let reason = o.reason.as_deref().map(str::trim);
@@ -551,7 +554,7 @@ fn migration_report(
             "sources": sources.iter().map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect::<Vec<_>>(),
             "source_kind": if o.mapping.is_some() { "legacy" } else { "SubscriberLinkage" },
             "mapping": o.mapping.as_ref().map(|(p, _)| p.display().to_string()),
-            "counts": KINDS.iter().map(|k| (k.to_string(), total(k))).collect::<BTreeMap<_, _>>(),
+            "counts": DiffKind::ALL.iter().map(|&k| (k.as_str().to_owned(), total(k))).collect::<BTreeMap<_, _>>(),
             "flag_losses": losses,
             "flag_loss_list_sha256": loss_sha,
             "accept_flag_losses": decision.given,
@@ -579,7 +582,7 @@ fn apply_differences(
     run_id: String,
     sources: &[PathBuf],
 ) -> Result<MigrateResult> {
-    let total = |kind: &str| {
+    let total = |kind: DiffKind| {
         d.counts
             .iter()
             .filter(|((_, k), _)| *k == kind)
@@ -600,11 +603,11 @@ fn apply_differences(
     let file: Arc<str> = Arc::from(format!("migrate:{name}").as_str());
     let summary_line = format!(
         "migration from {name}: new {}, changed {}, unchanged {}, absent {}, rejected {}, flag losses {}{}",
-        total("new"),
-        total("changed"),
-        total("unchanged"),
-        total("absent"),
-        total("rejected"),
+        total(DiffKind::New),
+        total(DiffKind::Changed),
+        total(DiffKind::Unchanged),
+        total(DiffKind::Absent),
+        total(DiffKind::Rejected),
         losses,
         if decision.accepted && losses > 0 {
             format!(

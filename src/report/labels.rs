@@ -7,6 +7,7 @@
 //! English name, as text: the workbook is built from whatever the report holds.
 
 use super::{FlagChangeKind, InputStatus, ReportStatus};
+use crate::domain::person::{CarryVia, MatchRule};
 
 /// How a column's cells are written in the workbook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,14 +234,20 @@ pub fn change_ja(change: &str) -> &str {
     }
 }
 
-/// How a carry matched (R3) and where the 国保 side came from.
-pub fn carry_rule_ja(rule: &str) -> &str {
+/// How a carry matched (R3).
+pub fn match_rule_ja(rule: MatchRule) -> &'static str {
     match rule {
-        "individual_number" => "個人番号で照合",
-        "municipality_resident_birthdate" => "市町村コード・宛名番号・生年月日で照合",
-        "ledger" => "台帳",
-        "handoff" => "年齢到達引継ファイル",
-        other => other,
+        MatchRule::IndividualNumber => "個人番号で照合",
+        MatchRule::ResidentCode => "市町村コード・宛名番号・生年月日で照合",
+    }
+}
+
+/// Where a carry's 国保 side came from (the two that have no Japanese label show their name).
+pub fn carry_via_ja(via: CarryVia) -> &'static str {
+    match via {
+        CarryVia::Ledger => "台帳",
+        CarryVia::Handoff => "年齢到達引継ファイル",
+        CarryVia::LedgerAndHandoff | CarryVia::FlagAfterRegistration => via.as_str(),
     }
 }
 

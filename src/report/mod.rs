@@ -19,6 +19,7 @@ pub use html::ListHead;
 pub use spooled::Spooled;
 pub use summary::{Summary, SummaryKey};
 
+use crate::domain::person::{CarryVia, MatchRule};
 use crate::error::Diagnostic;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -98,8 +99,8 @@ pub struct CarryEntry {
     pub to_insurer: String,
     pub to_subscriber_key: String,
     pub flags: Vec<String>,
-    pub rule: String,
-    pub via: String,
+    pub rule: MatchRule,
+    pub via: CarryVia,
     pub qualification_date: String,
     pub future_dated: bool,
 }

@@ -213,8 +213,8 @@ fn carries(r: &Report) -> Option<Table> {
                 .map(|f| labels::flag_ja(f))
                 .collect::<Vec<_>>()
                 .join("・"),
-            labels::carry_rule_ja(&c.rule).to_owned(),
-            labels::carry_rule_ja(&c.via).to_owned(),
+            labels::match_rule_ja(c.rule).to_owned(),
+            labels::carry_via_ja(c.via).to_owned(),
             c.qualification_date.clone(),
             if c.future_dated { "○".into() } else { String::new() },
         ])
