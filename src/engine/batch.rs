@@ -523,10 +523,80 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
     let Batch { files, spool } = batch;
     let mut out = BatchOutcome::default();
 
+    let run_handoffs = run_handoffs(&files, spool.take_handoffs(), &mut out);
+    let insurer_flags = apply_insurer_flags(conn, run_id, &files, spool.take_scope2(), &mut out)?;
+
+    let mut ap = Applier {
+        conn,
+        run_id,
+        files: &files,
+        empty,
+        lookup: !empty.enrollment,
+        insurer_flags,
+        run_handoffs,
+        used_handoffs: BTreeMap::new(),
+        ambiguous_handoffs: BTreeSet::new(),
+        ambiguous_regs: BTreeSet::new(),
+        acquired_regs: BTreeSet::new(),
+        out,
+        rejects: Vec::new(),
+        review: Vec::new(),
+        newly_flagged: Vec::new(),
+    };
+    for wave in [Wave::NotKouki, Wave::Kouki] {
+        let mut chunks = spool.chunks(wave)?;
+        loop {
+            // a long load stops between chunks on SIGTERM/SIGINT (the caller rolls back)
+            super::interrupt::check("while applying")?;
+            let Some(records) = chunks.next_chunk()? else { break };
+            let n = records.len();
+            ap.bucket(wave, records)?;
+            ap.out.chunks += 1;
+            tracing::debug!(?wave, records = n, "chunk applied");
+        }
+    }
+    drop(spool);
+    // applied carries in subscriber order (as if one bucket)
+    ap.out.carries.sort_by_key(|c| (c.to, c.source.from));
+    ap.review.sort_by_key(|r| r.subscriber);
+    let late = ap.late_carries()?;
+    ap.flag_confirmation(&late)?;
+    ap.out.carries.extend(late);
+    // one row per (subscriber, other enrollment, flags): the acquisition and R5 may both find it
+    let mut seen = std::collections::HashSet::new();
+    ap.out
+        .flag_confirmation
+        .retain(|(k, other, flags, _)| seen.insert((*k, *other, flags.clone())));
+    ap.rejects.sort_by_key(|r| (r.wave, r.key));
+    let Applier {
+        mut out,
+        rejects,
+        review,
+        ..
+    } = ap;
+    out.engine_rejects.extend(rejects.into_iter().flat_map(|r| r.rejects));
+    out.review = review;
+    // R14: subscribers an earlier run could not send are written by this one
+    for (ins, key) in ledger::list_unsent(conn)? {
+        if let Some(e) = ledger::load_enrollment(conn, ins, key)? {
+            scratch::touch(conn, ins, key, Some(&e))?;
+        }
+    }
+    out.touched = scratch::touched_count(conn)?;
+    Ok(out)
+}
+
+/// This run's hand-offs by 国保 subscriber, in R1 order: a later file's hand-off for the same
+/// subscriber replaces an earlier one. An answer about a person the 国保 ledger does not know
+/// (R13) goes to `out.unknown_answers`.
+fn run_handoffs(
+    files: &[BatchFile],
+    handoffs: Vec<(u32, AgeTransitionHandoff)>,
+    out: &mut BatchOutcome,
+) -> BTreeMap<SubKey, StoredHandoff> {
     // Hand-offs in R1 order: a later file's hand-off for the same 国保 subscriber replaces an
     // earlier one.
-    let mut handoffs: Vec<(u32, AgeTransitionHandoff)> = spool
-        .take_handoffs()
+    let mut handoffs: Vec<(u32, AgeTransitionHandoff)> = handoffs
         .into_iter()
         .filter_map(|(tag, h)| files[tag as usize].order.map(|_| (tag, h)))
         .collect();
@@ -542,10 +612,22 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
         };
         run_handoffs.insert((h.source_insurer, source_key), stored_handoff(&h, source_key, origin));
     }
+    run_handoffs
+}
 
+/// Applies the insurer-wide InfoCode flags (Scope 2) in R1 order and stores them; their linkage
+/// rows, review items and rejects go to `out`. Returns each insurer's flags for the
+/// subscribers' step.
+fn apply_insurer_flags(
+    conn: &Connection,
+    run_id: &str,
+    files: &[BatchFile],
+    scope2_records: Vec<(u32, FlagChange)>,
+    out: &mut BatchOutcome,
+) -> Result<HashMap<InsurerNumber, Arc<InsurerFlags>>> {
     // Insurer-wide InfoCode flags (Scope 2), in R1 order.
     let mut scope2: BTreeMap<InsurerNumber, Vec<(Event, FlagChange)>> = BTreeMap::new();
-    for (tag, f) in spool.take_scope2() {
+    for (tag, f) in scope2_records {
         let file = &files[tag as usize];
         let Some(order) = file.order else { continue };
         let ev = Event {
@@ -619,63 +701,5 @@ pub fn apply_batch(conn: &Connection, run_id: &str, batch: Batch) -> Result<Batc
         ledger::store_released(conn, ins, None, &released, true)?;
         insurer_flags.insert(ins, Arc::new(flags));
     }
-
-    let mut ap = Applier {
-        conn,
-        run_id,
-        files: &files,
-        empty,
-        lookup: !empty.enrollment,
-        insurer_flags,
-        run_handoffs,
-        used_handoffs: BTreeMap::new(),
-        ambiguous_handoffs: BTreeSet::new(),
-        ambiguous_regs: BTreeSet::new(),
-        acquired_regs: BTreeSet::new(),
-        out,
-        rejects: Vec::new(),
-        review: Vec::new(),
-        newly_flagged: Vec::new(),
-    };
-    for wave in [Wave::NotKouki, Wave::Kouki] {
-        let mut chunks = spool.chunks(wave)?;
-        loop {
-            // a long load stops between chunks on SIGTERM/SIGINT (the caller rolls back)
-            super::interrupt::check("while applying")?;
-            let Some(records) = chunks.next_chunk()? else { break };
-            let n = records.len();
-            ap.bucket(wave, records)?;
-            ap.out.chunks += 1;
-            tracing::debug!(?wave, records = n, "chunk applied");
-        }
-    }
-    drop(spool);
-    // applied carries in subscriber order (as if one bucket)
-    ap.out.carries.sort_by_key(|c| (c.to, c.source.from));
-    ap.review.sort_by_key(|r| r.subscriber);
-    let late = ap.late_carries()?;
-    ap.flag_confirmation(&late)?;
-    ap.out.carries.extend(late);
-    // one row per (subscriber, other enrollment, flags): the acquisition and R5 may both find it
-    let mut seen = std::collections::HashSet::new();
-    ap.out
-        .flag_confirmation
-        .retain(|(k, other, flags, _)| seen.insert((*k, *other, flags.clone())));
-    ap.rejects.sort_by_key(|r| (r.wave, r.key));
-    let Applier {
-        mut out,
-        rejects,
-        review,
-        ..
-    } = ap;
-    out.engine_rejects.extend(rejects.into_iter().flat_map(|r| r.rejects));
-    out.review = review;
-    // R14: subscribers an earlier run could not send are written by this one
-    for (ins, key) in ledger::list_unsent(conn)? {
-        if let Some(e) = ledger::load_enrollment(conn, ins, key)? {
-            scratch::touch(conn, ins, key, Some(&e))?;
-        }
-    }
-    out.touched = scratch::touched_count(conn)?;
-    Ok(out)
+    Ok(insurer_flags)
 }

@@ -120,33 +120,7 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
     }
     // 2. answers without flags that are still pending (the extract never writes such a record,
     //    so they are answers): matched to the inquired registration, so they do not wait forever
-    for h in ledger::unmatched_flagless_handoffs(conn)? {
-        let person = PersonKey {
-            individual_number: h
-                .individual_number
-                .as_deref()
-                .and_then(|m| IndividualNumber::parse(m).ok()),
-            municipality: MunicipalityCode::parse(&h.municipality).ok(),
-            resident: ResidentCode::parse(&h.resident_code).ok(),
-            birthdate: match Date::parse(&h.birthdate) {
-                Ok(d) => d,
-                Err(_) => continue,
-            },
-        };
-        let mut target = None;
-        for (i, k) in ledger::find_person(conn, &person)? {
-            let inquired = ledger::inquiry_exists(conn, i, k)?;
-            let same = ledger::load_enrollment(conn, i, k)?.is_some_and(|e| person.matches(&e.person()).is_some());
-            if inquired && same {
-                target = Some((i, k));
-                break;
-            }
-        }
-        if let Some((i, k)) = target {
-            ledger::match_flagless_handoff(conn, &h, i, k)?;
-            o.handoffs_matched += 1;
-        }
-    }
+    o.handoffs_matched += match_flagless_answers(conn)?;
     // 3. every open inquiry
     let open = ledger::open_inquiries(conn)?;
     let mut answers_used = vec![false; o.unknown_answers.len()];
@@ -220,11 +194,67 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
             note,
         ]);
     }
-    // 4. follow-ups: an answered registration that takes effect later, whose person has no 国保
-    //    enrollment in this ledger and that lacks a protection, is inquired again every night
-    //    until its QualificationDate, so that a flag 国保 sets after the answer still reaches it
-    //    (no extract lists a 障害認定 member, and a late carry needs the ledger's enrollment).
-    //    Not withheld, not on a worklist: the answer is there already.
+    // 4. follow-ups (see inquire_again)
+    out.followups = inquire_again(conn, run_id, as_of, &mut out.records)?;
+    if out.followups > 0 {
+        tracing::info!(
+            followups = out.followups,
+            "answered, future-dated registrations inquired again (R13)"
+        );
+    }
+    for recs in out.records.values_mut() {
+        recs.sort_by_key(|r| (r.insurer, r.key));
+    }
+    out.unused_answers = answers_used.iter().filter(|u| !**u).count() as u64;
+    Ok(out)
+}
+
+/// Answers without flags that are still pending (the extract never writes such a record, so
+/// they are answers), matched to the inquired registration of their person; returns how many.
+fn match_flagless_answers(conn: &Connection) -> Result<u64> {
+    let mut matched = 0;
+    for h in ledger::unmatched_flagless_handoffs(conn)? {
+        let person = PersonKey {
+            individual_number: h
+                .individual_number
+                .as_deref()
+                .and_then(|m| IndividualNumber::parse(m).ok()),
+            municipality: MunicipalityCode::parse(&h.municipality).ok(),
+            resident: ResidentCode::parse(&h.resident_code).ok(),
+            birthdate: match Date::parse(&h.birthdate) {
+                Ok(d) => d,
+                Err(_) => continue,
+            },
+        };
+        let mut target = None;
+        for (i, k) in ledger::find_person(conn, &person)? {
+            let inquired = ledger::inquiry_exists(conn, i, k)?;
+            let same = ledger::load_enrollment(conn, i, k)?.is_some_and(|e| person.matches(&e.person()).is_some());
+            if inquired && same {
+                target = Some((i, k));
+                break;
+            }
+        }
+        if let Some((i, k)) = target {
+            ledger::match_flagless_handoff(conn, &h, i, k)?;
+            matched += 1;
+        }
+    }
+    Ok(matched)
+}
+
+/// Follow-ups (R13): an answered registration that takes effect later, whose person has no 国保
+/// enrollment in this ledger and that lacks a protection, is inquired again every night until
+/// its QualificationDate, so that a flag 国保 sets after the answer still reaches it (no extract
+/// lists a 障害認定 member, and a late carry needs the ledger's enrollment). Not withheld, not on
+/// a worklist: the answer is there already. Returns how many were inquired again.
+fn inquire_again(
+    conn: &Connection,
+    run_id: &str,
+    as_of: Date,
+    records: &mut BTreeMap<MunicipalityCode, Vec<AgeTransitionInquiry>>,
+) -> Result<u64> {
+    let mut followups = 0;
     for inq in ledger::answered_inquiries(conn)? {
         let Some(k) = key_of(&inq.insurer, &inq.subscriber_key) else {
             continue;
@@ -238,22 +268,12 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
             continue;
         }
         if let Some(r) = inquiry_of(&e, 0) {
-            out.records.entry(r.municipality).or_default().push(r);
+            records.entry(r.municipality).or_default().push(r);
             ledger::mark_inquired(conn, &inq, run_id)?;
-            out.followups += 1;
+            followups += 1;
         }
     }
-    if out.followups > 0 {
-        tracing::info!(
-            followups = out.followups,
-            "answered, future-dated registrations inquired again (R13)"
-        );
-    }
-    for recs in out.records.values_mut() {
-        recs.sort_by_key(|r| (r.insurer, r.key));
-    }
-    out.unused_answers = answers_used.iter().filter(|u| !**u).count() as u64;
-    Ok(out)
+    Ok(followups)
 }
 
 /// How inquiry files are written: as the run writes its linkage files.

@@ -498,16 +498,10 @@ fn migration_report(
         "migration_summary",
         Worklist {
             title: "移行サマリー — subscribers by insurer and change kind".into(),
-            columns: vec![
-                "insurer",
-                "new",
-                "changed",
-                "unchanged",
-                "absent",
-                "rejected",
-                "unapplied",
-                "flag_losses",
-            ],
+            columns: std::iter::once("insurer")
+                .chain(DiffKind::ALL.map(DiffKind::as_str))
+                .chain(["flag_losses"])
+                .collect(),
             rows: insurers
                 .iter()
                 .map(|&i| {

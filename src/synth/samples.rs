@@ -252,6 +252,11 @@ const CAST: [Person; 21] = [
 ];
 
 /// The night's files, in the order they apply (CreationTime).
+///
+/// A data table (hence longer than a function should be): six blocks, one per file, each its
+/// rows as literals in the order they are written, then the file's header. It reads as the
+/// night's story that samples/README.md tells; split up, one person's events would be spread
+/// over six functions.
 pub fn scenario() -> Vec<SampleFile> {
     use Format::{Csv, Xml};
     use TextEncoding::{ShiftJis, Utf8};
