@@ -7,7 +7,7 @@ use super::batch::BatchOutcome;
 use super::group::Derived;
 use super::outbox::UnmappableRecord;
 use crate::domain::SubKey;
-use crate::domain::{Date, FlagOperation, FlagType, InsurerNumber, SubscriberKey};
+use crate::domain::{Date, FlagType, InsurerNumber, SubscriberKey};
 use crate::error::{Diagnostic, ErrorCode};
 use crate::ledger::{self, scratch};
 use crate::report::{CarryEntry, PendingEntry, RejectEntry, Report, ReportStatus, SummaryKey};
@@ -200,13 +200,8 @@ fn add_pending(conn: &Connection, r: &mut Report) -> Result<()> {
         pending.push(PendingEntry {
             insurer: c.insurer.to_string(),
             subscriber_key: c.key.map(|k| k.to_string()).unwrap_or_default(),
-            flag_type: c.flag_type.name_en().to_owned(),
-            operation: if c.operation == FlagOperation::Set {
-                "set"
-            } else {
-                "release"
-            }
-            .to_owned(),
+            flag_type: c.flag_type,
+            operation: c.operation.into(),
             info_code: c.info_code.map(|i| i.to_string()),
             file: pf.file.clone(),
             record_sequence: c.seq,

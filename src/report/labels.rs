@@ -6,7 +6,7 @@
 //! Anything not listed here (a worklist or column added later) still appears, under its
 //! English name, as text: the workbook is built from whatever the report holds.
 
-use super::{FlagChangeKind, InputStatus, ReportStatus};
+use super::{FlagChangeKind, InputStatus, PendingOperation, ReportStatus};
 use crate::domain::person::{CarryVia, MatchRule};
 
 /// How a column's cells are written in the workbook.
@@ -223,14 +223,11 @@ pub fn flag_change_ja(change: FlagChangeKind) -> &'static str {
     }
 }
 
-/// A flag operation as a pending flag event names it: `set` → 設定, `released`/`release` → 解除,
-/// `reason_changed` → 理由変更.
-pub fn change_ja(change: &str) -> &str {
-    match change {
-        "set" => "設定",
-        "released" | "release" => "解除",
-        "reason_changed" => "理由変更",
-        other => other,
+/// A pending flag's operation: 設定 or 解除.
+pub fn operation_ja(op: PendingOperation) -> &'static str {
+    match op {
+        PendingOperation::Set => "設定",
+        PendingOperation::Release => "解除",
     }
 }
 

@@ -20,6 +20,7 @@ pub use spooled::Spooled;
 pub use summary::{Summary, SummaryKey};
 
 use crate::domain::person::{CarryVia, MatchRule};
+use crate::domain::{FlagOperation, FlagType};
 use crate::error::Diagnostic;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -109,11 +110,49 @@ pub struct CarryEntry {
 pub struct PendingEntry {
     pub insurer: String,
     pub subscriber_key: String,
-    pub flag_type: String,
-    pub operation: String,
+    #[serde(with = "flag_type_name")]
+    pub flag_type: FlagType,
+    pub operation: PendingOperation,
     pub info_code: Option<String>,
     pub file: String,
     pub record_sequence: u64,
+}
+
+/// What a pending flag does once its enrollment arrives (report.json
+/// `pending_flags[].operation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PendingOperation {
+    Set,
+    Release,
+}
+
+impl From<FlagOperation> for PendingOperation {
+    fn from(op: FlagOperation) -> Self {
+        match op {
+            FlagOperation::Set => PendingOperation::Set,
+            FlagOperation::Release => PendingOperation::Release,
+        }
+    }
+}
+
+/// A [`FlagType`] in report.json by its English name (`SelfInfoProvisionProhibited`).
+mod flag_type_name {
+    use crate::domain::FlagType;
+    use serde::Deserialize;
+
+    pub fn serialize<S: serde::Serializer>(t: &FlagType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(t.name_en())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FlagType, D::Error> {
+        let name = String::deserialize(d)?;
+        FlagType::ALL
+            .iter()
+            .copied()
+            .find(|t| t.name_en() == name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown flag type {name:?}")))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

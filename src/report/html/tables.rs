@@ -273,8 +273,8 @@ fn pending(input: &Input<'_>) -> Option<Table> {
         plain(vec![
             p.insurer.clone(),
             p.subscriber_key.clone(),
-            labels::flag_ja(&p.flag_type),
-            labels::change_ja(&p.operation).to_owned(),
+            p.flag_type.name_ja().to_owned(),
+            labels::operation_ja(p.operation).to_owned(),
             p.info_code.clone().unwrap_or_default(),
             p.file.clone(),
             p.record_sequence.to_string(),
