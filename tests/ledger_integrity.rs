@@ -1,6 +1,8 @@
-//! The ledger's integrity (issue 13 item 4): a corrupted flag row is found before anything is
-//! published, SQLite's own check runs at open, `ledger check` finds what a run would trip over,
-//! `ledger backup` writes a checked, private copy.
+//! The ledger's integrity (issue 13 item 4, issue 16): a corrupted flag row is found before
+//! anything is published; a flipped byte is found by the start's check (the small tables every
+//! time, the whole file when due) or by SQLite as a run reads the page, and stops the run with
+//! exit 3; `ledger check` finds what a run would trip over; `ledger backup` writes a checked,
+//! private copy.
 
 mod common;
 use common::*;
@@ -98,8 +100,50 @@ fn a_flipped_flag_type_is_found_before_anything_is_published() {
     }
 }
 
+/// Moves everything into the main file (no WAL), then flips every bit of one byte of the
+/// B-tree page that is the root of `table` (its page type: SQLite no longer knows the page).
+fn flip_root_page_byte(ledger: &std::path::Path, table: &str) {
+    let (root, page_size) = {
+        let c = rusqlite::Connection::open(ledger).unwrap();
+        c.pragma_update(None, "journal_mode", "DELETE").unwrap();
+        let root: i64 = c
+            .query_row("SELECT rootpage FROM sqlite_schema WHERE name = ?1", [table], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let size: i64 = c.pragma_query_value(None, "page_size", |r| r.get(0)).unwrap();
+        (root, size)
+    };
+    assert!(root > 1, "{table}: root page {root}");
+    let mut bytes = std::fs::read(ledger).unwrap();
+    let at = ((root - 1) * page_size) as usize;
+    bytes[at] ^= 0xFF;
+    std::fs::write(ledger, &bytes).unwrap();
+    assert!(!ledger.with_extension("sqlite-wal").exists());
+}
+
+fn empty_inbox(site: &Site) {
+    std::fs::remove_dir_all(site.inbox()).ok();
+    std::fs::create_dir_all(site.inbox()).unwrap();
+}
+
+fn assert_damaged_and_nothing_published(
+    site: &Site,
+    o: &std::process::Output,
+    before: &std::collections::BTreeMap<String, Vec<u8>>,
+) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("is damaged") && err.contains("ledger check"), "{err}");
+    assert_eq!(&site.outbox_files(), before, "nothing published");
+}
+
+/// A flipped byte in a page the night reads (her enrollment row): SQLite reports the page as
+/// corrupt as it reads it, and the run stops with the documented message and exit 3; nothing is
+/// published. The start's own check (not due: the ledger is new and was closed cleanly) looked
+/// only at the small tables.
 #[test]
-fn a_damaged_page_is_found_at_open() {
+fn a_flipped_byte_in_a_page_the_run_reads_stops_it() {
     let f = Files {
         format: Format::Csv,
         encoding: TextEncoding::Utf8,
@@ -108,27 +152,165 @@ fn a_damaged_page_is_found_at_open() {
     flagged_member(&site, &f);
     assert!(site.run(&[]).status.success());
     let ledger = site.p("ledger.sqlite");
+    flip_root_page_byte(&ledger, "enrollment");
+    std::fs::remove_dir_all(site.inbox()).unwrap();
+    let mut upd = keys_change("2", "20261120", KOKUHO, &key(1));
+    upd.insert("PostNumber", "1600022".into());
+    write_file(
+        &site.inbox(),
+        "SubscriberChange_2",
+        FileKind::SubscriberChange,
+        &f,
+        KOKUHO,
+        "K-2",
+        "20261120230000",
+        &[upd],
+    );
+    let before = site.outbox_files();
+    let o = site.run(&["-v", "--as-of", "20261121"]);
+    assert_damaged_and_nothing_published(&site, &o, &before);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("all but the bulk tables"),
+        "the start did not check the whole file: {err}"
+    );
+    assert!(err.contains("SQLite: "), "{err}");
+    assert!(!err.contains(&key(1)), "no subscriber named in the message: {err}");
+    assert_eq!(
+        ledger_cmd(&["check", "--ledger", ledger.to_str().unwrap()])
+            .status
+            .code(),
+        Some(3)
+    );
+}
+
+/// A flipped byte in the flag table is found at every start, before anything is read or
+/// published, even by a night that touches nobody.
+#[test]
+fn a_flipped_byte_in_the_flag_table_is_found_at_every_start() {
+    let f = Files {
+        format: Format::Xml,
+        encoding: TextEncoding::ShiftJis,
+    };
+    let site = Site::new();
+    flagged_member(&site, &f);
+    assert!(site.run(&[]).status.success());
+    flip_root_page_byte(&site.p("ledger.sqlite"), "flag");
+    empty_inbox(&site);
+    let before = site.outbox_files();
+    let o = site.run(&["--as-of", "20261121"]);
+    assert_damaged_and_nothing_published(&site, &o, &before);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("quick_check: flag:"));
+}
+
+/// Damage in a bulk table that the night does not read (the journal) is found by the whole-file
+/// check: asked for (`--full-check`), when the last whole check is 7 days old, when the last
+/// process left the ledger open, and by `ledger check`; and a whole page overwritten is found
+/// as well as a single byte.
+#[test]
+fn damage_anywhere_is_found_by_the_whole_file_check_when_due() {
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::Utf8,
+    };
+    let site = Site::new();
+    flagged_member(&site, &f);
+    assert!(site.run(&[]).status.success());
+    let ledger = site.p("ledger.sqlite");
+    let l = ledger.to_str().unwrap().to_owned();
+    let pristine = std::fs::read(&ledger).unwrap();
+    let wal = site.p("ledger.sqlite-wal");
+    empty_inbox(&site);
+    let before = site.outbox_files();
+
+    // asked for
+    flip_root_page_byte(&ledger, "journal_line");
+    let damaged = std::fs::read(&ledger).unwrap();
+    let o = site.run(&["-v", "--as-of", "20261121", "--full-check"]);
+    assert_damaged_and_nothing_published(&site, &o, &before);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("asked for"));
+    assert_eq!(ledger_cmd(&["check", "--ledger", &l]).status.code(), Some(3));
+
+    // due: the last whole-file check on record is 8 days old
+    std::fs::write(&ledger, &damaged).unwrap();
     {
-        // move everything into the main file, then overwrite a page in the middle
         let c = rusqlite::Connection::open(&ledger).unwrap();
         c.pragma_update(None, "journal_mode", "DELETE").unwrap();
+        let n = c
+            .execute("UPDATE ledger_check SET checked_at = checked_at - 8 * 86400", [])
+            .unwrap();
+        assert_eq!(n, 1, "the first run recorded its whole-file check");
     }
-    let mut bytes = std::fs::read(&ledger).unwrap();
+    let o = site.run(&["-v", "--as-of", "20261121"]);
+    assert_damaged_and_nothing_published(&site, &o, &before);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("days old"));
+
+    // left open: the WAL of a process that did not close the ledger is still there
+    std::fs::write(&ledger, &damaged).unwrap();
+    std::fs::write(&wal, b"").unwrap();
+    let o = site.run(&["-v", "--as-of", "20261121"]);
+    assert_damaged_and_nothing_published(&site, &o, &before);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("did not close it"));
+
+    // a whole page overwritten in the middle of the file
+    let mut bytes = pristine.clone();
     let page = 4096;
     assert!(bytes.len() >= 4 * page, "{} bytes", bytes.len());
     for b in &mut bytes[2 * page..3 * page] {
         *b = 0xA5;
     }
     std::fs::write(&ledger, &bytes).unwrap();
-    std::fs::remove_dir_all(site.inbox()).unwrap();
-    std::fs::create_dir_all(site.inbox()).unwrap();
-    let before = site.outbox_files();
+    std::fs::remove_file(&wal).ok();
+    let o = site.run(&["--as-of", "20261121", "--full-check"]);
+    assert_damaged_and_nothing_published(&site, &o, &before);
+    assert_eq!(ledger_cmd(&["check", "--ledger", &l]).status.code(), Some(3));
+
+    // the sound ledger back: the whole check passes and is recorded, `ledger check` records its own
+    std::fs::write(&ledger, &pristine).unwrap();
+    let o = site.run(&["-v", "--as-of", "20261121", "--full-check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("scope=\"whole file\""));
+    let o = site.run(&["-v", "--as-of", "20261122"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("all but the bulk tables"),
+        "not due again right after a whole-file check"
+    );
+    assert_eq!(ledger_cmd(&["check", "--ledger", &l]).status.code(), Some(0));
+    let c = rusqlite::Connection::open(&ledger).unwrap();
+    let how: String = c
+        .query_row("SELECT how FROM ledger_check WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(how, "integrity_check");
+}
+
+/// A dry run checks like any run but records nothing in the ledger.
+#[test]
+fn a_dry_run_does_not_record_its_whole_file_check() {
+    let f = Files {
+        format: Format::Csv,
+        encoding: TextEncoding::Utf8,
+    };
+    let site = Site::new();
+    flagged_member(&site, &f);
+    assert!(site.run(&[]).status.success());
+    let ledger = site.p("ledger.sqlite");
+    let at = |c: &rusqlite::Connection| -> i64 {
+        c.query_row("SELECT checked_at FROM ledger_check", [], |r| r.get(0))
+            .unwrap()
+    };
+    {
+        let c = rusqlite::Connection::open(&ledger).unwrap();
+        c.execute("UPDATE ledger_check SET checked_at = 1000", []).unwrap();
+    }
+    empty_inbox(&site);
+    let o = site.run(&["-v", "--as-of", "20261121", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("days old"));
+    assert_eq!(at(&rusqlite::Connection::open(&ledger).unwrap()), 1000);
     let o = site.run(&["--as-of", "20261121"]);
-    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("damaged"));
-    assert_eq!(site.outbox_files(), before);
-    let o = ledger_cmd(&["check", "--ledger", ledger.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(at(&rusqlite::Connection::open(&ledger).unwrap()) > 1000);
 }
 
 #[test]

@@ -49,6 +49,7 @@ fn run_peak(root: &Path, records: u64) -> usize {
         limits: Default::default(),
         chunk_records: 50_000,
         shard: None,
+        whole_check: Default::default(),
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let (r, peak) = heap::peak_during(|| pool.install(|| run(&opts)));

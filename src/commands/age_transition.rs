@@ -108,9 +108,15 @@ fn run_extract(mut a: ExtractArgs) -> Result<Exit> {
         }
         Err(e) => return Err(e),
     };
+    let ledger = a.ledger.clone();
+    extract_from(a, d, led).map_err(|e| crate::ledger::name_corruption(e, &ledger))
+}
+
+/// The extract from an opened ledger (checked first, as every command that publishes).
+fn extract_from(a: ExtractArgs, d: crate::domain::Date, led: crate::ledger::Opened) -> Result<Exit> {
+    crate::ledger::check_at_start(&led, crate::ledger::WholeCheck::Auto, true)?;
     let _lock = led.lock;
     let conn = led.conn;
-    crate::ledger::quick_check(&conn, &a.ledger)?;
     match (a.shard, ledger_shard(&conn)?) {
         (Some(s), Some(l)) if s != l => anyhow::bail!("--shard {s}: this ledger belongs to shard {l}"),
         (Some(s), None) => anyhow::bail!("--shard {s}: this ledger was not written by `run --shard {s}`"),

@@ -60,11 +60,23 @@ pub fn run(a: Args) -> Result<Exit> {
         }
         Err(e) => return Err(e),
     };
-    let conn = crate::ledger::open(&ledger)?;
     match a.command {
         LedgerCommand::Check { .. } => {
-            let problems = crate::ledger::full_check(&conn)?;
-            if problems.is_empty() {
+            // damage SQLite reports as an error (opening, or reading the flags) is a finding too
+            let checked = crate::ledger::open(&ledger).and_then(|conn| {
+                let problems = crate::ledger::full_check(&conn)?;
+                Ok((conn, problems))
+            });
+            let (conn, problems) = match checked {
+                Ok((conn, problems)) => (Some(conn), problems),
+                Err(e) => match crate::ledger::name_corruption(e, &ledger).downcast::<crate::ledger::LedgerCorrupt>() {
+                    Ok(c) => (None, vec![c.what]),
+                    Err(e) => return Err(e),
+                },
+            };
+            if let (Some(conn), true) = (&conn, problems.is_empty()) {
+                // a sound whole-file check: the next runs' starts need not repeat it for a while
+                crate::ledger::record_whole_check(conn, "integrity_check")?;
                 crate::say!(
                     "ledger {}: sound (integrity_check ok, flags match their second record)",
                     ledger.display()
@@ -82,6 +94,7 @@ pub fn run(a: Args) -> Result<Exit> {
             Ok(Exit::Aborted)
         }
         LedgerCommand::Backup { to, .. } => {
+            let conn = crate::ledger::open(&ledger)?;
             crate::ledger::backup(&conn, &to)?;
             let copy = rusqlite::Connection::open_with_flags(&to, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
             let problems = crate::ledger::full_check(&copy)?;

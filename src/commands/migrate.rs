@@ -90,7 +90,7 @@ pub fn run(a: Args) -> Result<Exit> {
         check_writable(&run_places(&o.run.outbox, &o.run.reports, &o.run.ledger))?;
     }
     let footprint = Footprint::note(&o.run.ledger, &[&o.run.outbox, &o.run.reports]);
-    let res = match migrate(&o) {
+    let res = match migrate(&o).map_err(|e| crate::ledger::name_corruption(e, &o.run.ledger)) {
         Ok(r) => r,
         Err(e) => {
             match super::settle_error(&e, &footprint) {
@@ -155,6 +155,7 @@ fn options(a: Args) -> Result<MigrateOptions> {
                 .or(cfg.chunk_records)
                 .unwrap_or(crate::engine::spool::DEFAULT_CHUNK_RECORDS),
             shard: None,
+            whole_check: crate::ledger::WholeCheck::Always,
         },
         from: a.from,
         mapping,

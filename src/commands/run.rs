@@ -65,6 +65,12 @@ pub struct Args {
     /// Settings file (TOML) with the same options; command-line flags win.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Check the whole ledger file at the start (SQLite's quick_check of every page), due or not.
+    /// Without it the whole file is checked when the last process left the ledger open, and at
+    /// least every 7 days; every other start checks the flags and everything but the
+    /// per-subscriber bulk tables, and SQLite checks each page a run reads.
+    #[arg(long)]
+    pub full_check: bool,
     /// Scale-out: process only shard I of N (the subscribers whose stable hash of InsurerNumber and
     /// SubscriberKey modulo N is I; hand-offs and insurer-wide flags go to every shard). Give each
     /// shard its own --ledger, --outbox and --reports, then join the runs with `merge-shards`.
@@ -111,6 +117,11 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
             (None, Some(s)) => Some(Shard::parse(&s).map_err(|e| anyhow::anyhow!("config `shard`: {e}"))?),
             (None, None) => None,
         },
+        whole_check: if a.full_check {
+            crate::ledger::WholeCheck::Always
+        } else {
+            crate::ledger::WholeCheck::Auto
+        },
     };
     setup_threads(a.threads.or(cfg.threads))?;
     if !opts.inbox.is_dir() {
@@ -120,7 +131,7 @@ pub fn run_cmd(a: Args) -> Result<Exit> {
     let footprint = Footprint::note(&opts.ledger, &[&opts.outbox, &opts.reports]);
     // only `run` stops at phase boundaries; other commands keep the default (immediate) signals
     crate::engine::interrupt::install().context("cannot install the SIGTERM/SIGINT handler")?;
-    let res = match run(&opts) {
+    let res = match run(&opts).map_err(|e| crate::ledger::name_corruption(e, &opts.ledger)) {
         Ok(r) => r,
         Err(e) => match super::settle_error(&e, &footprint) {
             Some(status) => {

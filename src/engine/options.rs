@@ -31,6 +31,9 @@ pub struct RunOptions {
     pub chunk_records: u64,
     /// `--shard I/N`: only this shard's subscribers (scale-out hook, see shard.rs).
     pub shard: Option<Shard>,
+    /// `--full-check`: the start checks the whole ledger file, due or not
+    /// ([`ledger::check_at_start`]).
+    pub whole_check: ledger::WholeCheck,
 }
 
 impl RunOptions {

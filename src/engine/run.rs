@@ -35,7 +35,7 @@ pub use super::run_report::{RunResult, RunStatus};
 
 /// Runs one batch. Errors are usage/environment problems; an R4 violation returns `Aborted`.
 pub fn run(opts: &RunOptions) -> Result<RunResult> {
-    let mut session = Session::open(opts, |led| ledger::quick_check(&led.conn, &led.path))?;
+    let mut session = Session::open(opts, |led| ledger::check_at_start(led, opts.whole_check, !opts.dry_run))?;
     let opts = &session.opts;
 
     // 1. read, into a spool partitioned by subscriber (spilled to disk when the inbox is large)

@@ -5,6 +5,7 @@
 //! all chunks in one transaction; what the publisher needs later sits in [`scratch`] tables.
 //! A lock file next to the database keeps a second run out while one is running.
 
+mod check;
 mod flags;
 mod handoff;
 mod inquiry;
@@ -14,6 +15,10 @@ mod runs;
 pub mod scratch;
 mod store;
 
+pub use check::{
+    BULK_TABLES, WHOLE_CHECK_DAYS, WholeCheck, check_at_start, full_check, name_corruption, partial_check, quick_check,
+    record_whole_check, whole_check_due,
+};
 pub use flags::{ExpiredSupportMeasure, expired_support_measures, subscriber_flag_types};
 pub use handoff::{StoredHandoff, find_handoffs, list_pending_handoffs, mark_handoff_matched, upsert_handoff};
 pub use pending::{PendingFlag, for_each_pending_flag, insert_pending_flag, take_pending_flags};
@@ -160,6 +165,9 @@ pub struct Opened {
     pub in_memory: bool,
     /// This call created the ledger (`IfMissing::Create`).
     pub created: bool,
+    /// The ledger's WAL file was there before it was opened: the last process that had it open
+    /// did not close it (a crash, a kill, a power cut), so the start checks the whole file.
+    pub left_open: bool,
 }
 
 /// The canonical form of a ledger path: symbolic links and `..` resolved, absolute. For a path
@@ -220,6 +228,7 @@ pub fn acquire(path: &Path, if_missing: IfMissing) -> Result<Opened> {
                     path: path.to_path_buf(),
                     in_memory: true,
                     created: false,
+                    left_open: false,
                 });
             }
             IfMissing::Create => {
@@ -249,6 +258,7 @@ pub fn acquire(path: &Path, if_missing: IfMissing) -> Result<Opened> {
         create_atomically(&canon)?;
         tracing::warn!(ledger = %canon.display(), "created a new, empty ledger (--init-ledger)");
     }
+    let left_open = side_file(&canon, "-wal").exists();
     let conn = open(&canon)?;
     Ok(Opened {
         conn,
@@ -256,11 +266,14 @@ pub fn acquire(path: &Path, if_missing: IfMissing) -> Result<Opened> {
         path: canon,
         in_memory: false,
         created,
+        left_open,
     })
 }
 
-/// Tables the schema itself fills (code tables): rows there say nothing about the ledger's use.
-const SCHEMA_FILLED_TABLES: [&str; 1] = ["journal_event"];
+/// Tables the schema itself fills (code tables), and the record of the last whole-file check
+/// (written by the start of a run that was then refused): rows there say nothing about the
+/// ledger's use.
+const SCHEMA_FILLED_TABLES: [&str; 2] = ["journal_event", "ledger_check"];
 
 /// Removes the ledger at `path` when it holds nothing at all (no row in any table but the
 /// schema's own code tables): a ledger that a refused first run created (`--init-ledger`), so
@@ -292,6 +305,13 @@ pub fn discard_unused(path: &Path) -> Result<bool> {
         let _ = std::fs::remove_file(PathBuf::from(name));
     }
     Ok(true)
+}
+
+/// `<ledger><suffix>`: a file SQLite keeps beside the ledger (`-wal`, `-shm`, `-journal`).
+fn side_file(canon: &Path, suffix: &str) -> PathBuf {
+    let mut name = canon.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// Files SQLite keeps beside the ledger, and the lock file.
@@ -439,6 +459,9 @@ pub fn open(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // every cell of every page read is checked to lie within its page: damage in what a run
+    // reads is reported (SQLITE_CORRUPT → exit 3) rather than read (see check.rs)
+    conn.pragma_update(None, "cell_size_check", "ON")?;
     // Page caches are allocated as pages are used: a nightly delta stays small, while a full
     // load stops re-reading index pages it spilled (2 MiB default) and the run's scratch tables
     // (TEMP, read back for the linkage) stay out of their temporary file. Measured on a 500k
@@ -449,6 +472,8 @@ pub fn open(path: &Path) -> Result<Connection> {
     migrate(&conn)?;
     conn.execute_batch(INQUIRY_SCHEMA)
         .context("cannot create the inquiry table")?;
+    conn.execute_batch(check::CHECK_SCHEMA)
+        .context("cannot create the ledger_check table")?;
     Ok(conn)
 }
 
@@ -496,49 +521,6 @@ fn migrate(conn: &Connection) -> Result<()> {
 pub struct LedgerCorrupt {
     pub path: String,
     pub what: String,
-}
-
-/// SQLite's `PRAGMA quick_check` (every page and B-tree structure, not index contents): run at
-/// the start of every command that publishes, before anything is read for publishing.
-pub fn quick_check(conn: &Connection, path: &Path) -> Result<()> {
-    let t0 = std::time::Instant::now();
-    let lines = (|| -> rusqlite::Result<Vec<String>> {
-        let mut st = conn.prepare("PRAGMA quick_check(20)")?;
-        st.query_map([], |r| r.get(0))?.collect()
-    })()
-    .unwrap_or_else(|e| vec![e.to_string()]);
-    tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "ledger quick_check");
-    if lines.len() == 1 && lines[0] == "ok" {
-        return Ok(());
-    }
-    Err(LedgerCorrupt {
-        path: path.display().to_string(),
-        what: format!("quick_check: {}", lines.join("; ")),
-    }
-    .into())
-}
-
-/// A full check (`ledger check`): SQLite's integrity_check (pages, B-trees and every index
-/// against its table), each subscriber's flag rows against their second record, and flag rows
-/// that belong to nothing. Returns the problems found (empty: the ledger is sound).
-pub fn full_check(conn: &Connection) -> Result<Vec<String>> {
-    let mut problems = Vec::new();
-    let mut st = conn.prepare("PRAGMA integrity_check(100)")?;
-    let lines: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-    if !(lines.len() == 1 && lines[0] == "ok") {
-        problems.extend(lines.into_iter().map(|l| format!("integrity_check: {l}")));
-        // the tables below cannot be trusted to be read
-        return Ok(problems);
-    }
-    for (i, k) in digest_mismatches(conn)? {
-        problems.push(format!(
-            "subscriber {i}/{k}: flag rows do not match their second record (flag_digest)"
-        ));
-    }
-    for (i, k, what) in flag_orphans(conn)? {
-        problems.push(format!("subscriber {i}/{k}: {what}"));
-    }
-    Ok(problems)
 }
 
 /// A consistent copy of the ledger at `to` (SQLite `VACUUM INTO`: a snapshot of the last commit,
