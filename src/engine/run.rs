@@ -35,7 +35,11 @@ pub use super::run_report::{RunResult, RunStatus};
 
 /// Runs one batch. Errors are usage/environment problems; an R4 violation returns `Aborted`.
 pub fn run(opts: &RunOptions) -> Result<RunResult> {
-    let mut session = Session::open(opts, |led| ledger::check_at_start(led, opts.whole_check, !opts.dry_run))?;
+    let mut whole_checked = false;
+    let mut session = Session::open(opts, |led| {
+        whole_checked = ledger::check_at_start(led, opts.whole_check)?;
+        Ok(())
+    })?;
     let opts = &session.opts;
 
     // 1. read, into a spool partitioned by subscriber (spilled to disk when the inbox is large)
@@ -67,6 +71,10 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let result = execute(&mut session.conn, opts, prepared, &mut |tx, report| {
         for f in &applied {
             f.record(tx, &report.run_id)?;
+        }
+        if whole_checked {
+            // with the run's commit: a dry run or a run that fails records nothing
+            ledger::record_whole_check(tx, "quick_check")?;
         }
         Ok(())
     });

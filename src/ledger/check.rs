@@ -11,6 +11,10 @@
 //! guarded where the run reads it: SQLite verifies every page it reads (with `cell_size_check`
 //! on, each cell's extent too) and reports `SQLITE_CORRUPT`, which [`name_corruption`] turns
 //! into [`LedgerCorrupt`] (exit 3, nothing committed or published).
+//!
+//! A sound whole-file check is recorded by the transaction of the `run` that made it (a dry run,
+//! a refused or failed run records nothing) and by a sound `ledger check`; `migrate` always checks
+//! the whole file and records nothing.
 
 use super::{LedgerCorrupt, Opened, digest_mismatches, flag_orphans};
 use anyhow::Result;
@@ -76,23 +80,21 @@ pub fn whole_check_due(conn: &Connection, led: &Opened, whole: WholeCheck) -> Re
 }
 
 /// The start's check of a command that publishes: the whole file when [`whole_check_due`] says
-/// so (recorded when `record`, i.e. not in a dry run), otherwise [`partial_check`]. An in-memory
-/// stand-in is not checked.
-pub fn check_at_start(led: &Opened, whole: WholeCheck, record: bool) -> Result<()> {
+/// so, otherwise [`partial_check`]. `Ok(true)`: the whole file was checked and is sound; `run`
+/// records that with [`record_whole_check`] in its own transaction, so a dry run, a refused or
+/// failed run leaves the ledger as it was. An in-memory stand-in is not checked.
+pub fn check_at_start(led: &Opened, whole: WholeCheck) -> Result<bool> {
     if led.in_memory {
-        return Ok(());
+        return Ok(false);
     }
     let conn = &led.conn;
     match whole_check_due(conn, led, whole)? {
         Some(why) => {
             tracing::info!(reason = %why, "checking the whole ledger");
             quick_check(conn, &led.path)?;
-            if record {
-                record_whole_check(conn, "quick_check")?;
-            }
-            Ok(())
+            Ok(true)
         }
-        None => partial_check(conn, &led.path),
+        None => partial_check(conn, &led.path).map(|()| false),
     }
 }
 

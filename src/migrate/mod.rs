@@ -121,8 +121,9 @@ fn list_sources(from: &Path) -> Result<Vec<PathBuf>> {
 pub fn migrate(o: &MigrateOptions) -> Result<MigrateResult> {
     // A dry run never creates a ledger: an absent one is diffed as empty, in memory.
     let mut session = Session::open(&o.run, |led| {
-        // a migration is rare and reads the whole ledger: always the whole file
-        ledger::check_at_start(led, ledger::WholeCheck::Always, !o.run.dry_run)?;
+        // a migration is rare and reads the whole ledger: always the whole file (not recorded:
+        // a refused migration leaves the ledger as it was, byte for byte)
+        ledger::check_at_start(led, ledger::WholeCheck::Always)?;
         // a full source would bring every shard's subscribers into one shard's ledger
         if let Some(s) = crate::shard::ledger_shard(&led.conn)? {
             anyhow::bail!("this ledger belongs to shard {s} of a sharded deployment: migrate into an unsharded ledger");
