@@ -246,8 +246,11 @@ fn match_flagless_answers(conn: &Connection) -> Result<u64> {
 /// Follow-ups (R13): an answered registration that takes effect later, whose person has no 国保
 /// enrollment in this ledger and that lacks a protection, is inquired again every night until
 /// its QualificationDate, so that a flag 国保 sets after the answer still reaches it (no extract
-/// lists a 障害認定 member, and a late carry needs the ledger's enrollment). Not withheld, not on
-/// a worklist: the answer is there already. Returns how many were inquired again.
+/// lists a 障害認定 member, and a late carry needs the ledger's enrollment). A registration a
+/// hand-off matched is followed up the same way (recorded as answered by it at its first
+/// follow-up): the extract lists only enrollments active on its date, so a flag 国保 sets after
+/// the hand-off on an enrollment lost before the 75th birthday would reach it no other way. Not
+/// withheld, not on a worklist: the answer is there already. Returns how many were inquired again.
 fn inquire_again(
     conn: &Connection,
     run_id: &str,
@@ -255,7 +258,9 @@ fn inquire_again(
     records: &mut BTreeMap<MunicipalityCode, Vec<AgeTransitionInquiry>>,
 ) -> Result<u64> {
     let mut followups = 0;
-    for inq in ledger::answered_inquiries(conn)? {
+    let answered = ledger::answered_inquiries(conn)?.into_iter().map(|q| (q, false));
+    let by_handoff = ledger::handoff_matched_uninquired(conn)?.into_iter().map(|q| (q, true));
+    for (inq, new) in answered.chain(by_handoff) {
         let Some(k) = key_of(&inq.insurer, &inq.subscriber_key) else {
             continue;
         };
@@ -268,6 +273,9 @@ fn inquire_again(
             continue;
         }
         if let Some(r) = inquiry_of(&e, 0) {
+            if new {
+                ledger::record_answered(conn, &inq, run_id, "hand-off (no inquiry)")?;
+            }
             records.entry(r.municipality).or_default().push(r);
             ledger::mark_inquired(conn, &inq, run_id)?;
             followups += 1;

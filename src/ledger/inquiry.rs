@@ -117,6 +117,40 @@ pub fn mark_inquiry_answered(conn: &Connection, q: &OpenInquiry, run_id: &str, b
     Ok(())
 }
 
+/// 後期 registrations a hand-off matched (R3) that were never inquired, in (insurer, key) order:
+/// candidates for follow-up inquiries like answered ones (a flag 国保 sets after the extract,
+/// once its enrollment has stopped being listed, reaches them no other way).
+pub fn handoff_matched_uninquired(conn: &Connection) -> Result<Vec<OpenInquiry>> {
+    let mut st = conn.prepare_cached(
+        "SELECT DISTINCT h.matched_insurer, h.matched_key FROM handoff h
+         WHERE h.matched_key IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM inquiry q
+                           WHERE q.insurer = h.matched_insurer AND q.subscriber_key = h.matched_key)
+         ORDER BY h.matched_insurer, h.matched_key",
+    )?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(OpenInquiry {
+                insurer: r.get(0)?,
+                subscriber_key: r.get(1)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// Records a registration that a hand-off answered without an inquiry, before its first
+/// follow-up inquiry (nothing if it has a row already).
+pub fn record_answered(conn: &Connection, q: &OpenInquiry, run_id: &str, by: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO inquiry (insurer, subscriber_key, status, first_run, answered_run, answered_by)
+         VALUES (?1, ?2, ?5, ?3, ?3, ?4)
+         ON CONFLICT (insurer, subscriber_key) DO NOTHING",
+        params![q.insurer, q.subscriber_key, run_id, by, InquiryStatus::Answered],
+    )?;
+    Ok(())
+}
+
 /// Counts one more inquiry file naming the registration, written by this run.
 pub fn mark_inquired(conn: &Connection, q: &OpenInquiry, run_id: &str) -> Result<()> {
     conn.execute(

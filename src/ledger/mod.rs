@@ -34,9 +34,9 @@ pub use store::{
 };
 
 pub use inquiry::{
-    FlaglessHandoff, OpenInquiry, answered_inquiries, delete_inquiry, inquiry_exists, inquiry_is_open, mark_inquired,
-    mark_inquiry_answered, match_flagless_handoff, open_inquiries, open_inquiry, open_inquiry_keys,
-    unmatched_flagless_handoffs,
+    FlaglessHandoff, OpenInquiry, answered_inquiries, delete_inquiry, handoff_matched_uninquired, inquiry_exists,
+    inquiry_is_open, mark_inquired, mark_inquiry_answered, match_flagless_handoff, open_inquiries, open_inquiry,
+    open_inquiry_keys, record_answered, unmatched_flagless_handoffs,
 };
 pub use lookup::{
     EmptyTables, count_flagged_subscribers, empty_tables, flagged_kokuho_keys, flagged_subscriber_keys,
