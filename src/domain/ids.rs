@@ -42,6 +42,17 @@ pub enum InsurerKind {
     Other,
 }
 
+impl InsurerKind {
+    /// The first two digits of the 8-digit numbers of this kind (`None` for any other insurer).
+    pub const fn number_prefix(self) -> Option<&'static str> {
+        match self {
+            InsurerKind::Kokuho => Some("00"),
+            InsurerKind::Kouki => Some("39"),
+            InsurerKind::Other => None,
+        }
+    }
+}
+
 impl InsurerNumber {
     /// Reads 6 digits, 8 digits, or 6 digits right-aligned with 2 spaces; verifies the check digit.
     pub fn parse(s: &str) -> Result<Self, FieldError> {
@@ -72,11 +83,10 @@ impl InsurerNumber {
     }
 
     pub fn kind(&self) -> InsurerKind {
-        match &self.0[..2] {
-            b"39" => InsurerKind::Kouki,
-            b"00" => InsurerKind::Kokuho,
-            _ => InsurerKind::Other,
-        }
+        [InsurerKind::Kouki, InsurerKind::Kokuho]
+            .into_iter()
+            .find(|k| k.number_prefix().is_some_and(|p| self.0.starts_with(p.as_bytes())))
+            .unwrap_or(InsurerKind::Other)
     }
     pub fn is_kouki(&self) -> bool {
         self.kind() == InsurerKind::Kouki

@@ -298,7 +298,7 @@ fn stage_and_commit(
     }
     let row = ledger::RunRow {
         run_id: run_id.to_owned(),
-        status: "committed".into(),
+        status: ledger::RunStatus::Committed,
         outbox_staging: out_stage.as_ref().map(|s| s.path().display().to_string()),
         outbox_final: out_stage
             .as_ref()

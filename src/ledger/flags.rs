@@ -1,9 +1,9 @@
 //! Reads of the flag table that check and review what the engine stored: the R4 re-check of
 //! flags held elsewhere, and support measures past their end date (R9 worklist).
 
-use crate::domain::Date;
+use crate::domain::{Date, FlagSource};
 use anyhow::Result;
-use rusqlite::Connection;
+use rusqlite::{Connection, params};
 
 /// The flag types of a subscriber's subscriber-wide flags (InfoCode empty), as stored: read
 /// with plain SQL, independent of the engine's loading, for the R4 re-check.
@@ -29,10 +29,10 @@ pub struct ExpiredSupportMeasure {
 pub fn expired_support_measures(conn: &Connection, as_of: Date) -> Result<Vec<ExpiredSupportMeasure>> {
     let mut st = conn.prepare(
         "SELECT insurer, subscriber_key, info_code, flag_type, support_measure_end FROM flag \
-         WHERE source = '2' AND support_measure_end IS NOT NULL AND support_measure_end < ?1 \
+         WHERE source = ?2 AND support_measure_end IS NOT NULL AND support_measure_end < ?1 \
          ORDER BY insurer, subscriber_key, info_code, flag_type",
     )?;
-    let rows = st.query_map([as_of.to_string()], |row| {
+    let rows = st.query_map(params![as_of.to_string(), FlagSource::SupportMeasure], |row| {
         Ok(ExpiredSupportMeasure {
             insurer: row.get(0)?,
             subscriber_key: row.get(1)?,

@@ -177,10 +177,10 @@ pub struct FlaglessHandoff {
 pub fn unmatched_flagless_handoffs(conn: &Connection) -> Result<Vec<FlaglessHandoff>> {
     let mut st = conn.prepare(
         "SELECT source_insurer, source_key, individual_number, municipality, resident_code, birthdate FROM handoff
-         WHERE matched_insurer IS NULL AND self_info = '0' AND non_disclosure = 0 AND auto_response = 0",
+         WHERE matched_insurer IS NULL AND self_info = ?1 AND non_disclosure = 0 AND auto_response = 0",
     )?;
     let rows = st
-        .query_map([], |r| {
+        .query_map([crate::domain::self_info_column(None)], |r| {
             Ok(FlaglessHandoff {
                 source_insurer: r.get(0)?,
                 source_key: r.get(1)?,

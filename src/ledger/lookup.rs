@@ -43,13 +43,16 @@ pub fn unmatched_handoff_sources(conn: &Connection) -> Result<Vec<String>> {
 pub fn flagged_kokuho_keys(conn: &Connection) -> Result<Vec<(InsurerNumber, SubscriberKey)>> {
     let mut st = conn.prepare(
         "SELECT DISTINCT insurer, subscriber_key FROM flag
-         WHERE info_code = '' AND subscriber_key <> '' AND flag_type IN (?1, ?2) AND insurer LIKE '00%'
+         WHERE info_code = '' AND subscriber_key <> '' AND flag_type IN (?1, ?2) AND substr(insurer, 1, 2) = ?3
          ORDER BY insurer, subscriber_key",
     )?;
     let protective = [FlagType::NonDisclosure, FlagType::SelfInfoProvisionProhibited];
     debug_assert!(protective.iter().all(|t| t.is_protective()));
+    let kokuho = InsurerKind::Kokuho.number_prefix();
     Ok(st
-        .query_map(params![protective[0], protective[1]], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![protective[0], protective[1], kokuho], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<rusqlite::Result<_>>()?)
 }
 

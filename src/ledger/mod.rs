@@ -23,7 +23,7 @@ pub use flags::{ExpiredSupportMeasure, expired_support_measures, subscriber_flag
 pub use handoff::{StoredHandoff, find_handoffs, list_pending_handoffs, mark_handoff_matched, upsert_handoff};
 pub use pending::{PendingFlag, for_each_pending_flag, insert_pending_flag, take_pending_flags};
 pub use runs::{
-    JournalEvent, RunRow, applied_file_sha, checkpoint, count_journal_events, defer_checkpoint, delete_run,
+    JournalEvent, RunRow, RunStatus, applied_file_sha, checkpoint, count_journal_events, defer_checkpoint, delete_run,
     insert_applied_file, insert_run, journal, last_run_id, mark_published, run_exists, runs_to_publish,
 };
 pub use store::{

@@ -3,6 +3,7 @@
 
 use crate::domain::{Date, FileKind, InsurerNumber, SubscriberKey};
 use anyhow::Result;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// SHA-256 (hex) of an applied file with this sender and identifier, if any (R10).
@@ -177,11 +178,44 @@ pub fn count_journal_events(conn: &Connection, run_id: &str, event: JournalEvent
     )?)
 }
 
+/// A run's `status` column (R12): its ledger changes are committed with its staged outputs,
+/// then it is published once they are renamed into place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    Committed,
+    Published,
+}
+
+impl RunStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Committed => "committed",
+            RunStatus::Published => "published",
+        }
+    }
+}
+
+impl ToSql for RunStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for RunStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_str()? {
+            "committed" => Ok(RunStatus::Committed),
+            "published" => Ok(RunStatus::Published),
+            other => Err(FromSqlError::Other(format!("unknown run status {other:?}").into())),
+        }
+    }
+}
+
 /// A run whose ledger changes are committed; its outputs may still sit in staging (R12).
 #[derive(Clone, Debug)]
 pub struct RunRow {
     pub run_id: String,
-    pub status: String,
+    pub status: RunStatus,
     pub outbox_staging: Option<String>,
     pub outbox_final: Option<String>,
     pub report_staging: Option<String>,
@@ -225,9 +259,9 @@ pub fn insert_run(conn: &Connection, r: &RunRow, as_of: Date) -> Result<()> {
 pub fn runs_to_publish(conn: &Connection) -> Result<Vec<RunRow>> {
     let mut st = conn.prepare_cached(
         "SELECT run_id, status, outbox_staging, outbox_final, report_staging, report_final FROM run
-         WHERE status = 'committed' ORDER BY run_id",
+         WHERE status = ?1 ORDER BY run_id",
     )?;
-    let rows = st.query_map([], |r| {
+    let rows = st.query_map([RunStatus::Committed], |r| {
         Ok(RunRow {
             run_id: r.get(0)?,
             status: r.get(1)?,
@@ -241,7 +275,10 @@ pub fn runs_to_publish(conn: &Connection) -> Result<Vec<RunRow>> {
 }
 
 pub fn mark_published(conn: &Connection, run_id: &str) -> Result<()> {
-    conn.execute("UPDATE run SET status = 'published' WHERE run_id = ?1", params![run_id])?;
+    conn.execute(
+        "UPDATE run SET status = ?2 WHERE run_id = ?1",
+        params![run_id, RunStatus::Published],
+    )?;
     Ok(())
 }
 

@@ -486,9 +486,9 @@ pub fn flagged_person_keys(conn: &Connection) -> Result<FlaggedPersonKeys> {
     }
     let mut st = conn.prepare_cached(
         "SELECT individual_number, municipality, resident_code, birthdate FROM handoff
-         WHERE self_info != '0' OR non_disclosure = 1",
+         WHERE self_info != ?1 OR non_disclosure = 1",
     )?;
-    for r in st.query_map([], row)? {
+    for r in st.query_map([crate::domain::self_info_column(None)], row)? {
         let (mn, muni, res, birth) = r?;
         add(mn, muni, res, birth);
     }
