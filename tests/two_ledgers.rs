@@ -1201,3 +1201,48 @@ fn regression_flag_set_on_a_lost_enrollment_after_the_handoff_reaches_the_regist
         delivery: Delivery::default(),
     });
 }
+
+/// Found by this test (seeds 42 and 44, after the fix above): as above, but the union registers
+/// the member by 障害認定 (02) with a past QualificationDate, on the night 国保 sets 不開示該当 and
+/// records the loss. The registration matched yesterday's hand-off (自己情報提供不可 only) and
+/// was published without 不開示該当 and listed nowhere; a past-dated registration gets no
+/// follow-up. Now a registration carried from a hand-off of an earlier night that lacks a
+/// protection is inquired at once and listed as awaiting the answer, which carries the flag.
+#[test]
+fn regression_registration_matched_to_an_earlier_handoff_is_asked_again() {
+    replay(History {
+        persons: vec![
+            bystander(),
+            Person {
+                birth: 1,
+                kokuho_mn: true,
+                kokuho_night: 0,
+                kokuho_loss: Some(1),
+                registration: Some(Registration {
+                    reason: "02",
+                    future: false,
+                    mn: Mn::Same,
+                    night: 1,
+                    cancel: None,
+                }),
+                flags: vec![
+                    FlagEvent {
+                        night: 0,
+                        ty: 3,
+                        set: true,
+                    },
+                    FlagEvent {
+                        night: 1,
+                        ty: 2,
+                        set: true,
+                    },
+                ],
+                union_flags: vec![],
+            },
+        ],
+        nights: 2,
+        format: Format::Csv,
+        encoding: TextEncoding::Utf8,
+        delivery: Delivery::default(),
+    });
+}

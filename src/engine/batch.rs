@@ -55,6 +55,10 @@ pub struct BatchOutcome {
     /// R13: answers about persons the 国保 ledger does not know (empty SourceSubscriberKey):
     /// (origin `file#seq`, person). Not hand-offs: [`super::inquiry`] matches them to inquiries.
     pub unknown_answers: Vec<(String, PersonKey)>,
+    /// R13: 後期 transition registrations of this run carried from a hand-off an earlier run
+    /// stored: 国保's flags may have changed since, so [`super::inquiry`] asks again when the
+    /// registration lacks a protection.
+    pub carried_from_earlier_handoff: Vec<SubKey>,
 }
 
 /// A line of the review worklist: a case a person must look at.
@@ -474,6 +478,9 @@ impl Applier<'_> {
             // a hand-off counts as matched only once its flags are set on the registration
             for h in &r.handoffs_used {
                 self.used_handoffs.insert(*h, k);
+            }
+            if src.via == CarryVia::Handoff && !self.run_handoffs.contains_key(&src.from) {
+                self.out.carried_from_earlier_handoff.push(k);
             }
             // 自動応答不可 alone carries nothing and makes no carry entry: from a hand-off it
             // goes to flag confirmation here (R5 lists a 国保 enrollment of the ledger, and

@@ -194,7 +194,14 @@ pub fn reconcile(conn: &Connection, run_id: &str, as_of: Date, o: &mut BatchOutc
             note,
         ]);
     }
-    // 4. follow-ups (see inquire_again)
+    // 4. registrations of this run carried from a hand-off of an earlier night (see
+    //    confirm_earlier_handoffs), then follow-ups (see inquire_again)
+    confirm_earlier_handoffs(
+        conn,
+        run_id,
+        &std::mem::take(&mut o.carried_from_earlier_handoff),
+        &mut out,
+    )?;
     out.followups = inquire_again(conn, run_id, as_of, &mut out.records)?;
     if out.followups > 0 {
         tracing::info!(
@@ -243,6 +250,42 @@ fn match_flagless_answers(conn: &Connection) -> Result<u64> {
     Ok(matched)
 }
 
+/// A registration of this run that a hand-off of an earlier night matched got 国保's flags as
+/// of that night; by the registration's night 国保 may have set another (and, with the
+/// enrollment lost, no extract lists it again). When it lacks 自己情報提供不可 or 不開示該当 and
+/// its person has no 国保 enrollment in this ledger, it is inquired now (recorded as answered by
+/// the hand-off, so later follow-ups count it) and listed on `inquiry_awaiting`, published: the
+/// answer carries what changed the next night (R3's late carry).
+fn confirm_earlier_handoffs(conn: &Connection, run_id: &str, regs: &[SubKey], out: &mut Inquiries) -> Result<()> {
+    for &(i, k) in regs {
+        let Some(e) = ledger::load_enrollment(conn, i, k)?.filter(|e| e.status != Status::Cancelled) else {
+            continue;
+        };
+        if e.has_protective_flag_pair() || !kokuho_matches(conn, &e.person())?.is_empty() {
+            continue;
+        }
+        let Some(r) = inquiry_of(&e, 0) else { continue };
+        let inq = ledger::OpenInquiry {
+            insurer: i.as_str().to_owned(),
+            subscriber_key: k.as_str().to_owned(),
+        };
+        ledger::record_answered(conn, &inq, run_id, "hand-off of an earlier night")?;
+        ledger::mark_inquired(conn, &inq, run_id)?;
+        let p = e.current_period();
+        out.awaiting.push(vec![
+            inq.insurer,
+            inq.subscriber_key,
+            e.name.clone(),
+            p.map(|p| p.qualification_date.to_string()).unwrap_or_default(),
+            p.map(|p| p.reason_of_qualification.code().to_owned()).unwrap_or_default(),
+            String::new(),
+            "published with the flags of a hand-off of an earlier night; inquired again in case 国保's flags changed since".to_owned(),
+        ]);
+        out.records.entry(r.municipality).or_default().push(r);
+    }
+    Ok(())
+}
+
 /// Follow-ups (R13): an answered registration that takes effect later, whose person has no 国保
 /// enrollment in this ledger and that lacks a protection, is inquired again every night until
 /// its QualificationDate, so that a flag 国保 sets after the answer still reaches it (no extract
@@ -271,6 +314,13 @@ fn inquire_again(
         let future = p.reason_of_qualification.is_transition() && p.qualification_date > as_of;
         if !future || e.has_protective_flag_pair() || !kokuho_matches(conn, &e.person())?.is_empty() {
             continue;
+        }
+        let asked = records
+            .values()
+            .flatten()
+            .any(|r| (r.insurer, r.key) == (e.insurer, e.key));
+        if asked {
+            continue; // inquired by this run already (confirm_earlier_handoffs)
         }
         if let Some(r) = inquiry_of(&e, 0) {
             if new {
