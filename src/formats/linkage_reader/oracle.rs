@@ -3,10 +3,10 @@
 //! same result). It shares the checks of one row, one element and one group with the raw
 //! reader, not its state machines.
 
-use super::raw::{BOM_MESSAGE, RawPiece, RawRow, RowKind, invalid_bytes};
+use super::raw::{BOM_MESSAGE, RawPiece, RawRow, invalid_bytes};
 use super::raw_csv::{OwnLine, own_header, own_line};
 use super::raw_xml::{El, MARKUP_NEVER_WRITTEN, own_reference, root_child};
-use super::typed::{check_groups, check_records, check_shape, flag_row, fukuhon_row, header_of, parse_group};
+use super::typed::{check_groups, check_records, flag_row, fukuhon_row, header_of, parse_group, rows_after};
 use super::{LinkageFile, LinkageRows};
 use crate::domain::FileKind;
 use crate::formats::linkage::SubscriberGroup;
@@ -198,17 +198,7 @@ fn groups(rows: Vec<RawRow>) -> Result<(Vec<SubscriberGroup>, u64)> {
     let mut it = rows.into_iter().peekable();
     while let Some(b) = it.next() {
         let ordinal = out.len() as u64 + 1;
-        check_shape(&b, RowKind::Basic)?;
-        let c = it
-            .next()
-            .ok_or_else(|| anyhow!("group {ordinal}: no 02 row after the 01 row"))?;
-        check_shape(&c, RowKind::Control)?;
-        let mut quals = Vec::new();
-        while it.peek().is_some_and(|r| r.kind == RowKind::Qualification) {
-            let q = it.next().expect("peeked");
-            check_shape(&q, RowKind::Qualification)?;
-            quals.push(q);
-        }
+        let (c, quals) = rows_after(&b, &mut it, ordinal)?;
         out.push(parse_group(ordinal, &b, &c, &quals)?);
     }
     Ok((out, n_rows))

@@ -12,6 +12,7 @@ use crate::error::FieldError;
 use crate::formats::linkage::{FlagRow, FukuhonRow, ProvisionControl, QualificationRow, SubscriberGroup};
 use crate::formats::{FileHeader, Format, TextEncoding};
 use anyhow::{Result, anyhow, bail};
+use std::iter::Peekable;
 
 fn field<T>(r: Result<T, FieldError>, name: &str, at: u64) -> Result<T> {
     r.map_err(|e| anyhow!("row {at}, field {name}: {}", e.message))
@@ -76,7 +77,7 @@ pub(super) fn check_records(trailer: &[String], n: u64) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn check_shape(r: &RawRow, kind: RowKind) -> Result<()> {
+fn check_shape(r: &RawRow, kind: RowKind) -> Result<()> {
     let cols = kind.columns(FileKind::SubscriberLinkage);
     if r.kind != kind || r.values.len() != cols.len() {
         bail!(
@@ -94,7 +95,24 @@ pub(super) fn check_shape(r: &RawRow, kind: RowKind) -> Result<()> {
 pub(super) fn group_of(rows: Vec<RawRow>, ordinal: u64) -> Result<SubscriberGroup> {
     let mut it = rows.into_iter().peekable();
     let b = it.next().ok_or_else(|| anyhow!("group {ordinal}: no 01 row"))?;
-    check_shape(&b, RowKind::Basic)?;
+    let (c, quals) = rows_after(&b, &mut it, ordinal)?;
+    if let Some(r) = it.next().filter(|_| !quals.is_empty()) {
+        bail!(
+            "row {}: a {} row after the 04 rows of group {ordinal}",
+            r.at,
+            r.kind.code()
+        );
+    }
+    parse_group(ordinal, &b, &c, &quals)
+}
+
+/// The `02` row after the `01` row `b` and the `04` rows that follow it, shapes checked.
+pub(super) fn rows_after(
+    b: &RawRow,
+    it: &mut Peekable<impl Iterator<Item = RawRow>>,
+    ordinal: u64,
+) -> Result<(RawRow, Vec<RawRow>)> {
+    check_shape(b, RowKind::Basic)?;
     let c = it
         .next()
         .ok_or_else(|| anyhow!("group {ordinal}: no 02 row after the 01 row"))?;
@@ -105,14 +123,7 @@ pub(super) fn group_of(rows: Vec<RawRow>, ordinal: u64) -> Result<SubscriberGrou
         check_shape(&q, RowKind::Qualification)?;
         quals.push(q);
     }
-    if let Some(r) = it.next().filter(|_| !quals.is_empty()) {
-        bail!(
-            "row {}: a {} row after the 04 rows of group {ordinal}",
-            r.at,
-            r.kind.code()
-        );
-    }
-    parse_group(ordinal, &b, &c, &quals)
+    Ok((c, quals))
 }
 
 /// The group of a `01`, a `02` and its `04` rows, shapes checked.
