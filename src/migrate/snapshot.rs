@@ -26,7 +26,8 @@ use crate::formats::checks::type_header;
 use crate::formats::linkage::{
     BASIC_COLUMNS as BASIC, CONTROL_COLUMNS as CONTROL, QUALIFICATION_COLUMNS as QUALIFICATION,
 };
-use crate::formats::linkage_reader::raw::{HEAD, RawGroup, RawPiece, RawReader, RawRow, RowKind, Strictness};
+use crate::formats::linkage_reader::raw::{RawGroup, RawPiece, RawRow, RowKind, Strictness};
+use crate::formats::linkage_reader::raw_reader::{HEAD, RawReader};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::io::Read;

@@ -1,11 +1,9 @@
 //! Reading SubscriberLinkage, FlagLinkage and FukuhonLinkage files (CSV or XML; UTF-8 or
 //! Shift_JIS): one raw reader, two typers.
 //!
-//! - [`raw`] reads a file into raw pieces — the header's values, one group or record at a time
-//!   with its position, the trailer's values — with one state machine per syntax
-//!   ([`raw_csv`], `raw_xml`). They are this module's long files: each is one state machine
-//!   over the events of its syntax, at two levels of [`Strictness`], and splitting one would
-//!   scatter the states it moves between.
+//! - [`raw_reader::RawReader`] reads a file into [`raw`] pieces — the header's values, one
+//!   group or record at a time with its position, the trailer's values — with one state machine
+//!   per syntax ([`raw_csv`], `raw_xml`), each at two levels of [`Strictness`].
 //! - [`LinkageReader`] (here) types the pieces of this program's own output for `merge-shards`:
 //!   it gives back exactly the groups and rows [`super::linkage::StandardLayout`] wrote, so that
 //!   writing them again reproduces the file byte for byte (with new numbering, header and
@@ -28,6 +26,7 @@
 
 pub mod raw;
 pub mod raw_csv;
+pub mod raw_reader;
 mod raw_xml;
 mod typed;
 
@@ -42,7 +41,8 @@ use super::FileHeader;
 use super::linkage::{FlagRow, FukuhonRow, SubscriberGroup};
 use crate::domain::{FileKind, InsurerNumber, SubscriberKey};
 use anyhow::{Context, Result, bail};
-use raw::{HEAD, RawPiece, RawReader};
+use raw::RawPiece;
+use raw_reader::{HEAD, RawReader};
 use std::io::Read;
 use std::path::Path;
 use typed::{check_groups, check_records, flag_row, fukuhon_row, group_of, header_of};
