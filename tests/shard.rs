@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use nhi_linkage::domain::{FileKind, InsurerNumber, Timestamp};
 use nhi_linkage::formats::linkage::{LinkageLayout, StandardLayout};
-use nhi_linkage::formats::linkage_reader::{LinkageItem, LinkageReader, LinkageRows, read_linkage};
+use nhi_linkage::formats::linkage_reader::{LinkageFile, LinkageItem, LinkageReader, LinkageRows};
 use nhi_linkage::formats::writer::{RecordWriter, UnmappablePolicy};
 use nhi_linkage::formats::{FileHeader, Format, TextEncoding, hex};
 use sha2::{Digest, Sha256};
@@ -19,6 +19,27 @@ use std::process::{Command, Output};
 /// A second 後期 insurer number of the union (another municipality).
 const KOUKI2: &str = "39131016";
 const N: u32 = 3;
+
+/// A linkage file held in memory, read whole.
+fn read_whole(bytes: &[u8]) -> anyhow::Result<LinkageFile> {
+    LinkageReader::new(bytes).and_then(LinkageReader::read_all)
+}
+
+/// What the writer makes of a file's header and rows.
+fn written(file: &LinkageFile) -> Vec<u8> {
+    let layout = StandardLayout {
+        policy: UnmappablePolicy::Reject,
+    };
+    let mut out = Vec::new();
+    let h = &file.header;
+    match &file.rows {
+        LinkageRows::Subscribers(v) => layout.subscriber_linkage(h, &mut v.iter().cloned(), &mut out),
+        LinkageRows::Flags(v) => layout.flag_linkage(h, &mut v.iter().cloned(), &mut out),
+        LinkageRows::Fukuhon(v) => layout.fukuhon_linkage(h, &mut v.iter().cloned(), &mut out),
+    }
+    .unwrap();
+    out
+}
 
 fn birth(i: u64) -> String {
     format!("195201{i:02}") // 75 on 2027-01-ii: future-dated against as-of 2026-12-01
@@ -146,7 +167,8 @@ impl Deployment {
     }
 
     /// On every linkage file the shard runs and the merge published, the streaming reader gives,
-    /// group by group and row by row, what the whole-file parse gives, and the file's digest.
+    /// group by group and row by row, what the file read whole gives, what the writer turns back
+    /// into the same bytes, and the file's digest.
     fn assert_streaming_reader_agrees(&self) {
         let mut roots = self.shards();
         roots.push(self.merged());
@@ -157,7 +179,8 @@ impl Deployment {
                 if name.ends_with("MANIFEST.json") {
                     continue;
                 }
-                let whole = read_linkage(&bytes).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                let whole = read_whole(&bytes).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                assert_eq!(written(&whole), bytes, "{name}: written again byte for byte");
                 let mut r = LinkageReader::open(&outbox.join(&name)).unwrap();
                 assert_eq!(*r.header(), whole.header, "{name}");
                 let items: Vec<LinkageItem> = r.by_ref().collect::<anyhow::Result<_>>().unwrap();
@@ -769,12 +792,12 @@ fn a_shard_file_out_of_key_order_or_truncated_stops_the_merge_and_publishes_noth
                 files_under(&d.shard(i).join("outbox").join(&run))
                     .into_iter()
                     .find(|(n, b)| {
-                        n.starts_with("SubscriberLinkage_") && read_linkage(b).is_ok_and(|l| l.rows.len() >= 3)
+                        n.starts_with("SubscriberLinkage_") && read_whole(b).is_ok_and(|l| l.rows.len() >= 3)
                     })
                     .map(|(n, b)| (i, run, n, b))
             })
             .expect("a shard file with three groups");
-        let file = read_linkage(&original).unwrap();
+        let file = read_whole(&original).unwrap();
         let LinkageRows::Subscribers(groups) = &file.rows else {
             unreachable!("a SubscriberLinkage file")
         };

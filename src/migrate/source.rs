@@ -9,7 +9,9 @@ use crate::domain::{
 };
 use crate::error::{Diagnostic, ErrorCode, FieldError};
 use crate::formats::TextEncoding;
-use crate::formats::decode::{StopReason, StrictDecoder};
+use crate::formats::decode::StrictDecoder;
+use crate::formats::linkage_reader::raw_csv;
+pub use crate::formats::linkage_reader::raw_csv::{field_text, strip_cr};
 use std::collections::HashMap;
 use std::io::Read;
 
@@ -225,37 +227,5 @@ pub fn diags(display: &str, seq: u64, line: u64, faults: Vec<FieldFault>) -> Vec
 
 /// A csv error on a stream read through [`StrictDecoder`], as a file-level diagnostic.
 pub fn csv_error<R: Read>(display: &str, e: &csv::Error, dec: &StrictDecoder<R>) -> Diagnostic {
-    match dec.stop_reason() {
-        Some(StopReason::Encoding(d)) => Diagnostic::new(display, ErrorCode::Encoding, d.message.clone())
-            .line(d.line)
-            .offset(d.offset),
-        Some(StopReason::SizeLimit) => {
-            Diagnostic::new(display, ErrorCode::Schema, "a row is longer than the size limit")
-        }
-        None => {
-            let d = Diagnostic::new(display, ErrorCode::Schema, "malformed CSV");
-            match e.position() {
-                Some(p) => d.line(p.line()),
-                None => d,
-            }
-        }
-    }
-}
-
-/// Decodes one CSV field strictly (the stream is validated already; this cannot fail then).
-pub fn field_text(bytes: &[u8], encoding: TextEncoding) -> Result<String, ErrorCode> {
-    let mut s = String::new();
-    crate::formats::decode::decode_field(bytes, encoding, &mut s).map_err(|_| ErrorCode::Encoding)?;
-    Ok(s)
-}
-
-/// Rows are split on LF only (so the csv crate's line numbers are those of the row's start); a
-/// CR before it is dropped from the last field here.
-pub fn strip_cr(rec: &mut csv::ByteRecord) {
-    let n = rec.len();
-    if let Some(last) = rec.get(n.wrapping_sub(1)).filter(|f| f.ends_with(b"\r")) {
-        let last = last[..last.len() - 1].to_vec();
-        rec.truncate(n - 1);
-        rec.push_field(&last);
-    }
+    raw_csv::csv_error(e, dec).diagnostic(display)
 }

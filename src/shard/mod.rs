@@ -15,7 +15,10 @@
 //! A shard run's id is the unsharded run id plus `-s{I}of{N}`, so reruns stay deterministic and
 //! `merge-shards` can name the merged folder by the unsharded id.
 
+mod found;
+mod kway;
 pub mod merge;
+mod merged_report;
 
 use crate::domain::{FlagScope, InsurerKind, InsurerNumber, Record, SubscriberKey};
 use crate::ledger::{self, JournalEvent};
