@@ -1166,40 +1166,44 @@ fn unlucky_deliveries_lose_nothing_in_silence() {
 #[test]
 fn regression_flag_set_on_a_lost_enrollment_after_the_handoff_reaches_the_registration() {
     replay(History {
-        persons: vec![
-            Person {
-                birth: 1,
-                kokuho_mn: true,
-                kokuho_night: 0,
-                kokuho_loss: Some(1),
-                registration: Some(Registration {
-                    reason: "01",
-                    future: false,
-                    mn: Mn::Same,
-                    night: 1,
-                    cancel: None,
-                }),
-                flags: vec![
-                    FlagEvent {
-                        night: 1,
-                        ty: 2,
-                        set: true,
-                    },
-                    FlagEvent {
-                        night: 0,
-                        ty: 3,
-                        set: true,
-                    },
-                ],
-                union_flags: vec![],
-            },
-            bystander(),
-        ],
+        persons: vec![flagged_then_lost("01"), bystander()],
         nights: 2,
         format: Format::Csv,
         encoding: TextEncoding::Utf8,
         delivery: Delivery::default(),
     });
+}
+
+/// A member turning 75 in January: 自己情報提供不可 at 国保 on the first night (the extract hands
+/// it over), 不開示該当 and a 資格喪失 (November) on the second, when the union registers them
+/// (`reason`, past-dated for 02, January for 01) under the same My Number.
+fn flagged_then_lost(reason: &'static str) -> Person {
+    Person {
+        birth: 1,
+        kokuho_mn: true,
+        kokuho_night: 0,
+        kokuho_loss: Some(1),
+        registration: Some(Registration {
+            reason,
+            future: false,
+            mn: Mn::Same,
+            night: 1,
+            cancel: None,
+        }),
+        flags: vec![
+            FlagEvent {
+                night: 0,
+                ty: 3,
+                set: true,
+            },
+            FlagEvent {
+                night: 1,
+                ty: 2,
+                set: true,
+            },
+        ],
+        union_flags: vec![],
+    }
 }
 
 /// Found by this test (seeds 42 and 44, after the fix above): as above, but the union registers
@@ -1211,35 +1215,7 @@ fn regression_flag_set_on_a_lost_enrollment_after_the_handoff_reaches_the_regist
 #[test]
 fn regression_registration_matched_to_an_earlier_handoff_is_asked_again() {
     replay(History {
-        persons: vec![
-            bystander(),
-            Person {
-                birth: 1,
-                kokuho_mn: true,
-                kokuho_night: 0,
-                kokuho_loss: Some(1),
-                registration: Some(Registration {
-                    reason: "02",
-                    future: false,
-                    mn: Mn::Same,
-                    night: 1,
-                    cancel: None,
-                }),
-                flags: vec![
-                    FlagEvent {
-                        night: 0,
-                        ty: 3,
-                        set: true,
-                    },
-                    FlagEvent {
-                        night: 1,
-                        ty: 2,
-                        set: true,
-                    },
-                ],
-                union_flags: vec![],
-            },
-        ],
+        persons: vec![bystander(), flagged_then_lost("02")],
         nights: 2,
         format: Format::Csv,
         encoding: TextEncoding::Utf8,
