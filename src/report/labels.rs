@@ -7,6 +7,7 @@
 //! English name, as text: the workbook is built from whatever the report holds.
 
 use super::{FlagChangeKind, InputStatus, PendingOperation, ReportStatus};
+use crate::domain::FlagType;
 use crate::domain::person::{CarryVia, MatchRule};
 
 /// How a column's cells are written in the workbook.
@@ -202,11 +203,12 @@ pub fn flag_ja(flag: &str) -> String {
         Some((n, r)) => (n, r.strip_suffix(')').filter(|r| !r.is_empty())),
         None => (flag, None),
     };
-    let ja = match name {
-        "SelfInfoProvisionProhibited" | "3" => "自己情報提供不可",
-        "NonDisclosure" | "2" => "不開示該当",
-        "AutoResponseProhibited" | "1" => "自動応答不可",
-        _ => return flag.to_owned(),
+    let Some(ja) = FlagType::ALL
+        .iter()
+        .find(|t| t.name_en() == name || t.code() == name)
+        .map(|t| t.name_ja())
+    else {
+        return flag.to_owned();
     };
     match reason {
         Some(r) => format!("{ja}（理由{r}）"),
