@@ -260,6 +260,21 @@ fn name(p: usize) -> String {
     ["山田　花子", "佐藤　梅子", "中村　節子", "渡辺　清"][p % 4].to_owned()
 }
 
+/// The FlagChange record of a flag event (自己情報提供不可 set with ReasonCode 2).
+fn flag_record(insurer: &str, key: &str, e: &FlagEvent, time: &str) -> BTreeMap<&'static str, String> {
+    let mut r = flag_set(
+        insurer,
+        key,
+        &e.ty.to_string(),
+        if e.ty == 3 && e.set { "2" } else { "" },
+        time,
+    );
+    if !e.set {
+        r.insert("Operation", "2".into());
+    }
+    r
+}
+
 /// Writes the 国保 side's and the union's input files of night `n` (into the folders they are
 /// delivered from; [`deliver`] decides which inbox gets them when).
 fn write_night(h: &History, n: usize, kokuho_out: &Path, union_out: &Path) {
@@ -297,17 +312,7 @@ fn write_night(h: &History, n: usize, kokuho_out: &Path, union_out: &Path) {
         for (i, e) in person.flags.iter().enumerate().filter(|(_, e)| e.night == n) {
             // EffectiveTimes grow with the night and the event: no stale event (R1a) by design
             let time = format!("202611{:02}09{:02}{:02}", 10 + n, p, i);
-            let mut r = flag_set(
-                KOKUHO,
-                &Person::kokuho_key(p),
-                &e.ty.to_string(),
-                if e.ty == 3 && e.set { "2" } else { "" },
-                &time,
-            );
-            if !e.set {
-                r.insert("Operation", "2".into());
-            }
-            flags.push(r);
+            flags.push(flag_record(KOKUHO, &Person::kokuho_key(p), e, &time));
         }
         if let Some(r) = person.registration.as_ref().filter(|r| r.night == n) {
             let mn = match r.mn {
@@ -333,17 +338,7 @@ fn write_night(h: &History, n: usize, kokuho_out: &Path, union_out: &Path) {
             // later in the day than 国保's events of the night: a union release is not stale
             // against a flag carried from the same night
             let time = format!("202611{:02}12{:02}{:02}", 10 + n, p, i);
-            let mut r = flag_set(
-                KOUKI,
-                &Person::kouki_key(p),
-                &e.ty.to_string(),
-                if e.ty == 3 && e.set { "2" } else { "" },
-                &time,
-            );
-            if !e.set {
-                r.insert("Operation", "2".into());
-            }
-            union_flags.push(r);
+            union_flags.push(flag_record(KOUKI, &Person::kouki_key(p), e, &time));
         }
     }
     if on(&h.delivery.junk, n) {

@@ -255,49 +255,43 @@ impl Differ<'_> {
         }
     }
 
+    /// Rejects a whole source record (E_SCHEMA on `field`) and lists it as rejected.
+    fn reject_record(&mut self, d: &Desired, field: &'static str, message: &str, note: &str) -> Result<()> {
+        let (ins, key) = (d.base.insurer, d.base.key);
+        let diag = Diagnostic::new(&*self.file, ErrorCode::Schema, message)
+            .line(d.line)
+            .seq(d.seq)
+            .field(field);
+        self.reject(vec![diag], false);
+        self.count(ins, DiffKind::Rejected);
+        self.row(
+            ins.as_str(),
+            key.as_str(),
+            DiffKind::Rejected.as_str(),
+            "",
+            "",
+            "",
+            note,
+        )
+    }
+
     fn record(&mut self, d: Desired) -> Result<()> {
         let (ins, key) = (d.base.insurer, d.base.key);
         if !self.seen.entry(ins).or_default().insert(key_num(key)) {
-            let diag = Diagnostic::new(
-                &*self.file,
-                ErrorCode::Schema,
+            return self.reject_record(
+                &d,
+                "SubscriberKey",
                 "the subscriber appears more than once in the source; only its first record is used",
-            )
-            .line(d.line)
-            .seq(d.seq)
-            .field("SubscriberKey");
-            self.reject(vec![diag], false);
-            self.count(ins, DiffKind::Rejected);
-            return self.row(
-                ins.as_str(),
-                key.as_str(),
-                DiffKind::Rejected.as_str(),
-                "",
-                "",
-                "",
                 "duplicate SubscriberKey",
             );
         }
         let before = ledger::load_enrollment(self.conn, ins, key)?;
         let is_new = before.as_ref().is_none_or(|b| b.status == Status::Cancelled);
         if is_new && d.base.municipality.is_none() && (ins.is_kokuho() || ins.is_kouki()) {
-            let diag = Diagnostic::new(
-                &*self.file,
-                ErrorCode::Schema,
+            return self.reject_record(
+                &d,
+                "MunicipalityCode",
                 "MunicipalityCode is required for a new 国保/後期 subscriber; the snapshot format does not carry it (pass --municipality)",
-            )
-            .line(d.line)
-            .seq(d.seq)
-            .field("MunicipalityCode");
-            self.reject(vec![diag], false);
-            self.count(ins, DiffKind::Rejected);
-            return self.row(
-                ins.as_str(),
-                key.as_str(),
-                DiffKind::Rejected.as_str(),
-                "",
-                "",
-                "",
                 "MunicipalityCode E_SCHEMA",
             );
         }
