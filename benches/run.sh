@@ -110,7 +110,7 @@ LXML_READ=$(cat "$WORK/out.lxml_dict" 2>/dev/null || true)
 [ "$LXML_READ" = "$RECORDS" ] || echo "WARNING: the lxml script read ${LXML_READ:-nothing} records, not $RECORDS: see $WORK/err.lxml_dict"
 rm -rf "$WORK/l1" "$WORK/l2" "$WORK/l3" "$WORK/ls"
 at l1; measure run_utf8_2threads "$BIN" -v run "${AT[@]}" --threads 2 --inbox "$WORK/xml" --as-of $AS_OF
-at l2; measure run_utf8_1thread "$BIN" run "${AT[@]}" --threads 1 --inbox "$WORK/xml" --as-of $AS_OF
+at l2; measure run_utf8_1thread "$BIN" -v run "${AT[@]}" --threads 1 --inbox "$WORK/xml" --as-of $AS_OF
 at l3; measure run_sjis_2threads "$BIN" run "${AT[@]}" --threads 2 --inbox "$WORK/sjis" --as-of $AS_OF
 # only l1 is needed further on: at 2M each full ledger and outbox takes gigabytes
 rm -rf "$WORK/l2" "$WORK/l3"
@@ -174,11 +174,11 @@ echo "delta on $N / delta on $SMALL subscribers:                     $(ratio rss
 echo "migrate first load, MB ($SGROUPS subscribers):                 $(printf '%.0f' "$(echo "$(cat "$WORK/rss.migrate_first_load") / 1024" | bc -l)")"
 # phases NAME: the phase lines of a `run -v` line's log (time of day, Japan time as logged)
 phases() {
-    grep -E ' INFO (ledger quick_check|read inbox|applied and stored|linkage written|outputs staged|committed|ledger checkpointed|published|ledger closed)' \
+    grep -E ' INFO (ledger quick_check|read inbox|applied and stored|linkage written|outputs staged|committed|first load: ledger put in place|ledger checkpointed|published|ledger closed)' \
         "$WORK/err.$1" | sed -E 's/^[^ ]+T([0-9:.]+)[^ ]* +INFO /  \1 /' || true
 }
 : > "$WORK/phases"
-for p in run_utf8_2threads delta_on_full_ledger delta_on_small_ledger; do
+for p in run_utf8_2threads run_utf8_1thread delta_on_full_ledger delta_on_small_ledger; do
     echo "# phases of $p (run -v)"
     { echo "  $p:"; phases $p; } | tee -a "$WORK/phases" | tail -n +2
 done

@@ -36,7 +36,7 @@ pub use options::{RunOptions, create_private_dir};
 pub use run_id::chain_run_hash;
 pub use run_report::{RunResult, RunStatus};
 pub use staging::PublishFailed;
-pub use transaction::{OutputFailed, Prepared, Session, execute};
+pub use transaction::{LedgerConn, OutputFailed, Prepared, Session, execute};
 
 #[cfg(test)]
 mod tests;

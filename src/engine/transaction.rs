@@ -9,7 +9,7 @@
 //! [`super::interrupt::Interrupted`], so nothing partial is committed or published.
 
 use super::batch::{Batch, BatchOutcome, apply_batch};
-use super::failpoint::{crash_at, wait_at};
+use super::failpoint::{crash_at, failpoint, wait_at};
 use super::inquiry::{self, Inquiries, InquiryFile, InquiryOutput};
 use super::interrupt;
 use super::options::RunOptions;
@@ -37,7 +37,7 @@ pub struct OutputFailed;
 /// options settled on its canonical path, and runs an earlier process left committed but
 /// unpublished published first, its staging and spill leftovers removed (R12).
 pub struct Session {
-    pub conn: Connection,
+    pub conn: LedgerConn,
     /// The options with the ledger at its canonical path and the folders made absolute.
     pub opts: RunOptions,
     /// No ledger was at the path: an empty in-memory one stands in (dry runs only).
@@ -53,8 +53,9 @@ impl Session {
         vet(&led)?;
         let opts = opts.settled(&led.path)?;
         recover(&led.conn, &opts)?;
+        let conn = LedgerConn::first_load_or_in_place(led.conn, &led.path, &opts, led.in_memory)?;
         Ok(Session {
-            conn: led.conn,
+            conn,
             opts,
             in_memory: led.in_memory,
             _lock: led.lock,
@@ -68,6 +69,65 @@ impl Session {
         let t0 = Instant::now();
         drop(self.conn);
         tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "ledger closed");
+    }
+}
+
+/// The connection a run works on: the ledger in place, or, for a first load (a ledger that
+/// holds nothing), a new ledger built aside ([`ledger::aside`]) and put in place just after its
+/// commit. Dereferences to the connection.
+pub struct LedgerConn {
+    // dropped first: the file aside is closed before it is removed
+    conn: Connection,
+    aside: Option<ledger::aside::Aside>,
+}
+
+impl LedgerConn {
+    /// The ledger in place, or a first load aside when the ledger holds nothing and the run
+    /// commits (not a dry run; test hook `NHI_FAILPOINT=no-first-load` turns it off).
+    fn first_load_or_in_place(conn: Connection, path: &Path, opts: &RunOptions, in_memory: bool) -> Result<Self> {
+        if in_memory || opts.dry_run || failpoint("no-first-load") || !ledger::holds_nothing(&conn)? {
+            ledger::aside::remove_leftovers(path);
+            return Ok(LedgerConn { conn, aside: None });
+        }
+        // closed cleanly, SQLite removes its WAL: the rename then pairs the new file with nothing
+        conn.close().map_err(|(_, e)| e)?;
+        match ledger::aside::begin(path)? {
+            Some((conn, aside)) => Ok(LedgerConn {
+                conn,
+                aside: Some(aside),
+            }),
+            None => Ok(LedgerConn {
+                conn: ledger::open(path)?,
+                aside: None,
+            }),
+        }
+    }
+
+    /// After the commit of a first load: the ledger built aside goes in place (fsync, rename)
+    /// and is reopened there. Nothing to do for a ledger in place.
+    fn install(&mut self) -> Result<()> {
+        let Some(aside) = self.aside.take() else { return Ok(()) };
+        let t0 = Instant::now();
+        let built = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
+        self.conn = aside.install(built)?;
+        tracing::info!(
+            elapsed_ms = t0.elapsed().as_millis() as u64,
+            "first load: ledger put in place"
+        );
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for LedgerConn {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for LedgerConn {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 }
 
@@ -86,7 +146,7 @@ pub struct Prepared {
 /// applied: callers record what they applied there, or refuse (an `Err` rolls everything back).
 /// Used by `run` and `migrate`, so both share writers, invariant and atomic publish.
 pub fn execute(
-    conn: &mut Connection,
+    conn: &mut LedgerConn,
     opts: &RunOptions,
     p: Prepared,
     in_tx: &mut dyn FnMut(&Connection, &mut Report) -> Result<()>,
@@ -162,6 +222,11 @@ pub fn execute(
         has_linkage,
     };
     let row = stage_and_commit(tx, opts, &run_id, staged, t0)?;
+    crash_at("first-load-before-install");
+    if let Err(e) = conn.install() {
+        // the ledger in place is still the empty one: what was staged goes at the next start
+        return Err(e.context(OutputFailed));
+    }
     ledger::checkpoint(conn);
     tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "ledger checkpointed");
     crash_at("after-commit");

@@ -5,6 +5,7 @@
 //! all chunks in one transaction; what the publisher needs later sits in [`scratch`] tables.
 //! A lock file next to the database keeps a second run out while one is running.
 
+pub mod aside;
 mod check;
 mod flags;
 mod handoff;
@@ -287,15 +288,8 @@ pub fn discard_unused(path: &Path) -> Result<bool> {
     let _lock = lock(&canon)?;
     {
         let conn = Connection::open_with_flags(&canon, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        let tables: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        for t in tables.iter().filter(|t| !SCHEMA_FILLED_TABLES.contains(&t.as_str())) {
-            let any: bool = conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM \"{t}\")"), [], |r| r.get(0))?;
-            if any {
-                return Ok(false);
-            }
+        if !holds_nothing(&conn)? {
+            return Ok(false);
         }
     }
     std::fs::remove_file(&canon).with_context(|| format!("cannot remove {}", canon.display()))?;
@@ -303,6 +297,22 @@ pub fn discard_unused(path: &Path) -> Result<bool> {
         let mut name = canon.as_os_str().to_owned();
         name.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(name));
+    }
+    Ok(true)
+}
+
+/// The ledger holds no row in any table but the schema's own code tables and the record of its
+/// last whole-file check: nothing was ever applied to it.
+pub fn holds_nothing(conn: &Connection) -> Result<bool> {
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for t in tables.iter().filter(|t| !SCHEMA_FILLED_TABLES.contains(&t.as_str())) {
+        let any: bool = conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM \"{t}\")"), [], |r| r.get(0))?;
+        if any {
+            return Ok(false);
+        }
     }
     Ok(true)
 }
@@ -429,6 +439,20 @@ fn create_new(path: &Path) -> Result<()> {
 
 /// Opens (creating if needed) and migrates the ledger.
 pub fn open(path: &Path) -> Result<Connection> {
+    open_as(path, Journal::Wal)
+}
+
+/// How a ledger file is journaled while open.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Journal {
+    /// The ledger in place: WAL, every commit durable (synchronous=FULL).
+    Wal,
+    /// A first load built aside ([`aside`]): rollback journal in memory (a new file's pages need
+    /// none), no fsync until the file is complete; a crash leaves only a file the rerun removes.
+    Aside,
+}
+
+fn open_as(path: &Path, journal: Journal) -> Result<Connection> {
     if path.as_os_str() == ":memory:" {
         // an in-memory ledger (migrate's dry run against a ledger that does not exist yet)
         let conn = Connection::open_in_memory()?;
@@ -456,8 +480,17 @@ pub fn open(path: &Path) -> Result<Connection> {
         // personal data: owner only
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     }
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    match journal {
+        Journal::Wal => {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+        }
+        Journal::Aside => {
+            conn.pragma_update(None, "journal_mode", "MEMORY")?;
+            conn.pragma_update(None, "synchronous", "OFF")?;
+            conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+        }
+    }
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // every cell of every page read is checked to lie within its page: damage in what a run
     // reads is reported (SQLITE_CORRUPT → exit 3) rather than read (see check.rs)

@@ -32,7 +32,7 @@ use crate::domain::{
 };
 use crate::engine::batch::{Batch, BatchFile};
 use crate::engine::spool::Spool;
-use crate::engine::{Prepared, RunOptions, RunStatus, Session, chain_run_hash, execute};
+use crate::engine::{LedgerConn, Prepared, RunOptions, RunStatus, Session, chain_run_hash, execute};
 use crate::error::Diagnostic;
 use crate::formats::hex;
 use crate::ledger::{self, JournalEvent};
@@ -40,7 +40,6 @@ use crate::report::{Chart, InputEntry, InputStatus, RejectEntry, Report, ReportS
 use anyhow::{Context, Result};
 use diff::{DiffKind, Differ, Loss, loss_list};
 use mapping::Mapping;
-use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -155,7 +154,7 @@ pub fn migrate(o: &MigrateOptions) -> Result<MigrateResult> {
 fn migrate_with(
     o: &MigrateOptions,
     opts: &RunOptions,
-    conn: &mut Connection,
+    conn: &mut LedgerConn,
     sources: &[PathBuf],
     spool: std::fs::File,
     spool_path: &Path,
@@ -569,7 +568,7 @@ fn migration_report(
 fn apply_differences(
     o: &MigrateOptions,
     opts: &RunOptions,
-    conn: &mut Connection,
+    conn: &mut LedgerConn,
     d: Differences,
     report: Report,
     decision: &Decision,
