@@ -313,3 +313,17 @@ fn an_r4_abort_on_a_first_load_commits_nothing_and_leaves_nothing_aside() {
     );
     assert!(files_under(&root.join("outbox")).is_empty(), "nothing published");
 }
+
+#[test]
+fn a_dry_run_against_a_missing_ledger_touches_nothing_beside_it() {
+    let site = Site::new();
+    let root = site.p("site");
+    std::fs::create_dir_all(&root).unwrap();
+    // not this process's: no ledger, so no lock to take
+    let stranger = root.join("ledger.sqlite.first-load-999999");
+    std::fs::write(&stranger, b"someone else's").unwrap();
+    let o = run_in(&root, &samples_inbox(), &["--dry-run", "--unmappable", "replace"], &[]);
+    assert!(matches!(o.status.code(), Some(0 | 1 | 5)), "{}", text(&o));
+    assert!(!root.join("ledger.sqlite").exists(), "a dry run creates no ledger");
+    assert_eq!(std::fs::read(&stranger).unwrap(), b"someone else's");
+}

@@ -16,7 +16,7 @@ use super::options::RunOptions;
 use super::outbox::{LinkageWriter, WrittenSet};
 use super::progress::progress_span;
 use super::run_report::{RunResult, RunStatus, fill_report, note_unmappable, settle_status};
-use super::staging::{Staging, publish, recover};
+use super::staging::{PublishFailed, Staging, publish, recover};
 use crate::domain::Timestamp;
 use crate::formats::linkage::StandardLayout;
 use crate::ledger::{self, LedgerLock};
@@ -85,7 +85,11 @@ impl LedgerConn {
     /// The ledger in place, or a first load aside when the ledger holds nothing and the run
     /// commits (not a dry run; test hook `NHI_FAILPOINT=no-first-load` turns it off).
     fn first_load_or_in_place(conn: Connection, path: &Path, opts: &RunOptions, in_memory: bool) -> Result<Self> {
-        if in_memory || opts.dry_run || failpoint("no-first-load") || !ledger::holds_nothing(&conn)? {
+        if in_memory {
+            // no ledger and no lock: nothing beside the path is this process's to remove
+            return Ok(LedgerConn { conn, aside: None });
+        }
+        if opts.dry_run || failpoint("no-first-load") || !ledger::holds_nothing(&conn)? {
             ledger::aside::remove_leftovers(path);
             return Ok(LedgerConn { conn, aside: None });
         }
@@ -104,12 +108,16 @@ impl LedgerConn {
     }
 
     /// After the commit of a first load: the ledger built aside goes in place (fsync, rename)
-    /// and is reopened there. Nothing to do for a ledger in place.
-    fn install(&mut self) -> Result<()> {
+    /// and is reopened there. Nothing to do for a ledger in place. A failure before the rename
+    /// leaves the empty ledger (nothing committed: [`OutputFailed`]); after it, the run is
+    /// committed and waits to be published ([`PublishFailed`]).
+    fn install(&mut self, row: &ledger::RunRow) -> Result<()> {
         let Some(aside) = self.aside.take() else { return Ok(()) };
         let t0 = Instant::now();
         let built = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
-        self.conn = aside.install(built)?;
+        // the ledger in place is still the empty one: what was staged goes at the next start
+        let target = aside.put_in_place(built).map_err(|e| e.context(OutputFailed))?;
+        self.conn = ledger::open(&target).map_err(|e| e.context(PublishFailed::of(row)))?;
         tracing::info!(
             elapsed_ms = t0.elapsed().as_millis() as u64,
             "first load: ledger put in place"
@@ -223,10 +231,7 @@ pub fn execute(
     };
     let row = stage_and_commit(tx, opts, &run_id, staged, t0)?;
     crash_at("first-load-before-install");
-    if let Err(e) = conn.install() {
-        // the ledger in place is still the empty one: what was staged goes at the next start
-        return Err(e.context(OutputFailed));
-    }
+    conn.install(&row)?;
     ledger::checkpoint(conn);
     tracing::info!(elapsed_ms = t0.elapsed().as_millis() as u64, "ledger checkpointed");
     crash_at("after-commit");

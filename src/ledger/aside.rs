@@ -1,8 +1,8 @@
 //! The first-load path: a run or migration into a ledger that holds nothing builds the new
 //! ledger aside, as `<ledger>.first-load-<pid>` in the ledger's folder, with its rollback journal
 //! in memory (a new file's pages need none) and no fsync while it is built. Once the run's
-//! transaction is committed in it, the file is fsynced once, renamed over the empty ledger (the
-//! folder fsynced too) and reopened in place in WAL mode, to publish.
+//! transaction is committed in it, the file is fsynced once and renamed over the empty ledger
+//! (the folder fsynced too); the run then reopens the ledger in place in WAL mode, to publish.
 //!
 //! Why: in WAL mode a first load writes every page twice (into the WAL, then the checkpoint
 //! copies it into the ledger) and fsyncs both; aside, each page is written once.
@@ -12,7 +12,7 @@
 //! the empty ledger never recorded), and loads again. After the rename, the ledger holds the
 //! committed run, and the rerun publishes it as after any commit.
 
-use super::{Journal, create_new, open, open_as, side_file};
+use super::{Journal, create_new, open_as, side_file};
 use anyhow::{Context, Result};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -73,8 +73,9 @@ pub fn begin(target: &Path) -> Result<Option<(Connection, Aside)>> {
 
 impl Aside {
     /// Closes the ledger built aside (its transaction committed), fsyncs it, renames it over the
-    /// empty ledger, fsyncs the folder, and returns the ledger opened in place (WAL mode).
-    pub fn install(mut self, conn: Connection) -> Result<Connection> {
+    /// empty ledger and fsyncs the folder. An error here leaves the empty ledger in place (and
+    /// the file aside is removed when `self` drops): nothing is committed.
+    pub fn put_in_place(mut self, conn: Connection) -> Result<PathBuf> {
         let what = || format!("cannot put the new ledger {} in place", self.target.display());
         conn.close().map_err(|(_, e)| e).with_context(what)?;
         std::fs::File::open(&self.built)
@@ -87,7 +88,7 @@ impl Aside {
         if let Ok(d) = std::fs::File::open(self.target.parent().unwrap_or(Path::new("."))) {
             d.sync_all().ok();
         }
-        open(&self.target)
+        Ok(self.target.clone())
     }
 }
 
