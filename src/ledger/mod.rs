@@ -3,7 +3,8 @@
 //! A run reads what it needs by key (indexed lookups only, so a nightly delta touches just the
 //! subscribers it names), computes a chunk of subscribers in memory, writes it back, and commits
 //! all chunks in one transaction; what the publisher needs later sits in [`scratch`] tables.
-//! A lock file next to the database keeps a second run out while one is running.
+//! A lock file next to the database keeps a second run out while one is running. A first load
+//! (a ledger that holds nothing) is built beside it and renamed into place ([`aside`]).
 
 pub mod aside;
 mod check;
