@@ -11,15 +11,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// A logical dump of a ledger: its schema (every table, index and view as SQLite stores it), its
 /// user_version, and every row of every table in a fixed order, the wall-clock time of the last
 /// whole-file check masked.
@@ -216,29 +207,24 @@ fn first_load_of_the_samples_holds_what_the_normal_path_holds() {
     assert_same_as_normal_path(&samples_inbox(), &[]);
 }
 
+/// `generate` of `n` subscribers (a fifth of them flagged) into a folder of `site`.
+fn generated(site: &Site, n: u32, seed: &str, format: &str, encoding: &str) -> PathBuf {
+    let inbox = site.p("gen");
+    let flags = ["--format", format, "--encoding", encoding, "--flagged-ratio", "0.2"];
+    generate(n, seed, &flags, &inbox);
+    inbox
+}
+
 #[test]
 fn first_load_of_generated_csv_in_shift_jis_holds_what_the_normal_path_holds() {
     let site = Site::new();
-    let inbox = site.p("gen");
-    generate(
-        400,
-        "11",
-        &["--format", "csv", "--encoding", "shift_jis", "--flagged-ratio", "0.2"],
-        &inbox,
-    );
-    assert_same_as_normal_path(&inbox, &[]);
+    assert_same_as_normal_path(&generated(&site, 400, "11", "csv", "shift_jis"), &[]);
 }
 
 #[test]
 fn first_load_of_generated_xml_in_chunks_holds_what_the_normal_path_holds() {
     let site = Site::new();
-    let inbox = site.p("gen");
-    generate(
-        300,
-        "12",
-        &["--format", "xml", "--encoding", "utf-8", "--flagged-ratio", "0.2"],
-        &inbox,
-    );
+    let inbox = generated(&site, 300, "12", "xml", "utf-8");
     // applied chunk by chunk: the file aside is read back while it is built
     assert_same_as_normal_path(&inbox, &["--chunk-records", "200", "--threads", "2"]);
 }

@@ -32,6 +32,16 @@ pub fn generate(subscribers: u32, seed: &str, extra: &[&str], out: &Path) -> Str
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// A finished command's exit status and both output streams, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 pub fn my_number(body: u64) -> String {
     let b = format!("{body:011}");
     format!("{b}{}", ids::individual_number_check_digit(b.as_bytes()))
