@@ -313,3 +313,24 @@ fn a_dry_run_against_a_missing_ledger_touches_nothing_beside_it() {
     assert!(!root.join("ledger.sqlite").exists(), "a dry run creates no ledger");
     assert_eq!(std::fs::read(&stranger).unwrap(), b"someone else's");
 }
+
+#[test]
+fn only_what_a_first_load_leaves_is_removed_beside_the_ledger() {
+    let site = Site::new();
+    let root = site.p("site");
+    std::fs::create_dir_all(&root).unwrap();
+    // a neighbour's ledger whose name merely begins like a leftover, and a real leftover
+    let neighbour = root.join("ledger.sqlite.first-load-2.sqlite");
+    std::fs::write(&neighbour, b"a neighbour's ledger").unwrap();
+    let leftover = root.join("ledger.sqlite.first-load-4242");
+    std::fs::write(&leftover, b"left by a crash").unwrap();
+    let o = run_in(
+        &root,
+        &samples_inbox(),
+        &["--init-ledger", "--unmappable", "replace"],
+        &[],
+    );
+    assert!(matches!(o.status.code(), Some(0 | 1 | 5)), "{}", text(&o));
+    assert!(!leftover.exists(), "the leftover is removed");
+    assert_eq!(std::fs::read(&neighbour).unwrap(), b"a neighbour's ledger");
+}

@@ -17,12 +17,12 @@ use anyhow::{Context, Result};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 
-/// A new ledger being built aside, removed when dropped before [`Aside::install`].
+/// A new ledger being built aside, removed when dropped before [`Aside::put_in_place`].
 #[derive(Debug)]
 pub struct Aside {
     built: PathBuf,
     target: PathBuf,
-    installed: bool,
+    in_place: bool,
 }
 
 /// What a file built aside for the ledger `<name>` is called: `<name>.first-load-<pid>`.
@@ -35,15 +35,19 @@ fn prefix(target: &Path) -> String {
 }
 
 /// Removes what an earlier first load of the ledger at `target` left aside (a crash before its
-/// rename). Call under the ledger's lock.
+/// rename): files named exactly `<name>.first-load-<digits>`, nothing else. Call under the
+/// ledger's lock.
 pub fn remove_leftovers(target: &Path) {
     let dir = target.parent().unwrap_or(Path::new("."));
     let prefix = prefix(target);
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&prefix) && std::fs::remove_file(e.path()).is_ok() {
-                tracing::warn!(file = %e.file_name().to_string_lossy(), "removed a first load left aside by an interrupted run");
-            }
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let left = name
+            .strip_prefix(&prefix)
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        if left && e.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(e.path()).is_ok() {
+            tracing::warn!(file = %name, "removed a first load left aside by an interrupted run");
         }
     }
 }
@@ -63,7 +67,7 @@ pub fn begin(target: &Path) -> Result<Option<(Connection, Aside)>> {
     let aside = Aside {
         built,
         target: target.to_path_buf(),
-        installed: false,
+        in_place: false,
     };
     let conn = open_as(&aside.built, Journal::Aside)
         .with_context(|| format!("cannot build the new ledger aside at {}", aside.built.display()))?;
@@ -84,7 +88,7 @@ impl Aside {
         // the empty ledger's shared-memory index would describe another file
         let _ = std::fs::remove_file(side_file(&self.target, "-shm"));
         std::fs::rename(&self.built, &self.target).with_context(what)?;
-        self.installed = true;
+        self.in_place = true;
         if let Ok(d) = std::fs::File::open(self.target.parent().unwrap_or(Path::new("."))) {
             d.sync_all().ok();
         }
@@ -94,7 +98,7 @@ impl Aside {
 
 impl Drop for Aside {
     fn drop(&mut self) {
-        if !self.installed {
+        if !self.in_place {
             let _ = std::fs::remove_file(&self.built);
         }
     }
