@@ -1593,3 +1593,85 @@ fn model_regression_quiet_night_publishes_nothing() {
     };
     replay(case);
 }
+
+/// Model seed 73 (session 8): the union registers a member twice in one file (03 on the 27th,
+/// 01 on the 8th under the member's My Number) and cancels the registration in a later file of
+/// the same night, while two 国保 hand-offs of the member (one with 自己情報提供不可) arrived
+/// earlier that night.
+#[test]
+fn model_regression_seed73_registration_cancelled_after_two_handoffs() {
+    let handoff = |src, self_info| Rec::Handoff {
+        p: 2,
+        src,
+        self_info,
+        nd: false,
+        auto: false,
+        t: 0,
+        mn: false,
+    };
+    let case = Case {
+        persons: 3,
+        nights: 2,
+        files: vec![
+            File {
+                recs: vec![handoff(At::KokuhoB, 0), handoff(At::KokuhoA, 1)],
+                night: 0,
+                day: 1,
+                bad: None,
+                csv: false,
+                sjis: false,
+                resend: None,
+            },
+            File {
+                recs: vec![Rec::Cancel {
+                    p: 2,
+                    at: At::Kouki,
+                    day: 15,
+                }],
+                night: 0,
+                day: 23,
+                bad: None,
+                csv: false,
+                sjis: true,
+                resend: None,
+            },
+            File {
+                recs: vec![
+                    Rec::Acq {
+                        p: 2,
+                        at: At::Kouki,
+                        day: 27,
+                        q: 0,
+                        reason: "03",
+                        weird: false,
+                        mn: false,
+                    },
+                    Rec::Acq {
+                        p: 2,
+                        at: At::Kouki,
+                        day: 8,
+                        q: 2,
+                        reason: "01",
+                        weird: false,
+                        mn: true,
+                    },
+                    Rec::Cancel {
+                        p: 0,
+                        at: At::Kouki,
+                        day: 1,
+                    },
+                ],
+                night: 0,
+                day: 10,
+                bad: None,
+                csv: true,
+                sjis: true,
+                resend: None,
+            },
+        ],
+        out_csv: true,
+        out_sjis: true,
+        replace: true,
+    };
+    replay(case);
+}

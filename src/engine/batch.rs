@@ -508,15 +508,25 @@ impl Applier<'_> {
                 ));
         }
         if let Some(c) = &o.ambiguous {
-            let lacks = o.after.as_ref().is_some_and(|e| !e.has_protective_flag());
-            // a flagged candidate: the writer withholds the registration and says so
-            if !(r.any_flagged && lacks) {
-                self.review.push(ReviewItem::new(
-                    k,
-                    c.clone(),
-                    "several possible 国保 enrollments: no carry",
-                    false,
-                ));
+            let after = o.after.as_ref();
+            let unprotected = r.any_flagged && after.is_some_and(|e| !e.has_protective_flag());
+            // a registration that is still a transition 資格取得 after the run: the writer
+            // withholds it (engine::hold) and says so. One the run went on to cancel and acquire
+            // again under another reason is not withheld: it is listed here, or a flagged
+            // candidate's protection would be missing in silence
+            let withheld_by_writer = unprotected
+                && after.is_some_and(|e| {
+                    e.status != Status::Cancelled
+                        && e.current_period()
+                            .is_some_and(|p| p.reason_of_qualification.is_transition())
+                });
+            if !withheld_by_writer {
+                let why = if unprotected {
+                    "several possible 国保 enrollments, one of them flagged, and the registration was then cancelled or acquired again under another reason: no carry; confirm the person's flags with the 国保 side (R3)"
+                } else {
+                    "several possible 国保 enrollments: no carry"
+                };
+                self.review.push(ReviewItem::new(k, c.clone(), why, unprotected));
             }
         }
     }
