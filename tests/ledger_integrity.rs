@@ -79,19 +79,7 @@ fn a_flipped_flag_type_is_found_before_anything_is_published() {
         assert!(String::from_utf8_lossy(&o.stdout).contains(&key(1)));
 
         // the next night touches her: the run stops, nothing is published
-        std::fs::remove_dir_all(site.inbox()).unwrap();
-        let mut upd = keys_change("2", "20261120", KOKUHO, &key(1));
-        upd.insert("PostNumber", "1600022".into());
-        write_file(
-            &site.inbox(),
-            "SubscriberChange_2",
-            FileKind::SubscriberChange,
-            &f,
-            KOKUHO,
-            "K-2",
-            "20261120230000",
-            &[upd],
-        );
+        next_night_touches_her(&site, &f);
         let before = site.outbox_files();
         let o = site.run(&["--as-of", "20261121"]);
         assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
@@ -120,6 +108,23 @@ fn flip_root_page_byte(ledger: &std::path::Path, table: &str) {
     bytes[at] ^= 0xFF;
     std::fs::write(ledger, &bytes).unwrap();
     assert!(!ledger.with_extension("sqlite-wal").exists());
+}
+
+/// The next night's inbox: one update (a new post number) of the flagged member, key 1.
+fn next_night_touches_her(site: &Site, f: &Files) {
+    std::fs::remove_dir_all(site.inbox()).unwrap();
+    let mut upd = keys_change("2", "20261120", KOKUHO, &key(1));
+    upd.insert("PostNumber", "1600022".into());
+    write_file(
+        &site.inbox(),
+        "SubscriberChange_2",
+        FileKind::SubscriberChange,
+        f,
+        KOKUHO,
+        "K-2",
+        "20261120230000",
+        &[upd],
+    );
 }
 
 fn empty_inbox(site: &Site) {
@@ -153,19 +158,7 @@ fn a_flipped_byte_in_a_page_the_run_reads_stops_it() {
     assert!(site.run(&[]).status.success());
     let ledger = site.p("ledger.sqlite");
     flip_root_page_byte(&ledger, "enrollment");
-    std::fs::remove_dir_all(site.inbox()).unwrap();
-    let mut upd = keys_change("2", "20261120", KOKUHO, &key(1));
-    upd.insert("PostNumber", "1600022".into());
-    write_file(
-        &site.inbox(),
-        "SubscriberChange_2",
-        FileKind::SubscriberChange,
-        &f,
-        KOKUHO,
-        "K-2",
-        "20261120230000",
-        &[upd],
-    );
+    next_night_touches_her(&site, &f);
     let before = site.outbox_files();
     let o = site.run(&["-v", "--as-of", "20261121"]);
     assert_damaged_and_nothing_published(&site, &o, &before);

@@ -59,19 +59,20 @@ pub fn answered_inquiries(conn: &Connection) -> Result<Vec<OpenInquiry>> {
     inquiries_in(conn, InquiryStatus::Answered)
 }
 
+/// An [`OpenInquiry`] from a row whose first two columns are insurer and subscriber key.
+fn inquiry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OpenInquiry> {
+    Ok(OpenInquiry {
+        insurer: r.get(0)?,
+        subscriber_key: r.get(1)?,
+    })
+}
+
 fn inquiries_in(conn: &Connection, status: InquiryStatus) -> Result<Vec<OpenInquiry>> {
     let mut st = conn.prepare_cached(
         "SELECT insurer, subscriber_key FROM inquiry WHERE status = ?1
          ORDER BY insurer, subscriber_key",
     )?;
-    let rows = st
-        .query_map([status], |r| {
-            Ok(OpenInquiry {
-                insurer: r.get(0)?,
-                subscriber_key: r.get(1)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let rows = st.query_map([status], inquiry_row)?.collect::<rusqlite::Result<_>>()?;
     Ok(rows)
 }
 
@@ -128,14 +129,7 @@ pub fn handoff_matched_uninquired(conn: &Connection) -> Result<Vec<OpenInquiry>>
                            WHERE q.insurer = h.matched_insurer AND q.subscriber_key = h.matched_key)
          ORDER BY h.matched_insurer, h.matched_key",
     )?;
-    let rows = st
-        .query_map([], |r| {
-            Ok(OpenInquiry {
-                insurer: r.get(0)?,
-                subscriber_key: r.get(1)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let rows = st.query_map([], inquiry_row)?.collect::<rusqlite::Result<_>>()?;
     Ok(rows)
 }
 
